@@ -1,0 +1,164 @@
+# olmoe-routing: `make` builds every command into bin/ (CUDA parts when nvcc is
+# found), `make test` runs the CPU suite, `make asan-test` the same under
+# AddressSanitizer/UBSan, `make test-gpu` the GPU checks, `make demo` the main job
+# on the bundled model, `make install PREFIX=...` binaries and man pages.
+#
+# Layout: each directory builds a static library from its .c files and one
+# command per main_<name>.c (bin/olmoe-<name>). analyze/policy*.c is its own
+# library (the routing policies sit below the model engine; see DESIGN.md §3).
+
+CC ?= cc
+OPT ?= -O2
+CFLAGS ?= -g $(OPT)
+CSTD := -std=c17 -D_GNU_SOURCE
+WARN := -Wall -Wextra -Werror
+BUILD ?= build
+BIN ?= bin
+PREFIX ?= /usr/local
+CUDA_ARCH ?= -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90,code=sm_90
+SANITIZE ?=
+
+# ---- dependencies (Debian packages: see .ci/install-deps) ----
+HDF5_CFLAGS := $(shell pkg-config --cflags hdf5 2>/dev/null)
+HDF5_LIBS_L := $(shell pkg-config --libs-only-L hdf5 2>/dev/null)
+DEP_CFLAGS := $(HDF5_CFLAGS) $(shell pkg-config --cflags gsl jansson libpcre2-8 libutf8proc 2>/dev/null)
+OPENBLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+# STATIC_DEPS=1 links everything but HDF5, libc and CUDA statically, so a binary
+# built here runs on the GPU machine, which has HDF5 and no GSL.
+ifeq ($(STATIC_DEPS),1)
+DEP_LIBS := $(HDF5_LIBS_L) -lhdf5_hl -lhdf5 -Wl,-Bstatic -lgsl $(OPENBLAS_LIBS) -ljansson \
+            -lpcre2-8 -lutf8proc -lxxhash -Wl,-Bdynamic -lgfortran -lm -lpthread
+else
+DEP_LIBS := $(HDF5_LIBS_L) -lhdf5_hl -lhdf5 -lgsl $(OPENBLAS_LIBS) -ljansson -lpcre2-8 \
+            -lutf8proc -lxxhash -lm -lpthread
+endif
+
+ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) $(SANITIZE) $(DEP_CFLAGS) -MMD -MP \
+             -Icommon -Itraces -Ikde -Ianalyze -Icapture -Iplot
+
+# ---- CUDA, only when nvcc is on the PATH (NO_CUDA=1 forces it off) ----
+NVCC := $(if $(NO_CUDA),,$(shell command -v nvcc 2>/dev/null))
+CU_SRC := $(if $(NVCC),$(wildcard capture/*.cu analyze/*.cu),)
+ifneq ($(CU_SRC),)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+NVCC_FLAGS ?= -O2 -g $(CUDA_ARCH) -std=c++17 -Xcompiler -Wall,-Wextra,-Werror \
+              -Icommon -Itraces -Ikde -Ianalyze -Icapture $(HDF5_CFLAGS)
+ALL_CFLAGS += -DOLMOE_HAVE_CUDA -I$(CUDA_HOME)/include
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++ -ldl -lrt
+endif
+
+# ---- libraries and commands ----
+MAINS := $(wildcard */main_*.c)
+lib_src = $(filter-out $(MAINS),$(1))
+COMMON_SRC := $(call lib_src,$(wildcard common/*.c))
+TRACES_SRC := $(call lib_src,$(wildcard traces/*.c))
+KDE_SRC := $(call lib_src,$(wildcard kde/*.c))
+POLICY_SRC := $(call lib_src,$(wildcard analyze/policy*.c))
+CAPTURE_SRC := $(call lib_src,$(wildcard capture/*.c))
+ANALYZE_SRC := $(filter-out $(POLICY_SRC),$(call lib_src,$(wildcard analyze/*.c)))
+PLOT_SRC := $(call lib_src,$(wildcard plot/*.c))
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+# link order: dependents first
+LIBNAMES := plot analyze capture policy kde traces common
+LIB_plot := $(PLOT_SRC)
+LIB_analyze := $(ANALYZE_SRC)
+LIB_capture := $(CAPTURE_SRC)
+LIB_policy := $(POLICY_SRC)
+LIB_kde := $(KDE_SRC)
+LIB_traces := $(TRACES_SRC)
+LIB_common := $(COMMON_SRC)
+LIBS := $(foreach l,$(LIBNAMES),$(if $(LIB_$(l)),$(BUILD)/lib$(l).a))
+CU_OBJ := $(patsubst %.cu,$(BUILD)/%.cu.o,$(CU_SRC))
+CUDA_LIB := $(if $(CU_OBJ),$(BUILD)/libcuda_engine.a)
+LINK_LIBS = $(filter-out $(BUILD)/libpolicy.a $(BUILD)/libkde.a $(BUILD)/libtraces.a $(BUILD)/libcommon.a,$(LIBS)) \
+            $(CUDA_LIB) $(filter $(BUILD)/libpolicy.a $(BUILD)/libkde.a $(BUILD)/libtraces.a $(BUILD)/libcommon.a,$(LIBS))
+
+CMDS := $(patsubst main_%,$(BIN)/olmoe-%,$(basename $(notdir $(MAINS))))
+
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+GPU_TEST_SRC := $(if $(NVCC),$(wildcard tests/gpu/test_*.c),)
+GPU_TEST_BINS := $(patsubst tests/gpu/%.c,$(BUILD)/tests/gpu/%,$(GPU_TEST_SRC))
+
+.PHONY: all test asan-test test-gpu install demo deps data clean fuzz
+all: $(CMDS) $(TEST_BINS)
+	@echo "built: $(notdir $(CMDS))$(if $(NVCC), (with CUDA: $(NVCC)), (no nvcc found: CPU only))"
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -DOLMOE_HAVE_CUDA -c $< -o $@
+
+define LIB_RULE
+$(BUILD)/lib$(1).a: $(call obj,$(LIB_$(1)))
+	@mkdir -p $$(dir $$@)
+	rm -f $$@ && ar rcs $$@ $$^
+endef
+$(foreach l,$(LIBNAMES),$(eval $(call LIB_RULE,$(l))))
+
+$(BUILD)/libcuda_engine.a: $(CU_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BIN)/olmoe-%: $(BUILD)/capture/main_%.o $(LIBS) $(CUDA_LIB)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) $(SANITIZE) $< $(LINK_LIBS) $(DEP_LIBS) $(CUDA_LIBS) -o $@
+$(BIN)/olmoe-%: $(BUILD)/traces/main_%.o $(LIBS) $(CUDA_LIB)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) $(SANITIZE) $< $(LINK_LIBS) $(DEP_LIBS) $(CUDA_LIBS) -o $@
+$(BIN)/olmoe-%: $(BUILD)/kde/main_%.o $(LIBS) $(CUDA_LIB)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) $(SANITIZE) $< $(LINK_LIBS) $(DEP_LIBS) $(CUDA_LIBS) -o $@
+$(BIN)/olmoe-%: $(BUILD)/analyze/main_%.o $(LIBS) $(CUDA_LIB)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) $(SANITIZE) $< $(LINK_LIBS) $(DEP_LIBS) $(CUDA_LIBS) -o $@
+$(BIN)/olmoe-%: $(BUILD)/plot/main_%.o $(LIBS) $(CUDA_LIB)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) $(SANITIZE) $< $(LINK_LIBS) $(DEP_LIBS) $(CUDA_LIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c tests/check.h $(LIBS) $(CUDA_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests $< $(LINK_LIBS) $(DEP_LIBS) $(CUDA_LIBS) -o $@
+
+# ---- tests ----
+# tests/run prints one line per check and ends with "N passed, N failed".
+test: $(CMDS) $(TEST_BINS)
+	@OLMOE_BIN=$(abspath $(BIN)) OLMOE_TESTBIN=$(abspath $(BUILD)/tests) sh tests/run
+
+asan-test:
+	$(MAKE) BUILD=build-asan BIN=bin-asan OPT=-O1 NO_CUDA=1 \
+	  SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
+
+test-gpu: $(CMDS) $(GPU_TEST_BINS)
+	@if [ -z "$(NVCC)" ]; then echo "test-gpu: nvcc not found, nothing to run"; exit 1; fi
+	@OLMOE_BIN=$(abspath $(BIN)) OLMOE_TESTBIN=$(abspath $(BUILD)/tests/gpu) sh tests/run gpu
+
+$(BUILD)/tests/gpu/%: tests/gpu/%.c tests/check.h $(LIBS) $(CUDA_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests $< $(LINK_LIBS) $(DEP_LIBS) $(CUDA_LIBS) -o $@
+
+# ---- the main job on the bundled model ----
+DEMO_MODEL ?= models/olmoe-brown
+DEMO_OUT ?= demo-out
+demo: $(CMDS)
+	@sh plot/demo.sh "$(DEMO_MODEL)" "$(DEMO_OUT)" "$(abspath $(BIN))"
+
+deps:
+	@sh .ci/install-deps
+
+data:
+	@sh data/make-data.sh
+
+install: $(CMDS)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 755 $(CMDS) $(DESTDIR)$(PREFIX)/bin
+	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 644 $(wildcard man/*.5) $(DESTDIR)$(PREFIX)/share/man/man5
+
+clean:
+	rm -rf build build-asan bin bin-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,177 @@
+/* common.c: fatal errors, library error messages, checked allocation and
+ * number parsing. Everything here is process-wide and tiny on purpose. */
+#include "common.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *prog_name = "olmoe";
+int olmoe_quiet = 0;
+
+void olmoe_set_prog(const char *argv0) {
+    const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
+    prog_name = slash ? slash + 1 : (argv0 ? argv0 : "olmoe");
+}
+
+const char *olmoe_prog(void) { return prog_name; }
+
+static void vreport(const char *kind, const char *fmt, va_list ap) {
+    fflush(stdout);
+    if (kind)
+        fprintf(stderr, "%s: %s: ", prog_name, kind);
+    else
+        fprintf(stderr, "%s: ", prog_name);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+void olmoe_cleanup_run(void); /* atomic_out.c */
+
+void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vreport("fatal", fmt, ap);
+    va_end(ap);
+    olmoe_cleanup_run();
+    exit(OLMOE_EXIT_FATAL);
+}
+
+void die_usage(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vreport("usage", fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "try '%s --help'\n", prog_name);
+    olmoe_cleanup_run();
+    exit(OLMOE_EXIT_USAGE);
+}
+
+void warnf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vreport("warning", fmt, ap);
+    va_end(ap);
+}
+
+void notef(const char *fmt, ...) {
+    if (olmoe_quiet) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(NULL, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- library errors ---- */
+
+static _Thread_local char err_buf[1024];
+
+int olmoe_errorf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err_buf, sizeof err_buf, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+const char *olmoe_error(void) { return err_buf[0] ? err_buf : "unknown error"; }
+
+int olmoe_error_prefix(const char *fmt, ...) {
+    char head[512], old[sizeof err_buf];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(head, sizeof head, fmt, ap);
+    va_end(ap);
+    memcpy(old, err_buf, sizeof old);
+    /* head, ": ", old, truncated to the buffer (long messages lose their tail) */
+    size_t n = 0, cap = sizeof err_buf - 1;
+    const char *parts[3] = {head, ": ", old};
+    for (int i = 0; i < 3 && n < cap; i++) {
+        size_t m = strlen(parts[i]);
+        if (m > cap - n) m = cap - n;
+        memcpy(err_buf + n, parts[i], m);
+        n += m;
+    }
+    err_buf[n] = '\0';
+    return -1;
+}
+
+/* ---- allocation ---- */
+
+void *olmoe_xmalloc(size_t n, const char *file, int line) {
+    void *p = malloc(n ? n : 1);
+    if (!p) die("out of memory allocating %zu bytes at %s:%d", n, file, line);
+    return p;
+}
+
+void *olmoe_xcalloc(size_t n, size_t size, const char *file, int line) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) die("out of memory allocating %zu x %zu bytes at %s:%d", n, size, file, line);
+    return p;
+}
+
+void *olmoe_xrealloc(void *p, size_t n, const char *file, int line) {
+    void *q = realloc(p, n ? n : 1);
+    if (!q) die("out of memory reallocating %zu bytes at %s:%d", n, file, line);
+    return q;
+}
+
+char *olmoe_xstrdup(const char *s, const char *file, int line) {
+    size_t n = strlen(s) + 1;
+    char *p = olmoe_xmalloc(n, file, line);
+    memcpy(p, s, n);
+    return p;
+}
+
+size_t olmoe_mul(size_t n, size_t size, const char *file, int line) {
+    if (size && n > SIZE_MAX / size) die("size overflow (%zu x %zu) at %s:%d", n, size, file, line);
+    return n * size;
+}
+
+/* ---- numbers ---- */
+
+int olmoe_parse_long(const char *s, long lo, long hi, long *out) {
+    if (!s || !*s) return olmoe_errorf("empty number");
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno == ERANGE || *end != '\0' || end == s) return olmoe_errorf("'%s' is not an integer", s);
+    if (v < lo || v > hi) return olmoe_errorf("%ld is out of range [%ld, %ld]", v, lo, hi);
+    *out = v;
+    return 0;
+}
+
+int olmoe_parse_double(const char *s, double *out) {
+    if (!s || !*s) return olmoe_errorf("empty number");
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno == ERANGE || *end != '\0' || end == s || !isfinite(v))
+        return olmoe_errorf("'%s' is not a finite number", s);
+    *out = v;
+    return 0;
+}
+
+/* ---- argv ---- */
+
+char *olmoe_join_argv(int argc, char **argv) {
+    size_t n = 1;
+    for (int i = 0; i < argc; i++) n += strlen(argv[i]) + 3;
+    char *s = xmalloc(n), *p = s;
+    for (int i = 0; i < argc; i++) {
+        int quote = strpbrk(argv[i], " \t'\"") != NULL || !argv[i][0];
+        p += sprintf(p, "%s%s%s%s", i ? " " : "", quote ? "'" : "", argv[i], quote ? "'" : "");
+    }
+    *p = '\0';
+    return s;
+}
+
+const char *olmoe_fmt_bytes(double bytes, char *buf, size_t n) {
+    const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (bytes >= 1024 && u < 4) bytes /= 1024, u++;
+    snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", bytes, unit[u]);
+    return buf;
+}

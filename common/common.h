@@ -1,0 +1,116 @@
+/* common.h: what every olmoe-routing library and command shares.
+ *
+ *   olmoe_set_prog(argv[0]);            // once, first thing in main()
+ *   float *x = xmalloc(n * sizeof *x);  // dies with file:line on failure
+ *   if (olmoe_load_something(...) != 0) // libraries never exit: they
+ *       die("%s", olmoe_error());       // set a message and return -1
+ *
+ * Messages follow git: "olmoe-capture: fatal: model.safetensors: tensor 'x' ...",
+ * lower case, no full stop. die() exits 128, usage errors exit 129. Temporary
+ * outputs registered with olmoe_cleanup_add() are removed by die() and on
+ * SIGINT/SIGTERM, so a failed command leaves nothing behind.
+ */
+#ifndef OLMOE_COMMON_H
+#define OLMOE_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define OLMOE_VERSION "0.1.0"
+
+#if defined(__GNUC__)
+#define OLMOE_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define OLMOE_NORETURN __attribute__((noreturn))
+#else
+#define OLMOE_PRINTF(a, b)
+#define OLMOE_NORETURN
+#endif
+
+#define OLMOE_EXIT_FATAL 128
+#define OLMOE_EXIT_USAGE 129
+
+/* ---- program name and fatal errors ---- */
+void olmoe_set_prog(const char *argv0);
+const char *olmoe_prog(void);
+void die(const char *fmt, ...) OLMOE_PRINTF(1, 2) OLMOE_NORETURN;
+void die_usage(const char *fmt, ...) OLMOE_PRINTF(1, 2) OLMOE_NORETURN;
+void warnf(const char *fmt, ...) OLMOE_PRINTF(1, 2);
+/* verbose notes on stderr ("olmoe-capture: ..."), silenced by olmoe_quiet = 1 */
+extern int olmoe_quiet;
+void notef(const char *fmt, ...) OLMOE_PRINTF(1, 2);
+
+/* ---- library errors: set a thread-local message, return -1 ---- */
+int olmoe_errorf(const char *fmt, ...) OLMOE_PRINTF(1, 2);
+const char *olmoe_error(void);
+/* prefix the current message: "ctx: old message" (returns -1) */
+int olmoe_error_prefix(const char *fmt, ...) OLMOE_PRINTF(1, 2);
+
+/* ---- checked allocation: dies naming file:line ---- */
+void *olmoe_xmalloc(size_t n, const char *file, int line);
+void *olmoe_xcalloc(size_t n, size_t size, const char *file, int line);
+void *olmoe_xrealloc(void *p, size_t n, const char *file, int line);
+char *olmoe_xstrdup(const char *s, const char *file, int line);
+#define xmalloc(n) olmoe_xmalloc((n), __FILE__, __LINE__)
+#define xcalloc(n, s) olmoe_xcalloc((n), (s), __FILE__, __LINE__)
+#define xrealloc(p, n) olmoe_xrealloc((p), (n), __FILE__, __LINE__)
+#define xstrdup(s) olmoe_xstrdup((s), __FILE__, __LINE__)
+/* n * size, dying on overflow */
+size_t olmoe_mul(size_t n, size_t size, const char *file, int line);
+#define xmul(n, s) olmoe_mul((n), (s), __FILE__, __LINE__)
+
+/* ---- checked number parsing (never atoi): 0 on success, -1 + message ---- */
+int olmoe_parse_long(const char *s, long lo, long hi, long *out);
+int olmoe_parse_double(const char *s, double *out);
+
+/* ---- files ---- */
+/* whole file into memory, NUL-terminated; caller frees */
+int olmoe_read_file(const char *path, char **data, size_t *len);
+int olmoe_file_exists(const char *path);
+/* path joining into a fresh string */
+char *olmoe_path_join(const char *dir, const char *name);
+
+/* Outputs are written under "<final>.partial" and renamed when complete.
+ * olmoe_out_begin refuses an existing final name unless force, removes a stale
+ * partial, and registers the partial for cleanup; olmoe_out_commit fsyncs and
+ * renames it into place. */
+typedef struct {
+    char *final; /* the name the user asked for */
+    char *tmp;   /* where it is written until commit */
+} olmoe_out;
+int olmoe_out_begin(olmoe_out *o, const char *final, int force);
+int olmoe_out_commit(olmoe_out *o);
+void olmoe_out_abort(olmoe_out *o);
+/* remove these paths in die() and on SIGINT/SIGTERM */
+void olmoe_cleanup_add(const char *path);
+void olmoe_cleanup_remove(const char *path);
+int olmoe_fsync_path(const char *path);
+
+/* ---- checksums (XXH3-128, hex, 33 bytes with NUL) ---- */
+typedef struct { char hex[33]; } olmoe_hash;
+void olmoe_hash_bytes(const void *data, size_t n, olmoe_hash *out);
+/* streaming: begin, feed any number of pieces, end */
+typedef struct olmoe_hasher olmoe_hasher;
+olmoe_hasher *olmoe_hasher_new(void);
+void olmoe_hasher_feed(olmoe_hasher *h, const void *data, size_t n);
+void olmoe_hasher_end(olmoe_hasher *h, olmoe_hash *out); /* frees h */
+
+/* ---- time and progress ---- */
+double olmoe_now(void); /* monotonic seconds */
+typedef struct {
+    const char *what; /* "tokens" */
+    double total, done, t0, last;
+    int enabled;
+} olmoe_progress;
+void olmoe_progress_begin(olmoe_progress *p, const char *what, double total);
+void olmoe_progress_step(olmoe_progress *p, double done);
+void olmoe_progress_end(olmoe_progress *p);
+
+/* ---- the command line as one string (for provenance attributes) ---- */
+char *olmoe_join_argv(int argc, char **argv);
+
+/* ---- number formatting ---- */
+/* bytes as "123.4 MiB" into buf */
+const char *olmoe_fmt_bytes(double bytes, char *buf, size_t n);
+
+#endif

@@ -1,0 +1,163 @@
+/* files.c: reading whole files, path helpers, and outputs that appear under
+ * their final name only when complete (write to "<name>.partial", fsync,
+ * rename). Paths registered for cleanup are unlinked by die() and by
+ * SIGINT/SIGTERM, so an interrupted command leaves no half-written output. */
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int olmoe_read_file(const char *path, char **data, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return olmoe_errorf("%s: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = xmalloc(cap);
+    for (;;) {
+        if (n + 1 >= cap) buf = xrealloc(buf, cap *= 2);
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return olmoe_errorf("%s: read error", path);
+    }
+    buf[n] = '\0';
+    *data = buf;
+    if (len) *len = n;
+    return 0;
+}
+
+int olmoe_file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+char *olmoe_path_join(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    char *s = xmalloc(a + b + 2);
+    memcpy(s, dir, a);
+    size_t at = a;
+    if (a && dir[a - 1] != '/') s[at++] = '/';
+    memcpy(s + at, name, b + 1);
+    return s;
+}
+
+/* ---- cleanup registry ---- */
+
+#define MAX_CLEANUP 16
+static char *cleanup_paths[MAX_CLEANUP];
+static volatile sig_atomic_t handlers_installed;
+
+void olmoe_cleanup_run(void) {
+    for (int i = 0; i < MAX_CLEANUP; i++)
+        if (cleanup_paths[i]) unlink(cleanup_paths[i]);
+}
+
+static void on_signal(int sig) {
+    /* unlink is async-signal-safe; the strings are never freed while registered */
+    for (int i = 0; i < MAX_CLEANUP; i++)
+        if (cleanup_paths[i]) unlink(cleanup_paths[i]);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void olmoe_cleanup_add(const char *path) {
+    if (!handlers_installed) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+        /* SIGINT belongs to the command when it wants a clean stop (capture) */
+        struct sigaction old;
+        sigaction(SIGINT, NULL, &old);
+        if (old.sa_handler == SIG_DFL) sigaction(SIGINT, &sa, NULL);
+        handlers_installed = 1;
+    }
+    for (int i = 0; i < MAX_CLEANUP; i++)
+        if (!cleanup_paths[i]) {
+            cleanup_paths[i] = xstrdup(path);
+            return;
+        }
+    die("too many temporary outputs registered for cleanup");
+}
+
+void olmoe_cleanup_remove(const char *path) {
+    for (int i = 0; i < MAX_CLEANUP; i++)
+        if (cleanup_paths[i] && strcmp(cleanup_paths[i], path) == 0) {
+            char *p = cleanup_paths[i];
+            cleanup_paths[i] = NULL;
+            free(p);
+        }
+}
+
+/* ---- outputs ---- */
+
+int olmoe_fsync_path(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return olmoe_errorf("%s: %s", path, strerror(errno));
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    if (rc != 0 && e != EINVAL) return olmoe_errorf("%s: fsync: %s", path, strerror(e));
+    return 0;
+}
+
+int olmoe_out_begin(olmoe_out *o, const char *final, int force) {
+    memset(o, 0, sizeof *o);
+    if (!final || !*final) return olmoe_errorf("empty output file name");
+    if (!force && olmoe_file_exists(final))
+        return olmoe_errorf("%s: already exists (use --force to overwrite)", final);
+    size_t n = strlen(final);
+    o->final = xstrdup(final);
+    o->tmp = xmalloc(n + sizeof ".partial");
+    memcpy(o->tmp, final, n);
+    memcpy(o->tmp + n, ".partial", sizeof ".partial");
+    if (unlink(o->tmp) != 0 && errno != ENOENT) {
+        int e = errno;
+        olmoe_out_abort(o);
+        return olmoe_errorf("%s: cannot remove stale partial output: %s", final, strerror(e));
+    }
+    /* fail now, not after an hour of work, when the directory is not writable */
+    char *dcopy = xstrdup(final);
+    const char *dir = dirname(dcopy);
+    if (access(dir, W_OK) != 0) {
+        int e = errno;
+        free(dcopy);
+        olmoe_out_abort(o);
+        return olmoe_errorf("%s: cannot write in '%s': %s", final, dir, strerror(e));
+    }
+    free(dcopy);
+    olmoe_cleanup_add(o->tmp);
+    return 0;
+}
+
+int olmoe_out_commit(olmoe_out *o) {
+    if (olmoe_fsync_path(o->tmp) != 0) return -1;
+    if (rename(o->tmp, o->final) != 0)
+        return olmoe_errorf("%s: rename from %s: %s", o->final, o->tmp, strerror(errno));
+    olmoe_cleanup_remove(o->tmp);
+    free(o->tmp);
+    free(o->final);
+    o->tmp = o->final = NULL;
+    return 0;
+}
+
+void olmoe_out_abort(olmoe_out *o) {
+    if (o->tmp) {
+        unlink(o->tmp);
+        olmoe_cleanup_remove(o->tmp);
+    }
+    free(o->tmp);
+    free(o->final);
+    o->tmp = o->final = NULL;
+}

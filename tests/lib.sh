@@ -1,0 +1,27 @@
+# tests/lib.sh: helpers for the shell tests (sourced).
+#   pass NAME / fail NAME WHY     one result line each
+#   expect_fail NAME PATTERN CMD...   CMD must exit non-zero and print PATTERN on stderr
+# $OLMOE_BIN holds the commands under test; $T is a fresh scratch directory.
+set -u
+T=$(mktemp -d "${TMPDIR:-/tmp}/olmoe-test.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+FIX=tests/fixtures
+test_name=$(basename "$0" .sh)
+pass() { echo "PASS $test_name/$1"; }
+fail() { echo "FAIL $test_name/$1: $2"; }
+check() { # check NAME CONDITION-COMMAND...
+    n=$1; shift
+    if "$@"; then pass "$n"; else fail "$n" "'$*' was false"; fi
+}
+expect_fail() { # expect_fail NAME PATTERN CMD...
+    n=$1 pat=$2; shift 2
+    if "$@" >"$T/stdout" 2>"$T/stderr"; then
+        fail "$n" "exit 0, wanted an error matching '$pat'"
+    elif ! grep -q -- "$pat" "$T/stderr"; then
+        fail "$n" "stderr lacks '$pat': $(head -c 300 "$T/stderr")"
+    elif [ "$(wc -l <"$T/stderr")" -gt 3 ]; then
+        fail "$n" "error is not short: $(head -c 300 "$T/stderr")"
+    else
+        pass "$n"
+    fi
+}
