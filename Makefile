@@ -23,11 +23,12 @@ HDF5_CFLAGS := $(shell pkg-config --cflags hdf5 2>/dev/null)
 HDF5_LIBS_L := $(shell pkg-config --libs-only-L hdf5 2>/dev/null)
 DEP_CFLAGS := $(HDF5_CFLAGS) $(shell pkg-config --cflags gsl jansson libpcre2-8 libutf8proc 2>/dev/null)
 OPENBLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
-# STATIC_DEPS=1 links everything but HDF5, libc and CUDA statically, so a binary
-# built here runs on the GPU machine, which has HDF5 and no GSL.
+# STATIC_DEPS=1 links GSL and utf8proc statically, so a binary built here runs
+# on the GPU machine, which has HDF5, OpenBLAS, jansson, PCRE2 and xxhash but no
+# GSL or utf8proc (a static OpenBLAS would make the binaries too big to carry).
 ifeq ($(STATIC_DEPS),1)
-DEP_LIBS := $(HDF5_LIBS_L) -lhdf5_hl -lhdf5 -Wl,-Bstatic -lgsl $(OPENBLAS_LIBS) -ljansson \
-            -lpcre2-8 -lutf8proc -lxxhash -Wl,-Bdynamic -lgfortran -lm -lpthread
+DEP_LIBS := $(HDF5_LIBS_L) -lhdf5_hl -lhdf5 -Wl,-Bstatic -lgsl -lutf8proc -Wl,-Bdynamic \
+            $(OPENBLAS_LIBS) -ljansson -lpcre2-8 -lxxhash -lm -lpthread
 else
 DEP_LIBS := $(HDF5_LIBS_L) -lhdf5_hl -lhdf5 -lgsl $(OPENBLAS_LIBS) -ljansson -lpcre2-8 \
             -lutf8proc -lxxhash -lm -lpthread
@@ -81,7 +82,7 @@ TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 GPU_TEST_SRC := $(if $(NVCC),$(wildcard tests/gpu/test_*.c),)
 GPU_TEST_BINS := $(patsubst tests/gpu/%.c,$(BUILD)/tests/gpu/%,$(GPU_TEST_SRC))
 
-.PHONY: all test asan-test test-gpu install demo deps data clean fuzz
+.PHONY: all test asan-test test-gpu install demo deps data clean fuzz fuzz-build
 all: $(CMDS) $(TEST_BINS)
 	@echo "built: $(notdir $(CMDS))$(if $(NVCC), (with CUDA: $(NVCC)), (no nvcc found: CPU only))"
 
@@ -91,7 +92,7 @@ $(BUILD)/%.o: %.c
 
 $(BUILD)/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCC_FLAGS) -DOLMOE_HAVE_CUDA -c $< -o $@
+	$(NVCC) $(NVCC_FLAGS) -DOLMOE_HAVE_CUDA -MMD -MP -MF $(@:.o=.d) -c $< -o $@
 
 define LIB_RULE
 $(BUILD)/lib$(1).a: $(call obj,$(LIB_$(1)))
@@ -132,6 +133,25 @@ asan-test:
 	$(MAKE) BUILD=build-asan BIN=bin-asan OPT=-O1 NO_CUDA=1 \
 	  SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
 
+# ---- fuzzing (DESIGN.md §12): clang + libFuzzer on every tests/fuzz/fuzz_*.c ----
+# make fuzz [FUZZ_SECONDS=60] [FUZZ_TARGETS="config policy"]: builds the libraries
+# with clang, ASan/UBSan and coverage into build-fuzz/, then runs each target for
+# FUZZ_SECONDS on tests/fuzz/corpus/NAME (tests/fuzz/README.md); clang's extra
+# warnings do not stop it (gcc's -Werror build does that). The saved corpus
+# and crash inputs are replayed without libFuzzer by tests/test_fuzz_regress.c.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD ?= build-fuzz
+FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+fuzz:
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT=-O1 NO_CUDA=1 WARN="-Wall -Wextra" SANITIZE="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" fuzz-build
+	@sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-build: $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_TARGETS))
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -Itests/fuzz $< $(LINK_LIBS) $(DEP_LIBS) -o $@
+
 test-gpu: $(CMDS) $(GPU_TEST_BINS)
 	@if [ -z "$(NVCC)" ]; then echo "test-gpu: nvcc not found, nothing to run"; exit 1; fi
 	@OLMOE_BIN=$(abspath $(BIN)) OLMOE_TESTBIN=$(abspath $(BUILD)/tests/gpu) sh tests/run gpu
@@ -159,6 +179,6 @@ install: $(CMDS)
 	install -m 644 $(wildcard man/*.5) $(DESTDIR)$(PREFIX)/share/man/man5
 
 clean:
-	rm -rf build build-asan bin bin-asan
+	rm -rf build build-asan build-fuzz bin bin-asan
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

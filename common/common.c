@@ -68,11 +68,20 @@ void notef(const char *fmt, ...) {
 
 static _Thread_local char err_buf[1024];
 
+/* Errors end up on one line of stderr, and parts of them (a JSON parser's
+   message, a tensor or file name) come from the input; a newline or other
+   control byte there would break that line, so show it as '?'. */
+static void one_line(char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = '?';
+}
+
 int olmoe_errorf(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err_buf, sizeof err_buf, fmt, ap);
     va_end(ap);
+    one_line(err_buf);
     return -1;
 }
 
@@ -95,6 +104,7 @@ int olmoe_error_prefix(const char *fmt, ...) {
         n += m;
     }
     err_buf[n] = '\0';
+    one_line(err_buf);
     return -1;
 }
 

@@ -131,10 +131,10 @@ int olmoe_out_begin(olmoe_out *o, const char *final, int force) {
     char *dcopy = xstrdup(final);
     const char *dir = dirname(dcopy);
     if (access(dir, W_OK) != 0) {
-        int e = errno;
+        olmoe_errorf("%s: cannot write in '%s': %s", final, dir, strerror(errno));
         free(dcopy);
         olmoe_out_abort(o);
-        return olmoe_errorf("%s: cannot write in '%s': %s", final, dir, strerror(e));
+        return -1;
     }
     free(dcopy);
     olmoe_cleanup_add(o->tmp);

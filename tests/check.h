@@ -36,9 +36,11 @@ static int check_failed_now, check_fail_total, check_pass_total, check_reported;
 /* |a - b| <= tol * max(1, |b|); NaN never passes */
 #define CHECK_CLOSE(a, b, tol, ...)                                                \
     do {                                                                           \
-        double a_ = (a), b_ = (b);                                                 \
+        double a_ = (a), b_ = (b), t_ = (tol);                                     \
         double s_ = fabs(b_) > 1 ? fabs(b_) : 1;                                   \
-        CHECK(fabs(a_ - b_) <= (tol) * s_, "%.9g vs %.9g (tol %.1e): " __VA_ARGS__); \
+        if (!(fabs(a_ - b_) <= t_ * s_) && check_reported < 5)                     \
+            fprintf(stderr, "  %.9g vs %.9g (tol %.1e)\n", a_, b_, t_);             \
+        CHECK(fabs(a_ - b_) <= t_ * s_, __VA_ARGS__);                              \
     } while (0)
 
 static const char *check_file_name(const char *path) {

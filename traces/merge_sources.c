@@ -1,0 +1,114 @@
+/* merge_sources.c: the source files of a merged trace's virtual datasets.
+ * HDF5 reads a missing source as fill values without an error, so verify
+ * asks here that every shard a merged trace maps is beside it, opens, and is
+ * the complete trace of the same model that was merged. */
+#include "merge_internal.h"
+
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    olmoe_trace_report_fn report;
+    void *ctx;
+    int64_t n;
+} srep;
+
+static void problem(srep *r, const char *fmt, ...) OLMOE_PRINTF(2, 3);
+static void problem(srep *r, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    r->n++;
+    if (r->report) r->report(r->ctx, msg);
+}
+
+/* where HDF5 looks for a relative source first: beside the virtual file */
+static char *resolve(const char *vfile, const char *src) {
+    if (src[0] == '/') return xstrdup(src);
+    char *c = xstrdup(vfile);
+    char *p = olmoe_path_join(dirname(c), src);
+    free(c);
+    return p;
+}
+
+static void check_file(srep *r, const char *path, const char *shown, const char *ds,
+                       int64_t need_rows, const char *model_checksum) {
+    if (!olmoe_file_exists(path)) {
+        problem(r, "%s: source of %s is missing (the shards must stay beside the merged trace, "
+                "or merge with --copy)", shown, ds);
+        return;
+    }
+    olmoe_trace *t = olmoe_trace_open(path);
+    if (!t) {
+        problem(r, "%s: source of %s does not open: %s", shown, ds, olmoe_error());
+        return;
+    }
+    const olmoe_trace_info *in = olmoe_trace_info_of(t);
+    if (!in->complete)
+        problem(r, "%s: source of %s is incomplete", shown, ds);
+    else if (strcmp(in->meta.model_checksum, model_checksum) != 0)
+        problem(r, "%s: source of %s is from another model (checksum %s)", shown, ds,
+                in->meta.model_checksum);
+    else if (in->n_tokens < need_rows)
+        problem(r, "%s: source of %s holds %lld rows, the merged trace maps %lld", shown, ds,
+                (long long)in->n_tokens, (long long)need_rows);
+    olmoe_trace_close(t);
+}
+
+int64_t olmoe_trace_check_sources(const char *path, olmoe_trace_report_fn report, void *ctx) {
+    olmoe_h5_init();
+    srep r = {report, ctx, 0};
+    hid_t f = olmoe_h5_open(path, 0);
+    if (f < 0) {
+        problem(&r, "%s", olmoe_error());
+        return r.n;
+    }
+    char *model = NULL;
+    if (olmoe_h5_has_attr(f, ".", "model_checksum") > 0)
+        olmoe_h5_get_attr_str(f, ".", "model_checksum", &model);
+    char **seen = NULL;
+    size_t n_seen = 0;
+    for (int i = 0; i < TDS_COUNT; i++) {
+        const char *name = trace_ds_table[i].path;
+        if (!trace_ds_table[i].per_token || olmoe_h5_exists(f, name) <= 0) continue;
+        hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+        hid_t dcpl = ds >= 0 ? H5Dget_create_plist(ds) : H5I_INVALID_HID;
+        size_t count = 0;
+        if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_VIRTUAL && H5Pget_virtual_count(dcpl, &count) >= 0) {
+            for (size_t k = 0; k < count; k++) {
+                ssize_t len = H5Pget_virtual_filename(dcpl, k, NULL, 0);
+                if (len < 0) continue;
+                char *src = xmalloc((size_t)len + 1);
+                H5Pget_virtual_filename(dcpl, k, src, (size_t)len + 1);
+                hid_t ss = H5Pget_virtual_srcspace(dcpl, k);
+                hsize_t lo[3] = {0, 0, 0}, hi[3] = {0, 0, 0};
+                int64_t need = 0;
+                if (ss >= 0 && H5Sget_select_bounds(ss, lo, hi) >= 0) need = (int64_t)hi[0] + 1;
+                olmoe_h5_close_id(ss);
+                int dup = strcmp(src, ".") == 0;
+                for (size_t j = 0; j < n_seen && !dup; j++) dup = strcmp(seen[j], src) == 0;
+                if (!dup) {
+                    char *full = resolve(path, src);
+                    check_file(&r, full, src, name, need, model ? model : "");
+                    free(full);
+                    seen = xrealloc(seen, (n_seen + 1) * sizeof *seen);
+                    seen[n_seen++] = src;
+                } else {
+                    free(src);
+                }
+            }
+        }
+        olmoe_h5_close_id(dcpl);
+        olmoe_h5_close_id(ds);
+        H5Eclear2(H5E_DEFAULT);
+    }
+    for (size_t j = 0; j < n_seen; j++) free(seen[j]);
+    free(seen);
+    free(model);
+    H5Fclose(f);
+    return r.n;
+}
