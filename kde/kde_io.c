@@ -1,0 +1,294 @@
+/* kde_io.c: null.h5 (format "olmoe-kde" version 1, layout in man/olmoe-kde.1)
+ * and the compact survival-function table that policies read.
+ * Fits are stacked: row i of every per-fit dataset belongs to model layer
+ * /layer[i]; all fits share one grid size. */
+#include "common.h"
+#include "kde.h"
+
+#include "traces.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* each olmoe_h5_* call names the dataset and the failing HDF5 call itself */
+#define TRY(call)                                                                        \
+    do {                                                                                 \
+        if ((call) != 0) goto fail;                                                      \
+    } while (0)
+
+int olmoe_kde_write(const char *path, const olmoe_kde_null *null, const char *command) {
+    int F = null->n_fits, G = F ? null->fits[0].n_grid : 0, rc = -1;
+    double *grid = NULL, *pdf = NULL, *cdf = NULL, *q = NULL, *col = NULL;
+    int64_t *col64 = NULL;
+    int32_t *layer = NULL;
+    hid_t f = olmoe_h5_create(path);
+    if (f < 0) return -1;
+    char created[32];
+    time_t now = time(NULL);
+    strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    TRY(olmoe_h5_set_attr_str(f, ".", "format", OLMOE_KDE_FORMAT));
+    TRY(olmoe_h5_set_attr_i32(f, ".", "format_version", OLMOE_KDE_FORMAT_VERSION));
+    TRY(olmoe_h5_set_attr_str(f, ".", "tool_version", OLMOE_VERSION));
+    TRY(olmoe_h5_set_attr_str(f, ".", "command", command ? command : ""));
+    TRY(olmoe_h5_set_attr_str(f, ".", "created", created));
+    TRY(olmoe_h5_set_attr_str(f, ".", "source", null->source));
+    TRY(olmoe_h5_set_attr_str(f, ".", "model_checksum", null->model_checksum));
+    TRY(olmoe_h5_set_attr_str(f, ".", "construction", null->construction));
+    TRY(olmoe_h5_set_attr_str(f, ".", "bandwidth_rule", null->rule));
+    TRY(olmoe_h5_set_attr_i32(f, ".", "n_layers", null->n_layers));
+    TRY(olmoe_h5_set_attr_i32(f, ".", "n_experts", null->n_experts));
+    TRY(olmoe_h5_set_attr_i32(f, ".", "n_fits", F));
+    TRY(olmoe_h5_set_attr_i32(f, ".", "grid_points", G));
+    TRY(olmoe_h5_set_attr_i64(f, ".", "max_tokens", null->max_tokens));
+
+    size_t FG = (size_t)F * (size_t)G;
+    grid = xmalloc(xmul(FG + 1, sizeof *grid));
+    pdf = xmalloc(xmul(FG + 1, sizeof *pdf));
+    cdf = xmalloc(xmul(FG + 1, sizeof *cdf));
+    q = xmalloc(xmul((size_t)F * OLMOE_KDE_NQ + 1, sizeof *q));
+    col = xmalloc(((size_t)F + 1) * sizeof *col);
+    col64 = xmalloc(((size_t)F + 1) * sizeof *col64);
+    layer = xmalloc(((size_t)F + 1) * sizeof *layer);
+    for (int i = 0; i < F; i++) {
+        const olmoe_kde_layer *l = &null->fits[i];
+        if (l->n_grid != G) {
+            olmoe_errorf("%s: fits have different grid sizes (%d, %d)", path, G, l->n_grid);
+            goto fail;
+        }
+        memcpy(grid + (size_t)i * G, l->grid, (size_t)G * sizeof *grid);
+        memcpy(pdf + (size_t)i * G, l->pdf, (size_t)G * sizeof *pdf);
+        memcpy(cdf + (size_t)i * G, l->cdf, (size_t)G * sizeof *cdf);
+        memcpy(q + (size_t)i * OLMOE_KDE_NQ, l->quantiles, sizeof l->quantiles);
+        layer[i] = l->layer;
+    }
+    int64_t d2[2] = {F, G}, d1[1] = {F}, dq[2] = {F, OLMOE_KDE_NQ}, dl[1] = {OLMOE_KDE_NQ};
+    TRY(olmoe_h5_write(f, "layer", OLMOE_H5_I32, 1, d1, layer));
+    TRY(olmoe_h5_write(f, "grid", OLMOE_H5_F64, 2, d2, grid));
+    TRY(olmoe_h5_write(f, "pdf", OLMOE_H5_F64, 2, d2, pdf));
+    TRY(olmoe_h5_write(f, "cdf", OLMOE_H5_F64, 2, d2, cdf));
+    TRY(olmoe_h5_write(f, "quantiles", OLMOE_H5_F64, 2, dq, q));
+    TRY(olmoe_h5_write(f, "quantile_levels", OLMOE_H5_F64, 1, dl, olmoe_kde_quantile_levels));
+#define COLUMN(name, field)                                                              \
+    for (int i = 0; i < F; i++) col[i] = null->fits[i].field;                            \
+    TRY(olmoe_h5_write(f, name, OLMOE_H5_F64, 1, d1, col));
+    COLUMN("bandwidth", bandwidth)
+    COLUMN("mean", mean)
+    COLUMN("sd", sd)
+    COLUMN("min", min)
+    COLUMN("max", max)
+    COLUMN("ks", ks)
+#undef COLUMN
+    for (int i = 0; i < F; i++) col64[i] = null->fits[i].n;
+    TRY(olmoe_h5_write(f, "n", OLMOE_H5_I64, 1, d1, col64));
+    for (int i = 0; i < F; i++) col64[i] = null->fits[i].n_tokens;
+    TRY(olmoe_h5_write(f, "n_tokens", OLMOE_H5_I64, 1, d1, col64));
+    rc = 0;
+fail:
+    if (olmoe_h5_close(f) != 0) rc = -1;
+    free(grid);
+    free(pdf);
+    free(cdf);
+    free(q);
+    free(col);
+    free(col64);
+    free(layer);
+    return rc;
+}
+
+/* a dataset of rank `rank` with the given dims, or an error */
+static int check_dims(hid_t f, const char *path, const char *name, int rank, const int64_t *want) {
+    int r;
+    int64_t dims[OLMOE_H5_MAX_RANK];
+    if (olmoe_h5_exists(f, name) != 1) return olmoe_errorf("%s: dataset /%s is missing", path, name);
+    if (olmoe_h5_shape(f, name, &r, dims) != 0) return -1;
+    if (r != rank)
+        return olmoe_errorf("%s: dataset /%s has rank %d, expected %d", path, name, r, rank);
+    for (int i = 0; i < rank; i++)
+        if (dims[i] != want[i])
+            return olmoe_errorf("%s: dataset /%s has dimension %d of size %lld, expected %lld",
+                                path, name, i, (long long)dims[i], (long long)want[i]);
+    return 0;
+}
+
+static void get_str(hid_t f, const char *name, char *buf, size_t n) {
+    char *v = NULL;
+    buf[0] = '\0';
+    if (olmoe_h5_has_attr(f, ".", name) == 1 && olmoe_h5_get_attr_str(f, ".", name, &v) == 0)
+        snprintf(buf, n, "%s", v);
+    free(v);
+}
+
+static int get_i32(hid_t f, const char *path, const char *name, int *out) {
+    int64_t v;
+    if (olmoe_h5_get_attr_i64(f, ".", name, &v) != 0) return olmoe_error_prefix("%s", path);
+    if (v < -2147483647 || v > 2147483647)
+        return olmoe_errorf("%s: attribute %s = %lld is out of range", path, name, (long long)v);
+    *out = (int)v;
+    return 0;
+}
+
+int olmoe_kde_read(const char *path, olmoe_kde_null *out) {
+    memset(out, 0, sizeof *out);
+    int rc = -1, G = 0, version = 0;
+    double *buf = NULL, *col = NULL;
+    int64_t *col64 = NULL, max_tokens = 0;
+    int32_t *layer = NULL;
+    hid_t f = olmoe_h5_open(path, 0);
+    if (f < 0) return -1;
+    char format[64];
+    get_str(f, "format", format, sizeof format);
+    if (strcmp(format, OLMOE_KDE_FORMAT) != 0) {
+        olmoe_errorf("%s: not a null distribution (format is '%s', not '%s'; make one with "
+                     "olmoe-kde fit)", path, format, OLMOE_KDE_FORMAT);
+        goto fail;
+    }
+    TRY(get_i32(f, path, "format_version", &version));
+    if (version != OLMOE_KDE_FORMAT_VERSION) {
+        olmoe_errorf("%s: olmoe-kde format version %d, this tool reads version %d", path, version,
+                     OLMOE_KDE_FORMAT_VERSION);
+        goto fail;
+    }
+    TRY(get_i32(f, path, "n_fits", &out->n_fits));
+    TRY(get_i32(f, path, "n_layers", &out->n_layers));
+    TRY(get_i32(f, path, "n_experts", &out->n_experts));
+    TRY(get_i32(f, path, "grid_points", &G));
+    if (olmoe_h5_get_attr_i64(f, ".", "max_tokens", &max_tokens) != 0) {
+        olmoe_error_prefix("%s", path);
+        goto fail;
+    }
+    out->max_tokens = max_tokens;
+    get_str(f, "construction", out->construction, sizeof out->construction);
+    get_str(f, "bandwidth_rule", out->rule, sizeof out->rule);
+    get_str(f, "source", out->source, sizeof out->source);
+    get_str(f, "model_checksum", out->model_checksum, sizeof out->model_checksum);
+    int F = out->n_fits;
+    /* A null is a few fits per layer and expert on a grid of thousands; the
+       product bound keeps a forged header from asking for terabytes. */
+    if (F < 1 || F > 100000 || G < 2 || G > (1 << 24) || out->n_layers < 1 ||
+        (int64_t)F * G > ((int64_t)1 << 28)) {
+        olmoe_errorf("%s: implausible sizes (%d fits, %d grid points, %d layers)", path, F, G,
+                     out->n_layers);
+        goto fail;
+    }
+    int64_t d2[2] = {F, G}, d1[1] = {F}, dq[2] = {F, OLMOE_KDE_NQ};
+    static const char *const per_grid[] = {"grid", "pdf", "cdf"};
+    static const char *const per_fit[] = {"bandwidth", "mean", "sd", "min", "max",
+                                          "ks", "n", "n_tokens", "layer"};
+    for (int i = 0; i < 3; i++) TRY(check_dims(f, path, per_grid[i], 2, d2));
+    for (int i = 0; i < 9; i++) TRY(check_dims(f, path, per_fit[i], 1, d1));
+    TRY(check_dims(f, path, "quantiles", 2, dq));
+
+    out->fits = xcalloc((size_t)F, sizeof *out->fits);
+    size_t FG = (size_t)F * (size_t)G;
+    buf = xmalloc(xmul(FG, sizeof *buf));
+    col = xmalloc((size_t)F * OLMOE_KDE_NQ * sizeof *col);
+    col64 = xmalloc((size_t)F * sizeof *col64);
+    layer = xmalloc((size_t)F * sizeof *layer);
+    for (int i = 0; i < F; i++) {
+        olmoe_kde_layer *l = &out->fits[i];
+        l->n_grid = G;
+        l->grid = xmalloc((size_t)G * sizeof *l->grid);
+        l->pdf = xmalloc((size_t)G * sizeof *l->pdf);
+        l->cdf = xmalloc((size_t)G * sizeof *l->cdf);
+    }
+#define GRIDS(name, field)                                                               \
+    TRY(olmoe_h5_read(f, name, OLMOE_H5_F64, buf, FG));                                  \
+    for (int i = 0; i < F; i++)                                                          \
+        memcpy(out->fits[i].field, buf + (size_t)i * G, (size_t)G * sizeof *buf);
+    GRIDS("grid", grid)
+    GRIDS("pdf", pdf)
+    GRIDS("cdf", cdf)
+#undef GRIDS
+#define COLUMN(name, field)                                                              \
+    TRY(olmoe_h5_read(f, name, OLMOE_H5_F64, col, (size_t)F));                           \
+    for (int i = 0; i < F; i++) out->fits[i].field = col[i];
+    COLUMN("bandwidth", bandwidth)
+    COLUMN("mean", mean)
+    COLUMN("sd", sd)
+    COLUMN("min", min)
+    COLUMN("max", max)
+    COLUMN("ks", ks)
+#undef COLUMN
+    TRY(olmoe_h5_read(f, "quantiles", OLMOE_H5_F64, col, (size_t)F * OLMOE_KDE_NQ));
+    for (int i = 0; i < F; i++)
+        memcpy(out->fits[i].quantiles, col + (size_t)i * OLMOE_KDE_NQ, sizeof out->fits[i].quantiles);
+    TRY(olmoe_h5_read(f, "n", OLMOE_H5_I64, col64, (size_t)F));
+    for (int i = 0; i < F; i++) out->fits[i].n = col64[i];
+    TRY(olmoe_h5_read(f, "n_tokens", OLMOE_H5_I64, col64, (size_t)F));
+    for (int i = 0; i < F; i++) out->fits[i].n_tokens = col64[i];
+    TRY(olmoe_h5_read(f, "layer", OLMOE_H5_I32, layer, (size_t)F));
+    for (int i = 0; i < F; i++) {
+        olmoe_kde_layer *l = &out->fits[i];
+        l->layer = layer[i];
+        if (l->layer < 0 || l->layer >= out->n_layers || (i && l->layer <= out->fits[i - 1].layer)) {
+            olmoe_errorf("%s: /layer[%d] = %d is out of order or range (%d layers)", path, i,
+                         l->layer, out->n_layers);
+            goto fail;
+        }
+        if (!(l->grid[G - 1] > l->grid[0])) {
+            olmoe_errorf("%s: layer %d: the grid is empty or reversed", path, l->layer);
+            goto fail;
+        }
+        for (int j = 0; j < G; j++)
+            if (!(l->cdf[j] >= 0 && l->cdf[j] <= 1) || (j && l->cdf[j] < l->cdf[j - 1])) {
+                olmoe_errorf("%s: layer %d: the cdf is not monotone in [0, 1] at point %d", path,
+                             l->layer, j);
+                goto fail;
+            }
+    }
+    rc = 0;
+fail:
+    olmoe_h5_close(f);
+    free(buf);
+    free(col);
+    free(col64);
+    free(layer);
+    if (rc != 0) olmoe_kde_null_free(out);
+    return rc;
+}
+
+void olmoe_kde_null_free(olmoe_kde_null *null) {
+    for (int i = 0; null->fits && i < null->n_fits; i++) olmoe_kde_layer_free(&null->fits[i]);
+    free(null->fits);
+    memset(null, 0, sizeof *null);
+}
+
+const olmoe_kde_layer *olmoe_kde_null_layer(const olmoe_kde_null *null, int layer) {
+    for (int i = 0; i < null->n_fits; i++)
+        if (null->fits[i].layer == layer) return &null->fits[i];
+    return NULL;
+}
+
+int olmoe_kde_cdf_init(olmoe_kde_cdf *c, const olmoe_kde_null *null, int n_layers) {
+    memset(c, 0, sizeof *c);
+    if (null->n_fits < 1) return olmoe_errorf("the null distribution has no fits");
+    int G = null->fits[0].n_grid;
+    for (int i = 0; i < null->n_fits; i++)
+        if (null->fits[i].n_grid != G)
+            return olmoe_errorf("the null's fits have different grid sizes");
+    c->n_layers = n_layers;
+    c->n_grid = G;
+    c->present = xcalloc((size_t)n_layers, 1);
+    c->x0 = xcalloc((size_t)n_layers, sizeof *c->x0);
+    c->inv_dx = xcalloc((size_t)n_layers, sizeof *c->inv_dx);
+    c->sf = xcalloc(xmul((size_t)n_layers, (size_t)G), sizeof *c->sf);
+    for (int i = 0; i < null->n_fits; i++) {
+        const olmoe_kde_layer *l = &null->fits[i];
+        if (l->layer < 0 || l->layer >= n_layers) continue;
+        c->present[l->layer] = 1;
+        c->x0[l->layer] = l->grid[0];
+        c->inv_dx[l->layer] = (G - 1) / (l->grid[G - 1] - l->grid[0]);
+        float *s = c->sf + (size_t)l->layer * G;
+        for (int j = 0; j < G; j++) s[j] = (float)(1.0 - l->cdf[j]);
+    }
+    return 0;
+}
+
+void olmoe_kde_cdf_free(olmoe_kde_cdf *c) {
+    free(c->present);
+    free(c->x0);
+    free(c->inv_dx);
+    free(c->sf);
+    memset(c, 0, sizeof *c);
+}
