@@ -1,0 +1,149 @@
+/* analyze_out.c: what the analyses share for their outputs: JSON numbers
+ * (NaN has no JSON form: null), CSV quoting, printable token text, string
+ * datasets, and result groups that appear under their final name only once
+ * complete (written under "<leaf>.partial", then renamed), so a result read
+ * by the report is never half written. */
+#include "common.h"
+#include "analyze.h"
+#include "tokenizer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* a failed raw HDF5 call: one line naming what, the call and file:line */
+#define H5_TRY(call, what)                                                                   \
+    do {                                                                                     \
+        if ((call) < 0) {                                                                    \
+            olmoe_errorf("%s: HDF5 call %s failed (%s:%d)", (what), #call, __FILE__, __LINE__); \
+            goto fail;                                                                       \
+        }                                                                                    \
+    } while (0)
+
+json_t *olmoe_analyze_jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+void olmoe_analyze_csv_str(FILE *f, const char *s) {
+    if (!s) return;
+    if (!strpbrk(s, ",\"\r\n")) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+void olmoe_analyze_escape(const char *s, char *buf, size_t n) {
+    size_t o = 0;
+    if (!n) return;
+    for (; s && *s && o + 5 < n; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '\n')
+            buf[o++] = '\\', buf[o++] = 'n';
+        else if (c == '\t')
+            buf[o++] = '\\', buf[o++] = 't';
+        else if (c == '\r')
+            buf[o++] = '\\', buf[o++] = 'r';
+        else if (c == '\\' || c == '"')
+            buf[o++] = '\\', buf[o++] = (char)c;
+        else if (c < 0x20 || c == 0x7f)
+            o += (size_t)snprintf(buf + o, n - o, "\\x%02x", c);
+        else
+            buf[o++] = (char)c;
+    }
+    buf[o] = '\0';
+}
+
+int olmoe_analyze_h5_strings(hid_t loc, const char *path, char *const *s, int64_t n) {
+    hid_t ty = H5I_INVALID_HID, sp = H5I_INVALID_HID, ds = H5I_INVALID_HID,
+          lcpl = H5I_INVALID_HID;
+    hsize_t dim = (hsize_t)n;
+    const char **v = xmalloc(((size_t)n + 1) * sizeof *v);
+    for (int64_t i = 0; i < n; i++) v[i] = s[i] ? s[i] : "";
+    int rc = -1;
+    H5_TRY(ty = H5Tcopy(H5T_C_S1), path);
+    H5_TRY(H5Tset_size(ty, H5T_VARIABLE), path);
+    H5_TRY(H5Tset_cset(ty, H5T_CSET_UTF8), path);
+    H5_TRY(sp = H5Screate_simple(1, &dim, NULL), path);
+    H5_TRY(lcpl = H5Pcreate(H5P_LINK_CREATE), path);
+    H5_TRY(H5Pset_create_intermediate_group(lcpl, 1), path);
+    H5_TRY(ds = H5Dcreate2(loc, path, ty, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT), path);
+    if (n > 0) H5_TRY(H5Dwrite(ds, ty, H5S_ALL, H5S_ALL, H5P_DEFAULT, v), path);
+    rc = 0;
+fail:
+    if (ds >= 0) H5Dclose(ds);
+    if (lcpl >= 0) H5Pclose(lcpl);
+    if (sp >= 0) H5Sclose(sp);
+    if (ty >= 0) H5Tclose(ty);
+    free(v);
+    return rc;
+}
+
+static char *group_path(const char *analysis, const char *leaf, int partial) {
+    size_t n = strlen(analysis) + strlen(leaf) + 32;
+    char *p = xmalloc(n);
+    snprintf(p, n, "analyze/%s/%s%s", analysis, leaf, partial ? ".partial" : "");
+    return p;
+}
+
+int olmoe_analyze_h5_begin(hid_t file, const char *analysis, const char *leaf, int force, hid_t *g) {
+    *g = H5I_INVALID_HID;
+    if (!*leaf || strchr(leaf, '/') || strcmp(leaf, ".") == 0 || strcmp(leaf, "..") == 0)
+        return olmoe_errorf("result name '%s' must be non-empty and contain no '/'", leaf);
+    char *fin = group_path(analysis, leaf, 0), *tmp = group_path(analysis, leaf, 1);
+    int rc = -1, e = olmoe_h5_exists(file, fin);
+    if (e < 0) goto fail;
+    if (e && !force) {
+        olmoe_errorf("/%s exists (use --force to replace it, or --name to store another)", fin);
+        goto fail;
+    }
+    if (olmoe_h5_delete(file, tmp) != 0 || olmoe_h5_make_groups(file, tmp) != 0) goto fail;
+    H5_TRY(*g = H5Gopen2(file, tmp, H5P_DEFAULT), tmp);
+    rc = 0;
+fail:
+    free(fin);
+    free(tmp);
+    return rc;
+}
+
+int olmoe_analyze_h5_commit(hid_t file, const char *analysis, const char *leaf, int force, hid_t g) {
+    char *fin = group_path(analysis, leaf, 0), *tmp = group_path(analysis, leaf, 1);
+    int rc = -1;
+    if (g >= 0) H5Gclose(g);
+    int e = olmoe_h5_exists(file, fin);
+    if (e < 0) goto fail;
+    if (e && !force) {
+        olmoe_errorf("/%s exists (use --force to replace it)", fin);
+        goto fail;
+    }
+    if (e && olmoe_h5_delete(file, fin) != 0) goto fail;
+    H5_TRY(H5Lmove(file, tmp, file, fin, H5P_DEFAULT, H5P_DEFAULT), fin);
+    rc = 0;
+fail:
+    free(fin);
+    free(tmp);
+    return rc;
+}
+
+int olmoe_analyze_decode_ids(const char *tokenizer_json, const int32_t *ids, int64_t n,
+                             char ***text) {
+    olmoe_tokenizer *tok;
+    *text = NULL;
+    if (olmoe_tokenizer_open(tokenizer_json, &tok) != 0) return -1;
+    char **t = xcalloc((size_t)n + 1, sizeof *t);
+    for (int64_t k = 0; k < n; k++) {
+        size_t len;
+        if (olmoe_tokenizer_decode(tok, &ids[k], 1, 0, &t[k], &len) != 0) {
+            for (int64_t i = 0; i < k; i++) free(t[i]);
+            free(t);
+            olmoe_tokenizer_close(tok);
+            return olmoe_error_prefix("%s: token %d", tokenizer_json, ids[k]);
+        }
+    }
+    olmoe_tokenizer_close(tok);
+    *text = t;
+    return 0;
+}

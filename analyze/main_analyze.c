@@ -1,0 +1,519 @@
+/* main_analyze.c: olmoe-analyze coactivation|specialization|flow|compare, the
+ * OLMoE paper's routing analyses over traces (definitions and the HDF5
+ * layout of the results in man/olmoe-analyze.1).
+ *
+ * Each subcommand opens its trace(s) as a routed source, refuses outputs that
+ * exist before any work, runs one streaming analysis, prints its tables and
+ * writes --csv, --json and HDF5 (--out FILE or --in-trace) results, each
+ * under a temporary name until complete. */
+#include "common.h"
+#include "analyze.h"
+#include "opt.h"
+#include "traces.h"
+
+#include <libgen.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char usage[] =
+    "usage: olmoe-analyze <command> TRACE [options]\n"
+    "\n"
+    "The OLMoE paper's routing analyses over traces, for any routing policy.";
+
+/* ---- options (one set: each subcommand's table lists the ones it takes) ---- */
+static const char *o_policy, *o_null, *o_layers, *o_csv, *o_json, *o_out, *o_name, *o_tokenizer;
+static const char *o_by, *o_policy_b, *o_null_b;
+static long o_top = 10, o_min_pairs = 100, o_max_tokens, o_chunk_rows, o_empirical_max, o_min_count = 10,
+            o_mem = 2048, o_from = -1, o_to = -1;
+static int o_in_trace, o_force, o_quiet, o_verbose;
+
+#define OPTS_POLICY                                                                              \
+    OPT_STRING("policy", &o_policy, "SPEC", "routing policy (default: the trace's top-k)"),      \
+        OPT_STRING("null", &o_null, "FILE", "null distribution (olmoe-kde) for pvalue=kde"),     \
+        OPT_LONG_RANGE("empirical-max", &o_empirical_max, "N",                                   \
+                       "pvalue=empirical: logits kept per expert (default 20000)", 1, 1L << 40)
+#define OPTS_COMMON                                                                              \
+    OPT_LONG_RANGE("max-tokens", &o_max_tokens, "N", "analyse the first N tokens (default all)", \
+                   1, 1L << 62),                                                                 \
+        OPT_LONG_RANGE("top", &o_top, "N", "rows of each top list (default 10)", 0, 100000),    \
+        OPT_STRING("csv", &o_csv, "FILE", "write the main table as CSV"),                        \
+        OPT_STRING("json", &o_json, "FILE", "write every result as JSON"),                       \
+        OPT_STRING("out", &o_out, "FILE", "store the results in an HDF5 results file"),          \
+        OPT_FLAG("in-trace", &o_in_trace, "store the results in the trace (/analyze/...)"),      \
+        OPT_STRING("name", &o_name, "NAME", "name of the stored result (default: policy id)"),   \
+        OPT_FLAG("force", &o_force, "overwrite existing outputs and stored results"),            \
+        OPT_FLAG("quiet", &o_quiet, "no tables on stdout, no notes"),                            \
+        OPT_FLAG("verbose", &o_verbose, "print throughput and peak memory at the end"),          \
+        OPT_LONG_RANGE("chunk-rows", &o_chunk_rows, "N", "rows read per step (default 1024)", 1, \
+                       1L << 24)
+
+/* ---- what every run shares ---- */
+typedef struct {
+    const char *analysis; /* result group: /analyze/<analysis>/<leaf> */
+    char *command;
+    olmoe_out csv, json, h5;
+    double t0, t_analysis;
+    int64_t token_layers;
+    char *checksum_a, *checksum_b; /* model checksums, kept past the traces' close */
+    int out_append;                /* --out names an existing results file: add to it */
+} run;
+
+typedef struct {
+    void (*print)(const void *res, FILE *f);
+    int (*csv)(const void *res, FILE *f);
+    json_t *(*json)(const void *res);
+    int (*h5)(const void *res, hid_t g);
+} kind;
+
+/* after every usage check: outputs are refused or begun here */
+static void run_begin(run *r, const char *analysis, int argc, char **argv) {
+    memset(r, 0, sizeof *r);
+    r->analysis = analysis;
+    olmoe_quiet = o_quiet;
+    if (o_csv && olmoe_out_begin(&r->csv, o_csv, o_force) != 0) die("%s", olmoe_error());
+    if (o_json && olmoe_out_begin(&r->json, o_json, o_force) != 0) die("%s", olmoe_error());
+    if (o_out && olmoe_file_exists(o_out)) {
+        /* results accumulate in one file; anything else (a trace!) is never overwritten */
+        hid_t f = olmoe_h5_open(o_out, 0);
+        char *fmt = NULL;
+        int ok = f >= 0 && olmoe_h5_has_attr(f, ".", "format") == 1 &&
+                 olmoe_h5_get_attr_str(f, ".", "format", &fmt) == 0 &&
+                 strcmp(fmt, OLMOE_ANALYZE_FORMAT) == 0;
+        free(fmt);
+        if (f >= 0) olmoe_h5_close(f);
+        if (!ok)
+            die("%s: exists and is not an olmoe-analyze results file (--out adds results only to "
+                "those; --in-trace stores them in a trace)", o_out);
+        r->out_append = 1;
+    } else if (o_out && olmoe_out_begin(&r->h5, o_out, o_force) != 0) {
+        die("%s", olmoe_error());
+    }
+    r->command = olmoe_join_argv(argc + 1, argv - 1);
+}
+
+static olmoe_analyze_opts src_opts(const char *policy, const char *null_path) {
+    olmoe_analyze_opts so = {.policy = policy, .null_path = null_path,
+                             .empirical_max = o_empirical_max, .layers = o_layers,
+                             .chunk_rows = o_chunk_rows, .max_tokens = o_max_tokens};
+    return so;
+}
+
+/* the number of layers of a trace, to check layer options as usage errors */
+static int trace_layers(const char *path) {
+    olmoe_trace *t = olmoe_trace_open(path);
+    if (!t) die("%s", olmoe_error());
+    int L = olmoe_trace_info_of(t)->meta.n_layers;
+    olmoe_trace_close(t);
+    return L;
+}
+
+/* usage checks shared by the subcommands (before anything is allocated) */
+static int check_usage(const char *path) {
+    if (o_out && o_in_trace) die_usage("--out and --in-trace: choose one place for the results");
+    if (o_name && !o_out && !o_in_trace)
+        die_usage("--name names a result stored with --out or --in-trace");
+    int L = trace_layers(path), n = 0;
+    if (!o_layers) return L;
+    unsigned char *want = xmalloc((size_t)L);
+    int bad = olmoe_analyze_parse_layers(o_layers, L, want);
+    for (int l = 0; l < L; l++) n += want[l];
+    free(want);
+    if (bad) die_usage("--%s", olmoe_error());
+    return n; /* layers analysed */
+}
+
+static olmoe_analyze_src *open_src(const char *path, olmoe_analyze_opts so) {
+    olmoe_analyze_src *s = olmoe_analyze_src_open(path, &so);
+    if (!s) die("%s", olmoe_error());
+    if (!s->info->complete)
+        warnf("%s: the trace is incomplete (its capture did not finish): analysing its %lld "
+              "committed tokens", path, (long long)s->info->n_tokens);
+    return s;
+}
+
+/* the default name of a stored result: the policy id */
+static const char *leaf_of(const olmoe_analyze_src *s) { return o_name ? o_name : s->policy.id; }
+
+/* refuse an existing stored result (in the trace, or in the results file
+ * --out adds to) now, before the work */
+static void check_stored(const run *r, const olmoe_analyze_src *s, const char *leaf) {
+    if (o_force || (!o_in_trace && !r->out_append)) return;
+    char path[512];
+    snprintf(path, sizeof path, "analyze/%s/%s", r->analysis, leaf);
+    const char *file = o_in_trace ? s->path : o_out;
+    hid_t f = o_in_trace ? olmoe_trace_hid(s->trace) : olmoe_h5_open(o_out, 0);
+    int e = f < 0 ? -1 : olmoe_h5_exists(f, path);
+    if (!o_in_trace && f >= 0) olmoe_h5_close(f);
+    if (e < 0) die("%s: %s", file, olmoe_error());
+    if (e) die("%s: /%s exists (use --force to replace it, or --name to store another)", file, path);
+}
+
+/* tokenizer.json for decoding: --tokenizer, else the model's when its
+ * checksum matches the trace's; NULL when none fits */
+static char *find_tokenizer(const olmoe_analyze_src *s) {
+    const char *want = s->info->meta.tokenizer_checksum;
+    char *path = o_tokenizer ? xstrdup(o_tokenizer)
+                             : (s->info->meta.model_dir && *s->info->meta.model_dir
+                                    ? olmoe_path_join(s->info->meta.model_dir, "tokenizer.json")
+                                    : NULL);
+    if (!path || (!o_tokenizer && !olmoe_file_exists(path))) {
+        if (path) notef("%s not found: token ids are not decoded (give --tokenizer)", path);
+        free(path);
+        return NULL;
+    }
+    char *data;
+    size_t len;
+    if (olmoe_read_file(path, &data, &len) != 0) die("%s", olmoe_error());
+    olmoe_hash h;
+    olmoe_hash_bytes(data, len, &h);
+    free(data);
+    if (want && *want && strcmp(want, h.hex) != 0) {
+        if (o_tokenizer) {
+            warnf("%s: not the tokenizer the trace was captured with (checksum %s, trace %s)",
+                  path, h.hex, want);
+        } else {
+            notef("%s: checksum differs from the trace's tokenizer: token ids are not decoded",
+                  path);
+            free(path);
+            return NULL;
+        }
+    }
+    return path;
+}
+
+static void set_attrs(hid_t g, const run *r, const olmoe_analyze_src *a, const olmoe_analyze_src *b) {
+    /* a's trace may be closed by now (--in-trace): its strings are in r */
+    char created[32];
+    time_t now = time(NULL);
+    strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    if (olmoe_h5_set_attr_str(g, ".", "format", OLMOE_ANALYZE_FORMAT) ||
+        olmoe_h5_set_attr_i32(g, ".", "format_version", OLMOE_ANALYZE_FORMAT_VERSION) ||
+        olmoe_h5_set_attr_str(g, ".", "analysis", r->analysis) ||
+        olmoe_h5_set_attr_str(g, ".", "trace", a->path) ||
+        olmoe_h5_set_attr_str(g, ".", "policy", a->policy.id) ||
+        olmoe_h5_set_attr_str(g, ".", "model_checksum", r->checksum_a) ||
+        olmoe_h5_set_attr_i64(g, ".", "n_tokens", a->n_tokens) ||
+        olmoe_h5_set_attr_i32(g, ".", "n_experts", a->E) ||
+        olmoe_h5_set_attr_str(g, ".", "command", r->command) ||
+        olmoe_h5_set_attr_str(g, ".", "created", created) ||
+        olmoe_h5_set_attr_str(g, ".", "tool_version", OLMOE_VERSION) ||
+        (b && (olmoe_h5_set_attr_str(g, ".", "trace_b", b->path) ||
+               olmoe_h5_set_attr_str(g, ".", "policy_b", b->policy.id) ||
+               olmoe_h5_set_attr_str(g, ".", "model_checksum_b", r->checksum_b))))
+        die("%s", olmoe_error());
+}
+
+static void store_h5(const char *file, int new_file, const run *r, const kind *k, const void *res,
+                     const char *leaf, const olmoe_analyze_src *a, const olmoe_analyze_src *b) {
+    hid_t f = new_file ? olmoe_h5_create(file) : olmoe_h5_open(file, 1);
+    if (f < 0) die("%s", olmoe_error());
+    if (new_file) {
+        if (olmoe_h5_set_attr_str(f, ".", "format", OLMOE_ANALYZE_FORMAT) ||
+            olmoe_h5_set_attr_i32(f, ".", "format_version", OLMOE_ANALYZE_FORMAT_VERSION) ||
+            olmoe_h5_set_attr_str(f, ".", "tool_version", OLMOE_VERSION))
+            die("%s: %s", file, olmoe_error());
+    }
+    hid_t g;
+    if (olmoe_analyze_h5_begin(f, r->analysis, leaf, o_force, &g) != 0 || k->h5(res, g) != 0)
+        die("%s: %s", file, olmoe_error());
+    set_attrs(g, r, a, b);
+    if (olmoe_analyze_h5_commit(f, r->analysis, leaf, o_force, g) != 0 || olmoe_h5_close(f) != 0)
+        die("%s: %s", file, olmoe_error());
+}
+
+static void write_json(run *r, const kind *k, const void *res, const olmoe_analyze_src *a,
+                       const olmoe_analyze_src *b) {
+    json_t *root = json_object(), *body = k->json(res);
+    json_object_set_new(root, "format", json_string(OLMOE_ANALYZE_FORMAT));
+    json_object_set_new(root, "format_version", json_integer(OLMOE_ANALYZE_FORMAT_VERSION));
+    json_object_set_new(root, "analysis", json_string(r->analysis));
+    json_object_set_new(root, "trace", json_string(a->path));
+    json_object_set_new(root, "policy", json_string(a->policy.id));
+    if (b) {
+        json_object_set_new(root, "trace_b", json_string(b->path));
+        json_object_set_new(root, "policy_b", json_string(b->policy.id));
+    }
+    json_object_set_new(root, "n_tokens", json_integer(a->n_tokens));
+    json_object_set_new(root, "n_experts", json_integer(a->E));
+    json_object_set_new(root, "command", json_string(r->command));
+    json_object_update(root, body);
+    json_decref(body);
+    if (json_dump_file(root, r->json.tmp, JSON_INDENT(1) | JSON_COMPACT) != 0)
+        die("%s: cannot write JSON", r->json.final);
+    json_decref(root);
+    if (olmoe_out_commit(&r->json) != 0) die("%s", olmoe_error());
+}
+
+/* writes every output, closes the sources and reports; a and b are closed */
+static int run_end(run *r, const kind *k, const void *res, olmoe_analyze_src *a,
+                   olmoe_analyze_src *b, const char *leaf) {
+    r->t_analysis = olmoe_now() - r->t0;
+    double routed = a->seconds + (b ? b->seconds : 0);
+    r->checksum_a = xstrdup(a->info->meta.model_checksum);
+    r->checksum_b = xstrdup(b ? b->info->meta.model_checksum : "");
+    if (!o_quiet) {
+        k->print(res, stdout);
+        if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
+    }
+    if (o_csv) {
+        FILE *f = fopen(r->csv.tmp, "w");
+        if (!f || k->csv(res, f) != 0 || fclose(f) != 0) die("%s: cannot write", r->csv.final);
+        if (olmoe_out_commit(&r->csv) != 0) die("%s", olmoe_error());
+    }
+    if (o_json) write_json(r, k, res, a, b);
+    if (o_out && r->out_append) {
+        store_h5(o_out, 0, r, k, res, leaf, a, b);
+    } else if (o_out) {
+        store_h5(r->h5.tmp, 1, r, k, res, leaf, a, b);
+        if (olmoe_out_commit(&r->h5) != 0) die("%s", olmoe_error());
+    }
+    if (o_in_trace) {
+        /* HDF5 opens a file once per process: the read handle goes first */
+        char *path = xstrdup(a->path);
+        olmoe_trace_close(a->trace);
+        a->trace = NULL;
+        store_h5(path, 0, r, k, res, leaf, a, b);
+        free(path);
+    }
+    if (o_verbose) {
+        char mem[32];
+        fprintf(stderr, "%s: %s: %lld token-layers in %.3f s (%.3g M token-layers/s; %.3f s "
+                "reading and routing), peak memory %s\n", olmoe_prog(), r->analysis,
+                (long long)r->token_layers, r->t_analysis,
+                r->t_analysis > 0 ? r->token_layers / r->t_analysis / 1e6 : 0.0, routed,
+                olmoe_fmt_bytes(olmoe_analyze_peak_rss(), mem, sizeof mem));
+    }
+    olmoe_analyze_src_close(a);
+    olmoe_analyze_src_close(b);
+    free(r->command);
+    free(r->checksum_a);
+    free(r->checksum_b);
+    return 0;
+}
+
+static void header(const char *what, const olmoe_analyze_src *s) {
+    if (o_quiet) return;
+    printf("# %s of %s: policy %s, %lld tokens, %d of %d layers\n", what, s->path, s->policy.id,
+           (long long)s->n_tokens, s->n_layers, s->L);
+}
+
+/* ---- coactivation ---- */
+static void pairs_print(const void *r, FILE *f) { olmoe_analyze_pairs_print(r, f, (int)o_top); }
+static int pairs_csv(const void *r, FILE *f) { return olmoe_analyze_pairs_csv(r, f); }
+static json_t *pairs_json(const void *r) { return olmoe_analyze_pairs_json(r); }
+static int pairs_h5(const void *r, hid_t g) { return olmoe_analyze_pairs_h5(r, g); }
+static const kind pairs_kind = {pairs_print, pairs_csv, pairs_json, pairs_h5};
+
+#define OPT_MIN_PAIRS                                                                     \
+    OPT_LONG_RANGE("min-count", &o_min_pairs, "N",                                        \
+                   "top pairs: experts i selected >= N times (default 100)", 1, 1L << 62)
+
+static const olmoe_opt coact_opts[] = {
+    OPTS_POLICY, OPT_MIN_PAIRS,
+    OPT_STRING("layers", &o_layers, "LIST", "layers to analyse: all (default) or e.g. 0,3,8-15"),
+    OPTS_COMMON, OPT_END};
+
+static int cmd_coactivation(int argc, char **argv) {
+    int npos = olmoe_opt_parse(argc, argv, coact_opts,
+                               "usage: olmoe-analyze coactivation TRACE [options]\n\n"
+                               "Per layer, P(expert j selected | expert i selected) over tokens,\n"
+                               "the most co-activated pairs and a summary (olmoe-analyze(1)).");
+    if (npos != 1) die_usage(npos ? "one trace, please" : "which trace?");
+    check_usage(argv[0]);
+    run r;
+    run_begin(&r, "coactivation", argc, argv);
+    olmoe_analyze_src *s = open_src(argv[0], src_opts(o_policy, o_null));
+    check_stored(&r, s, leaf_of(s));
+    r.t0 = olmoe_now();
+    olmoe_analyze_pairs p;
+    if (olmoe_analyze_coactivation(s, (int)o_top, o_min_pairs, &p) != 0) die("%s", olmoe_error());
+    r.token_layers = s->n_tokens * s->n_layers;
+    header("co-activation", s);
+    run_end(&r, &pairs_kind, &p, s, NULL, leaf_of(s));
+    olmoe_analyze_pairs_free(&p);
+    return 0;
+}
+
+/* ---- flow ---- */
+static const olmoe_opt flow_opts[] = {
+    OPTS_POLICY, OPT_MIN_PAIRS,
+    OPT_LONG_RANGE("from", &o_from, "L", "first layer of the pair", 0, 1L << 20),
+    OPT_LONG_RANGE("to", &o_to, "M", "second layer (default L + 1)", 0, 1L << 20),
+    OPT_STRING("layers", &o_layers, "LIST", "without --from: each consecutive pair of these"),
+    OPTS_COMMON, OPT_END};
+
+static int cmd_flow(int argc, char **argv) {
+    int npos = olmoe_opt_parse(argc, argv, flow_opts,
+                               "usage: olmoe-analyze flow TRACE [--from L [--to M]] [options]\n\n"
+                               "How often expert i at layer L is followed by expert j at layer M\n"
+                               "for the same token (rows normalised); without --from, every pair\n"
+                               "of consecutive analysed layers.");
+    if (npos != 1) die_usage(npos ? "one trace, please" : "which trace?");
+    if (o_to >= 0 && o_from < 0) die_usage("--to needs --from");
+    if (o_from >= 0 && o_layers) die_usage("--layers and --from: give one or the other");
+    int n_layers = check_usage(argv[0]), L = trace_layers(argv[0]), n = 0;
+    if (o_from < 0 && n_layers < 2) die_usage("flow needs two layers (--layers gives one)");
+    if (o_from >= 0) {
+        if (o_to < 0) o_to = o_from + 1;
+        if (o_from >= L || o_to >= L)
+            die_usage("--from %ld --to %ld: %s has layers 0..%d", o_from, o_to, argv[0], L - 1);
+    }
+    run r;
+    run_begin(&r, "flow", argc, argv);
+    int *from = xmalloc((size_t)L * sizeof *from), *to = xmalloc((size_t)L * sizeof *to);
+    char lay[64];
+    olmoe_analyze_opts so = src_opts(o_policy, o_null);
+    if (o_from >= 0) {
+        from[0] = (int)o_from, to[0] = (int)o_to, n = 1;
+        snprintf(lay, sizeof lay, "%ld,%ld", o_from, o_to);
+        so.layers = lay;
+    }
+    olmoe_analyze_src *s = open_src(argv[0], so);
+    if (o_from < 0) {
+        for (int i = 0; i + 1 < s->n_layers; i++) from[n] = s->layers[i], to[n++] = s->layers[i + 1];
+    }
+    check_stored(&r, s, leaf_of(s));
+    r.t0 = olmoe_now();
+    olmoe_analyze_pairs p;
+    if (olmoe_analyze_flow(s, n, from, to, (int)o_top, o_min_pairs, &p) != 0) die("%s", olmoe_error());
+    r.token_layers = s->n_tokens * s->n_layers;
+    header("flow", s);
+    run_end(&r, &pairs_kind, &p, s, NULL, leaf_of(s));
+    olmoe_analyze_pairs_free(&p);
+    free(from);
+    free(to);
+    return 0;
+}
+
+/* ---- specialization ---- */
+static void group_print(const void *r, FILE *f) { olmoe_analyze_groupspec_print(r, f); }
+static int group_csv(const void *r, FILE *f) { return olmoe_analyze_groupspec_csv(r, f); }
+static json_t *group_json(const void *r) { return olmoe_analyze_groupspec_json(r); }
+static int group_h5(const void *r, hid_t g) { return olmoe_analyze_groupspec_h5(r, g); }
+static const kind group_kind = {group_print, group_csv, group_json, group_h5};
+static void token_print(const void *r, FILE *f) { olmoe_analyze_tokenspec_print(r, f); }
+static int token_csv(const void *r, FILE *f) { return olmoe_analyze_tokenspec_csv(r, f); }
+static json_t *token_json(const void *r) { return olmoe_analyze_tokenspec_json(r); }
+static int token_h5(const void *r, hid_t g) { return olmoe_analyze_tokenspec_h5(r, g); }
+static const kind token_kind = {token_print, token_csv, token_json, token_h5};
+
+static const olmoe_opt spec_opts[] = {
+    OPT_STRING("by", &o_by, "group|token", "by document group or by token id (required)"),
+    OPT_LONG_RANGE("min-count", &o_min_count, "N",
+                   "token ids seen >= N times; top cells of >= N selections (default 10)", 1,
+                   1L << 62),
+    OPT_STRING("tokenizer", &o_tokenizer, "FILE", "tokenizer.json to decode ids (default: the model's)"),
+    OPT_LONG_RANGE("mem", &o_mem, "MIB", "--by token: memory for counters (default 2048)", 1,
+                   1L << 30),
+    OPTS_POLICY,
+    OPT_STRING("layers", &o_layers, "LIST", "layers to analyse: all (default) or e.g. 0,3,8-15"),
+    OPTS_COMMON, OPT_END};
+
+static int cmd_specialization(int argc, char **argv) {
+    int npos = olmoe_opt_parse(argc, argv, spec_opts,
+                               "usage: olmoe-analyze specialization TRACE --by group|token [options]\n\n"
+                               "--by group: how much of each expert's work comes from each document\n"
+                               "group, against the group's share of the text (domain specialization).\n"
+                               "--by token: how consistently each token id goes to one expert, and\n"
+                               "the token ids each expert serves most exclusively.");
+    if (npos != 1) die_usage(npos ? "one trace, please" : "which trace?");
+    if (!o_by) die_usage("--by group or --by token, please");
+    int by_group = strcmp(o_by, "group") == 0;
+    if (!by_group && strcmp(o_by, "token") != 0) die_usage("--by '%s': group or token", o_by);
+    check_usage(argv[0]);
+    run r;
+    run_begin(&r, by_group ? "specialization_group" : "specialization_token", argc, argv);
+    olmoe_analyze_opts so = src_opts(o_policy, o_null);
+    so.want_groups = by_group;
+    olmoe_analyze_src *s = open_src(argv[0], so);
+    check_stored(&r, s, leaf_of(s));
+    r.t0 = olmoe_now();
+    r.token_layers = s->n_tokens * s->n_layers;
+    if (by_group) {
+        olmoe_analyze_groupspec g;
+        if (olmoe_analyze_spec_group(s, o_min_count, (int)o_top, &g) != 0) die("%s", olmoe_error());
+        header("domain specialization", s);
+        run_end(&r, &group_kind, &g, s, NULL, leaf_of(s));
+        olmoe_analyze_groupspec_free(&g);
+        return 0;
+    }
+    olmoe_analyze_tokenspec t;
+    if (olmoe_analyze_spec_token(s, o_min_count, o_top > 0 ? (int)o_top : 1, (size_t)o_mem << 20,
+                                 &t) != 0)
+        die("%s", olmoe_error());
+    char *tok = find_tokenizer(s);
+    if (tok && olmoe_analyze_decode_ids(tok, t.ids, t.n_ids, &t.text) != 0) die("%s", olmoe_error());
+    free(tok);
+    header("token specialization", s);
+    run_end(&r, &token_kind, &t, s, NULL, leaf_of(s));
+    olmoe_analyze_tokenspec_free(&t);
+    return 0;
+}
+
+/* ---- compare ---- */
+static void cmp_print(const void *r, FILE *f) { olmoe_analyze_compare_print(r, f); }
+static int cmp_csv(const void *r, FILE *f) { return olmoe_analyze_compare_csv(r, f); }
+static json_t *cmp_json(const void *r) { return olmoe_analyze_compare_json(r); }
+static int cmp_h5(const void *r, hid_t g) { return olmoe_analyze_compare_h5(r, g); }
+static const kind cmp_kind = {cmp_print, cmp_csv, cmp_json, cmp_h5};
+
+static const olmoe_opt cmp_opts[] = {
+    OPTS_POLICY,
+    OPT_STRING("policy-b", &o_policy_b, "SPEC", "policy for the second trace (default: its top-k)"),
+    OPT_STRING("null-b", &o_null_b, "FILE", "null distribution for the second trace's policy"),
+    OPT_STRING("layers", &o_layers, "LIST", "layers to compare: all (default) or e.g. 0,3,8-15"),
+    OPT_STRING("tokenizer", &o_tokenizer, "FILE", "tokenizer.json to decode ids (default: the model's)"),
+    OPTS_COMMON, OPT_END};
+
+static int cmd_compare(int argc, char **argv) {
+    int npos = olmoe_opt_parse(argc, argv, cmp_opts,
+                               "usage: olmoe-analyze compare A.h5 B.h5 [options]\n\n"
+                               "Two traces of the same tokens: per layer the overlap of the selected\n"
+                               "sets (router saturation), the Spearman correlation of the router\n"
+                               "logits, and the positions where the routing differs most.");
+    if (npos != 2) die_usage("two traces, please (olmoe-analyze compare A.h5 B.h5)");
+    check_usage(argv[0]);
+    run r;
+    run_begin(&r, "compare", argc, argv);
+    olmoe_analyze_opts sa = src_opts(o_policy, o_null), sb = src_opts(o_policy_b, o_null_b);
+    sa.want_logits = sb.want_logits = 1;
+    if (!o_null_b) sb.null_path = o_null;
+    olmoe_analyze_src *a = open_src(argv[0], sa);
+    if (trace_layers(argv[1]) != a->L)
+        die("%s has %d layers, %s has %d: compare needs traces of the same architecture", argv[0],
+            a->L, argv[1], trace_layers(argv[1]));
+    olmoe_analyze_src *b = open_src(argv[1], sb);
+    char *bcopy = xstrdup(argv[1]), *leaf = xstrdup(o_name ? o_name : basename(bcopy));
+    check_stored(&r, a, leaf);
+    r.t0 = olmoe_now();
+    olmoe_analyze_compare c;
+    if (olmoe_analyze_compare_run(a, b, (int)o_top, &c) != 0) die("%s", olmoe_error());
+    r.token_layers = a->n_tokens * a->n_layers;
+    char *tok = find_tokenizer(a);
+    if (tok && olmoe_analyze_decode_ids(tok, c.worst_token, c.n_worst, &c.worst_text) != 0)
+        die("%s", olmoe_error());
+    free(tok);
+    if (!o_quiet)
+        printf("# compare %s (policy %s) with %s (policy %s): %lld tokens, %d of %d layers\n",
+               a->path, a->policy.id, b->path, b->policy.id, (long long)a->n_tokens, a->n_layers,
+               a->L);
+    run_end(&r, &cmp_kind, &c, a, b, leaf);
+    olmoe_analyze_compare_free(&c);
+    free(bcopy);
+    free(leaf);
+    return 0;
+}
+
+static const olmoe_subcmd cmds[] = {
+    {"coactivation", cmd_coactivation, "P(expert j | expert i) per layer, top pairs"},
+    {"specialization", cmd_specialization, "domain (--by group) or token-id (--by token) specialization"},
+    {"flow", cmd_flow, "expert i at layer L followed by expert j at layer M"},
+    {"compare", cmd_compare, "two traces of the same tokens: overlap, rank correlation"},
+    {NULL, NULL, NULL}};
+
+int main(int argc, char **argv) {
+    olmoe_set_prog(argv[0]);
+    return olmoe_subcmd_run(argc, argv, cmds, usage);
+}
