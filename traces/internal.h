@@ -115,6 +115,10 @@ int trace_read_rows(olmoe_trace *t, trace_ds which, hid_t mtype, int64_t start,
                     int64_t count, int layer, void *out);
 /* frees everything behind the handle and the handle */
 void trace_free(olmoe_trace *t);
+/* copy.c: from's groups and documents (fill-value rows a killed writer left
+ * dropped), then its committed windows with their rows, appended to to */
+int trace_copy_documents(olmoe_trace *from, olmoe_trace *to);
+int trace_copy_windows(olmoe_trace *from, olmoe_trace *to);
 
 /* Which leading window rows are committed: well formed, tiling [0, N), and
  * storing from below N = the attribute n_tokens (rows a killed writer left
