@@ -1,0 +1,144 @@
+/* replay_decisions.c: where a policy spends or saves experts, token by
+ * token: olmoe-traces export --what decisions. Reads a policy's per-token
+ * NLL and experts (/replay/<id>/ or /exact/<id>/, in the trace or a results
+ * file) and prints the tokens whose loss moved most against the captured
+ * baseline, with their text in context. */
+#include "common.h"
+#include "replay.h"
+#include "tokenizer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    int64_t pos;
+    double delta;
+} moved;
+
+static int by_size(const void *a, const void *b) {
+    const moved *x = a, *y = b;
+    double dx = fabs(x->delta), dy = fabs(y->delta);
+    if (dx != dy) return dx < dy ? 1 : -1;
+    return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+/* quoted CSV field; newlines and tabs shown as \n and \t so a row stays a line */
+static void put_text(FILE *f, const char *s, size_t n) {
+    fputc('"', f);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"') fputs("\"\"", f);
+        else if (s[i] == '\n') fputs("\\n", f);
+        else if (s[i] == '\t') fputs("\\t", f);
+        else if (s[i] == '\r') fputs("\\r", f);
+        else fputc(s[i], f);
+    }
+    fputc('"', f);
+}
+
+static int decode(olmoe_tokenizer *tok, const int32_t *ids, size_t n, FILE *f) {
+    char *text;
+    size_t len;
+    if (olmoe_tokenizer_decode(tok, ids, n, 0, &text, &len) != 0) return -1;
+    put_text(f, text, len);
+    free(text);
+    return 0;
+}
+
+static olmoe_tokenizer *open_tokenizer(olmoe_trace *t, const char *given) {
+    const olmoe_trace_meta *m = &olmoe_trace_info_of(t)->meta;
+    char *path = given ? xstrdup(given) : olmoe_path_join(m->model_dir, "tokenizer.json");
+    olmoe_tokenizer *tok = NULL;
+    if (olmoe_tokenizer_open(path, &tok) != 0) {
+        if (!given) olmoe_errorf("%s (give --tokenizer FILE)", olmoe_error());
+        free(path);
+        return NULL;
+    }
+    const char *want = m->tokenizer_checksum ? m->tokenizer_checksum : "";
+    if (want[0] && strcmp(want, olmoe_tokenizer_checksum(tok)) != 0) {
+        olmoe_errorf("%s: checksum %s, but the trace was captured with tokenizer %s", path,
+                     olmoe_tokenizer_checksum(tok), want);
+        olmoe_tokenizer_close(tok);
+        tok = NULL;
+    }
+    free(path);
+    return tok;
+}
+
+int olmoe_replay_export_decisions(olmoe_trace *t, const olmoe_decisions_opts *o, FILE *out) {
+    const olmoe_trace_info *in = olmoe_trace_info_of(t);
+    const char *where = o->results ? o->results : olmoe_trace_path(t);
+    int L = in->meta.n_layers, rc = -1;
+    hid_t loc = o->results ? olmoe_h5_open(o->results, 0) : olmoe_trace_hid(t);
+    if (loc < 0) return -1;
+    /* a spec names its canonical id: "topk(k=2)" finds topk(k=2,norm=model) */
+    olmoe_policy pol;
+    const char *id = olmoe_policy_parse(o->policy_id, &pol) == 0 ? pol.id : o->policy_id;
+    char g[OLMOE_POLICY_ID_MAX + 16], p[OLMOE_POLICY_ID_MAX + 32];
+    const char *kinds[2] = {"replay", "exact"};
+    int found = 0;
+    for (int k = 0; k < 2 && !found; k++) {
+        if (o->kind && strcmp(o->kind, kinds[k]) != 0) continue;
+        snprintf(g, sizeof g, "%s/%s", kinds[k], id);
+        found = olmoe_h5_exists(loc, g) == 1;
+    }
+    float *nll = NULL, *base = NULL;
+    int32_t *experts = NULL, *tokens = NULL;
+    moved *mv = NULL;
+    olmoe_tokenizer *tok = NULL;
+    if (!found) {
+        olmoe_errorf("%s: no %s results for %s (run olmoe-replay%s first)", where,
+                     o->kind ? o->kind : "replay or exact", id,
+                     o->kind && strcmp(o->kind, "exact") == 0 ? " --exact" : "");
+        goto done;
+    }
+    int rank;
+    int64_t d[OLMOE_H5_MAX_RANK], de[OLMOE_H5_MAX_RANK];
+    snprintf(p, sizeof p, "%s/nll", g);
+    if (olmoe_h5_read_alloc(loc, p, OLMOE_H5_F32, (void **)&nll, &rank, d) != 0) goto done;
+    snprintf(p, sizeof p, "%s/experts", g);
+    if (olmoe_h5_read_alloc(loc, p, OLMOE_H5_I32, (void **)&experts, &rank, de) != 0) goto done;
+    int64_t N = d[0];
+    if (rank != 2 || de[0] != N || de[1] != L || N > in->n_tokens) {
+        olmoe_errorf("%s: /%s: nll and experts do not fit the trace (%lld tokens, %d layers)", where,
+                     g, (long long)in->n_tokens, L);
+        goto done;
+    }
+    int64_t nt = N + 1 <= in->n_tokens ? N + 1 : N;
+    tokens = xmalloc(xmul((size_t)N + 1, sizeof *tokens));
+    base = xmalloc(xmul((size_t)N + 1, sizeof *base));
+    tokens[N] = -1;
+    if (olmoe_trace_read_tokens(t, 0, nt, tokens) != 0 || olmoe_trace_read_nll(t, 0, N, base) != 0)
+        goto done;
+    if (!(tok = open_tokenizer(t, o->tokenizer))) goto done;
+    mv = xmalloc(xmul((size_t)N + 1, sizeof *mv));
+    int64_t n = 0;
+    for (int64_t i = 0; i < N; i++)
+        if (isfinite(nll[i]) && isfinite(base[i]) && tokens[i + 1] >= 0)
+            mv[n++] = (moved){i, (double)nll[i] - (double)base[i]};
+    qsort(mv, (size_t)n, sizeof *mv, by_size);
+    fprintf(out, "position,context,next,nll_policy,nll_baseline,delta,mean_experts,experts_per_layer\n");
+    int C = o->context > 0 ? o->context : 8;
+    for (int64_t j = 0; j < n && j < o->top; j++) {
+        int64_t i = mv[j].pos, c0 = i + 1 >= C ? i + 1 - C : 0;
+        fprintf(out, "%lld,", (long long)i);
+        if (decode(tok, tokens + c0, (size_t)(i + 1 - c0), out) != 0) goto done;
+        fputc(',', out);
+        if (decode(tok, tokens + i + 1, 1, out) != 0) goto done;
+        double ksum = 0;
+        for (int l = 0; l < L; l++) ksum += experts[(size_t)i * L + l];
+        fprintf(out, ",%.6f,%.6f,%+.6f,%.3f,", nll[i], base[i], mv[j].delta, ksum / L);
+        for (int l = 0; l < L; l++) fprintf(out, "%s%d", l ? " " : "", experts[(size_t)i * L + l]);
+        fputc('\n', out);
+    }
+    rc = 0;
+done:
+    if (tok) olmoe_tokenizer_close(tok);
+    free(mv);
+    free(nll);
+    free(base);
+    free(experts);
+    free(tokens);
+    if (o->results) olmoe_h5_close(loc);
+    return rc;
+}
