@@ -1,0 +1,500 @@
+/* fig_quality.c: the figures about quality against compute: perplexity vs
+ * experts per token (quality), the BH alpha sweeps (sweep), and replay
+ * against the exact forward pass (fidelity). */
+#include "report_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* the kind whose perplexities the figures draw: replay when there is any,
+ * else exact; -1 when neither */
+static int ppl_kind(const olmoe_report_data *d) {
+    for (int k = OLMOE_REPORT_REPLAY; k <= OLMOE_REPORT_EXACT; k++)
+        for (int i = 0; i < d->n_policies; i++)
+            if (d->pol[i].res[k].present) return k;
+    return -1;
+}
+
+static const char *kind_words(int k) {
+    return k == OLMOE_REPORT_REPLAY ? "replay (frozen attention)" : "exact forward";
+}
+
+static void put_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) fputc(*s == '"' ? '\'' : *s, f);
+    fputc('"', f);
+}
+
+/* log scale when the values span more than ratio */
+static int wants_log(const double *v, int n, double ratio) {
+    double lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (isfinite(v[i]) && v[i] > 0) {
+            if (v[i] < lo) lo = v[i];
+            if (v[i] > hi) hi = v[i];
+        }
+    return hi > 0 && lo < INFINITY && hi / lo > ratio;
+}
+
+/* set palette / cbrange / cbtics for the BH alphas (discrete colours) */
+static void alpha_palette(FILE *gp, const double *alphas, int na) {
+    char col[8];
+    fprintf(gp, "set palette defined (");
+    for (int i = 0; i < na; i++) {
+        rep_ramp(i, na, col);
+        fprintf(gp, "%s%d '%s'", i ? ", " : "", i, col);
+    }
+    if (na == 1) fprintf(gp, ", 1 '%s'", col);
+    fprintf(gp, ")\nset palette maxcolors %d\n", na > 1 ? na : 1);
+    fprintf(gp, "set cbrange [-0.5:%g]\nset cbtics (", na - 0.5);
+    for (int i = 0; i < na; i++) fprintf(gp, "%s'%g' %d", i ? ", " : "", alphas[i], i);
+    fprintf(gp, ") scale 0\nset cblabel 'BH α'\nset colorbox user origin graph 1.02, graph 0 size character 1.6, graph 0.5\n");
+}
+
+int rep_fig_quality(rep_out *o, const olmoe_report_data *d) {
+    int K = ppl_kind(d);
+    if (K < 0) return 0;
+    const int n = d->n_policies;
+    double *x = xmalloc(((size_t)n + 1) * sizeof *x), *y = xmalloc(((size_t)n + 1) * sizeof *y);
+    int *front = xcalloc((size_t)n + 1, sizeof *front);
+    for (int i = 0; i < n; i++) {
+        const olmoe_report_result *r = &d->pol[i].res[K];
+        x[i] = r->present ? r->mean_k : NAN;
+        y[i] = r->present ? r->perplexity : NAN;
+    }
+    rep_pareto(x, y, n, front);
+    double *alphas = xmalloc(((size_t)n + 1) * sizeof *alphas), *maxks = xmalloc(((size_t)n + 1) * sizeof *maxks);
+    int na = rep_bh_alphas(d, alphas), nm = rep_bh_maxks(d, maxks);
+    int rc = -1, n_topk = 0, n_bh = 0, n_other = 0, n_exact = 0;
+    char q[1024], q2[256];
+    FILE *f;
+
+    /* data */
+    if (!(f = rep_file(o, "quality_topk.dat"))) goto out;
+    fprintf(f, "# quality: the top-k ladder (%s)\n# policy k mean_k perplexity\n", kind_words(K));
+    for (int i = 0; i < n; i++) {
+        const olmoe_report_policy *p = &d->pol[i];
+        if (!p->res[K].present || strcmp(p->family, "topk") || !strstr(p->id, "norm=model")) continue;
+        put_str(f, p->id);
+        fprintf(f, " %g ", p->k);
+        rep_put_num(f, x[i]);
+        fputc(' ', f);
+        rep_put_num(f, y[i]);
+        fputc('\n', f);
+        n_topk++;
+    }
+    if (rep_close(f, "quality_topk.dat")) goto out;
+    if (!(f = rep_file(o, "quality_bh.dat"))) goto out;
+    fprintf(f, "# quality: BH policies (%s); alpha_index and max_k pick colour and shape\n"
+               "# policy alpha max_k mean_k perplexity alpha_index\n", kind_words(K));
+    for (int i = 0; i < n; i++) {
+        const olmoe_report_policy *p = &d->pol[i];
+        if (!p->res[K].present || strcmp(p->family, "bh")) continue;
+        put_str(f, p->id);
+        fprintf(f, " %g %d ", p->alpha, p->max_k);
+        rep_put_num(f, x[i]);
+        fputc(' ', f);
+        rep_put_num(f, y[i]);
+        fprintf(f, " %d\n", rep_index_of(alphas, na, p->alpha));
+        n_bh++;
+    }
+    if (rep_close(f, "quality_bh.dat")) goto out;
+    if (!(f = rep_file(o, "quality_other.dat"))) goto out;
+    fprintf(f, "# quality: policies of other families (%s)\n# policy family mean_k perplexity\n",
+            kind_words(K));
+    for (int i = 0; i < n; i++) {
+        const olmoe_report_policy *p = &d->pol[i];
+        if (!p->res[K].present || !strcmp(p->family, "bh") ||
+            (!strcmp(p->family, "topk") && strstr(p->id, "norm=model")))
+            continue;
+        put_str(f, p->id);
+        fputc(' ', f);
+        put_str(f, p->family);
+        fputc(' ', f);
+        rep_put_num(f, x[i]);
+        fputc(' ', f);
+        rep_put_num(f, y[i]);
+        fputc('\n', f);
+        n_other++;
+    }
+    if (rep_close(f, "quality_other.dat")) goto out;
+    if (!(f = rep_file(o, "quality_front.dat"))) goto out;
+    fprintf(f, "# quality: the Pareto front (no other policy has fewer experts and lower perplexity),"
+               " by mean_k\n# policy mean_k perplexity\n");
+    {
+        int *ord = xmalloc(((size_t)n + 1) * sizeof *ord), m = 0;
+        for (int i = 0; i < n; i++)
+            if (front[i]) ord[m++] = i;
+        for (int a = 1; a < m; a++) /* insertion sort by x */
+            for (int b = a; b > 0 && x[ord[b]] < x[ord[b - 1]]; b--) {
+                int t = ord[b];
+                ord[b] = ord[b - 1];
+                ord[b - 1] = t;
+            }
+        for (int a = 0; a < m; a++) {
+            put_str(f, d->pol[ord[a]].id);
+            fputc(' ', f);
+            rep_put_num(f, x[ord[a]]);
+            fputc(' ', f);
+            rep_put_num(f, y[ord[a]]);
+            fputc('\n', f);
+        }
+        free(ord);
+    }
+    if (rep_close(f, "quality_front.dat")) goto out;
+    if (K == OLMOE_REPORT_REPLAY) {
+        if (!(f = rep_file(o, "quality_exact.dat"))) goto out;
+        fprintf(f, "# quality: the same policies through the exact forward pass\n# policy mean_k perplexity\n");
+        for (int i = 0; i < n; i++) {
+            const olmoe_report_result *r = &d->pol[i].res[OLMOE_REPORT_EXACT];
+            if (!r->present) continue;
+            put_str(f, d->pol[i].id);
+            fputc(' ', f);
+            rep_put_num(f, r->mean_k);
+            fputc(' ', f);
+            rep_put_num(f, r->perplexity);
+            fputc('\n', f);
+            n_exact++;
+        }
+        if (rep_close(f, "quality_exact.dat")) goto out;
+    }
+    int have_base = isfinite(d->baseline_ppl);
+    if (have_base) {
+        if (!(f = rep_file(o, "quality_baseline.dat"))) goto out;
+        fprintf(f, "# quality: the captured baseline (the trace's own routing)\n# top_k perplexity\n%d ",
+                d->top_k);
+        rep_put_num(f, d->baseline_ppl);
+        fputc('\n', f);
+        if (rep_close(f, "quality_baseline.dat")) goto out;
+    }
+
+    /* script */
+    char title[400];
+    snprintf(title, sizeof title, "Quality vs compute: perplexity against experts per token, %s",
+             kind_words(K));
+    FILE *gp = rep_fig_begin(o, "quality", "quality", title, 1280, 820);
+    if (!gp) goto out;
+    fprintf(gp, "set title %s\n", rep_gq(title, q, sizeof q));
+    fprintf(gp, "set xlabel 'experts per token and layer (mean; baseline %d)'\n", d->top_k);
+    fprintf(gp, "set ylabel 'perplexity (%s, lower is better)'\n", kind_words(K));
+    {
+        double lo = INFINITY, hi = -INFINITY;
+        for (int i = 0; i < n; i++)
+            if (isfinite(x[i]) && x[i] > 0) {
+                if (x[i] < lo) lo = x[i];
+                if (x[i] > hi) hi = x[i];
+            }
+        if (have_base && d->top_k < lo) lo = d->top_k;
+        if (have_base && d->top_k > hi) hi = d->top_k;
+        if (wants_log(x, n, 4))
+            fprintf(gp, "set logscale x 2\nset xrange [%.6g:%.6g]\n", lo / 1.12, hi * 1.12);
+        else if (lo < INFINITY)
+            fprintf(gp, "set xrange [%.6g:%.6g]\n", lo - 0.04 * (hi - lo + 1), hi + 0.04 * (hi - lo + 1));
+    }
+    if (wants_log(y, n, 3)) fprintf(gp, "set logscale y\nset ylabel 'perplexity (log scale; %s)'\n", kind_words(K));
+    fprintf(gp, "set key at screen 0.765, graph 1 left top vertical Left reverse\n");
+    fprintf(gp, "set rmargin at screen 0.74\nset offsets 0, 0, graph 0.04, graph 0.04\n");
+    if (n_bh) alpha_palette(gp, alphas, na);
+    else fprintf(gp, "unset colorbox\n");
+    if (have_base)
+        fprintf(gp, "set arrow 1 from graph 0, first %.10g to graph 1, first %.10g nohead dt 2 lw 1.2 "
+                    "lc rgb '#d62728' back\n",
+                d->baseline_ppl, d->baseline_ppl);
+    fprintf(gp, "plot 'quality_front.dat' u 2:3 w l lw 10 lc rgb '#fcd9b6' t 'Pareto front'");
+    if (n_topk)
+        fprintf(gp, ", \\\n  'quality_topk.dat' u 3:4 w lp lw 2 pt 6 ps 1.6 lc rgb 'black' t 'top-k ladder'"
+                    ", \\\n  'quality_topk.dat' u 3:4:(sprintf('k=%%g', $2)) w labels offset char 1.2,0.9 "
+                    "font ',10' tc rgb '#303030' notitle");
+    for (int j = 0; n_bh && j < nm; j++) {
+        int pt = rep_point_types[j % rep_n_point_types];
+        fprintf(gp, ", \\\n  'quality_bh.dat' u ($3==%g ? $4 : NaN):5:6 w p pt %d ps 2.1 lc palette notitle",
+                maxks[j], pt);
+        fprintf(gp, ", \\\n  NaN w p pt %d ps 2.1 lc rgb '#505050' t 'BH max_k=%g'", pt, maxks[j]);
+    }
+    if (n_other) {
+        /* one entry per family */
+        char fams[16][32];
+        int nf = 0;
+        for (int i = 0; i < n; i++) {
+            const olmoe_report_policy *p = &d->pol[i];
+            if (!p->res[K].present || !strcmp(p->family, "bh") ||
+                (!strcmp(p->family, "topk") && strstr(p->id, "norm=model")))
+                continue;
+            int k = 0;
+            while (k < nf && strcmp(fams[k], p->family)) k++;
+            if (k < nf || nf == 16) continue;
+            snprintf(fams[nf++], sizeof fams[0], "%s", p->family);
+            fprintf(gp, ", \\\n  'quality_other.dat' u (strcol(2) eq %s ? $3 : NaN):4 w p pt %d ps 1.9 "
+                        "lc rgb '%s' t %s",
+                    rep_gq(p->family, q2, sizeof q2), rep_point_types[(k + 1) % rep_n_point_types],
+                    rep_colors[k % rep_n_colors], rep_gq(p->family, q, sizeof q));
+        }
+    }
+    if (n_exact)
+        fprintf(gp, ", \\\n  'quality_exact.dat' u 2:3 w p pt 6 ps 2.6 lw 1.6 lc rgb '#009E73' "
+                    "t 'exact forward (same policy)'");
+    if (have_base)
+        fprintf(gp, ", \\\n  'quality_baseline.dat' u 1:2 w p pt 3 ps 3.2 lw 2.6 lc rgb '#d62728' "
+                    "t 'baseline top-%d (capture)'",
+                d->top_k);
+    fprintf(gp, "\n");
+    rc = rep_fig_end(o, gp);
+out:
+    free(x);
+    free(y);
+    free(front);
+    free(alphas);
+    free(maxks);
+    return rc;
+}
+
+/* ---- alpha sweeps ---- */
+
+int rep_fig_sweep(rep_out *o, const olmoe_report_data *d) {
+    const int n = d->n_policies;
+    int K = ppl_kind(d);
+    /* series: BH policies grouped by sweep key, with at least two alphas */
+    int *series = xmalloc(((size_t)n + 1) * sizeof *series), ns = 0; /* first policy of each */
+    for (int i = 0; i < n; i++) {
+        const olmoe_report_policy *p = &d->pol[i];
+        if (strcmp(p->family, "bh") || !olmoe_report_routing(p)) continue;
+        int seen = 0, count = 0;
+        for (int j = 0; j < n; j++)
+            if (!strcmp(d->pol[j].family, "bh") && olmoe_report_routing(&d->pol[j]) &&
+                !strcmp(d->pol[j].sweep_key, p->sweep_key)) {
+                if (j < i) seen = 1;
+                count++;
+            }
+        if (!seen && count >= 2) series[ns++] = i;
+    }
+    if (ns == 0) {
+        free(series);
+        return 0;
+    }
+    int rc = -1, any_ppl = 0;
+    char q[1024];
+    double *maxks = xmalloc(((size_t)n + 1) * sizeof *maxks);
+    int nm = rep_bh_maxks(d, maxks);
+    /* do the series differ only in max_k? then label them by it */
+    int only_maxk = 1;
+    for (int s = 1; s < ns; s++) {
+        const char *a = d->pol[series[0]].sweep_key, *b = d->pol[series[s]].sweep_key;
+        size_t la, lb;
+        const char *ma = strstr(a, "max_k="), *mb = strstr(b, "max_k=");
+        if (!ma || !mb) { only_maxk = 0; break; }
+        la = (size_t)(ma - a);
+        lb = (size_t)(mb - b);
+        if (la != lb || strncmp(a, b, la) || strcmp(ma + strcspn(ma, ",)"), mb + strcspn(mb, ",)")))
+            only_maxk = 0;
+    }
+    FILE *f = rep_file(o, "sweep.dat");
+    if (!f) goto out;
+    fprintf(f, "# sweep: BH policies by alpha, one block per series (gnuplot: index N)\n"
+               "# alpha mean_k perplexity policy\n");
+    for (int s = 0; s < ns; s++) {
+        const olmoe_report_policy *p0 = &d->pol[series[s]];
+        fprintf(f, "%s# series %d: %s\n", s ? "\n\n" : "", s, p0->sweep_key);
+        for (int j = 0; j < n; j++) {
+            const olmoe_report_policy *p = &d->pol[j];
+            if (strcmp(p->family, "bh") || strcmp(p->sweep_key, p0->sweep_key)) continue;
+            const olmoe_report_result *r = olmoe_report_routing(p);
+            if (!r) continue;
+            double ppl = K >= 0 && p->res[K].present ? p->res[K].perplexity : NAN;
+            if (isfinite(ppl)) any_ppl = 1;
+            fprintf(f, "%g ", p->alpha);
+            rep_put_num(f, r->mean_k);
+            fputc(' ', f);
+            rep_put_num(f, ppl);
+            fputc(' ', f);
+            put_str(f, p->id);
+            fputc('\n', f);
+        }
+    }
+    if (rep_close(f, "sweep.dat")) goto out;
+
+    const char *title = any_ppl ? "BH alpha sweeps: experts per token and perplexity against alpha"
+                                : "BH alpha sweeps: experts per token against alpha";
+    FILE *gp = rep_fig_begin(o, "sweep", "sweep", title, any_ppl ? 1500 : 1000, 700);
+    if (!gp) goto out;
+    if (any_ppl)
+        fprintf(gp, "set multiplot layout 1,2 title %s font ',14' margins 0.07,0.98,0.11,0.80 spacing 0.09,0\n",
+                rep_gq(title, q, sizeof q));
+    else
+        fprintf(gp, "set title %s\nset tmargin 7\n", rep_gq(title, q, sizeof q));
+    {
+        double amin = INFINITY, amax = -INFINITY;
+        for (int i = 0; i < n; i++)
+            if (!strcmp(d->pol[i].family, "bh") && isfinite(d->pol[i].alpha)) {
+                if (d->pol[i].alpha < amin) amin = d->pol[i].alpha;
+                if (d->pol[i].alpha > amax) amax = d->pol[i].alpha;
+            }
+        fprintf(gp, "set xrange [%.6g:%.6g]\n", amin / 1.4, amax * 1.4);
+    }
+    {
+        double *al = xmalloc(((size_t)n + 1) * sizeof *al), *va = xmalloc(((size_t)n + 1) * sizeof *va);
+        int nv = 0;
+        for (int i = 0; i < n; i++)
+            if (!strcmp(d->pol[i].family, "bh")) va[nv++] = d->pol[i].alpha;
+        int na = rep_distinct(va, nv, al);
+        fprintf(gp, "set xtics (");
+        for (int i = 0; i < na; i++) fprintf(gp, "%s%g", i ? ", " : "", al[i]);
+        fprintf(gp, ")\n");
+        free(al);
+        free(va);
+    }
+    fprintf(gp, "set logscale x\nset xlabel 'BH α (log scale)'\n"
+                "set key at screen 0.5, screen %s center top horizontal width 2\n"
+                "set offsets 0, 0, graph 0.05, graph 0.05\n", any_ppl ? "0.905" : "0.915");
+    for (int panel = 0; panel < 1 + any_ppl; panel++) {
+        if (panel == 0) {
+            fprintf(gp, "set ylabel 'experts per token and layer (mean)'\n");
+            if (any_ppl) fprintf(gp, "set title 'experts per token'\n");
+        } else {
+            fprintf(gp, "set ylabel 'perplexity, %s'\nset title 'perplexity'\nunset key\n", kind_words(K));
+        }
+        fprintf(gp, "plot ");
+        for (int s = 0; s < ns; s++) {
+            const olmoe_report_policy *p0 = &d->pol[series[s]];
+            char lab[200];
+            if (only_maxk) {
+                snprintf(lab, sizeof lab, "max_k=%d", p0->max_k);
+            } else { /* the label without its alpha */
+                snprintf(lab, sizeof lab, "%s", p0->label);
+                char *a = strstr(lab, " α=");
+                if (a) {
+                    char *e = a + strlen(" α=");
+                    e += strcspn(e, " ");
+                    memmove(a, e, strlen(e) + 1);
+                }
+            }
+            int mi = rep_index_of(maxks, nm, p0->max_k);
+            fprintf(gp, "%s'sweep.dat' index %d u 1:%d w lp lw 2 pt %d ps 1.6 lc rgb '%s' t %s", s ? ", \\\n  " : "",
+                    s, panel ? 3 : 2, rep_point_types[(mi < 0 ? s : mi) % rep_n_point_types],
+                    rep_colors[(mi < 0 ? s : mi) % rep_n_colors], rep_gq(lab, q, sizeof q));
+        }
+        fprintf(gp, "\n");
+    }
+    if (any_ppl) fprintf(gp, "unset multiplot\n");
+    rc = rep_fig_end(o, gp);
+out:
+    free(series);
+    free(maxks);
+    return rc;
+}
+
+/* ---- replay against exact ---- */
+
+int rep_fig_fidelity(rep_out *o, const olmoe_report_data *d) {
+    const olmoe_report_validate *v = &d->val;
+    int n = 0, cap = v->present ? v->n : d->n_policies;
+    char **ids = xcalloc((size_t)cap + 1, sizeof *ids);
+    double *ex = xmalloc(((size_t)cap + 1) * sizeof *ex), *re = xmalloc(((size_t)cap + 1) * sizeof *re);
+    if (v->present) {
+        for (int i = 0; i < v->n; i++) {
+            ids[n] = v->policy[i];
+            ex[n] = v->exact_ppl[i];
+            re[n] = v->replay_ppl[i];
+            n++;
+        }
+    } else {
+        for (int i = 0; i < d->n_policies; i++)
+            if (d->pol[i].res[OLMOE_REPORT_REPLAY].present && d->pol[i].res[OLMOE_REPORT_EXACT].present) {
+                ids[n] = d->pol[i].id;
+                ex[n] = d->pol[i].res[OLMOE_REPORT_EXACT].perplexity;
+                re[n] = d->pol[i].res[OLMOE_REPORT_REPLAY].perplexity;
+                n++;
+            }
+    }
+    int rc = 0;
+    char q[1024];
+    if (n == 0) goto out;
+    rc = -1;
+    FILE *f = rep_file(o, "fidelity.dat");
+    if (!f) goto out;
+    fprintf(f, "# fidelity: replay (frozen attention) against the exact forward pass, from %s\n"
+               "# index policy label exact_ppl replay_ppl rel_diff_percent family\n",
+            v->present ? "/validate" : "the /replay and /exact results");
+    double lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        int k = olmoe_report_find(d, ids[i]);
+        const char *label = k >= 0 ? d->pol[k].label : ids[i];
+        const char *fam = k >= 0 ? d->pol[k].family : "?";
+        fprintf(f, "%d ", i);
+        put_str(f, ids[i]);
+        fputc(' ', f);
+        put_str(f, label);
+        fputc(' ', f);
+        rep_put_num(f, ex[i]);
+        fputc(' ', f);
+        rep_put_num(f, re[i]);
+        fputc(' ', f);
+        rep_put_num(f, 100.0 * (re[i] / ex[i] - 1));
+        fputc(' ', f);
+        put_str(f, fam);
+        fputc('\n', f);
+        for (int z = 0; z < 2; z++) {
+            double w = z ? re[i] : ex[i];
+            if (isfinite(w) && w > 0) {
+                if (w < lo) lo = w;
+                if (w > hi) hi = w;
+            }
+        }
+    }
+    if (rep_close(f, "fidelity.dat")) goto out;
+    if (!(lo < INFINITY)) lo = 1, hi = 10;
+    char title[400], extra[96] = "";
+    if (v->present && v->ranking_agrees >= 0)
+        snprintf(extra, sizeof extra, " (ranking %s, Kendall τ %.3f)",
+                 v->ranking_agrees ? "agrees" : "differs", v->kendall_tau);
+    snprintf(title, sizeof title, "Replay fidelity: frozen-attention replay vs exact forward%s", extra);
+    int w = 1500, h = 720;
+    FILE *gp = rep_fig_begin(o, "fidelity", "fidelity", title, w, h);
+    if (!gp) goto out;
+    fprintf(gp, "set multiplot layout 1,2 title %s font ',14'\n", rep_gq(title, q, sizeof q));
+    double a = lo / 1.08, b = hi * 1.08;
+    fprintf(gp, "set title 'perplexity of each policy'\nset size ratio -1\n");
+    if (hi / lo > 3) fprintf(gp, "set logscale xy\n");
+    fprintf(gp, "set xrange [%.6g:%.6g]\nset yrange [%.6g:%.6g]\n", a, b, a, b);
+    fprintf(gp, "set xlabel 'exact forward perplexity'\nset ylabel 'replay perplexity'\nset key top left\n");
+    int nf[3] = {0, 0, 0}; /* top-k, BH, other: only series with points (else gnuplot warns) */
+    for (int i = 0; i < n; i++) {
+        int k = olmoe_report_find(d, ids[i]);
+        const char *fam = k >= 0 ? d->pol[k].family : "?";
+        nf[!strcmp(fam, "topk") ? 0 : !strcmp(fam, "bh") ? 1 : 2]++;
+    }
+    fprintf(gp, "plot x w l dt 2 lw 1.5 lc rgb '#808080' t 'replay = exact'");
+    if (nf[0])
+        fprintf(gp, ", \\\n  'fidelity.dat' u (strcol(7) eq 'topk' ? $4 : NaN):5 w p pt 7 ps 1.8 lc rgb 'black' t 'top-k'");
+    if (nf[1])
+        fprintf(gp, ", \\\n  'fidelity.dat' u (strcol(7) eq 'bh' ? $4 : NaN):5 w p pt 5 ps 1.7 lc rgb '%s' t 'BH'",
+                rep_colors[0]);
+    if (nf[2])
+        fprintf(gp, ", \\\n  'fidelity.dat' u (strcol(7) ne 'bh' && strcol(7) ne 'topk' ? $4 : NaN):5 w p pt 9 ps 1.8 "
+                    "lc rgb '%s' t 'other'", rep_colors[1]);
+    fprintf(gp, "\n");
+    fprintf(gp, "unset logscale\nset size noratio\nset autoscale\nset title 'replay / exact − 1'\n");
+    {
+        double rlo = 0, rhi = 0;
+        for (int i = 0; i < n; i++) {
+            double r = 100.0 * (re[i] / ex[i] - 1);
+            if (isfinite(r) && r < rlo) rlo = r;
+            if (isfinite(r) && r > rhi) rhi = r;
+        }
+        double pad = 0.08 * (rhi - rlo) + 1e-3;
+        fprintf(gp, "set yrange [%.6g:%.6g]\n", rlo < 0 ? rlo - pad : 0, rhi > 0 ? rhi + pad : 0);
+    }
+    fprintf(gp, "set xlabel ''\nset ylabel 'relative difference (%%, negative: replay optimistic)'\n"
+                "set xzeroaxis lt -1 lw 1\nunset key\n");
+    fprintf(gp, "set xrange [-0.7:%g]\nset xtics rotate by 60 right font ',%d'\nset boxwidth 0.7\n"
+                "set bmargin 10\nset grid noxtics\n",
+            n - 0.3, n > 30 ? 8 : 10);
+    fprintf(gp, "plot 'fidelity.dat' u 1:6:xtic(3) w boxes lc rgb '%s' notitle\n", rep_colors[0]);
+    fprintf(gp, "unset multiplot\n");
+    rc = rep_fig_end(o, gp);
+out:
+    free(ids);
+    free(ex);
+    free(re);
+    return rc;
+}
