@@ -270,8 +270,11 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* a plain file name beside the index (and short enough that an error
+   message naming it still fits on its line) */
 static int shard_name_ok(const char *s) {
-    return *s && !strchr(s, '/') && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+    return *s && strlen(s) <= 255 && !strchr(s, '/') && strcmp(s, ".") != 0 &&
+           strcmp(s, "..") != 0;
 }
 
 /* the shards named by the index, each mapped, then cross-checked both ways */
@@ -296,8 +299,8 @@ static int open_index(const char *dir, const char *index_path, olmoe_checkpoint 
     if (rc == 0) {
         json_object_foreach(wm, key, val) {
             if (!json_is_string(val) || !shard_name_ok(json_string_value(val))) {
-                rc = olmoe_errorf("%s: weight_map entry '%s' is not a file name in the model "
-                                  "directory",
+                rc = olmoe_errorf("%s: weight_map entry '%.200s' is not a file name in the "
+                                  "model directory",
                                   INDEX_NAME, key);
                 break;
             }
