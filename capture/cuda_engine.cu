@@ -255,36 +255,29 @@ static void cuda_close(olmoe_engine *e) {
     e->impl = NULL;
 }
 
-/* Registers the page range holding [p, p+n) as pinned so that copies into
- * it run asynchronously; keeps up to OLMOE_CUDA_MAX_PINS ranges, dropping
- * the oldest, and any range that overlaps a new one. Returns 1 when pinned. */
+/* Whether [p, p+n) lies in a buffer the caller handed to
+ * olmoe_engine_host_buffer (page-locked at that call): copies into it run
+ * asynchronously. Caller memory is never locked otherwise: a locked page
+ * range that reached into a neighbouring allocation made copies into that
+ * neighbour fail ("invalid argument": a host range half locked, half not). */
 int olmoe_cuda_pinned(olmoe_cuda_state *s, const void *p, size_t n) {
     uintptr_t a = (uintptr_t)p, b = a + n;
     for (int i = 0; i < s->n_pins; i++) {
         uintptr_t pa = (uintptr_t)s->pins[i].p, pb = pa + s->pins[i].n;
         if (a >= pa && b <= pb) return 1;
     }
-    const uintptr_t pg = 4096;
-    uintptr_t ra = a / pg * pg, rb = (b + pg - 1) / pg * pg;
-    for (int i = 0; i < s->n_pins;) { /* overlapping ranges cannot both be registered */
-        uintptr_t pa = (uintptr_t)s->pins[i].p, pb = pa + s->pins[i].n;
-        if (pa < rb && ra < pb) {
-            cudaHostUnregister(s->pins[i].p);
-            s->pins[i] = s->pins[--s->n_pins];
-        } else {
-            i++;
-        }
-    }
-    if (s->n_pins == OLMOE_CUDA_MAX_PINS) {
-        cudaHostUnregister(s->pins[0].p);
-        memmove(s->pins, s->pins + 1, (size_t)(--s->n_pins) * sizeof s->pins[0]);
-    }
-    if (cudaHostRegister((void *)ra, rb - ra, cudaHostRegisterDefault) != cudaSuccess) {
-        cudaGetLastError(); /* not fatal: copies fall back to pageable memory */
+    return 0;
+}
+
+static int cuda_host_buffer(olmoe_engine *e, void *p, size_t n) {
+    olmoe_cuda_state *s = (olmoe_cuda_state *)e->impl;
+    if (s->n_pins == OLMOE_CUDA_MAX_PINS) return 0;
+    if (cudaHostRegister(p, n, cudaHostRegisterDefault) != cudaSuccess) {
+        cudaGetLastError(); /* not fatal: copies stay synchronous */
         return 0;
     }
-    s->pins[s->n_pins].p = (void *)ra;
-    s->pins[s->n_pins].n = rb - ra;
+    s->pins[s->n_pins].p = p;
+    s->pins[s->n_pins].n = n;
     s->n_pins++;
     return 1;
 }
@@ -302,4 +295,5 @@ void olmoe_cuda_mark(olmoe_cuda_state *s, int phase) {
 }
 
 /* bf16_residuals = 1: attn_residual_bf16 is copied from the device as it is (issue 15) */
-extern "C" const olmoe_engine_ops olmoe_engine_cuda_ops = {"cuda", cuda_open, olmoe_cuda_forward, cuda_close, 1};
+extern "C" const olmoe_engine_ops olmoe_engine_cuda_ops = {"cuda", cuda_open, olmoe_cuda_forward, cuda_close, 1,
+                                                                cuda_host_buffer};

@@ -2,6 +2,7 @@
  * device and checks what every implementation relies on. */
 #include "engine_impl.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,6 +116,20 @@ int olmoe_engine_forward(olmoe_engine *e, olmoe_window_io *w, int n_windows) {
 const char *olmoe_engine_device(const olmoe_engine *e) { return e->device; }
 const char *olmoe_engine_compute_dtype(const olmoe_engine *e) { return e->compute_dtype; }
 size_t olmoe_engine_activation_bytes(const olmoe_engine *e) { return e->activation_bytes; }
+
+#define HOST_PAGE ((size_t)4096)
+
+int olmoe_engine_host_buffer(olmoe_engine *e, void *p, size_t bytes) {
+    if (!e->ops->host_buffer || !p || !bytes || (uintptr_t)p % HOST_PAGE || bytes % HOST_PAGE) return 0;
+    return e->ops->host_buffer(e, p, bytes);
+}
+
+void *olmoe_engine_host_alloc(size_t bytes) {
+    size_t n = (bytes + HOST_PAGE - 1) / HOST_PAGE * HOST_PAGE;
+    void *p = aligned_alloc(HOST_PAGE, n ? n : HOST_PAGE);
+    if (!p) die("out of memory allocating %zu bytes", bytes);
+    return p;
+}
 
 void olmoe_engine_close(olmoe_engine *e) {
     if (!e) return;

@@ -18,6 +18,8 @@ typedef struct olmoe_engine_ops {
     /* issue 15: 1 if forward fills olmoe_window_io.attn_residual_bf16 itself
      * (else engine.c fills it from fp32 residuals) */
     int bf16_residuals;
+    /* optional: olmoe_engine_host_buffer */
+    int (*host_buffer)(olmoe_engine *e, void *p, size_t bytes);
 } olmoe_engine_ops;
 
 struct olmoe_engine {

@@ -263,4 +263,4 @@ static int cpu_forward(olmoe_engine *e, olmoe_window_io *w, int nw) {
 }
 
 /* bf16_residuals = 0: engine.c rounds the fp32 residuals for attn_residual_bf16 (issue 15) */
-const olmoe_engine_ops olmoe_engine_cpu_ops = {"cpu", cpu_open, cpu_forward, cpu_close, 0};
+const olmoe_engine_ops olmoe_engine_cpu_ops = {"cpu", cpu_open, cpu_forward, cpu_close, 0, NULL};

@@ -197,11 +197,20 @@ typedef struct {
 
 static void buffers_init(batch_buffers *b, const olmoe_config *c, size_t rows) {
     size_t L = c->num_hidden_layers, E = c->num_experts, D = c->hidden_size;
-    b->router_logits = xmalloc(xmul(xmul(rows, L * E), sizeof(float)));
+    /* the two big ones own their pages: the CUDA engine may page-lock them */
+    b->router_logits = olmoe_engine_host_alloc(xmul(xmul(rows, L * E), sizeof(float)));
     b->nll = xmalloc(xmul(rows, sizeof(float)));
     b->argmax = xmalloc(xmul(rows, sizeof(int32_t)));
-    b->residual = save_residuals ? xmalloc(xmul(xmul(rows, L * D), sizeof(uint16_t))) : NULL;
+    b->residual = save_residuals ? olmoe_engine_host_alloc(xmul(xmul(rows, L * D), sizeof(uint16_t))) : NULL;
     b->bytes = rows * (L * E * 4 + 8 + (save_residuals ? L * D * 2 : 0));
+}
+
+static size_t page_round(size_t n) { return (n + 4095) / 4096 * 4096; }
+
+static void offer_buffers(olmoe_engine *eng, batch_buffers *b, const olmoe_config *c, size_t rows) {
+    size_t L = c->num_hidden_layers, E = c->num_experts, D = c->hidden_size;
+    olmoe_engine_host_buffer(eng, b->router_logits, page_round(rows * L * E * sizeof(float)));
+    if (b->residual) olmoe_engine_host_buffer(eng, b->residual, page_round(rows * L * D * sizeof(uint16_t)));
 }
 
 static void buffers_free(batch_buffers *b) {
@@ -356,6 +365,7 @@ int main(int argc, char **argv) {
     append_job jobs[2]; /* double-buffered for the writer thread */
     for (int i = 0; i < 2; i++) {
         buffers_init(&jobs[i].bb, c, (size_t)eo.max_tokens);
+        offer_buffers(eng, &jobs[i].bb, c, (size_t)eo.max_tokens);
         jobs[i].io = xcalloc((size_t)batch, sizeof *jobs[i].io);
         jobs[i].tw = xcalloc((size_t)batch, sizeof *jobs[i].tw);
     }
