@@ -482,7 +482,10 @@ static int setup(const olmoe_replay_opts *o, olmoe_replay_run *r, run_state *s, 
         s->io = xcalloc((size_t)most_windows, sizeof *s->io);
         s->x_nll = xmalloc(xmul((size_t)max_sum, sizeof *s->x_nll));
         s->x_argmax = xmalloc(xmul((size_t)max_sum, sizeof *s->x_argmax));
-        s->x_logits = xmalloc(xmul(xmul((size_t)max_sum, (size_t)L * E), sizeof *s->x_logits));
+        /* owns its pages, so a GPU engine can page-lock it: copies run async */
+        size_t lb = xmul(xmul((size_t)max_sum, (size_t)L * E), sizeof *s->x_logits);
+        s->x_logits = olmoe_engine_host_alloc(lb);
+        olmoe_engine_host_buffer(s->eng, s->x_logits, lb);
     }
 
     /* results: replay (policy order), exact, then the self-check's own */

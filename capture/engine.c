@@ -120,8 +120,8 @@ size_t olmoe_engine_activation_bytes(const olmoe_engine *e) { return e->activati
 #define HOST_PAGE ((size_t)4096)
 
 int olmoe_engine_host_buffer(olmoe_engine *e, void *p, size_t bytes) {
-    if (!e->ops->host_buffer || !p || !bytes || (uintptr_t)p % HOST_PAGE || bytes % HOST_PAGE) return 0;
-    return e->ops->host_buffer(e, p, bytes);
+    if (!e->ops->host_buffer || !p || !bytes || (uintptr_t)p % HOST_PAGE) return 0;
+    return e->ops->host_buffer(e, p, (bytes + HOST_PAGE - 1) / HOST_PAGE * HOST_PAGE);
 }
 
 void *olmoe_engine_host_alloc(size_t bytes) {

@@ -205,12 +205,10 @@ static void buffers_init(batch_buffers *b, const olmoe_config *c, size_t rows) {
     b->bytes = rows * (L * E * 4 + 8 + (save_residuals ? L * D * 2 : 0));
 }
 
-static size_t page_round(size_t n) { return (n + 4095) / 4096 * 4096; }
-
 static void offer_buffers(olmoe_engine *eng, batch_buffers *b, const olmoe_config *c, size_t rows) {
     size_t L = c->num_hidden_layers, E = c->num_experts, D = c->hidden_size;
-    olmoe_engine_host_buffer(eng, b->router_logits, page_round(rows * L * E * sizeof(float)));
-    if (b->residual) olmoe_engine_host_buffer(eng, b->residual, page_round(rows * L * D * sizeof(uint16_t)));
+    olmoe_engine_host_buffer(eng, b->router_logits, rows * L * E * sizeof(float));
+    if (b->residual) olmoe_engine_host_buffer(eng, b->residual, rows * L * D * sizeof(uint16_t));
 }
 
 static void buffers_free(batch_buffers *b) {

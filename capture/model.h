@@ -215,15 +215,14 @@ int olmoe_engine_forward(olmoe_engine *e, olmoe_window_io *w, int n_windows);
 const char *olmoe_engine_device(const olmoe_engine *e);        /* "cpu", "cuda:<name>" */
 const char *olmoe_engine_compute_dtype(const olmoe_engine *e); /* "float32", "bfloat16" */
 size_t olmoe_engine_activation_bytes(const olmoe_engine *e);
-/* Offers the engine [p, p + bytes), a buffer the caller will pass as
- * router_logits or attn_residual_bf16: page aligned, bytes a multiple of the
- * page size, sharing its pages with nothing else (olmoe_engine_host_alloc
- * gives such a buffer). A GPU engine page-locks it once, so that its copies
- * run beside the next layers; other buffers are copied through pageable
- * memory, correct but synchronous. Never fails: 1 if taken, else 0. The
- * buffer must outlive the engine. */
+/* Offers the engine a buffer from olmoe_engine_host_alloc(bytes) that the
+ * caller will pass as router_logits or attn_residual_bf16. A GPU engine
+ * page-locks it once, so that its copies run beside the next layers; other
+ * buffers are copied through pageable memory, correct but synchronous.
+ * (Locking a malloc'd buffer could lock its neighbours' pages too.) Never
+ * fails: 1 if taken, else 0. The buffer must outlive the engine. */
 int olmoe_engine_host_buffer(olmoe_engine *e, void *p, size_t bytes);
-/* a buffer as olmoe_engine_host_buffer wants it (free it with free()) */
+/* a buffer of whole pages, owning them (free it with free()) */
 void *olmoe_engine_host_alloc(size_t bytes);
 void olmoe_engine_close(olmoe_engine *e);
 /* the most experts its routing may choose per token (top_k, or the policy's
