@@ -8,6 +8,7 @@
  * comes before any work) -> empirical null if a family needs it -> the
  * calibration logits -> bisection per family and target -> the policies'
  * results refused without --force -> scoring -> table, CSV, HDF5. */
+#include "cmd_inputs.h"
 #include "common.h"
 #include "match.h"
 #include "opt.h"
@@ -37,22 +38,6 @@ static long max_tokens = 0, chunk = 4096, empirical_max = 32768, calib_tokens = 
 static long match_max_k = 0, threads = 0;
 static double tol = 0.01;
 static int exact, force, quiet;
-
-typedef struct {
-    olmoe_out out;
-    int used;
-} reserved;
-
-static void reserve(reserved *r, const char *path) {
-    r->used = 0;
-    if (!path) return;
-    if (olmoe_out_begin(&r->out, path, force) != 0) die("%s", olmoe_error());
-    r->used = 1;
-}
-
-static void commit(reserved *r) {
-    if (r->used && olmoe_out_commit(&r->out) != 0) die("%s", olmoe_error());
-}
 
 /* "a,b(c=1,d={2,3}),e" -> items split at top-level commas (xstrdup'd) */
 static int split_top(const char *s, char **items, int max) {
@@ -91,34 +76,6 @@ static int parse_targets(const char *s, double *t, int max) {
     }
     if (n == 0) die_usage("--match-k: no targets (e.g. --match-k 1,2,4,8)");
     return n;
-}
-
-static void build_empirical(olmoe_trace *t, int64_t N, olmoe_policy_empirical *emp) {
-    const olmoe_trace_info *in = olmoe_trace_info_of(t);
-    int L = in->meta.n_layers, E = in->meta.n_experts;
-    if (olmoe_policy_empirical_init(emp, L, E, N, empirical_max) != 0) die("%s", olmoe_error());
-    const int64_t C = 1024;
-    float *buf = xmalloc(xmul(xmul((size_t)C, (size_t)L * E), sizeof *buf));
-    for (int64_t s = 0; s < N; s += C) {
-        int64_t n = N - s < C ? N - s : C;
-        if (olmoe_trace_read_router_logits(t, s, n, buf) != 0) die("%s", olmoe_error());
-        olmoe_policy_empirical_add(emp, s, buf, n);
-    }
-    free(buf);
-    if (olmoe_policy_empirical_finish(emp) != 0) die("%s: %s", olmoe_trace_path(t), olmoe_error());
-}
-
-static void load_null(const char *trace_path, const olmoe_trace_meta *tm, olmoe_kde_null *null,
-                      olmoe_kde_cdf *cdf) {
-    if (olmoe_kde_read(kde_path, null) != 0) die("%s", olmoe_error());
-    if (null->n_layers != tm->n_layers)
-        die("%s: fitted to a model of %d layers, %s has %d", kde_path, null->n_layers, trace_path,
-            tm->n_layers);
-    if (null->model_checksum[0] && tm->model_checksum[0] &&
-        strcmp(null->model_checksum, tm->model_checksum) != 0)
-        warnf("%s: fitted on a trace of another model (checksum %.12s..., this trace %.12s...)",
-              kde_path, null->model_checksum, tm->model_checksum);
-    if (olmoe_kde_cdf_init(cdf, null, tm->n_layers) != 0) die("%s: %s", kde_path, olmoe_error());
 }
 
 /* the top-k reference at k, with the options top-k takes (T, norm) */
@@ -200,9 +157,9 @@ int olmoe_match_main(int argc, char **argv) {
     const char *trace_path = argv[0];
     const char *calib_path = cli.calibrate ? cli.calibrate : trace_path;
 
-    reserved rc, ro;
-    reserve(&rc, csv_path);
-    reserve(&ro, out_path);
+    olmoe_cmd_output rc, ro;
+    olmoe_cmd_reserve(&rc, csv_path, force);
+    olmoe_cmd_reserve(&ro, out_path, force);
 
     olmoe_trace *t = olmoe_trace_open(trace_path);
     if (!t) die("%s", olmoe_error());
@@ -252,7 +209,7 @@ int olmoe_match_main(int argc, char **argv) {
         need_emp |= olmoe_policy_needs(&probe, OLMOE_PVALUE_EMPIRICAL);
     }
     if (kde_path) {
-        load_null(trace_path, &in->meta, &null, &cdf);
+        olmoe_cmd_load_null(kde_path, trace_path, &in->meta, &null, &cdf);
         m.null = &cdf;
     } else if (need_kde) {
         die_usage("pvalue=kde needs --kde NULL.h5 (make one with olmoe-kde fit %s --out null.h5), "
@@ -274,7 +231,7 @@ int olmoe_match_main(int argc, char **argv) {
     olmoe_policy_empirical emp;
     memset(&emp, 0, sizeof emp);
     if (need_emp) {
-        build_empirical(t, N, &emp);
+        olmoe_cmd_empirical(t, N, empirical_max, &emp);
         m.emp = &emp;
     }
     olmoe_trace_close(t);
@@ -427,8 +384,8 @@ int olmoe_match_main(int argc, char **argv) {
         die("%s: %s", ro.used ? out_path : trace_path, olmoe_error());
     }
     if (olmoe_h5_close(f) != 0) die("%s", olmoe_error());
-    commit(&rc);
-    commit(&ro);
+    olmoe_cmd_commit(&rc);
+    olmoe_cmd_commit(&ro);
     if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
 
     if (scored) {

@@ -7,6 +7,7 @@
  * refused without --force (every error so far comes before any work) ->
  * empirical null if a policy needs it -> the run (checksum and residuals are
  * checked first) -> table, JSON, CSV, HDF5 -> outputs committed. */
+#include "cmd_inputs.h"
 #include "common.h"
 #include "opt.h"
 #include "replay.h"
@@ -29,51 +30,6 @@ static const char *json_path, *csv_path, *out_path;
 static long max_tokens = 0, chunk = 4096, empirical_max = 32768;
 static int exact, validate, force, quiet;
 static const char *shard_spec; /* --shard (issue 13, replay_shard.c) */
-
-typedef struct {
-    olmoe_out out;
-    int used;
-} reserved;
-
-static void reserve(reserved *r, const char *path) {
-    r->used = 0;
-    if (!path) return;
-    if (olmoe_out_begin(&r->out, path, force) != 0) die("%s", olmoe_error());
-    r->used = 1;
-}
-
-static void commit(reserved *r) {
-    if (r->used && olmoe_out_commit(&r->out) != 0) die("%s", olmoe_error());
-}
-
-/* pvalue=empirical: each expert's logits in this trace (up to N tokens) */
-static void build_empirical(olmoe_trace *t, int64_t N, olmoe_policy_empirical *emp) {
-    const olmoe_trace_info *in = olmoe_trace_info_of(t);
-    int L = in->meta.n_layers, E = in->meta.n_experts;
-    if (olmoe_policy_empirical_init(emp, L, E, N, empirical_max) != 0) die("%s", olmoe_error());
-    const int64_t C = 1024;
-    float *buf = xmalloc(xmul(xmul((size_t)C, (size_t)L * E), sizeof *buf));
-    for (int64_t s = 0; s < N; s += C) {
-        int64_t n = N - s < C ? N - s : C;
-        if (olmoe_trace_read_router_logits(t, s, n, buf) != 0) die("%s", olmoe_error());
-        olmoe_policy_empirical_add(emp, s, buf, n);
-    }
-    free(buf);
-    if (olmoe_policy_empirical_finish(emp) != 0) die("%s: %s", olmoe_trace_path(t), olmoe_error());
-}
-
-static void load_null(const char *trace_path, const olmoe_trace_meta *tm, olmoe_kde_null *null,
-                      olmoe_kde_cdf *cdf) {
-    if (olmoe_kde_read(kde_path, null) != 0) die("%s", olmoe_error());
-    if (null->n_layers != tm->n_layers)
-        die("%s: fitted to a model of %d layers, %s has %d", kde_path, null->n_layers, trace_path,
-            tm->n_layers);
-    if (null->model_checksum[0] && tm->model_checksum[0] &&
-        strcmp(null->model_checksum, tm->model_checksum) != 0)
-        warnf("%s: fitted on a trace of another model (checksum %.12s..., this trace %.12s...)",
-              kde_path, null->model_checksum, tm->model_checksum);
-    if (olmoe_kde_cdf_init(cdf, null, tm->n_layers) != 0) die("%s: %s", kde_path, olmoe_error());
-}
 
 int olmoe_replay_main(int argc, char **argv) {
     static olmoe_policy_cli cli;
@@ -131,10 +87,10 @@ int olmoe_replay_main(int argc, char **argv) {
     if (shard_spec && !out_path)
         die_usage("--shard needs --out FILE: each shard writes its own results file");
 
-    reserved rj, rc, ro;
-    reserve(&rj, json_path);
-    reserve(&rc, csv_path);
-    reserve(&ro, out_path);
+    olmoe_cmd_output rj, rc, ro;
+    olmoe_cmd_reserve(&rj, json_path, force);
+    olmoe_cmd_reserve(&rc, csv_path, force);
+    olmoe_cmd_reserve(&ro, out_path, force);
 
     olmoe_trace *t = olmoe_trace_open(trace_path);
     if (!t) die("%s", olmoe_error());
@@ -151,7 +107,7 @@ int olmoe_replay_main(int argc, char **argv) {
     memset(&cdf, 0, sizeof cdf);
     olmoe_policy_model m = {in->meta.n_layers, in->meta.n_experts, in->meta.norm_topk_prob, NULL, NULL};
     if (kde_path) {
-        load_null(trace_path, &in->meta, &null, &cdf);
+        olmoe_cmd_load_null(kde_path, trace_path, &in->meta, &null, &cdf);
         m.null = &cdf;
     } else if (olmoe_policy_set_needs(&set, OLMOE_PVALUE_KDE)) {
         die_usage("pvalue=kde needs --kde NULL.h5 (make one with olmoe-kde fit %s --out null.h5), "
@@ -179,7 +135,7 @@ int olmoe_replay_main(int argc, char **argv) {
         free(pp);
     }
     if (need_emp) {
-        build_empirical(t, N, &emp);
+        olmoe_cmd_empirical(t, N, empirical_max, &emp);
         m.emp = &emp;
         if (olmoe_policy_set_bind(&set, &m) != 0) die("%s", olmoe_error());
     }
@@ -230,9 +186,9 @@ int olmoe_replay_main(int argc, char **argv) {
         die("%s: %s", ro.used ? out_path : trace_path, olmoe_error());
     }
     if (olmoe_h5_close(f) != 0) die("%s", olmoe_error());
-    commit(&rj);
-    commit(&rc);
-    commit(&ro);
+    olmoe_cmd_commit(&rj);
+    olmoe_cmd_commit(&rc);
+    olmoe_cmd_commit(&ro);
     if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
     if (validate) olmoe_replay_validation_free(&v);
     if (shard_n) olmoe_replay_shard_view_free(&run);

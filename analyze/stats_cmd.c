@@ -6,6 +6,7 @@
  * nulls loaded, policies bound (all errors so far come before any work) ->
  * empirical null built if a policy needs it (one extra pass) -> one pass
  * routing every policy -> outputs committed. */
+#include "cmd_inputs.h"
 #include "common.h"
 #include "opt.h"
 #include "stats.h"
@@ -24,42 +25,6 @@ static const char usage[] =
 static const char *mode, *kde_path, *json_path, *csv_path, *out_path;
 static long max_tokens = 0, empirical_max = 32768;
 static int store, force, quiet, per_layer;
-
-/* ---- outputs reserved before the work ---- */
-typedef struct {
-    olmoe_out out;
-    int used;
-} reserved;
-
-static void reserve(reserved *r, const char *path) {
-    r->used = 0;
-    if (!path) return;
-    if (olmoe_out_begin(&r->out, path, force) != 0) die("%s", olmoe_error());
-    r->used = 1;
-}
-
-static void commit(reserved *r) {
-    if (r->used && olmoe_out_commit(&r->out) != 0) die("%s", olmoe_error());
-}
-
-static void build_empirical(olmoe_trace *t, int64_t N, olmoe_policy_empirical *emp) {
-    const olmoe_trace_info *in = olmoe_trace_info_of(t);
-    int L = in->meta.n_layers, E = in->meta.n_experts;
-    if (olmoe_policy_empirical_init(emp, L, E, N, empirical_max) != 0) die("%s", olmoe_error());
-    char b[32];
-    notef("empirical null: %lld tokens per expert (every %lld-th), %s",
-          (long long)emp->n, (long long)emp->stride,
-          olmoe_fmt_bytes((double)emp->n * L * E * 4, b, sizeof b));
-    const int64_t C = OLMOE_STATS_CHUNK;
-    float *buf = xmalloc(xmul(xmul((size_t)C, (size_t)L * E), sizeof *buf));
-    for (int64_t s = 0; s < N; s += C) {
-        int64_t n = N - s < C ? N - s : C;
-        if (olmoe_trace_read_router_logits(t, s, n, buf) != 0) die("%s", olmoe_error());
-        olmoe_policy_empirical_add(emp, s, buf, n);
-    }
-    free(buf);
-    if (olmoe_policy_empirical_finish(emp) != 0) die("%s: %s", olmoe_trace_path(t), olmoe_error());
-}
 
 int olmoe_replay_stats_main(int argc, char **argv) {
     static olmoe_policy_cli cli;
@@ -93,10 +58,10 @@ int olmoe_replay_stats_main(int argc, char **argv) {
     if (olmoe_policy_cli_build(&cli, &set) != 0) die_usage("%s", olmoe_error());
     const char *trace_path = argv[0];
 
-    reserved rj, rc, ro;
-    reserve(&rj, json_path);
-    reserve(&rc, csv_path);
-    reserve(&ro, out_path);
+    olmoe_cmd_output rj, rc, ro;
+    olmoe_cmd_reserve(&rj, json_path, force);
+    olmoe_cmd_reserve(&rc, csv_path, force);
+    olmoe_cmd_reserve(&ro, out_path, force);
 
     olmoe_trace *t = olmoe_trace_open(trace_path);
     if (!t) die("%s", olmoe_error());
@@ -139,7 +104,7 @@ int olmoe_replay_stats_main(int argc, char **argv) {
     }
     if (olmoe_policy_set_bind(&set, &m0) != 0) die("%s", olmoe_error());
     if (need_emp) {
-        build_empirical(t, N, &emp);
+        olmoe_cmd_empirical(t, N, empirical_max, &emp);
         m.emp = &emp;
         if (olmoe_policy_set_bind(&set, &m) != 0) die("%s", olmoe_error());
     }
@@ -195,9 +160,9 @@ int olmoe_replay_stats_main(int argc, char **argv) {
         }
         if (olmoe_h5_close(f) != 0) die("%s", olmoe_error());
     }
-    commit(&rj);
-    commit(&rc);
-    commit(&ro);
+    olmoe_cmd_commit(&rj);
+    olmoe_cmd_commit(&rc);
+    olmoe_cmd_commit(&ro);
     if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
     olmoe_stats_free(&st);
     olmoe_policy_empirical_free(&emp);

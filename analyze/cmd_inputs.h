@@ -1,0 +1,34 @@
+/* cmd_inputs.h (internal to analyze/): what the modes of olmoe-replay
+ * (stats, replay/exact/validate, match-k) share to set up their inputs and
+ * outputs, each dying with a one-line message on failure.
+ *
+ *   olmoe_cmd_output o;
+ *   olmoe_cmd_reserve(&o, csv_path, force);  // NULL path: nothing reserved
+ *   ... the work, writing o.out's partial file ...
+ *   olmoe_cmd_commit(&o);                     // renamed into place
+ */
+#ifndef OLMOE_CMD_INPUTS_H
+#define OLMOE_CMD_INPUTS_H
+
+#include "common.h"
+#include "kde.h"
+#include "policy.h"
+#include "traces.h"
+
+/* an output named before the work starts, so a bad path fails early */
+typedef struct {
+    olmoe_out out;
+    int used;
+} olmoe_cmd_output;
+void olmoe_cmd_reserve(olmoe_cmd_output *r, const char *path, int force);
+void olmoe_cmd_commit(olmoe_cmd_output *r);
+
+/* pvalue=empirical: each expert's logits over the trace's first N tokens,
+ * at most max_per_expert of them (0: all) */
+void olmoe_cmd_empirical(olmoe_trace *t, int64_t N, long max_per_expert, olmoe_policy_empirical *emp);
+
+/* pvalue=kde: the null of kde_path, checked against the trace's model */
+void olmoe_cmd_load_null(const char *kde_path, const char *trace_path, const olmoe_trace_meta *tm,
+                         olmoe_kde_null *null, olmoe_kde_cdf *cdf);
+
+#endif
