@@ -5,13 +5,13 @@
  * h += sum, final norm, LM head in blocks. So replaying the captured policy
  * with fp32 residuals gives the captured NLL up to GEMM blocking (~1e-7);
  * bfloat16 residuals add their own rounding, which the self-check reports. */
+#include "forward_cpu.h"
 #include "ops_cpu.h"
 #include "replay.h"
 #ifdef OLMOE_HAVE_CUDA /* ---- the CUDA backend (issue 15) ---- */
 #include "replay_cuda.h"
 #endif
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,12 +90,6 @@ static int cpu_load(olmoe_replay_backend *b, const olmoe_replay_chunk *c) {
     return 0;
 }
 
-/* out[T, N] = in[T, K] . W[N, K]^T */
-static void linear(const float *in, const float *W, float *out, int T, int N, int K) {
-    if (T == 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, N, K, 1.0f, in, K, W, K, 0.0f, out, N);
-}
-
 /* routes every row with the policy, then each expert once over its rows; the
  * weighted sum lands in s->a (the engine's experts(), plus the counts) */
 static int experts(olmoe_replay_backend *b, cpu_replay *s, const olmoe_policy *pol, int l, int T,
@@ -104,7 +98,6 @@ static int experts(olmoe_replay_backend *b, cpu_replay *s, const olmoe_policy *p
     const olmoe_layer_f32 *W = &b->model->layers_f32[l];
     int D = c->hidden_size, FF = c->intermediate_size, E = c->num_experts, K = b->max_k;
     int L = c->num_hidden_layers;
-    memset(s->first, 0, (size_t)(E + 1) * sizeof(int));
     for (int t = 0; t < T; t++) {
         int *ex = s->sel_e + (size_t)t * K;
         float *wt = s->sel_w + (size_t)t * K;
@@ -116,37 +109,13 @@ static int experts(olmoe_replay_backend *b, cpu_replay *s, const olmoe_policy *p
         for (int j = 0; j < n; j++) {
             if (ex[j] < 0 || ex[j] >= E)
                 return olmoe_errorf("layer %d: policy %s chose expert %d of %d", l, pol->id, ex[j], E);
-            s->first[ex[j] + 1]++;
             o->load[(size_t)l * E + ex[j]]++;
         }
         s->sel_n[t] = n;
         o->n_experts[(size_t)t * L + l] = (uint8_t)n;
     }
-    for (int x = 0; x < E; x++) s->first[x + 1] += s->first[x];
-    memcpy(s->fill, s->first, (size_t)E * sizeof(int));
-    for (int t = 0; t < T; t++)
-        for (int j = 0; j < s->sel_n[t]; j++) {
-            int x = s->sel_e[(size_t)t * K + j], at = s->fill[x]++;
-            s->btok[at] = t;
-            s->bw[at] = s->sel_w[(size_t)t * K + j];
-        }
-    memset(s->a, 0, (size_t)T * D * sizeof(float));
-    for (int x = 0; x < E; x++) {
-        int b0 = s->first[x], cnt = s->first[x + 1] - b0;
-        if (cnt == 0) continue;
-        for (int j = 0; j < cnt; j++)
-            memcpy(s->xe + (size_t)j * D, s->x + (size_t)s->btok[b0 + j] * D, (size_t)D * sizeof(float));
-        linear(s->xe, W->gate[x], s->g, cnt, FF, D);
-        linear(s->xe, W->up[x], s->u, cnt, FF, D);
-        olmoe_silu_mul(s->g, s->u, (size_t)cnt * FF);
-        linear(s->g, W->down[x], s->y, cnt, D, FF);
-        for (int j = 0; j < cnt; j++) {
-            float w = s->bw[b0 + j];
-            float *dst = s->a + (size_t)s->btok[b0 + j] * D;
-            const float *src = s->y + (size_t)j * D;
-            for (int i = 0; i < D; i++) dst[i] += src[i] * w;
-        }
-    }
+    olmoe_moe_scratch m = {s->first, s->fill, s->btok, s->bw, s->xe, s->g, s->u, s->y};
+    olmoe_cpu_moe(W, s->x, T, D, FF, E, K, s->sel_e, s->sel_w, s->sel_n, &m, s->a);
     return 0;
 }
 
@@ -180,14 +149,14 @@ static int cpu_run(olmoe_replay_backend *b, const olmoe_policy *pol, olmoe_repla
                 memcpy(s->r + (size_t)t * E, ch->router_logits + ((size_t)t * L + l) * E,
                        (size_t)E * sizeof(float));
         else
-            linear(s->x, W->router, s->r, T, E, D);
+            olmoe_cpu_linear(s->x, W->router, s->r, T, E, D);
         if (experts(b, s, pol, l, T, o) != 0) return -1;
         add(s->h, s->a, (size_t)T * D);
     }
     olmoe_rmsnorm(s->h, m->final_norm_f32, s->x, T, D, eps);
     for (int i0 = 0; i0 < T; i0 += LBLOCK) {
         int nb = T - i0 < LBLOCK ? T - i0 : LBLOCK;
-        linear(s->x + (size_t)i0 * D, m->lm_head_f32, s->logits, nb, V, D);
+        olmoe_cpu_linear(s->x + (size_t)i0 * D, m->lm_head_f32, s->logits, nb, V, D);
         for (int rr = 0; rr < nb; rr++) {
             int i = i0 + rr, am;
             const float *row = s->logits + (size_t)rr * V;

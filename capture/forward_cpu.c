@@ -134,10 +134,42 @@ void olmoe_cpu_attention(cpu_state *s, const olmoe_config *c, const float *q, co
     }
 }
 
+void olmoe_cpu_moe(const olmoe_layer_f32 *W, const float *x, int T, int D, int FF, int E, int K,
+                   const int *sel_e, const float *sel_w, const int *sel_n, olmoe_moe_scratch *s,
+                   float *a) {
+    memset(s->first, 0, (size_t)(E + 1) * sizeof(int));
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < sel_n[t]; j++) s->first[sel_e[(size_t)t * K + j] + 1]++;
+    for (int e = 0; e < E; e++) s->first[e + 1] += s->first[e];
+    memcpy(s->fill, s->first, (size_t)E * sizeof(int));
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < sel_n[t]; j++) {
+            int e = sel_e[(size_t)t * K + j], at = s->fill[e]++;
+            s->btok[at] = t;
+            s->bw[at] = sel_w[(size_t)t * K + j];
+        }
+    memset(a, 0, (size_t)T * D * sizeof(float));
+    for (int e = 0; e < E; e++) {
+        int b0 = s->first[e], cnt = s->first[e + 1] - b0;
+        if (cnt == 0) continue;
+        for (int j = 0; j < cnt; j++)
+            memcpy(s->xe + (size_t)j * D, x + (size_t)s->btok[b0 + j] * D, (size_t)D * sizeof(float));
+        olmoe_cpu_linear(s->xe, W->gate[e], s->g, cnt, FF, D);
+        olmoe_cpu_linear(s->xe, W->up[e], s->u, cnt, FF, D);
+        olmoe_silu_mul(s->g, s->u, (size_t)cnt * FF);
+        olmoe_cpu_linear(s->g, W->down[e], s->y, cnt, D, FF);
+        for (int j = 0; j < cnt; j++) {
+            float w = s->bw[b0 + j];
+            float *dst = a + (size_t)s->btok[b0 + j] * D;
+            const float *src = s->y + (size_t)j * D;
+            for (int i = 0; i < D; i++) dst[i] += src[i] * w;
+        }
+    }
+}
+
 int olmoe_cpu_experts(olmoe_engine *e, cpu_state *s, const olmoe_layer_f32 *W, int l, int T) {
     const olmoe_config *c = &e->model->cfg;
     int D = c->hidden_size, FF = c->intermediate_size, E = c->num_experts, K = e->top_k;
-    memset(s->first, 0, (size_t)(E + 1) * sizeof(int));
     for (int t = 0; t < T; t++) {
         int *ex = s->sel_e + (size_t)t * K;
         float *wt = s->sel_w + (size_t)t * K;
@@ -152,35 +184,11 @@ int olmoe_cpu_experts(olmoe_engine *e, cpu_state *s, const olmoe_layer_f32 *W, i
             for (int i = 0; i < j; i++)
                 if (ex[i] == ex[j])
                     return olmoe_errorf("layer %d: the routing policy chose expert %d twice", l, ex[j]);
-            s->first[ex[j] + 1]++;
         }
         s->sel_n[t] = n;
     }
-    for (int x = 0; x < E; x++) s->first[x + 1] += s->first[x];
-    memcpy(s->fill, s->first, (size_t)E * sizeof(int));
-    for (int t = 0; t < T; t++)
-        for (int j = 0; j < s->sel_n[t]; j++) {
-            int x = s->sel_e[(size_t)t * K + j], at = s->fill[x]++;
-            s->btok[at] = t;
-            s->bw[at] = s->sel_w[(size_t)t * K + j];
-        }
-    memset(s->a, 0, (size_t)T * D * sizeof(float));
-    for (int x = 0; x < E; x++) {
-        int b0 = s->first[x], cnt = s->first[x + 1] - b0;
-        if (cnt == 0) continue;
-        for (int j = 0; j < cnt; j++)
-            memcpy(s->xe + (size_t)j * D, s->x + (size_t)s->btok[b0 + j] * D, (size_t)D * sizeof(float));
-        olmoe_cpu_linear(s->xe, W->gate[x], s->g, cnt, FF, D);
-        olmoe_cpu_linear(s->xe, W->up[x], s->u, cnt, FF, D);
-        olmoe_silu_mul(s->g, s->u, (size_t)cnt * FF);
-        olmoe_cpu_linear(s->g, W->down[x], s->y, cnt, D, FF);
-        for (int j = 0; j < cnt; j++) {
-            float w = s->bw[b0 + j];
-            float *dst = s->a + (size_t)s->btok[b0 + j] * D;
-            const float *src = s->y + (size_t)j * D;
-            for (int i = 0; i < D; i++) dst[i] += src[i] * w;
-        }
-    }
+    olmoe_moe_scratch m = {s->first, s->fill, s->btok, s->bw, s->xe, s->g, s->u, s->y};
+    olmoe_cpu_moe(W, s->x, T, D, FF, E, K, s->sel_e, s->sel_w, s->sel_n, &m, s->a);
     return 0;
 }
 

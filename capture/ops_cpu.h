@@ -44,4 +44,24 @@ void olmoe_silu_mul(float *g, const float *u, size_t n);
 /* log-sum-exp of a row in double, and its first argmax */
 double olmoe_logsumexp(const float *x, int n, int *argmax);
 
+/* scratch of olmoe_cpu_moe for T tokens of at most K experts each */
+typedef struct {
+    int *first;  /* [E + 1] start of each expert's bucket */
+    int *fill;   /* [E] bucket cursors */
+    int *btok;   /* [T * K] token rows grouped by expert */
+    float *bw;   /* [T * K] their weights */
+    float *xe;   /* [T, D] one expert's gathered inputs */
+    float *g;    /* [T, FF] gate, then silu(gate) * up */
+    float *u;    /* [T, FF] up */
+    float *y;    /* [T, D] down */
+} olmoe_moe_scratch;
+
+/* a[t] = sum over j < sel_n[t] of sel_w[t, j] * expert_{sel_e[t, j]}(x[t]),
+ * experts being SwiGLU MLPs: the (token, expert) pairs grouped by expert,
+ * each expert run once over its rows (CBLAS), summed in each token's choice
+ * order. Experts must be valid and distinct per token (the callers check). */
+void olmoe_cpu_moe(const olmoe_layer_f32 *W, const float *x /*[T, D]*/, int T, int D, int FF, int E,
+                   int K, const int *sel_e /*[T, K]*/, const float *sel_w /*[T, K]*/,
+                   const int *sel_n /*[T]*/, olmoe_moe_scratch *s, float *a /*[T, D]*/);
+
 #endif
