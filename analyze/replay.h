@@ -209,6 +209,8 @@ typedef struct {
     double *replay_seconds, *exact_seconds;                        /* [n] */
     int ranking_agrees;
     double kendall_tau;    /* tau-b of the two perplexity orders; NaN below 2 policies */
+    int n_discordant;      /* pairs of policies the two order differently (ties included) */
+    double widest_discordant; /* the largest relative exact-perplexity gap among them */
 } olmoe_replay_validation;
 
 int olmoe_replay_validate(const olmoe_replay_run *r, olmoe_replay_validation *v);
@@ -219,6 +221,10 @@ double olmoe_replay_pearson(const float *x, const float *y, int64_t n, double *m
 /* Kendall's tau-b of two score lists; *all_agree = 1 when no pair is ordered
  * differently (ties must be ties in both) */
 double olmoe_replay_kendall(const double *a, const double *b, int n, int *all_agree);
+/* pairs ordered differently by a and b (a tie on one side only counts), and
+ * in *widest the largest |b_i - b_j| / min(b_i, b_j) among them (0 if none):
+ * whether a disagreement is between near-equals or matters */
+int olmoe_replay_discordant(const double *a, const double *b, int n, double *widest);
 
 /* ---- outputs (replay_output.c, replay_h5.c) ---- */
 /* the table: replay rows say "replay" (optimistic), exact rows "exact"; then

@@ -140,7 +140,9 @@ static int write_validation(const olmoe_replay_validation *v, hid_t loc) {
     for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++)
         if (olmoe_h5_write(loc, cols[i].name, OLMOE_H5_F64, 1, d, cols[i].col) != 0) return -1;
     if (olmoe_h5_set_attr_i32(loc, "validate", "ranking_agrees", v->ranking_agrees) ||
-        olmoe_h5_set_attr_f64(loc, "validate", "kendall_tau", v->kendall_tau))
+        olmoe_h5_set_attr_f64(loc, "validate", "kendall_tau", v->kendall_tau) ||
+        olmoe_h5_set_attr_i32(loc, "validate", "discordant_pairs", v->n_discordant) ||
+        olmoe_h5_set_attr_f64(loc, "validate", "widest_discordant_gap", v->widest_discordant))
         return -1;
     return 0;
 }

@@ -49,9 +49,13 @@ void olmoe_replay_print(const olmoe_replay_run *r, const olmoe_replay_validation
         fprintf(f, "%-58s %10.4f %10.4f %+7.2f%% %8.5f %8.5f %9.2f %9.2f\n", v->policy[i],
                 v->replay_ppl[i], v->exact_ppl[i], 100 * v->rel_diff[i], v->nll_corr[i],
                 v->nll_mad[i], v->replay_seconds[i], v->exact_seconds[i]);
-    fprintf(f, "# ranking of the %d policies by perplexity: %s (Kendall tau-b %.4f)\n", v->n,
+    fprintf(f, "# ranking of the %d policies by perplexity: %s (Kendall tau-b %.4f)", v->n,
             v->ranking_agrees ? "replay and exact agree" : "replay and exact DISAGREE",
             v->kendall_tau);
+    if (!v->ranking_agrees)
+        fprintf(f, "; %d of %d pairs ordered differently, the widest %.3g %% apart in exact perplexity",
+                v->n_discordant, v->n * (v->n - 1) / 2, 100 * v->widest_discordant);
+    fputc('\n', f);
 }
 
 /* ---- JSON ---- */
@@ -117,6 +121,8 @@ static json_t *validation_json(const olmoe_replay_validation *v) {
     json_object_set_new(o, "policies", rows);
     json_object_set_new(o, "ranking_agrees", json_boolean(v->ranking_agrees));
     json_object_set_new(o, "kendall_tau", num(v->kendall_tau));
+    json_object_set_new(o, "discordant_pairs", json_integer(v->n_discordant));
+    json_object_set_new(o, "widest_discordant_gap", num(v->widest_discordant));
     return o;
 }
 

@@ -51,6 +51,19 @@ double olmoe_replay_kendall(const double *a, const double *b, int n, int *all_ag
     return (double)(conc - disc) / sqrt(n1 * n2);
 }
 
+int olmoe_replay_discordant(const double *a, const double *b, int n, double *widest) {
+    int count = 0;
+    *widest = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++) {
+            if (sgn(a[i] - a[j]) == sgn(b[i] - b[j])) continue;
+            count++;
+            double lo = fmin(b[i], b[j]), gap = fabs(b[i] - b[j]) / lo;
+            if (lo > 0 && gap > *widest) *widest = gap;
+        }
+    return count;
+}
+
 int olmoe_replay_validate(const olmoe_replay_run *r, olmoe_replay_validation *v) {
     memset(v, 0, sizeof *v);
     int cap = r->n_results;
@@ -78,6 +91,7 @@ int olmoe_replay_validate(const olmoe_replay_run *r, olmoe_replay_validation *v)
         return olmoe_errorf("validate: no policy was run both ways");
     }
     v->kendall_tau = olmoe_replay_kendall(v->replay_ppl, v->exact_ppl, v->n, &v->ranking_agrees);
+    v->n_discordant = olmoe_replay_discordant(v->replay_ppl, v->exact_ppl, v->n, &v->widest_discordant);
     return 0;
 }
 

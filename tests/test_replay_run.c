@@ -353,6 +353,14 @@ static void test_statistics(void) {
     CHECK_CLOSE(olmoe_replay_kendall(t1, t2, 3, &agree), 2 / sqrt(6.0), 1e-12, "tau-b with a tie");
     CHECK(!agree, "a tie on one side only is a disagreement");
     CHECK(isnan(olmoe_replay_kendall(a, b, 1, &agree)) && agree, "one policy");
+    /* a = 1 2 3 4 and b = 1 3 2 4 differ on the pair (1, 2) only: 3 vs 2 in b,
+     * a gap of (3 - 2) / 2 */
+    double widest;
+    CHECK(olmoe_replay_discordant(a, b, 4, &widest) == 1, "one discordant pair");
+    CHECK_CLOSE(widest, 0.5, 1e-12, "its gap, relative to the smaller");
+    CHECK(olmoe_replay_discordant(a, c, 4, &widest) == 0 && widest == 0, "none");
+    CHECK(olmoe_replay_discordant(t1, t2, 3, &widest) == 1, "a one-sided tie counts");
+    CHECK_CLOSE(widest, 1.0, 1e-12, "t2's 1 vs 2");
 }
 
 static int compare_mode(char **argv) {
