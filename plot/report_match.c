@@ -245,7 +245,8 @@ int rep_match_table(FILE *md, const olmoe_report_data *d) {
                         fprintf(md, " – |");
                         continue;
                     }
-                    if (!m.reached[r]) {
+                    if (!m.reached[r]) { /* the nearest point still tells where the family stands */
+                        if (isfinite(m.ppl[r])) fprintf(md, " %.4f,", m.ppl[r]);
                         fprintf(md, " not reached (nearest k %.3f) |", m.achieved[r]);
                         continue;
                     }
