@@ -200,6 +200,10 @@ const olmoe_replay_result *olmoe_replay_find(const olmoe_replay_run *r, olmoe_re
                                              const char *policy_id);
 /* sums, summaries and groups from a result's per-token arrays (run_all calls it) */
 void olmoe_replay_summarize(const olmoe_replay_run *r, olmoe_replay_result *res);
+/* r->self from the replay result of r->self.policy against the captured NLL
+ * (max and mean differences, perplexity); -1, r->self untouched, when that
+ * policy has no replay result */
+int olmoe_replay_self_check(olmoe_replay_run *r);
 
 /* ---- validation: replay against exact ---- */
 typedef struct {

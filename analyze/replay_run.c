@@ -276,13 +276,13 @@ static void self_check_prepare(const olmoe_replay_opts *o, olmoe_replay_run *r, 
     *base = p;
 }
 
-static void self_check_finish(olmoe_replay_run *r) {
+int olmoe_replay_self_check(olmoe_replay_run *r) {
     olmoe_replay_selfcheck *sc = &r->self;
     const olmoe_replay_result *res = NULL;
     for (int i = 0; i < r->n_results; i++)
         if (r->res[i].kind == OLMOE_KIND_REPLAY && strcmp(r->res[i].policy->id, sc->policy) == 0)
             res = &r->res[i];
-    if (!res) return;
+    if (!res) return -1;
     double mx = 0, mr = 0, sum = 0;
     int64_t n = 0;
     for (int64_t i = 0; i < r->n_tokens; i++) {
@@ -301,6 +301,7 @@ static void self_check_finish(olmoe_replay_run *r) {
     sc->mean_abs_diff = n ? sum / (double)n : 0;
     sc->ppl_rel_diff = res->all.perplexity / r->baseline_perplexity - 1;
     sc->nll_rel_diff = log(res->all.perplexity) / log(r->baseline_perplexity) - 1;
+    return 0;
 }
 
 /* ---- the run ---- */
@@ -533,7 +534,7 @@ int olmoe_replay_run_all(const olmoe_replay_opts *o, olmoe_replay_run *r) {
     }
     olmoe_progress_end(&prog);
     for (int i = 0; i < r->n_results; i++) olmoe_replay_summarize(r, &r->res[i]);
-    self_check_finish(r);
+    olmoe_replay_self_check(r); /* when absent, why_not says why */
     rc = 0;
 done:
     r->total_seconds = olmoe_now() - t_start;

@@ -59,38 +59,12 @@ static double baseline_ppl(const float *nll, int64_t n, int64_t *scored) {
     return c ? exp(sum / (double)c) : NAN;
 }
 
-/* the self-check (the trace's own policy replayed against its NLL), as the
- * run computes it, over the rows of r */
+/* the self-check over the rows of r; says why when its policy is absent */
 static void self_check(olmoe_replay_run *r) {
-    olmoe_replay_selfcheck *sc = &r->self;
-    const olmoe_replay_result *res = NULL;
-    for (int i = 0; i < r->n_results; i++)
-        if (r->res[i].kind == OLMOE_KIND_REPLAY && strcmp(r->res[i].policy->id, sc->policy) == 0)
-            res = &r->res[i];
-    sc->done = 0;
-    if (!res) {
-        snprintf(sc->why_not, sizeof sc->why_not, "the trace's policy %.200s is not among the "
-                 "results", sc->policy);
-        return;
-    }
-    double mx = 0, mr = 0, sum = 0;
-    int64_t n = 0;
-    for (int64_t i = 0; i < r->n_tokens; i++) {
-        float a = res->nll[i], b = r->baseline_nll[i];
-        if (isnan(a) || isnan(b)) continue;
-        double d = fabs((double)a - (double)b), rel = d / (fabs(b) > 1 ? fabs(b) : 1);
-        if (d > mx) mx = d;
-        if (rel > mr) mr = rel;
-        sum += d;
-        n++;
-    }
-    sc->done = 1;
-    sc->why_not[0] = 0;
-    sc->max_abs_diff = mx;
-    sc->max_rel_diff = mr;
-    sc->mean_abs_diff = n ? sum / (double)n : 0;
-    sc->ppl_rel_diff = res->all.perplexity / r->baseline_perplexity - 1;
-    sc->nll_rel_diff = log(res->all.perplexity) / log(r->baseline_perplexity) - 1;
+    if (olmoe_replay_self_check(r) == 0) return;
+    r->self.done = 0;
+    snprintf(r->self.why_not, sizeof r->self.why_not,
+             "the trace's policy %.200s is not among the results", r->self.policy);
 }
 
 int olmoe_replay_shard_view(const olmoe_replay_run *r, olmoe_replay_run *v) {
