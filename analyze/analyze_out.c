@@ -24,16 +24,8 @@ json_t *olmoe_analyze_jnum(double v) { return isfinite(v) ? json_real(v) : json_
 
 void olmoe_analyze_csv_str(FILE *f, const char *s) {
     if (!s) return;
-    if (!strpbrk(s, ",\"\r\n")) {
-        fputs(s, f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"') fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
+    if (strpbrk(s, ",\"\r\n")) olmoe_csv_quoted(f, s, strlen(s));
+    else fputs(s, f);
 }
 
 void olmoe_analyze_escape(const char *s, char *buf, size_t n) {

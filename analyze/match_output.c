@@ -122,16 +122,6 @@ void olmoe_match_print(const olmoe_match_table *t, FILE *f) {
     }
 }
 
-/* a CSV field: quoted, quotes doubled */
-static void csv_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"') fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 int olmoe_match_write_csv(const olmoe_match_table *t, const char *path) {
     FILE *f = fopen(path, "w");
     if (!f) return olmoe_errorf("%s: %s", path, strerror(errno));
@@ -139,17 +129,17 @@ int olmoe_match_write_csv(const olmoe_match_table *t, const char *path) {
                "accuracy,delta_vs_topk,rel_vs_topk,policy,note\n");
     for (int i = 0; i < t->n; i++) {
         const olmoe_match_row *r = &t->rows[i];
-        csv_str(f, r->kind);
+        olmoe_csv_field(f, r->kind);
         fprintf(f, ",%.17g,", r->target_k);
-        csv_str(f, r->family);
+        olmoe_csv_field(f, r->family);
         fputc(',', f);
-        csv_str(f, r->param_name);
+        olmoe_csv_field(f, r->param_name);
         fprintf(f, ",%.17g,%.17g,%d,%.17g,%.17g,%.17g,%.17g,%.17g,", r->param_value, r->achieved_k,
                 r->reached, r->scored_k, r->perplexity, r->accuracy, r->delta_vs_topk,
                 r->rel_vs_topk);
-        csv_str(f, r->policy);
+        olmoe_csv_field(f, r->policy);
         fputc(',', f);
-        csv_str(f, r->note);
+        olmoe_csv_field(f, r->note);
         fputc('\n', f);
     }
     if (fclose(f) != 0) return olmoe_errorf("%s: %s", path, strerror(errno));

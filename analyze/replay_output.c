@@ -176,23 +176,14 @@ int olmoe_replay_write_json(const olmoe_replay_run *r, const olmoe_replay_valida
 
 /* ---- CSV ---- */
 
-static void csv_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"') fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 static void csv_row(FILE *f, const olmoe_replay_result *res, const char *group,
                     const olmoe_replay_summary *s, double seconds, double tps) {
     fprintf(f, "%s,", olmoe_replay_kind_name(res->kind));
-    csv_str(f, res->policy->id);
+    olmoe_csv_field(f, res->policy->id);
     fputc(',', f);
-    csv_str(f, group);
+    olmoe_csv_field(f, group);
     fprintf(f, ",%s,", olmoe_replay_routing_name(res->routing));
-    csv_str(f, res->device);
+    olmoe_csv_field(f, res->device);
     fprintf(f, ",%lld,%.10g,%.10g,%.10g,%.10g,%.10g,%.10g,%.10g,%.10g,%.10g\n",
             (long long)s->n_scored, s->perplexity, s->accuracy, s->mean_k, s->sd_k, s->share_min_k,
             s->share_max_k, s->compute_saved, seconds, tps);

@@ -141,15 +141,6 @@ int olmoe_stats_write_json(const olmoe_stats *st, const char *path, const char *
 
 /* ---- CSV ---- */
 
-static void csv_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"') fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 int olmoe_stats_write_csv(const olmoe_stats *st, const char *path) {
     FILE *f = fopen(path, "w");
     if (!f) return olmoe_errorf("%s: cannot create", path);
@@ -160,9 +151,9 @@ int olmoe_stats_write_csv(const olmoe_stats *st, const char *path) {
             for (int l = -1; l < st->n_layers; l++) {
                 olmoe_stats_summary s;
                 olmoe_stats_summarize(st, p, g, l, &s);
-                csv_str(f, st->pol[p].policy->id);
+                olmoe_csv_field(f, st->pol[p].policy->id);
                 fputc(',', f);
-                csv_str(f, scope_name(st, g));
+                olmoe_csv_field(f, scope_name(st, g));
                 if (l < 0)
                     fprintf(f, ",all");
                 else

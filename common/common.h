@@ -113,4 +113,10 @@ char *olmoe_join_argv(int argc, char **argv);
 /* bytes as "123.4 MiB" into buf */
 const char *olmoe_fmt_bytes(double bytes, char *buf, size_t n);
 
+/* ---- CSV ---- */
+/* the n bytes of s as one quoted CSV field, quotes doubled (RFC 4180) */
+void olmoe_csv_quoted(FILE *f, const char *s, size_t n);
+/* the string s as one quoted CSV field */
+void olmoe_csv_field(FILE *f, const char *s);
+
 #endif

@@ -294,15 +294,6 @@ static int ex_windows(export_ctx *x) {
 
 static const char *export_tokenizer; /* --tokenizer, else the trace's model_dir/tokenizer.json */
 
-static void csv_quoted(FILE *f, const char *s, size_t n) {
-    fputc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '"') fputc('"', f);
-        fputc(s[i], f);
-    }
-    fputc('"', f);
-}
-
 /* csv: position,token,text with each token's own text (HF's decode([id]));
  * raw: the text of the whole range, decoded at once (UTF-8) */
 static int ex_text(export_ctx *x) {
@@ -326,7 +317,7 @@ static int ex_text(export_ctx *x) {
         for (int64_t i = 0; i < x->count; i++) {
             olmoe_tokenizer_decode(tok, ids + i, 1, 0, &text, &len);
             fprintf(x->out, "%lld,%d,", (long long)(x->start + i), ids[i]);
-            csv_quoted(x->out, text, len);
+            olmoe_csv_quoted(x->out, text, len);
             fputc('\n', x->out);
             free(text);
         }
