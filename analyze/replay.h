@@ -200,6 +200,11 @@ const olmoe_replay_result *olmoe_replay_find(const olmoe_replay_run *r, olmoe_re
                                              const char *policy_id);
 /* sums, summaries and groups from a result's per-token arrays (run_all calls it) */
 void olmoe_replay_summarize(const olmoe_replay_run *r, olmoe_replay_result *res);
+/* res zeroed, then its per-token arrays for N tokens (NLL NaN) and its
+ * per-layer counts allocated; exact results always recompute routing */
+void olmoe_replay_result_init(olmoe_replay_result *res, olmoe_policy *p, olmoe_replay_kind kind,
+                              olmoe_replay_routing routing, int64_t N, int L, int E, int n_groups,
+                              int stored);
 /* r->self from the replay result of r->self.policy against the captured NLL
  * (max and mean differences, perplexity); -1, r->self untouched, when that
  * policy has no replay result */

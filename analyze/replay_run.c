@@ -32,9 +32,9 @@ static int route_current(void *ctx, int layer, const float *logits, int E, int *
     return olmoe_policy_route(*cur, layer, logits, E, experts, weights);
 }
 
-static void result_init(olmoe_replay_result *res, olmoe_policy *p, olmoe_replay_kind kind,
-                        olmoe_replay_routing routing, int64_t N, int L, int E, int n_groups,
-                        int stored) {
+void olmoe_replay_result_init(olmoe_replay_result *res, olmoe_policy *p, olmoe_replay_kind kind,
+                              olmoe_replay_routing routing, int64_t N, int L, int E, int n_groups,
+                              int stored) {
     memset(res, 0, sizeof *res);
     res->policy = p;
     res->kind = kind;
@@ -494,15 +494,15 @@ static int setup(const olmoe_replay_opts *o, olmoe_replay_run *r, run_state *s, 
     r->res = xcalloc((size_t)2 * P + 1, sizeof *r->res);
     if (o->do_replay)
         for (int i = 0; i < P; i++)
-            result_init(&r->res[r->n_results++], o->policies[i], OLMOE_KIND_REPLAY, o->routing, N, L, E,
-                        r->n_groups, 1);
+            olmoe_replay_result_init(&r->res[r->n_results++], o->policies[i], OLMOE_KIND_REPLAY,
+                                     o->routing, N, L, E, r->n_groups, 1);
     if (*base)
-        result_init(&r->res[r->n_results++], *base, OLMOE_KIND_REPLAY, o->routing, N, L, E,
-                    r->n_groups, 0);
+        olmoe_replay_result_init(&r->res[r->n_results++], *base, OLMOE_KIND_REPLAY, o->routing, N, L,
+                                 E, r->n_groups, 0);
     if (o->do_exact)
         for (int i = 0; i < P; i++)
-            result_init(&r->res[r->n_results++], o->policies[i], OLMOE_KIND_EXACT, o->routing, N, L,
-                        E, r->n_groups, 1);
+            olmoe_replay_result_init(&r->res[r->n_results++], o->policies[i], OLMOE_KIND_EXACT,
+                                     o->routing, N, L, E, r->n_groups, 1);
     for (int i = 0; i < r->n_results; i++)
         snprintf(r->res[i].device, sizeof r->res[i].device, "%s",
                  r->res[i].kind == OLMOE_KIND_EXACT ? olmoe_engine_device(s->eng) : s->be->device);

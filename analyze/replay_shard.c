@@ -338,16 +338,8 @@ static int merge_result(rpart *p, int n, olmoe_replay_run *r, olmoe_replay_resul
         pol->bound = 1;
         pol->model.n_layers = L, pol->model.n_experts = E;
     }
-    res->policy = pol;
-    res->kind = kind;
-    res->stored = 1;
-    res->nll = xmalloc(xmul((size_t)N + 1, sizeof *res->nll));
-    res->argmax = xmalloc(xmul((size_t)N + 1, sizeof *res->argmax));
-    res->experts = xcalloc(xmul((size_t)N + 1, (size_t)L), 1);
-    res->k_hist = xcalloc((size_t)L * (E + 1), sizeof *res->k_hist);
-    res->load = xcalloc((size_t)L * E, sizeof *res->load);
-    res->mean_k_layer = xcalloc((size_t)L, sizeof *res->mean_k_layer);
-    res->group = xcalloc((size_t)r->n_groups + 1, sizeof *res->group);
+    /* routing is the parts' own, read below */
+    olmoe_replay_result_init(res, pol, kind, OLMOE_ROUTING_RECOMPUTE, N, L, E, r->n_groups, 1);
     int64_t *load = xmalloc((size_t)L * E * sizeof *load);
     int rc = -1;
     for (int i = 0; i < n; i++) {
