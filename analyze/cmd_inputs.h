@@ -1,6 +1,7 @@
-/* cmd_inputs.h (internal to analyze/): what the modes of olmoe-replay
- * (stats, replay/exact/validate, match-k) share to set up their inputs and
- * outputs, each dying with a one-line message on failure.
+/* cmd_inputs.h (for the commands, not the libraries): what the modes of
+ * olmoe-replay (stats, replay/exact/validate, match-k) and olmoe-capture
+ * --policy share to set up their inputs and outputs, each dying with a
+ * one-line message on failure.
  *
  *   olmoe_cmd_output o;
  *   olmoe_cmd_reserve(&o, csv_path, force);  // NULL path: nothing reserved

@@ -5,6 +5,7 @@
  * -> model opened and checked -> input documents -> windows -> engine ->
  * batches of windows forwarded and appended to the trace -> close, rename,
  * perplexity on stdout. Any error dies, which removes the partial output. */
+#include "cmd_inputs.h"
 #include "common.h"
 #include "corpus.h"
 #include "generate.h"
@@ -100,17 +101,7 @@ static void load_empirical(const olmoe_config *c, olmoe_policy_empirical *emp) {
     if (in->meta.n_layers != L || in->meta.n_experts != E)
         die("%s: a trace of %d layers x %d experts, the model has %d x %d", empirical_path,
             in->meta.n_layers, in->meta.n_experts, L, E);
-    int64_t N = in->n_tokens;
-    if (olmoe_policy_empirical_init(emp, L, E, N, empirical_max) != 0) die("%s", olmoe_error());
-    const int64_t C = 1024;
-    float *buf = xmalloc(xmul(xmul((size_t)C, (size_t)L * E), sizeof *buf));
-    for (int64_t s = 0; s < N; s += C) {
-        int64_t n = N - s < C ? N - s : C;
-        if (olmoe_trace_read_router_logits(t, s, n, buf) != 0) die("%s", olmoe_error());
-        olmoe_policy_empirical_add(emp, s, buf, n);
-    }
-    free(buf);
-    if (olmoe_policy_empirical_finish(emp) != 0) die("%s: %s", empirical_path, olmoe_error());
+    olmoe_cmd_empirical(t, in->n_tokens, empirical_max, emp);
     olmoe_trace_close(t);
 }
 
