@@ -65,6 +65,10 @@ typedef struct {
 } trace_attr_desc;
 extern const trace_attr_desc trace_attr_table[];
 extern const size_t trace_attr_count;
+/* format, format_version and every table attribute of m on f's root;
+ * "created" is now when m has none or when stamp_now, tool_version this
+ * build's when m has none. -1 with the error set (not prefixed). */
+int trace_write_meta_attrs(hid_t f, const olmoe_trace_meta *m, int stamp_now);
 /* close-time attributes */
 #define TRACE_ATTR_N_TOKENS "n_tokens"
 #define TRACE_ATTR_N_WINDOWS "n_windows"

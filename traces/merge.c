@@ -22,7 +22,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 /* ---- paths ---- */
@@ -57,27 +56,8 @@ static char *relpath(const char *dir, const char *to) {
 /* ---- the merged file ---- */
 static int set_root_attrs(hid_t f, const mshard *s, int n, const olmoe_trace_merge_opts *o,
                           const char *path) {
-    const olmoe_trace_meta *m = &s[0].in->meta;
-    char now[32];
-    time_t sec = time(NULL);
-    struct tm tm;
-    strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&sec, &tm));
-    if (olmoe_h5_set_attr_str(f, ".", "format", OLMOE_TRACE_FORMAT) ||
-        olmoe_h5_set_attr_i32(f, ".", "format_version", OLMOE_TRACE_FORMAT_VERSION))
-        return olmoe_error_prefix("%s", path);
-    for (size_t i = 0; i < trace_attr_count; i++) {
-        const trace_attr_desc *a = &trace_attr_table[i];
-        const char *base = (const char *)m + a->off;
-        int r;
-        if (a->kind == ATTR_STR) {
-            const char *v = *(const char *const *)base;
-            if (strcmp(a->name, "created") == 0) v = now;
-            r = olmoe_h5_set_attr_str(f, ".", a->name, v ? v : "");
-        } else {
-            r = olmoe_h5_set_attr_i32(f, ".", a->name, *(const int *)base);
-        }
-        if (r != 0) return olmoe_error_prefix("%s", path);
-    }
+    /* the merged file is made now, from the shards' settings */
+    if (trace_write_meta_attrs(f, &s[0].in->meta, 1) != 0) return olmoe_error_prefix("%s", path);
     size_t cap = 1;
     for (int i = 0; i < n; i++) cap += strlen(s[i].rel) + 1;
     char *from = xmalloc(cap);

@@ -4,6 +4,8 @@
 #include "internal.h"
 
 #include <stddef.h>
+#include <string.h>
+#include <time.h>
 
 const trace_ds_desc trace_ds_table[TDS_COUNT] = {
     [TDS_TOKENS] = {"/tokens", 1, 1, ROW_SCALAR},
@@ -108,4 +110,29 @@ int trace_is_hex(const char *s) {
     for (; *s; s++)
         if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f'))) return 0;
     return 1;
+}
+
+int trace_write_meta_attrs(hid_t f, const olmoe_trace_meta *m, int stamp_now) {
+    char now[32];
+    time_t sec = time(NULL);
+    struct tm tm;
+    strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&sec, &tm));
+    if (olmoe_h5_set_attr_str(f, ".", "format", OLMOE_TRACE_FORMAT) ||
+        olmoe_h5_set_attr_i32(f, ".", "format_version", OLMOE_TRACE_FORMAT_VERSION))
+        return -1;
+    for (size_t i = 0; i < trace_attr_count; i++) {
+        const trace_attr_desc *a = &trace_attr_table[i];
+        const char *base = (const char *)m + a->off;
+        int r;
+        if (a->kind == ATTR_STR) {
+            const char *v = *(const char *const *)base;
+            if ((!v || stamp_now) && strcmp(a->name, "created") == 0) v = now;
+            if (!v && strcmp(a->name, "tool_version") == 0) v = OLMOE_VERSION;
+            r = olmoe_h5_set_attr_str(f, ".", a->name, v ? v : "");
+        } else {
+            r = olmoe_h5_set_attr_i32(f, ".", a->name, *(const int *)base);
+        }
+        if (r != 0) return -1;
+    }
+    return 0;
 }

@@ -19,7 +19,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 static int check_meta(const char *path, const olmoe_trace_meta *m) {
@@ -127,27 +126,7 @@ fail:
 
 static int write_root_attrs(olmoe_trace *t, const olmoe_trace_meta *m) {
     hid_t f = t->file;
-    char now[32];
-    time_t sec = time(NULL);
-    struct tm tm;
-    strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&sec, &tm));
-    if (olmoe_h5_set_attr_str(f, ".", "format", OLMOE_TRACE_FORMAT) ||
-        olmoe_h5_set_attr_i32(f, ".", "format_version", OLMOE_TRACE_FORMAT_VERSION))
-        return -1;
-    for (size_t i = 0; i < trace_attr_count; i++) {
-        const trace_attr_desc *a = &trace_attr_table[i];
-        const char *base = (const char *)m + a->off;
-        int r;
-        if (a->kind == ATTR_STR) {
-            const char *v = *(const char *const *)base;
-            if (!v && strcmp(a->name, "created") == 0) v = now;
-            if (!v && strcmp(a->name, "tool_version") == 0) v = OLMOE_VERSION;
-            r = olmoe_h5_set_attr_str(f, ".", a->name, v ? v : "");
-        } else {
-            r = olmoe_h5_set_attr_i32(f, ".", a->name, *(const int *)base);
-        }
-        if (r != 0) return olmoe_error_prefix("%s", t->path);
-    }
+    if (trace_write_meta_attrs(f, m, 0) != 0) return olmoe_error_prefix("%s", t->path);
     /* placeholders, so the schema does not change at close */
     if (olmoe_h5_set_attr_i32(f, ".", TRACE_ATTR_COMPLETE, 0) ||
         olmoe_h5_set_attr_i64(f, ".", TRACE_ATTR_N_TOKENS, 0) ||
