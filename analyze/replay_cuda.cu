@@ -334,31 +334,11 @@ static int ensure_cap(cuda_replay *r, size_t S) {
     return 0;
 }
 
-/* Y rows of expert x = X rows of expert x . W[x]^T for every expert that got
- * rows (counts in h_first), round-robin over the streams: the GEMMs are
- * independent, so their interleaving does not change any bit */
+/* the experts' GEMMs of one projection over the rows grouped by expert
+ * (counts in h_first), as the engine runs them */
 static int expert_gemms(cuda_replay *r, int kind, int n_out, int k_in, const olmoe_bf16 *W, const olmoe_bf16 *X,
                         olmoe_bf16 *Y) {
-    olmoe_cuda_state *s = &r->s;
-    const int32_t *first = r->h_first;
-    int ns = s->n_streams;
-    if (ns > 1) {
-        CUDA_TRY(cudaEventRecord(s->ev_fork, s->stream));
-        for (int i = 1; i < ns; i++) CUDA_TRY(cudaStreamWaitEvent(s->xs[i], s->ev_fork, 0));
-    }
-    for (int x = 0, i = 0; x < r->E; x++) {
-        int cnt = first[x + 1] - first[x];
-        if (cnt <= 0) continue;
-        if (olmoe_cuda_gemm_on(s, i, kind, cnt, X + (size_t)first[x] * k_in, k_in, W + (size_t)x * n_out * k_in,
-                               Y + (size_t)first[x] * n_out, n_out) != 0)
-            return -1;
-        i = (i + 1) % ns;
-    }
-    for (int i = 1; i < ns; i++) {
-        CUDA_TRY(cudaEventRecord(s->ev_join[i], s->xs[i]));
-        CUDA_TRY(cudaStreamWaitEvent(s->stream, s->ev_join[i], 0));
-    }
-    return 0;
+    return olmoe_cuda_expert_gemms_streams(&r->s, kind, r->E, r->h_first, n_out, k_in, W, X, Y);
 }
 
 /* the policy on the host, on every core: logits rows (ld apart) -> choices

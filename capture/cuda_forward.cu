@@ -22,35 +22,44 @@
 
 #define MARK(s, ph) olmoe_cuda_mark((s), (ph))
 
+/* Y rows of expert x = X rows of expert x . W[x]^T for every expert that got
+ * rows (first: [E + 1] bucket starts), one GEMM each, round-robin over the
+ * streams. fork: the other streams wait for what the main stream did so far;
+ * join: the main stream waits for their GEMMs. The GEMMs are independent, so
+ * the bits do not depend on how they interleave. */
+int olmoe_cuda_expert_gemms_streams(olmoe_cuda_state *s, int kind, int E, const int32_t *first, int n_out,
+                                    int k_in, const olmoe_bf16 *W, const olmoe_bf16 *X, olmoe_bf16 *Y) {
+    int ns = s->n_streams;
+    if (ns > 1) {
+        CUDA_TRY(cudaEventRecord(s->ev_fork, s->stream));
+        for (int i = 1; i < ns; i++) CUDA_TRY(cudaStreamWaitEvent(s->xs[i], s->ev_fork, 0));
+    }
+    for (int x = 0, i = 0; x < E; x++) {
+        int cnt = first[x + 1] - first[x];
+        if (cnt <= 0) continue;
+        if (olmoe_cuda_gemm_on(s, i, kind, cnt, X + (size_t)first[x] * k_in, k_in, W + (size_t)x * n_out * k_in,
+                               Y + (size_t)first[x] * n_out, n_out) != 0)
+            return -1;
+        i = (i + 1) % ns;
+    }
+    for (int i = 1; i < ns; i++) {
+        CUDA_TRY(cudaEventRecord(s->ev_join[i], s->xs[i]));
+        CUDA_TRY(cudaStreamWaitEvent(s->stream, s->ev_join[i], 0));
+    }
+    return 0;
+}
+
 /* the experts' GEMMs for one projection: Y rows of expert x = X rows of
  * expert x . W[x]^T, for the experts that got rows (counts in h_first) */
 int olmoe_cuda_expert_gemms(olmoe_cuda_state *s, int which, int E, int n_out, int k_in, const olmoe_bf16 *W,
                             const olmoe_bf16 *X, olmoe_bf16 *Y) {
     const int32_t *first = s->h_first;
     if (!s->grouped) {
-        /* fork: the other streams wait for what the main stream did so far;
-         * join: the main stream waits for their GEMMs. The GEMMs are
-         * independent, so the bits do not depend on how they interleave. */
-        int kind = which == 0 ? OLMOE_G_GATEUP : OLMOE_G_DOWN, ns = s->n_streams;
+        int kind = which == 0 ? OLMOE_G_GATEUP : OLMOE_G_DOWN;
         double t0 = olmoe_now();
-        if (ns > 1) {
-            CUDA_TRY(cudaEventRecord(s->ev_fork, s->stream));
-            for (int i = 1; i < ns; i++) CUDA_TRY(cudaStreamWaitEvent(s->xs[i], s->ev_fork, 0));
-        }
-        for (int x = 0, i = 0; x < E; x++) {
-            int cnt = first[x + 1] - first[x];
-            if (cnt <= 0) continue;
-            if (olmoe_cuda_gemm_on(s, i, kind, cnt, X + (size_t)first[x] * k_in, k_in, W + (size_t)x * n_out * k_in,
-                                   Y + (size_t)first[x] * n_out, n_out) != 0)
-                return -1;
-            i = (i + 1) % ns;
-        }
-        for (int i = 1; i < ns; i++) {
-            CUDA_TRY(cudaEventRecord(s->ev_join[i], s->xs[i]));
-            CUDA_TRY(cudaStreamWaitEvent(s->stream, s->ev_join[i], 0));
-        }
+        int rc = olmoe_cuda_expert_gemms_streams(s, kind, E, first, n_out, k_in, W, X, Y);
         s->host_expert_s += olmoe_now() - t0;
-        return 0;
+        return rc;
     }
     enum { G = 256 };
     static cublasOperation_t ta[G], tb[G];

@@ -139,6 +139,10 @@ int olmoe_cuda_forward(olmoe_engine *e, olmoe_window_io *w, int nw);
  * by expert (counts in h_first), and a routing hook run on the host */
 int olmoe_cuda_expert_gemms(olmoe_cuda_state *s, int which, int E, int n_out, int k_in, const olmoe_bf16 *W,
                             const olmoe_bf16 *X, olmoe_bf16 *Y);
+/* the same with one GEMM per expert on the state's streams, bucket starts
+ * given (the replay backend's own); kind OLMOE_G_GATEUP or OLMOE_G_DOWN */
+int olmoe_cuda_expert_gemms_streams(olmoe_cuda_state *s, int kind, int E, const int32_t *first, int n_out,
+                                    int k_in, const olmoe_bf16 *W, const olmoe_bf16 *X, olmoe_bf16 *Y);
 int olmoe_cuda_route_on_host(olmoe_engine *e, olmoe_cuda_state *s, int l, int T);
 
 #endif
