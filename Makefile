@@ -104,21 +104,15 @@ $(foreach l,$(LIBNAMES),$(eval $(call LIB_RULE,$(l))))
 $(BUILD)/libcuda_engine.a: $(CU_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-$(BIN)/olmoe-%: $(BUILD)/capture/main_%.o $(LIBS) $(CUDA_LIB)
-	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) $(SANITIZE) $< $(LINK_LIBS) $(DEP_LIBS) $(CUDA_LIBS) -o $@
-$(BIN)/olmoe-%: $(BUILD)/traces/main_%.o $(LIBS) $(CUDA_LIB)
-	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) $(SANITIZE) $< $(LINK_LIBS) $(DEP_LIBS) $(CUDA_LIBS) -o $@
-$(BIN)/olmoe-%: $(BUILD)/kde/main_%.o $(LIBS) $(CUDA_LIB)
-	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) $(SANITIZE) $< $(LINK_LIBS) $(DEP_LIBS) $(CUDA_LIBS) -o $@
-$(BIN)/olmoe-%: $(BUILD)/analyze/main_%.o $(LIBS) $(CUDA_LIB)
-	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) $(SANITIZE) $< $(LINK_LIBS) $(DEP_LIBS) $(CUDA_LIBS) -o $@
-$(BIN)/olmoe-%: $(BUILD)/plot/main_%.o $(LIBS) $(CUDA_LIB)
-	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) $(SANITIZE) $< $(LINK_LIBS) $(DEP_LIBS) $(CUDA_LIBS) -o $@
+# dir/main_NAME.c -> bin/olmoe-NAME, one link rule per directory holding commands;
+# the objects are kept (not intermediates), so make deletes nothing after a build
+define CMD_RULE
+$$(BIN)/olmoe-%: $$(BUILD)/$(1)/main_%.o $$(LIBS) $$(CUDA_LIB)
+	@mkdir -p $$(BIN)
+	$$(CC) $$(CFLAGS) $$(SANITIZE) $$< $$(LINK_LIBS) $$(DEP_LIBS) $$(CUDA_LIBS) -o $$@
+endef
+$(foreach d,$(sort $(dir $(MAINS))),$(eval $(call CMD_RULE,$(d:/=))))
+.SECONDARY: $(patsubst %.c,$(BUILD)/%.o,$(MAINS))
 
 $(BUILD)/tests/%: tests/%.c tests/check.h $(LIBS) $(CUDA_LIB)
 	@mkdir -p $(dir $@)
