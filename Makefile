@@ -3,9 +3,9 @@
 # AddressSanitizer/UBSan, `make test-gpu` the GPU checks, `make demo` the main job
 # on the bundled model, `make install PREFIX=...` binaries and man pages.
 #
-# Layout: each directory builds a static library from its .c files and one
-# command per main_<name>.c (bin/olmoe-<name>). analyze/policy*.c is its own
-# library (the routing policies sit below the model engine; see DESIGN.md §3).
+# Layout: each directory is one layer and builds a static library from its .c
+# files, plus one command per main_<name>.c (bin/olmoe-<name>). Layers, bottom
+# up: common traces kde policy engine capture analyze plot (docs/DESIGN.md).
 
 CC ?= cc
 OPT ?= -O2
@@ -35,15 +35,15 @@ DEP_LIBS := $(HDF5_LIBS_L) -lhdf5_hl -lhdf5 -lgsl $(OPENBLAS_LIBS) -ljansson -lp
 endif
 
 ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) $(SANITIZE) $(DEP_CFLAGS) -MMD -MP \
-             -Icommon -Itraces -Ikde -Ianalyze -Icapture -Iplot
+             -Icommon -Itraces -Ikde -Ipolicy -Iengine -Icapture -Ianalyze -Iplot
 
 # ---- CUDA, only when nvcc is on the PATH (NO_CUDA=1 forces it off) ----
 NVCC := $(if $(NO_CUDA),,$(shell command -v nvcc 2>/dev/null))
-CU_SRC := $(if $(NVCC),$(wildcard capture/*.cu analyze/*.cu),)
+CU_SRC := $(if $(NVCC),$(wildcard engine/*.cu),)
 ifneq ($(CU_SRC),)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 NVCC_FLAGS ?= -O2 -g $(CUDA_ARCH) -std=c++17 -Xcompiler -Wall,-Wextra,-Werror \
-              -Icommon -Itraces -Ikde -Ianalyze -Icapture $(HDF5_CFLAGS)
+              -Icommon -Itraces -Ikde -Ipolicy -Iengine -Ianalyze $(HDF5_CFLAGS)
 ALL_CFLAGS += -DOLMOE_HAVE_CUDA -I$(CUDA_HOME)/include
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++ -ldl -lrt
 endif
@@ -54,17 +54,19 @@ lib_src = $(filter-out $(MAINS),$(1))
 COMMON_SRC := $(call lib_src,$(wildcard common/*.c))
 TRACES_SRC := $(call lib_src,$(wildcard traces/*.c))
 KDE_SRC := $(call lib_src,$(wildcard kde/*.c))
-POLICY_SRC := $(call lib_src,$(wildcard analyze/policy*.c))
+POLICY_SRC := $(call lib_src,$(wildcard policy/*.c))
+ENGINE_SRC := $(call lib_src,$(wildcard engine/*.c))
 CAPTURE_SRC := $(call lib_src,$(wildcard capture/*.c))
-ANALYZE_SRC := $(filter-out $(POLICY_SRC),$(call lib_src,$(wildcard analyze/*.c)))
+ANALYZE_SRC := $(call lib_src,$(wildcard analyze/*.c))
 PLOT_SRC := $(call lib_src,$(wildcard plot/*.c))
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 # link order: dependents first
-LIBNAMES := plot analyze capture policy kde traces common
+LIBNAMES := plot analyze capture engine policy kde traces common
 LIB_plot := $(PLOT_SRC)
 LIB_analyze := $(ANALYZE_SRC)
 LIB_capture := $(CAPTURE_SRC)
+LIB_engine := $(ENGINE_SRC)
 LIB_policy := $(POLICY_SRC)
 LIB_kde := $(KDE_SRC)
 LIB_traces := $(TRACES_SRC)
@@ -127,7 +129,7 @@ asan-test:
 	$(MAKE) BUILD=build-asan BIN=bin-asan OPT=-O1 NO_CUDA=1 \
 	  SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
 
-# ---- fuzzing (DESIGN.md §12): clang + libFuzzer on every tests/fuzz/fuzz_*.c ----
+# ---- fuzzing (docs/DESIGN.md §12): clang + libFuzzer on every tests/fuzz/fuzz_*.c ----
 # make fuzz [FUZZ_SECONDS=60] [FUZZ_TARGETS="config policy"]: builds the libraries
 # with clang, ASan/UBSan and coverage into build-fuzz/, then runs each target for
 # FUZZ_SECONDS on tests/fuzz/corpus/NAME (tests/fuzz/README.md); clang's extra
