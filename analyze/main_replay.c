@@ -1,5 +1,5 @@
 /* main_replay.c: olmoe-replay, routing policies evaluated on a captured trace
- * (DESIGN.md §8). Each mode is its own entry point in its own file; this file
+ * (docs/DESIGN.md §8). Each mode is its own entry point in its own file; this file
  * only picks one from --mode:
  *   stats    policies on the captured router logits only (stats_cmd.c)
  *   replay   re-running the expert compute (default), exact, validate
@@ -22,7 +22,7 @@ typedef struct {
 
 static const replay_mode modes[] = {
     {"stats", olmoe_replay_stats_main, "policies on the captured router logits only, no model"},
-    /* ---- replay, exact, validate (issue 15: replay_cmd.c) ---- */
+    /* ---- replay, exact, validate (replay_cmd.c) ---- */
     {"replay", olmoe_replay_main, "re-run the expert compute under each policy, attention frozen (default)"},
     {"exact", olmoe_replay_main, "the exact forward pass under each policy (= replay --exact)"},
     {"validate", olmoe_replay_main, "replay and exact side by side (= replay --validate)"},
@@ -48,7 +48,7 @@ int main(int argc, char **argv) {
     int help = 0, explicit_mode = 0, match = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0) break;
-        /* --match-k: matched compute (issue 11), whatever the mode */
+        /* --match-k: matched compute, whatever the mode */
         match |= strcmp(argv[i], "--match-k") == 0 || strncmp(argv[i], "--match-k=", 10) == 0;
         if (strcmp(argv[i], "--mode") == 0 && i + 1 < argc) mode = argv[i + 1], explicit_mode = 1;
         if (strncmp(argv[i], "--mode=", 7) == 0) mode = argv[i] + 7, explicit_mode = 1;

@@ -332,7 +332,7 @@ static int ex_text(export_ctx *x) {
     return 0;
 }
 
-/* ---- decisions: where a policy spends or saves experts (issue 15,
+/* ---- decisions: where a policy spends or saves experts (
  * analyze/replay_decisions.c) ---- */
 static olmoe_decisions_opts decisions = {.top = 20, .context = 8};
 static long decisions_top = 20;

@@ -1,5 +1,5 @@
 /* replay.h: routing policies evaluated by perplexity on a captured trace
- * (DESIGN.md §8): frozen-attention replay of the expert compute, the exact
+ * (docs/DESIGN.md §8): frozen-attention replay of the expert compute, the exact
  * forward pass through the engine, and the two side by side (validation).
  *
  *   olmoe_replay_run r;
@@ -141,7 +141,7 @@ typedef struct {
     int self_check;              /* replay the trace's own policy and compare its NLL */
     const olmoe_policy_model *bind_model; /* to bind the baseline policy for the self-check */
     int progress;                /* progress line on stderr */
-    /* ---- --shard (issue 13, replay_shard.c) ---- */
+    /* ---- --shard (replay_shard.c) ---- */
     int shard_index, shard_count; /* only part i of N of the run's chunks; count 0: all */
     /* ---- end --shard ---- */
 } olmoe_replay_opts;
@@ -179,7 +179,7 @@ typedef struct {
     olmoe_replay_selfcheck self;
     double read_seconds;        /* wall s reading the trace */
     double total_seconds;
-    /* ---- --shard (issue 13, replay_shard.c) ---- */
+    /* ---- --shard (replay_shard.c) ---- */
     int64_t row_begin, row_end; /* the rows replayed: [0, n_tokens) unless sharded */
     int64_t n_chunks_run;       /* chunks of the whole (unsharded) run */
     /* ---- end --shard ---- */
@@ -267,7 +267,7 @@ int olmoe_replay_export_decisions(olmoe_trace *t, const olmoe_decisions_opts *o,
 /* olmoe-replay (replay_cmd.c): the replay, exact and validate modes */
 int olmoe_replay_main(int argc, char **argv);
 
-/* ---- --shard i/N and --mode merge (issue 13, replay_shard.c) ---- */
+/* ---- --shard i/N and --mode merge (replay_shard.c) ---- */
 /* "i/N", 0 <= i < N <= 65536 */
 int olmoe_replay_shard_parse(const char *s, int *index, int *count);
 /* A sharded run's results over its own rows only: a view of r (arrays

@@ -29,7 +29,7 @@ static const char *mode, *model_dir, *kde_path, *routing_s = "recompute", *devic
 static const char *json_path, *csv_path, *out_path;
 static long max_tokens = 0, chunk = 4096, empirical_max = 32768;
 static int exact, validate, force, quiet;
-static const char *shard_spec; /* --shard (issue 13, replay_shard.c) */
+static const char *shard_spec; /* --shard (replay_shard.c) */
 
 int olmoe_replay_main(int argc, char **argv) {
     static olmoe_policy_cli cli;
@@ -81,7 +81,7 @@ int olmoe_replay_main(int argc, char **argv) {
     olmoe_policy_set set = {0};
     if (olmoe_policy_cli_build(&cli, &set) != 0) die_usage("%s", olmoe_error());
     const char *trace_path = argv[0];
-    int shard_i = 0, shard_n = 0; /* ---- --shard (issue 13) ---- */
+    int shard_i = 0, shard_n = 0; /* ---- --shard ---- */
     if (shard_spec && olmoe_replay_shard_parse(shard_spec, &shard_i, &shard_n) != 0)
         die_usage("%s", olmoe_error());
     if (shard_spec && !out_path)
@@ -152,7 +152,7 @@ int olmoe_replay_main(int argc, char **argv) {
           do_replay && do_exact ? " and " : "", do_exact ? "exact" : "", device);
     olmoe_replay_run full, run;
     if (olmoe_replay_run_all(&o, &full) != 0) die("%s", olmoe_error());
-    /* --shard: the results over this shard's rows only (issue 13) */
+    /* --shard: the results over this shard's rows only */
     if (shard_n) olmoe_replay_shard_view(&full, &run);
     else run = full;
     notef("%.2f s wall, %.2f s reading the trace", run.total_seconds, run.read_seconds);

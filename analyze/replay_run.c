@@ -222,7 +222,7 @@ static int plan_chunks(olmoe_trace *t, const olmoe_replay_opts *o, chunk_plan **
         c[n++] = p;
         i = p.w1;
     }
-    /* ---- --shard (issue 13): the i-th of N contiguous ranges of the run's
+    /* ---- --shard: the i-th of N contiguous ranges of the run's
      * chunks, each chunk as in the unsharded run (same rows, same results) ---- */
     *run_chunks = n;
     if (o->shard_count > 0) {
@@ -426,7 +426,7 @@ static int setup(const olmoe_replay_opts *o, olmoe_replay_run *r, run_state *s, 
     if (plan_chunks(t, o, plan, n_chunks, &r->n_tokens, &need, &max_len, &max_rows, &max_sum,
                     &r->n_windows, &r->n_chunks_run) != 0)
         return -1;
-    /* ---- --shard (issue 13) ---- */
+    /* ---- --shard ---- */
     r->row_begin = (*plan)[0].r0;
     r->row_end = (*plan)[*n_chunks - 1].r1;
     /* ---- end --shard ---- */

@@ -1,4 +1,4 @@
-/* replay_shard.c: olmoe-replay --shard i/N and --mode merge (issue 13).
+/* replay_shard.c: olmoe-replay --shard i/N and --mode merge.
  *
  * A sharded run plans the chunks of the whole run (replay_run.c), keeps the
  * i-th of N contiguous ranges of them (so every chunk holds the windows it

@@ -1,5 +1,5 @@
 /* stats.h: routing statistics of policies applied to a trace's captured
- * router logits, without the model (olmoe-replay --mode stats, DESIGN.md §8-9).
+ * router logits, without the model (olmoe-replay --mode stats, docs/DESIGN.md §8-9).
  *
  *   olmoe_stats st;
  *   olmoe_stats_init(&st, trace, &set);          // set: bound policies

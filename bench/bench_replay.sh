@@ -1,6 +1,6 @@
 #!/bin/sh
 # bench/bench_replay.sh: one call of the GPU machine for the CUDA replay
-# backend (issue 15), with binaries built here and carried (bench/NOTES.md,
+# backend, with binaries built here and carried (bench/NOTES.md,
 # "Replay"): the GPU tests (tests/run gpu), compute-sanitizer memcheck on
 # test_replay_cuda, then bench/bench_replay.py at OLMoE-1B-7B's shapes (the
 # random checkpoint is written while the tests run). Logs go to $OUT.

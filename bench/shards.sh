@@ -5,9 +5,9 @@
 # On the random OLMoE-1B-7B-shaped checkpoint of bench_capture.py (150
 # windows of 2048 random ids = 307,200 tokens, batch 8):
 #   1. capture on GPU 0 alone (the reference);
-#   2. the same as --shard 0/2 and 1/2 one after another on GPU 0 (issue 13);
+#   2. the same as --shard 0/2 and 1/2 one after another on GPU 0;
 #   3. the two shards at once, one process per GPU (CUDA_VISIBLE_DEVICES),
-#      when the machine has 2 or more GPUs (issue 14);
+#      when the machine has 2 or more GPUs;
 #   then olmoe-traces merge, verify, and h5diff of every dataset against 1;
 #   4. a capture with residuals (20 GB), its kde null, the replay sweep
 #      (seed preset) on GPU 0, then as 2 shards (in parallel on 2 GPUs when
@@ -86,7 +86,7 @@ if [ "$NG" -ge 2 ]; then
         "$B/olmoe-traces" verify "$T/par.h5" &&
         { echo "shards on two GPUs, merged, against one run:"; same "$T/one.h5" "$T/par.h5" $DS; }
 else
-    echo "one GPU only: the two-GPU capture (issue 14) is not run"
+    echo "one GPU only: the two-GPU capture is not run"
 fi
 
 rm -f "$T"/par*.h5

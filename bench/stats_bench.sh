@@ -1,7 +1,7 @@
 #!/bin/sh
 # bench/stats_bench.sh [N_TOKENS] [DIR]: times olmoe-kde fit and olmoe-replay
 # --mode stats (one core) on a synthetic trace of N_TOKENS (default 300000)
-# x 16 layers x 64 experts, against DESIGN.md §11 (kde fit < 10 s; stats
+# x 16 layers x 64 experts, against docs/DESIGN.md §11 (kde fit < 10 s; stats
 # >= 2 M token-layers/s per core for BH with kde p-values). Run after make;
 # BUILD and BIN name other build directories. The trace (about 1.2 GiB at
 # 300k tokens) is kept in DIR for reruns.

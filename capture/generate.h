@@ -1,5 +1,5 @@
 /* generate.h: greedy generation under a routing policy, the qualitative
- * check of issue 11: olmoe-capture --prompts FILE --generate N continues
+ * check of olmoe-capture --prompts FILE --generate N continues
  * each prompt with the argmax token N times (as transformers' generate with
  * do_sample=False and min_new_tokens = max_new_tokens), through the
  * engine's KV cache (model.h, olmoe_engine_decode_*), and records which

@@ -1,5 +1,5 @@
 /* main_capture.c: olmoe-capture, the model's routing and baseline loss over a
- * token stream, written as an olmoe-trace (DESIGN.md §2, §5).
+ * token stream, written as an olmoe-trace (docs/DESIGN.md §2, §5).
  *
  * Flow: options -> output name reserved (so a bad one fails before any work)
  * -> model opened and checked -> input documents -> windows -> engine ->
@@ -32,7 +32,7 @@ static const char usage[] =
 static const char *model_dir, *tokens_path, *out_path, *device = "auto";
 static long ctx = 0, top_k = 0, batch = 1;
 static int force, quiet, save_residuals;
-/* ---- --resume, --shard (issue 13: capture/resume.c, capture/shard.c) ---- */
+/* ---- --resume, --shard (capture/resume.c, capture/shard.c) ---- */
 static int resume;
 static const char *shard_spec;
 /* ---- end --resume, --shard ---- */
@@ -40,7 +40,7 @@ static const char *shard_spec;
 static const char *input_path, *input_format, *input_field, *group_field;
 static long max_tokens = 0, stride = 0;
 static olmoe_hash tokenizer_sum;
-/* ---- --policy (issue 15): the exact forward pass under any routing policy ---- */
+/* ---- --policy: the exact forward pass under any routing policy ---- */
 static const char *policy_spec, *kde_path, *empirical_path;
 static long empirical_max = 32768;
 /* ---- end --policy ---- */
@@ -71,7 +71,7 @@ static const olmoe_opt opts[] = {
     OPT_FLAG("resume", &resume, "continue the interrupted capture in FILE.partial"),
     OPT_STRING("shard", &shard_spec, "I/N", "capture only shard I of N (contiguous windows; "
                "join with olmoe-traces merge)"),
-    /* ---- --generate (issue 11: capture/generate*.c) ---- */
+    /* ---- --generate (capture/generate*.c) ---- */
     OPT_STRING("prompts", &olmoe_generate_cli.prompts, "FILE", "generate: one prompt a line (see --prompt-format)"),
     OPT_LONG_RANGE("generate", &olmoe_generate_cli.n_new, "N", "continue each prompt greedily by N tokens", 1,
                    1L << 20),
@@ -84,7 +84,7 @@ static const olmoe_opt opts[] = {
     OPT_FLAG("quiet", &quiet, "no notes or progress on stderr"),
     OPT_END};
 
-/* ---- --policy (issue 15) ---- */
+/* ---- --policy ---- */
 typedef struct {
     olmoe_policy_set set;
     olmoe_kde_null null;
@@ -166,7 +166,7 @@ static void load_documents(const olmoe_config *cfg, olmoe_token_stream *ts) {
 }
 
 /* --tokens: windows per document; --input: the whole stream cut into windows
- * of ctx, or sliding ones with --stride (DESIGN.md §9) */
+ * of ctx, or sliding ones with --stride (docs/DESIGN.md §9) */
 static void make_windows(const olmoe_token_stream *ts, olmoe_window **win, int64_t *nwin) {
     int64_t zero = 0, n = ts->n_tokens;
     int r = !input_path ? olmoe_windows_documents(ts->doc_start, ts->doc_length, ts->n_docs, ctx,
@@ -181,7 +181,7 @@ typedef struct {
     float *router_logits; /* [B*ctx, L, E] */
     float *nll;           /* [B*ctx] */
     int32_t *argmax;      /* [B*ctx] */
-    uint16_t *residual;   /* [B*ctx, L, D] bfloat16 bits, or NULL (issue 15: the CUDA engine
+    uint16_t *residual;   /* [B*ctx, L, D] bfloat16 bits, or NULL (the CUDA engine
                            * copies them as they are, no fp32 round trip) */
     size_t bytes;
 } batch_buffers;
@@ -209,7 +209,7 @@ static void buffers_free(batch_buffers *b) {
     free(b->residual);
 }
 
-/* ---- the writer thread (issue 4): batch i is packed and appended to the
+/* ---- the writer thread: batch i is packed and appended to the
  * trace while batch i+1 runs on the device, each from its own buffers ---- */
 typedef struct {
     batch_buffers bb;
@@ -276,7 +276,7 @@ int main(int argc, char **argv) {
     int npos = olmoe_opt_parse(argc, argv, opts, usage);
     if (npos > 0) die_usage("unexpected argument '%s'", argv[0]);
     if (!model_dir) die_usage("--model DIR is required");
-    if (olmoe_generate_cli.prompts || olmoe_generate_cli.n_new) /* --generate (issue 11) */
+    if (olmoe_generate_cli.prompts || olmoe_generate_cli.n_new) /* --generate */
         exit(olmoe_generate_command(&(olmoe_generate_env){
             .model_dir = model_dir, .device = device, .out_path = out_path, .command = command, .force = force,
             .quiet = quiet, .top_k = top_k, .stream_options = tokens_path || input_path || save_residuals,
@@ -347,7 +347,7 @@ int main(int argc, char **argv) {
     olmoe_engine_opts eo = {.device = device, .max_ctx = (int)longest, .top_k = k};
     if (pol) /* the engine's max_k is the most the policy can choose */
         eo.top_k = olmoe_policy_max_experts(pol), eo.route = olmoe_policy_route, eo.route_ctx = pol,
-        eo.route_threads = -1; /* policies are thread-safe: route on every core (issue 15) */
+        eo.route_threads = -1; /* policies are thread-safe: route on every core */
     eo.max_tokens = (int)(longest * (batch < nwin ? batch : nwin));
     olmoe_engine *eng;
     if (olmoe_engine_open(&m, &eo, &eng) != 0) die("%s", olmoe_error());

@@ -1,4 +1,4 @@
-/* resume.c: the output rules of a capture that may be interrupted (DESIGN.md
+/* resume.c: the output rules of a capture that may be interrupted (docs/DESIGN.md
  * §2, §12). The trace is written as "<out>.partial" and renamed when
  * complete, as every output; unlike other outputs, a partial holding
  * committed windows is kept on SIGINT/SIGTERM, on a kill and on a fatal

@@ -91,7 +91,7 @@ static void release(olmoe_cuda_state *s) {
     free(s->ev);
     free(s->ev_phase);
     if (s->ev_rl) cudaEventDestroy(s->ev_rl);
-    if (s->ev_res) cudaEventDestroy(s->ev_res); /* issue 15 */
+    if (s->ev_res) cudaEventDestroy(s->ev_res); 
     olmoe_pool_close(s->pool);
     if (s->ev_fork) cudaEventDestroy(s->ev_fork);
     for (int i = 1; i < s->n_streams; i++) {
@@ -172,14 +172,14 @@ static int open_state(olmoe_engine *e, olmoe_cuda_state *s) {
     CUDA_TRY(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
     CUDA_TRY(cudaStreamCreateWithFlags(&s->copy_stream, cudaStreamNonBlocking));
     CUDA_TRY(cudaEventCreateWithFlags(&s->ev_rl, cudaEventDisableTiming));
-    /* ---- issue 15: residuals copied out per layer; host routing threads ---- */
+    /* ---- residuals copied out per layer; host routing threads ---- */
     CUDA_TRY(cudaEventCreateWithFlags(&s->ev_res, cudaEventDisableTiming));
     long rt = e->route_threads;
     v = getenv("OLMOE_CUDA_ROUTE_THREADS");
     if (v && olmoe_parse_long(v, -1, 4096, &rt) != 0)
         return olmoe_errorf("OLMOE_CUDA_ROUTE_THREADS=%s: expected -1 (every core) to 4096", v);
     if (rt < 0 || rt > 1) s->pool = olmoe_pool_open((int)rt);
-    /* ---- end of issue 15 ---- */
+
     CUDA_TRY(cudaEventCreateWithFlags(&s->ev_fork, cudaEventDisableTiming));
     for (int i = 1; i < s->n_streams; i++) {
         CUDA_TRY(cudaStreamCreateWithFlags(&s->xs[i], cudaStreamNonBlocking));
@@ -294,6 +294,6 @@ void olmoe_cuda_mark(olmoe_cuda_state *s, int phase) {
     s->ev_phase[s->n_ev++] = phase;
 }
 
-/* bf16_residuals = 1: attn_residual_bf16 is copied from the device as it is (issue 15) */
+/* bf16_residuals = 1: attn_residual_bf16 is copied from the device as it is */
 extern "C" const olmoe_engine_ops olmoe_engine_cuda_ops = {"cuda", cuda_open, olmoe_cuda_forward, cuda_close, 1,
                                                                 cuda_host_buffer};

@@ -1,4 +1,4 @@
-/* cuda_forward.cu: the OLMoE forward pass on the GPU (DESIGN.md §4) over a
+/* cuda_forward.cu: the OLMoE forward pass on the GPU (docs/DESIGN.md §4) over a
  * batch of windows stacked into T rows, in bf16 with fp32 accumulation.
  *
  * Per layer: one GEMM for q, k, v (stacked weights); q/k norm + clip + RoPE
@@ -103,7 +103,7 @@ int olmoe_cuda_route_on_host(olmoe_engine *e, olmoe_cuda_state *s, int l, int T)
     CUDA_TRY(cudaStreamSynchronize(s->stream));
     int32_t *ex = s->h_sel, *nsel = s->h_sel + 2 * (size_t)s->T * K;
     float *wt = (float *)(s->h_sel + (size_t)s->T * K);
-    /* on s->pool's threads when the caller allowed it (issue 15) */
+    /* on s->pool's threads when the caller allowed it */
     if (olmoe_route_rows(s->pool, e->route, e->route_ctx, l, s->h_rl, (size_t)E, T, E, K, ex, wt, nsel) != 0)
         return -1;
     size_t tk = (size_t)T * K;
@@ -186,7 +186,7 @@ static int copy_router_logits(olmoe_cuda_state *s, olmoe_window_io *w, int nw, i
     return 0;
 }
 
-/* ---- issue 15: bf16 attention residuals straight to the caller ---- */
+/* ---- bf16 attention residuals straight to the caller ---- */
 /* whether every window's bf16 residual buffer lies in one pinned range */
 static int residual_bf16_pinned(olmoe_cuda_state *s, olmoe_window_io *w, int nw, size_t LD) {
     uintptr_t lo = UINTPTR_MAX, hi = 0;
@@ -279,7 +279,7 @@ int olmoe_cuda_forward(olmoe_engine *e, olmoe_window_io *w, int nw) {
     if (want_res && ensure_stash(&s->stash_res, (size_t)s->T * L * D) != 0) return -1;
     if (want_hid && ensure_stash(&s->stash_hid, (size_t)s->T * (L + 1) * D) != 0) return -1;
     int early = router_logits_pinned(s, w, nw, LE);
-    int res_early = want_res && residual_bf16_pinned(s, w, nw, (size_t)L * D); /* issue 15 */
+    int res_early = want_res && residual_bf16_pinned(s, w, nw, (size_t)L * D); 
     const int dflt = default_route(e);
 
     MARK(s, PH_START);

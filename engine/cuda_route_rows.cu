@@ -1,5 +1,5 @@
 /* cuda_route_rows.cu: a routing hook over many rows at once, split across a
- * thread pool (issue 15): the CUDA engine's host-routed layers and the CUDA
+ * thread pool: the CUDA engine's host-routed layers and the CUDA
  * replay backend route a whole layer of tokens here between two GPU phases.
  * Host code only; it sits with the CUDA objects because only they call it
  * (and the static libraries link in that order).

@@ -109,10 +109,10 @@ typedef struct {
     double phase_ms[OLMOE_CUDA_PHASES];
     long n_forward, n_rows;
 
-    /* ---- issue 15 ---- */
+    /* ---- host routing and bf16 residuals ---- */
     struct olmoe_pool *pool; /* host routing threads (route_threads > 1), else NULL */
     cudaEvent_t ev_res;      /* a layer's attention residual is stashed: copy it out */
-    /* ---- end of issue 15 ---- */
+
 } olmoe_cuda_state;
 
 enum {

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "traces.h" /* olmoe_bf16_from_f32_n (issue 15) */
+#include "traces.h" /* olmoe_bf16_from_f32_n */
 
-#ifdef OLMOE_HAVE_CUDA /* ---- the CUDA engine (issue 4) ---- */
+#ifdef OLMOE_HAVE_CUDA /* ---- the CUDA engine ---- */
 #include "cuda_engine.h"
 #endif
 
@@ -17,7 +17,7 @@ static int pick_ops(const char *device, const olmoe_engine_ops **out) {
         *out = &olmoe_engine_cpu_ops;
         return 0;
     }
-    /* ---- the CUDA engine (issue 4): "auto" is cuda when a GPU is present ---- */
+    /* ---- the CUDA engine: "auto" is cuda when a GPU is present ---- */
     if (strcmp(device, "auto") == 0) {
 #ifdef OLMOE_HAVE_CUDA
         *out = olmoe_cuda_device_count() > 0 ? &olmoe_engine_cuda_ops : &olmoe_engine_cpu_ops;
@@ -59,8 +59,8 @@ int olmoe_engine_open(olmoe_model *m, const olmoe_engine_opts *o, olmoe_engine *
     e->topk.norm = c->norm_topk_prob;
     e->route = o->route ? o->route : olmoe_route_topk;
     e->route_ctx = o->route ? o->route_ctx : &e->topk;
-    e->route_threads = o->route_threads; /* issue 15 */
-    /* the CUDA engine reads "cuda:N" from here to pick the GPU (issue 4) */
+    e->route_threads = o->route_threads; 
+    /* the CUDA engine reads "cuda:N" from here to pick the GPU */
     snprintf(e->device, sizeof e->device, "%s",
              o->device && strncmp(o->device, "cuda:", 5) == 0 ? o->device : ops->name);
     e->compute_dtype = "float32";
@@ -72,7 +72,7 @@ int olmoe_engine_open(olmoe_model *m, const olmoe_engine_opts *o, olmoe_engine *
     return 0;
 }
 
-/* ---- issue 15: bf16 residuals from an engine that writes fp32 ones ---- */
+/* ---- bf16 residuals from an engine that writes fp32 ones ---- */
 static int forward_bf16_residuals(olmoe_engine *e, olmoe_window_io *w, int nw) {
     const olmoe_config *c = &e->model->cfg;
     size_t LD = (size_t)c->num_hidden_layers * (size_t)c->hidden_size;

@@ -15,7 +15,7 @@ typedef struct olmoe_engine_ops {
     /* windows already checked: n >= 1, sum n <= max_tokens, n <= max_ctx, ids < V */
     int (*forward)(olmoe_engine *e, olmoe_window_io *w, int n_windows);
     void (*close)(olmoe_engine *e);
-    /* issue 15: 1 if forward fills olmoe_window_io.attn_residual_bf16 itself
+    /* 1 if forward fills olmoe_window_io.attn_residual_bf16 itself
      * (else engine.c fills it from fp32 residuals) */
     int bf16_residuals;
     /* optional: olmoe_engine_host_buffer */
@@ -30,7 +30,7 @@ struct olmoe_engine {
     olmoe_route_fn route;
     void *route_ctx;
     olmoe_topk_route topk; /* ctx of the default hook */
-    int route_threads;     /* opts.route_threads (issue 15) */
+    int route_threads;     /* opts.route_threads */
     char device[96];
     const char *compute_dtype;
     size_t activation_bytes;

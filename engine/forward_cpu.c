@@ -1,4 +1,4 @@
-/* forward_cpu.c: the reference OLMoE forward pass (DESIGN.md §4) in fp32 on
+/* forward_cpu.c: the reference OLMoE forward pass (docs/DESIGN.md §4) in fp32 on
  * the CPU. All windows of a call are stacked into T rows so every projection
  * is one cblas_sgemm over T tokens; attention runs per window and head in
  * blocks of query rows (memory O(ctx), not O(ctx^2)); experts run one GEMM
@@ -270,5 +270,5 @@ static int cpu_forward(olmoe_engine *e, olmoe_window_io *w, int nw) {
     return 0;
 }
 
-/* bf16_residuals = 0: engine.c rounds the fp32 residuals for attn_residual_bf16 (issue 15) */
+/* bf16_residuals = 0: engine.c rounds the fp32 residuals for attn_residual_bf16 */
 const olmoe_engine_ops olmoe_engine_cpu_ops = {"cpu", cpu_open, cpu_forward, cpu_close, 0, NULL};

@@ -1,4 +1,4 @@
-/* model.c: binds a checkpoint's tensors to the config (DESIGN.md §4 names),
+/* model.c: binds a checkpoint's tensors to the config (docs/DESIGN.md §4 names),
  * accepting the hub's per-expert layout and transformers v5's fused one, and
  * converts weights to fp32 for the CPU path. Every tensor of the checkpoint
  * must be used: an unexpected one means the config and weights disagree. */

@@ -1,5 +1,5 @@
 /* model.h: the OLMoE model engine: config.json, safetensors weights, and the
- * forward pass (DESIGN.md §4) behind an engine interface that a CPU and a CUDA
+ * forward pass (docs/DESIGN.md §4) behind an engine interface that a CPU and a CUDA
  * implementation fill in.
  *
  *   olmoe_model m;
@@ -160,7 +160,7 @@ typedef struct {
 int olmoe_route_topk(void *ctx /* olmoe_topk_route* */, int layer, const float *logits, int E,
                      int *experts, float *weights);
 
-/* ---- many rows at once, on a thread pool (issue 15: host routing of the CUDA
+/* ---- many rows at once, on a thread pool (host routing of the CUDA
  * engine and of the CUDA replay; cuda_route_rows.cu, built with CUDA only) ---- */
 #define OLMOE_ROUTE_ROWS_MAX_K 256
 struct olmoe_pool;
@@ -183,7 +183,7 @@ typedef struct {
     int top_k;             /* 0: num_experts_per_tok; also max_k of the hook */
     olmoe_route_fn route;  /* NULL: olmoe_route_topk with top_k, norm_topk_prob */
     void *route_ctx;
-    /* issue 15: threads that call a routing hook at once on the CUDA engine's
+    /* threads that call a routing hook at once on the CUDA engine's
      * host-routed layers (0 or 1: the caller's thread only; -1: every core).
      * More than one needs a thread-safe hook (olmoe_policy_route is).
      * OLMOE_CUDA_ROUTE_THREADS=N overrides it. */
@@ -201,7 +201,7 @@ typedef struct {
     int32_t *argmax;       /* [n] */
     float *attn_residual;  /* [n, L, D] o_proj output added to the residual stream */
     float *hidden;         /* [n, L+1, D] residual entering each layer, then before the final norm */
-    /* issue 15: attn_residual as bfloat16 bits (what the trace stores): the
+    /* attn_residual as bfloat16 bits (what the trace stores): the
      * CUDA engine copies its bf16 values as they are; others round their fp32
      * values to nearest even. Either or both of the two may be given. */
     uint16_t *attn_residual_bf16; /* [n, L, D] */

@@ -8,7 +8,7 @@
 #include "forward_cpu.h"
 #include "ops_cpu.h"
 #include "replay.h"
-#ifdef OLMOE_HAVE_CUDA /* ---- the CUDA backend (issue 15) ---- */
+#ifdef OLMOE_HAVE_CUDA /* ---- the CUDA backend ---- */
 #include "replay_cuda.h"
 #endif
 
@@ -182,7 +182,7 @@ int olmoe_replay_backend_open(olmoe_model *m, const char *device, int max_tokens
     const olmoe_replay_backend_ops *ops = NULL;
     if (!device || strcmp(device, "cpu") == 0)
         ops = &olmoe_replay_cpu_ops;
-    /* ---- the CUDA backend (issue 15, replay_cuda.cu) ---- */
+    /* ---- the CUDA backend (replay_cuda.cu) ---- */
     else if (strcmp(device, "cuda") == 0 || strncmp(device, "cuda:", 5) == 0)
 #ifdef OLMOE_HAVE_CUDA
         ops = &olmoe_replay_cuda_ops;

@@ -1,4 +1,4 @@
-/* kde.h: per-layer null distributions of router logits (DESIGN.md §7).
+/* kde.h: per-layer null distributions of router logits (docs/DESIGN.md §7).
  *
  *   olmoe_kde_opts o = OLMOE_KDE_OPTS_DEFAULT;            // Scott, 2048 points
  *   olmoe_kde_layer fit;

@@ -1,5 +1,5 @@
 /* main_kde.c: olmoe-kde fit|show|pvalue, per-layer null distributions of
- * router logits (DESIGN.md §7; file layout in man/olmoe-kde.1).
+ * router logits (docs/DESIGN.md §7; file layout in man/olmoe-kde.1).
  *
  * fit reads the trace's router logits once (in row chunks), keeping the
  * sample of as many layers at a time as --mem allows, fits each layer and

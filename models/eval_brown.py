@@ -10,7 +10,7 @@ Loads the saved bf16 weights in float32 and evaluates, with HF, the valid and
 test splits at top-k 1, 2, 4, 8, 16, 32, 64: the token stream is each
 document's tokens (HF tokenizer, the model's tokenizer.json) followed by
 <|endoftext|>, cut into windows of ctx tokens, every token after the first of
-a window scored (DESIGN.md section 9). Writes into the model directory:
+a window scored (docs/DESIGN.md section 9). Writes into the model directory:
   hf_eval.json   perplexity, accuracy and scored tokens per split and top-k,
                  with training.json's facts merged in;
   reference.h5   what the C tests compare against: the test split's token ids,

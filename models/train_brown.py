@@ -15,7 +15,7 @@ Run on the GPU machine (transformers 5.17, torch 2.11, tokenizers, h5py):
 3. The best checkpoint saved in bf16 (model.safetensors, hub layout), then
    reloaded in float32 and evaluated by HF on the valid and test splits at
    top-k 1, 2, 4, 8, 16, 32, 64 (windows of ctx tokens over the stream, every
-   token after the first of a window scored: DESIGN.md section 9).
+   token after the first of a window scored: docs/DESIGN.md section 9).
 4. The numbers our tests compare against (reference.h5: test-split token ids,
    per-token NLL on a slice at each top-k, greedy generations; hf_eval.json:
    perplexity and accuracy per split and top-k), written by HF here, never by

@@ -119,7 +119,7 @@ void rep_style(const olmoe_report_data *d, int i, char *buf, size_t n);
  * x <= and y <= with one strict; NaN points are never on it */
 void rep_pareto(const double *x, const double *y, int n, int *flags);
 
-/* report.md's matched-compute tables (report_match.c, a hook for issue 11) */
+/* report.md's matched-compute tables (report_match.c) */
 int rep_match_table(FILE *md, const olmoe_report_data *d);
 
 /* ---- report.md (report_md.c) ---- */

@@ -1,5 +1,5 @@
 /* report_match.c: the matched-compute table of olmoe-replay --match-k
- * (issue 11; written by analyze/match_output.c), drawn as one line per
+ * (written by analyze/match_output.c), drawn as one line per
  * family (perplexity against experts per token; replay and exact in two
  * panels when both were scored) and tabulated family x target in report.md.
  *

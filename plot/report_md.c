@@ -77,7 +77,7 @@ static void quality_tables(FILE *md, const olmoe_report_data *d) {
         fprintf(md, "\n%s\n\n", head[k]);
         if (k == OLMOE_REPORT_REPLAY)
             fprintf(md, "Attention frozen at its captured value: an optimistic estimate whenever a policy "
-                        "changes earlier layers (DESIGN.md §8); the exact forward pass measures it.\n\n");
+                        "changes earlier layers (docs/DESIGN.md §8); the exact forward pass measures it.\n\n");
         if (k == OLMOE_REPORT_REPLAY && d->replay_check) fprintf(md, "%s\n\n", d->replay_check);
         fprintf(md, "| policy | perplexity | Δ vs baseline | token accuracy | experts/token | sd | at min_k | "
                     "at max_k | compute saved | scored tokens | tokens/s |\n");

@@ -1,4 +1,4 @@
-/* policy.h: routing policies (DESIGN.md §6), the library libpolicy.
+/* policy.h: routing policies (docs/DESIGN.md §6), the library libpolicy.
  *
  *   olmoe_policy_set set = {0};
  *   if (olmoe_policy_set_add_spec(&set, "bh(alpha={0.05,0.1},max_k=8)", NULL) != 0)
@@ -40,7 +40,7 @@
  *          always renormalises. (s = 0, all p underflowed: 1 / |S| each.)
  *   T is kept in [1e-6, 1e6] and pvalue_floor in [1e-30, 0.5): both are
  *   used as fp32 and must stay normal numbers there.
- * The literature's families (issue 11, DESIGN.md §6; policy_<family>.c):
+ * The literature's families (docs/DESIGN.md §6; policy_<family>.c):
  *   threshold: K = #{e : p_e >= (float)tau}, clamped to [min_k, max_k]; S =
  *          the K largest p (ties toward the lower index). DynMoE's top-any.
  *   skip:  the max_k largest p, in that order; those with p_e <
@@ -70,7 +70,7 @@
  *
  * Families are table entries (olmoe_policy_families): a name, its parameters
  * in canonical order with defaults, a cross-parameter check, a bind step and a
- * route function. Adding one (as issue 11 added threshold, skip, entropy, hc) means a
+ * route function. Adding one (as threshold, skip, entropy and hc were) means a
  * new parameter row in olmoe_param_table if it needs one (tau, beta, scale),
  * a family row in policy_table.c, and its bind and route functions in a
  * policy_<family>.c file built from policy_internal.h (softmax, selection,

@@ -62,7 +62,7 @@ void olmoe_policy_put_weights(const olmoe_policy *pol, const float *p /*[E]*/, c
 int olmoe_policy_pvalues(const olmoe_policy *pol, int layer, const float *r /*[E]*/, int E,
                          float *q /*[E]*/, float *p /*[E]*/);
 
-/* ---- what the families of issue 11 reuse (policy_table.c, policy_route.c,
+/* ---- what the literature families reuse (policy_table.c, policy_route.c,
  * policy_spec.c) ---- */
 int olmoe_policy_check_k_range(const olmoe_policy *p); /* min_k <= max_k */
 int olmoe_policy_bind_kclamped(olmoe_policy *p);       /* max_k, min_k <= E */
@@ -70,7 +70,7 @@ int olmoe_policy_bind_bh(olmoe_policy *p);             /* and the nulls pvalue= 
 /* p->id from p->family and p->param again (skip: after beta=median resolved) */
 int olmoe_policy_make_id(olmoe_policy *p);
 
-/* issue 11's families: policy_threshold.c, policy_skip.c, policy_entropy.c, policy_hc.c */
+/* the literature families: policy_threshold.c, policy_skip.c, policy_entropy.c, policy_hc.c */
 int olmoe_policy_route_threshold(const olmoe_policy *p, int layer, const float *r, int E, int *ex,
                                  float *w);
 int olmoe_policy_bind_threshold(olmoe_policy *p);

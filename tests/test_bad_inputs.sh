@@ -1,5 +1,5 @@
 #!/bin/sh
-# tests/test_bad_inputs.sh: the bad-input table of issue 13. Every row is one
+# tests/test_bad_inputs.sh: the bad-input table. Every row is one
 # bad input given to a command; each must
 #   - exit non-zero (1..129: an error, not a signal or a sanitizer abort),
 #   - print one line on stderr (a usage error may add its "try --help"),

@@ -4,7 +4,7 @@
  * Every fixture, every recorded top-k: router logits, logits, attention
  * residuals and the residual stream within 1e-4 of their scale (max |ref|),
  * per-token NLL within 1e-4 absolute, perplexity within 1e-5 relative
- * (DESIGN.md §10), argmax equal, greedy generation equal; the windows and the
+ * (docs/DESIGN.md §10), argmax equal, greedy generation equal; the windows and the
  * --tokens reading agree with the fixture's. The achieved differences are
  * printed ("# ..." lines) for the notes. */
 #include "check.h"

@@ -1,5 +1,5 @@
 /* test_forward_ref.c: the CPU engine against a naive OLMoE forward pass
- * written here in double precision, token by token, straight from DESIGN.md
+ * written here in double precision, token by token, straight from docs/DESIGN.md
  * §4 (no GEMMs, no grouping, no blocking), on tiny random checkpoints written
  * by the test: every layout, dtype, GQA, clip_qkv, norm_topk_prob, tied
  * embeddings, batched and single windows, a custom routing hook. (The HF

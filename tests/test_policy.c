@@ -1,7 +1,7 @@
 /* test_policy.c: routing decisions. Hand-checked BH cases (ties, nothing
  * significant, everything significant, step-up past a failing rank, the
  * p-value floor), and every policy against a straightforward sort-based
- * implementation written here from DESIGN.md §6, on random logits with ties. */
+ * implementation written here from docs/DESIGN.md §6, on random logits with ties. */
 #include "check.h"
 #include "common.h"
 #include "policy.h"

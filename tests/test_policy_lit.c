@@ -1,4 +1,4 @@
-/* test_policy_lit.c: issue 11's policies (threshold, skip, entropy, hc).
+/* test_policy_lit.c: the literature's policies (threshold, skip, entropy, hc).
  * Hand-checked cases (nothing passes, everything passes, k clamped, beta at
  * its edges, HC's argmax worked out by hand), every policy against the
  * straightforward implementation of test_policy_lit_ref.h on random logits

@@ -1,5 +1,5 @@
-/* test_policy_lit_ref.h: issue 11's routing policies (threshold, skip,
- * entropy, hc) written the straightforward way from DESIGN.md §6 and the
+/* test_policy_lit_ref.h: the literature's routing policies (threshold, skip,
+ * entropy, hc) written the straightforward way from docs/DESIGN.md §6 and the
  * definitions at the top of analyze/policy.h: full qsort orders, counts over
  * every expert, HC scanned over every searched rank, p-values counted by
  * hand. It shares no code with analyze/policy*.c; test_policy_lit.c compares

@@ -1,5 +1,5 @@
 /* test_policy_ref.h: the routing policies written the straightforward way,
- * from DESIGN.md §6 and the definitions at the top of analyze/policy.h:
+ * from docs/DESIGN.md §6 and the definitions at the top of analyze/policy.h:
  * full sorts with qsort, the step-up rule scanned from the top rank down,
  * linear counts for empirical p-values. It shares no code with
  * analyze/policy*.c; the tests compare the two decision for decision. */

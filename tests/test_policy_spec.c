@@ -1,6 +1,6 @@
 /* test_policy_spec.c: policy specs, canonical ids, validation errors, sweep
  * expansion (sets, presets, files, command-line options). Expected ids are
- * written by hand from DESIGN.md §6. */
+ * written by hand from docs/DESIGN.md §6. */
 #include "check.h"
 #include "common.h"
 #include "policy.h"

@@ -491,7 +491,7 @@ static void test_md_provenance(void) {
         }
         olmoe_kde_null_free(&nl);
     }
-    /* the matched-compute table (hook for issue 11): an unreached target says
+    /* the matched-compute table : an unreached target says
      * so, with the perplexity of its nearest point (100 / 3 + 1 in the synth) */
     CHECK(strstr(md, "| bh | 101.0000 (+1.00 %) alpha=0.1 | 51.0000 (+2.00 %) alpha=0.2 | 34.3333, not reached (nearest k 3.500) |"),
           "matched-compute row");

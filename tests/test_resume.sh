@@ -1,5 +1,5 @@
 #!/bin/sh
-# test_resume.sh: crash safety of olmoe-capture (DESIGN.md §12, issue 13).
+# test_resume.sh: crash safety of olmoe-capture (docs/DESIGN.md §12).
 # A capture killed with SIGKILL at random moments (its resumed runs too)
 # leaves a partial that olmoe-traces verify accepts, and --resume continues
 # it to the trace an uninterrupted run writes, bit for bit (every dataset

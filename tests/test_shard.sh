@@ -1,5 +1,5 @@
 #!/bin/sh
-# test_shard.sh: olmoe-capture --shard i/N and olmoe-traces merge (issue 13).
+# test_shard.sh: olmoe-capture --shard i/N and olmoe-traces merge.
 # Shards captured one after another on the CPU, merged, equal the unsharded
 # capture bit for bit (every dataset and the totals): document windows on a
 # tiny random model, sliding windows over grouped JSON-lines on the bundled

@@ -1,5 +1,5 @@
 #!/bin/sh
-# test_shard_replay.sh: olmoe-replay --shard i/N and --mode merge (issue 13).
+# test_shard_replay.sh: olmoe-replay --shard i/N and --mode merge.
 # Replay, exact and validate results of 2 shards, run one after another on
 # the CPU and merged, equal the unsharded run's bit for bit: every per-token
 # dataset, the expert loads and histograms, every summary attribute (whole run

@@ -288,7 +288,7 @@ static int put_rows(olmoe_trace *t, trace_ds which, hid_t mtype, int64_t start, 
              name);
     /* the memory space has the selection's shape: with a flat one HDF5 maps
      * chunks element by element (10x slower for 64 MB of router logits;
-     * issue 4, bench/NOTES.md) */
+     * bench/NOTES.md) */
     (void)n;
     H5_CHECK(ms = H5Screate_simple(rank, cnt, NULL), "%s: %s", t->path, name);
     H5_CHECK(H5Dwrite(ds, mtype, ms, fs, H5P_DEFAULT, buf), "%s: %s: cannot write rows [%lld, %lld)",

@@ -1,4 +1,4 @@
-/* fuzz.h: what the fuzz targets share (DESIGN.md §12, issue 13).
+/* fuzz.h: what the fuzz targets share (docs/DESIGN.md §12).
  *
  *   #include "fuzz.h"
  *   FUZZ_TARGET(config) {              // int fuzz_config(const uint8_t *data, size_t size)
@@ -117,7 +117,7 @@ static inline int fuzz_one_line(const char *m) { return !strchr(m, '\n'); }
     } while (0)
 
 /* After a parser returned -1: its message is one non-empty line that names
- * what it read (DESIGN.md §2: "one clear line naming the file and the
+ * what it read (docs/DESIGN.md §2: "one clear line naming the file and the
  * problem"). */
 #define FUZZ_ERROR_NAMES(name)                                                  \
     do {                                                                        \

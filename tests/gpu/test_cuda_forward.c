@@ -11,7 +11,7 @@
  * >= 85 % of token-layers (HF's own bf16 run agrees with its fp32 run on
  * 96 % of tiny-bf16-sharded's); argmax agrees on >= 90 % of tokens. Against
  * HF bf16: perplexity within 1 %, top-k sets >= 90 %. The >= 99 % agreement
- * of DESIGN.md §10 is for realistic models and is checked by bench/. The
+ * of docs/DESIGN.md §10 is for realistic models and is checked by bench/. The
  * achieved values print as "# ..." lines. */
 #include "check.h"
 #include "gpu_util.h"
