@@ -34,8 +34,23 @@ DEP_LIBS := $(HDF5_LIBS_L) -lhdf5_hl -lhdf5 -lgsl $(OPENBLAS_LIBS) -ljansson -lp
             -lutf8proc -lxxhash -lm -lpthread
 endif
 
-ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) $(SANITIZE) $(DEP_CFLAGS) -MMD -MP \
-             -Icommon -Itraces -Ikde -Ipolicy -Iengine -Icapture -Ianalyze -Iplot
+ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) $(SANITIZE) $(DEP_CFLAGS) -MMD -MP
+
+# The dependency rule, enforced: a directory compiles with the include paths of
+# its own layer and the layers below it only, so an upward include fails to
+# compile (tests/test_layers.sh checks the same on the sources, and that no
+# file includes another directory's internal header). capture and analyze are
+# siblings above the engine; plot sits above analyze. Tests see every layer.
+INC_common := -Icommon
+INC_traces := $(INC_common) -Itraces
+INC_kde := $(INC_traces) -Ikde
+INC_policy := $(INC_kde) -Ipolicy
+INC_engine := $(INC_policy) -Iengine
+INC_capture := $(INC_engine) -Icapture
+INC_analyze := $(INC_engine) -Ianalyze
+INC_plot := $(INC_analyze) -Iplot
+INC_ALL := $(INC_engine) -Icapture -Ianalyze -Iplot
+layer_inc = $(INC_$(firstword $(subst /, ,$(1))))
 
 # ---- CUDA, only when nvcc is on the PATH (NO_CUDA=1 forces it off) ----
 NVCC := $(if $(NO_CUDA),,$(shell command -v nvcc 2>/dev/null))
@@ -43,7 +58,7 @@ CU_SRC := $(if $(NVCC),$(wildcard engine/*.cu),)
 ifneq ($(CU_SRC),)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 NVCC_FLAGS ?= -O2 -g $(CUDA_ARCH) -std=c++17 -Xcompiler -Wall,-Wextra,-Werror \
-              -Icommon -Itraces -Ikde -Ipolicy -Iengine -Ianalyze $(HDF5_CFLAGS)
+              $(INC_engine) $(HDF5_CFLAGS)
 ALL_CFLAGS += -DOLMOE_HAVE_CUDA -I$(CUDA_HOME)/include
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++ -ldl -lrt
 endif
@@ -90,7 +105,7 @@ all: $(CMDS) $(TEST_BINS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(call layer_inc,$<) -c $< -o $@
 
 $(BUILD)/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
@@ -118,7 +133,7 @@ $(foreach d,$(sort $(dir $(MAINS))),$(eval $(call CMD_RULE,$(d:/=))))
 
 $(BUILD)/tests/%: tests/%.c tests/check.h $(LIBS) $(CUDA_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests $< $(LINK_LIBS) $(DEP_LIBS) $(CUDA_LIBS) -o $@
+	$(CC) $(ALL_CFLAGS) $(INC_ALL) -Itests $< $(LINK_LIBS) $(DEP_LIBS) $(CUDA_LIBS) -o $@
 
 # ---- tests ----
 # tests/run prints one line per check and ends with "N passed, N failed".
@@ -146,7 +161,7 @@ fuzz:
 fuzz-build: $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_TARGETS))
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -Itests/fuzz $< $(LINK_LIBS) $(DEP_LIBS) -o $@
+	$(CC) $(ALL_CFLAGS) $(INC_ALL) -fsanitize=fuzzer -Itests/fuzz $< $(LINK_LIBS) $(DEP_LIBS) -o $@
 
 test-gpu: $(CMDS) $(GPU_TEST_BINS)
 	@if [ -z "$(NVCC)" ]; then echo "test-gpu: nvcc not found, nothing to run"; exit 1; fi
@@ -154,7 +169,7 @@ test-gpu: $(CMDS) $(GPU_TEST_BINS)
 
 $(BUILD)/tests/gpu/%: tests/gpu/%.c tests/check.h $(LIBS) $(CUDA_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests $< $(LINK_LIBS) $(DEP_LIBS) $(CUDA_LIBS) -o $@
+	$(CC) $(ALL_CFLAGS) $(INC_ALL) -Itests $< $(LINK_LIBS) $(DEP_LIBS) $(CUDA_LIBS) -o $@
 
 # ---- the main job on the bundled model ----
 DEMO_MODEL ?= models/olmoe-brown

@@ -5,7 +5,7 @@
  * by the report is never half written. */
 #include "common.h"
 #include "analyze.h"
-#include "tokenizer.h"
+#include "engine.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
 #include "common.h"
 #include "opt.h"
 #include "replay.h"
-#include "tokenizer.h"
+#include "engine.h"
 #include "traces.h"
 
 #include <errno.h>

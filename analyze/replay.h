@@ -35,71 +35,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "model.h"
+#include "engine.h"
 #include "policy.h"
 #include "traces.h"
 
-typedef enum { OLMOE_ROUTING_RECOMPUTE = 0, OLMOE_ROUTING_CAPTURED } olmoe_replay_routing;
 typedef enum { OLMOE_KIND_REPLAY = 0, OLMOE_KIND_EXACT } olmoe_replay_kind;
 const char *olmoe_replay_kind_name(olmoe_replay_kind k);       /* "replay", "exact" */
-const char *olmoe_replay_routing_name(olmoe_replay_routing r); /* "recompute", "captured" */
-
-/* ---- the backend: one chunk of tokens under one policy ---- */
-
-/* One chunk's inputs, rows in stream order. Exactly one of residual and
- * residual_bf16 is given; router_logits only for routing = captured. */
-typedef struct {
-    int n;                         /* T rows */
-    const int32_t *tokens;         /* [T] the token at each row */
-    const int32_t *target;         /* [T] the next token where scored, else -1 */
-    const float *residual;         /* [T, L, D] A_l in fp32, or NULL */
-    const uint16_t *residual_bf16; /* [T, L, D] A_l as bfloat16 bits, or NULL */
-    const float *router_logits;    /* [T, L, E] captured router logits, or NULL */
-} olmoe_replay_chunk;
-
-/* One policy's outputs for the loaded chunk (caller's arrays). */
-typedef struct {
-    float *nll;         /* [T] NLL of target; NaN where target < 0 */
-    int32_t *argmax;    /* [T] argmax of the logits (always) */
-    uint8_t *n_experts; /* [T, L] experts the policy used */
-    int64_t *load;      /* [L, E] token-layers routed to each expert, added to */
-} olmoe_replay_out;
-
-typedef struct olmoe_replay_backend olmoe_replay_backend;
-
-typedef struct {
-    const char *name; /* "cpu", "cuda" */
-    /* allocates b->impl for chunks of b->max_tokens rows and b->max_k experts */
-    int (*open)(olmoe_replay_backend *b);
-    /* takes a chunk (a device backend uploads it once here, for every policy) */
-    int (*load)(olmoe_replay_backend *b, const olmoe_replay_chunk *c);
-    /* the loaded chunk under one bound policy. Experts are grouped by the
-     * experts chosen, so a variable number per token costs no padding. */
-    int (*run)(olmoe_replay_backend *b, const olmoe_policy *p, olmoe_replay_out *o);
-    void (*close)(olmoe_replay_backend *b);
-} olmoe_replay_backend_ops;
-
-struct olmoe_replay_backend {
-    const olmoe_replay_backend_ops *ops;
-    void *impl;
-    olmoe_model *model;
-    int max_tokens;                /* most rows in a chunk */
-    int max_k;                     /* most experts a policy may choose */
-    olmoe_replay_routing routing;
-    const olmoe_replay_chunk *chunk; /* the loaded chunk (the caller's arrays) */
-    char device[96];
-};
-
-extern const olmoe_replay_backend_ops olmoe_replay_cpu_ops;
-
-/* device "cpu" (or NULL); "cuda" fails with "not built" until a CUDA backend
- * exists. max_k must be in 1..min(E, 255) (experts are stored as uint8). */
-int olmoe_replay_backend_open(olmoe_model *m, const char *device, int max_tokens, int max_k,
-                              olmoe_replay_routing routing, olmoe_replay_backend **out);
-int olmoe_replay_backend_load(olmoe_replay_backend *b, const olmoe_replay_chunk *c);
-int olmoe_replay_backend_run(olmoe_replay_backend *b, const olmoe_policy *p,
-                             olmoe_replay_out *o);
-void olmoe_replay_backend_close(olmoe_replay_backend *b);
 
 /* ---- a whole run: every policy over a trace ---- */
 

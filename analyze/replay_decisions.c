@@ -5,7 +5,7 @@
  * baseline, with their text in context. */
 #include "common.h"
 #include "replay.h"
-#include "tokenizer.h"
+#include "engine.h"
 
 #include <math.h>
 #include <stdlib.h>

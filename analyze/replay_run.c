@@ -32,6 +32,8 @@ static int route_current(void *ctx, int layer, const float *logits, int E, int *
     return olmoe_policy_route(*cur, layer, logits, E, experts, weights);
 }
 
+const char *olmoe_replay_kind_name(olmoe_replay_kind k) { return k == OLMOE_KIND_EXACT ? "exact" : "replay"; }
+
 void olmoe_replay_result_init(olmoe_replay_result *res, olmoe_policy *p, olmoe_replay_kind kind,
                               olmoe_replay_routing routing, int64_t N, int L, int E, int n_groups,
                               int stored) {

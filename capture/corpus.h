@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #include "common.h"
-#include "tokenizer.h"
+#include "engine.h"
 #include "windows.h"
 
 typedef enum {

@@ -2,7 +2,6 @@
  * the engine's incremental decoder (generate.h). */
 #include "generate.h"
 
-#include "engine_impl.h" /* the engine's model and max_tokens */
 #include "windows.h"
 
 #include <stdlib.h>
@@ -144,7 +143,7 @@ void olmoe_generation_free(olmoe_generation *g) {
 int olmoe_generate(olmoe_engine *e, const int32_t *prompt, int n_prompt, const olmoe_generate_opts *o,
                    olmoe_generation *g) {
     memset(g, 0, sizeof *g);
-    int L = e->model->cfg.num_hidden_layers, K = olmoe_engine_max_experts(e);
+    int L = olmoe_engine_model(e)->cfg.num_hidden_layers, K = olmoe_engine_max_experts(e);
     if (o->n_new < 1) return olmoe_errorf("%d tokens to generate; at least 1", o->n_new);
     if (n_prompt < 1) return olmoe_errorf("an empty prompt");
     if (K > 255) return olmoe_errorf("max_k %d: expert counts are stored as uint8", K);
@@ -162,7 +161,7 @@ int olmoe_generate(olmoe_engine *e, const int32_t *prompt, int n_prompt, const o
     int rc = olmoe_engine_decode_begin(e, o->recompute ? OLMOE_DECODE_RECOMPUTE : OLMOE_DECODE_AUTO, &d);
     if (rc == 0) {
         g->cached = olmoe_engine_decode_cached(d);
-        int chunk = e->max_tokens;
+        int chunk = olmoe_engine_max_tokens(e);
         for (int off = 0; off < n_prompt && rc == 0; off += chunk)
             rc = olmoe_engine_decode_step(d, prompt + off, n_prompt - off < chunk ? n_prompt - off : chunk, &io);
     }

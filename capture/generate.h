@@ -27,9 +27,8 @@
 
 #include <stdint.h>
 
-#include "model.h"
+#include "engine.h"
 #include "policy.h"
-#include "tokenizer.h"
 
 /* ---- prompts: one a line ---- */
 typedef enum { OLMOE_PROMPTS_TEXT, OLMOE_PROMPTS_IDS, OLMOE_PROMPTS_FORMAT_COUNT } olmoe_prompts_format;

@@ -9,7 +9,7 @@
 #include "common.h"
 #include "corpus.h"
 #include "generate.h"
-#include "model.h"
+#include "engine.h"
 #include "opt.h"
 #include "policy.h"
 #include "shard.h"

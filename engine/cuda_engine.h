@@ -1,4 +1,4 @@
-/* cuda_engine.h (internal to capture/): what engine.c needs to know of the
+/* cuda_engine.h (internal to engine/): what engine.c needs to know of the
  * CUDA engine (cuda_engine.cu). Only included when OLMOE_HAVE_CUDA. */
 #ifndef OLMOE_CUDA_ENGINE_H
 #define OLMOE_CUDA_ENGINE_H

@@ -1,4 +1,4 @@
-/* cuda_ops.h (internal to capture/): the CUDA kernels of the bf16 OLMoE
+/* cuda_ops.h (internal to engine/): the CUDA kernels of the bf16 OLMoE
  * forward pass (docs/DESIGN.md §4), callable from C. Every pointer is device
  * memory; every launcher enqueues on stream s and returns cudaGetLastError().
  * bfloat16 values travel as their 16-bit patterns (olmoe_bf16).

@@ -1,4 +1,4 @@
-/* cuda_state.h (internal to the capture .cu files): the CUDA engine's state, shared
+/* cuda_state.h (internal to the engine .cu files): the CUDA engine's state, shared
  * by cuda_engine.cu (open, close, buffers) and cuda_forward.cu (the forward
  * pass). Activations live in one device arena sized at open for max_tokens
  * rows (T) and max_ctx; host staging is pinned. */

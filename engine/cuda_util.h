@@ -1,4 +1,4 @@
-/* cuda_util.h (internal to the capture .cu files): what the CUDA files share: checked
+/* cuda_util.h (internal to the engine .cu files): what the CUDA files share: checked
  * calls that name file:line, bf16 bit conversions, and warp/block reductions
  * with a fixed order (so results are reproducible bit for bit). Device code
  * only in the inline functions; included by .cu files only. */

@@ -1,4 +1,4 @@
-/* cuda_weights.h (internal to the capture .cu files): the model's weights on the GPU,
+/* cuda_weights.h (internal to the engine .cu files): the model's weights on the GPU,
  * in bf16 whatever the checkpoint's dtype, in one allocation carved per
  * tensor. Layout changes from the checkpoint, made once at upload:
  * q, k, v projections stacked into one [QD + 2 KD, D] matrix (one GEMM);

@@ -1,4 +1,4 @@
-/* decode_impl.h (internal to capture/): what an incremental decoder (a KV
+/* decode_impl.h (internal to engine/): what an incremental decoder (a KV
  * cache for one sequence, model.h's olmoe_engine_decode_*) provides.
  * decode.c owns the checks every decoder relies on, the padding of the
  * caller's outputs and the recomputing fallback, and picks the decoder of

@@ -114,6 +114,8 @@ int olmoe_engine_forward(olmoe_engine *e, olmoe_window_io *w, int n_windows) {
 }
 
 const char *olmoe_engine_device(const olmoe_engine *e) { return e->device; }
+const olmoe_model *olmoe_engine_model(const olmoe_engine *e) { return e->model; }
+int olmoe_engine_max_tokens(const olmoe_engine *e) { return e->max_tokens; }
 const char *olmoe_engine_compute_dtype(const olmoe_engine *e) { return e->compute_dtype; }
 size_t olmoe_engine_activation_bytes(const olmoe_engine *e) { return e->activation_bytes; }
 

@@ -1,8 +1,8 @@
-/* engine_impl.h (internal to capture/): what an engine implementation
+/* engine_impl.h (internal to engine/): what an engine implementation
  * provides. engine.c owns the checks common to every device (options, window
  * sizes, token ids, the default routing hook) and dispatches here; the CPU
  * engine is forward_cpu.c. A CUDA engine defines olmoe_engine_cuda_ops in a
- * capture/ .cu file and is enabled in engine.c's pick_ops(). */
+ * engine/ .cu file and is enabled in engine.c's pick_ops(). */
 #ifndef OLMOE_ENGINE_IMPL_H
 #define OLMOE_ENGINE_IMPL_H
 

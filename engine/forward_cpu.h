@@ -1,4 +1,4 @@
-/* forward_cpu.h (internal to capture/): the CPU engine's state and the
+/* forward_cpu.h (internal to engine/): the CPU engine's state and the
  * per-layer pieces of its forward pass, shared by the whole-window forward
  * (forward_cpu.c) and incremental decoding with a KV cache
  * (forward_cpu_kv.c), so both run the same arithmetic.

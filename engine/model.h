@@ -1,4 +1,4 @@
-/* model.h: the OLMoE model engine: config.json, safetensors weights, and the
+/* model.h (part of engine.h: include engine.h): the OLMoE model engine: config.json, safetensors weights, and the
  * forward pass (docs/DESIGN.md §4) behind an engine interface that a CPU and a CUDA
  * implementation fill in.
  *
@@ -228,6 +228,9 @@ void olmoe_engine_close(olmoe_engine *e);
 /* the most experts its routing may choose per token (top_k, or the policy's
  * max_k): the row width of olmoe_decode_io's experts and weights */
 int olmoe_engine_max_experts(const olmoe_engine *e);
+/* the model it was opened on, and the most rows one forward call takes */
+const olmoe_model *olmoe_engine_model(const olmoe_engine *e);
+int olmoe_engine_max_tokens(const olmoe_engine *e);
 
 /* ---- incremental decoding: one sequence with a KV cache (generation) ----
  *
@@ -247,7 +250,7 @@ int olmoe_engine_max_experts(const olmoe_engine *e);
  * appended position gives. The CPU engine caches fp32 keys and values: its
  * results equal olmoe_engine_forward over the whole sequence up to fp32
  * rounding (the GEMMs see other shapes, so bits may differ); the CUDA engine
- * caches bf16 q|k|v rows (capture/cuda_decode.cu). An engine with
+ * caches bf16 q|k|v rows (cuda_decode.cu). An engine with
  * no cache of its own, or OLMOE_DECODE_RECOMPUTE, runs olmoe_engine_forward
  * over the whole sequence at every step (the reference: O(n) times slower);
  * olmoe_engine_decode_cached says which one runs. The engine runs one step

@@ -1,4 +1,4 @@
-/* ops_cpu.h (internal to capture/): the elementwise and row-wise pieces of the
+/* ops_cpu.h (internal to engine/): the elementwise and row-wise pieces of the
  * OLMoE forward pass in fp32, each written to follow transformers' float32
  * arithmetic order (docs/DESIGN.md §4), plus dtype conversion. The GEMMs are CBLAS
  * calls in forward_cpu.c. These are also the C references a CUDA kernel is

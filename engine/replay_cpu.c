@@ -1,13 +1,14 @@
 /* replay_cpu.c: the CPU replay backend, fp32 with OpenBLAS. Its arithmetic
- * is the engine's (capture/forward_cpu.c) step for step, through the same
- * row operations (capture/ops_cpu.h): h = embed, h += A_l, rmsnorm, router
+ * is the engine's (forward_cpu.c) step for step, through the same
+ * row operations (ops_cpu.h): h = embed, h += A_l, rmsnorm, router
  * GEMM, each expert once over its tokens in expert order into a zeroed sum,
  * h += sum, final norm, LM head in blocks. So replaying the captured policy
  * with fp32 residuals gives the captured NLL up to GEMM blocking (~1e-7);
  * bfloat16 residuals add their own rounding, which the self-check reports. */
 #include "forward_cpu.h"
 #include "ops_cpu.h"
-#include "replay.h"
+#include "replay_backend.h"
+#include "traces.h" /* olmoe_bf16_to_f32_n */
 #ifdef OLMOE_HAVE_CUDA /* ---- the CUDA backend ---- */
 #include "replay_cuda.h"
 #endif
@@ -172,7 +173,6 @@ const olmoe_replay_backend_ops olmoe_replay_cpu_ops = {"cpu", cpu_open, cpu_load
 
 /* ---- the dispatching calls ---- */
 
-const char *olmoe_replay_kind_name(olmoe_replay_kind k) { return k == OLMOE_KIND_EXACT ? "exact" : "replay"; }
 const char *olmoe_replay_routing_name(olmoe_replay_routing r) {
     return r == OLMOE_ROUTING_CAPTURED ? "captured" : "recompute";
 }

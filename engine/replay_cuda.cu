@@ -1,5 +1,5 @@
 /* replay_cuda.cu: the CUDA replay backend (replay_cuda.h says what it
- * computes). Built on the CUDA engine's pieces (capture/cuda_*.cu): the bf16
+ * computes). Built on the CUDA engine's pieces (cuda_*.cu): the bf16
  * weights uploaded once, cuBLASLt GEMMs with one algorithm per kind, the row
  * kernels and the expert grouping; only the attention is missing, replaced by
  * the chunk's stored residuals.

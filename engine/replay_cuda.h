@@ -1,5 +1,5 @@
-/* replay_cuda.h: the CUDA replay backend (analyze/replay_cuda.cu), one of
- * replay.h's backends, picked by olmoe_replay_backend_open(m, "cuda", ...).
+/* replay_cuda.h (internal to engine/): the CUDA replay backend (replay_cuda.cu), one of
+ * replay_backend.h's backends, picked by olmoe_replay_backend_open(m, "cuda", ...).
  * Only built when nvcc is found (OLMOE_HAVE_CUDA).
  *
  *   olmoe_replay_backend *b;
@@ -9,7 +9,7 @@
  *   olmoe_replay_backend_run(b, &policy, &out);    // per policy
  *   olmoe_replay_backend_close(b);
  *
- * What it computes is the CUDA engine's bf16 arithmetic (capture/cuda_*.cu)
+ * What it computes is the CUDA engine's bf16 arithmetic (cuda_*.cu)
  * with attention replaced by the chunk's stored A_l: per layer h = bf16(h +
  * A_l), x = rmsnorm(h) * w_post, the router GEMM (fp32 out, rounded to bf16
  * as the engine routes), the policy, the chosen (token, expert) pairs grouped
@@ -33,7 +33,7 @@
 #ifndef OLMOE_REPLAY_CUDA_H
 #define OLMOE_REPLAY_CUDA_H
 
-#include "replay.h"
+#include "replay_backend.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,4 +1,4 @@
-/* safetensors.h (internal to capture/): memory-mapped safetensors files, one
+/* safetensors.h (internal to engine/): memory-mapped safetensors files, one
  * or the shards of model.safetensors.index.json, every header checked.
  *
  *   olmoe_checkpoint *ck;

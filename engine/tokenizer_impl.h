@@ -1,6 +1,6 @@
 /* tokenizer_impl.h: the insides of olmoe_tokenizer, shared by tokenizer_*.c
  * (loading, BPE, encoding, decoding). Not a public header: outside
- * capture/tokenizer*.c only the fuzz target that checks the normalizer
+ * engine/tokenizer*.c only the fuzz target that checks the normalizer
  * (tests/fuzz/fuzz_tokenize.c) includes it.
  *
  * Two id spaces meet here as they do in HF: the model's vocab (string <-> id,
