@@ -1,5 +1,8 @@
-/* analyze.h: the OLMoE paper's routing analyses over traces (olmoe-analyze):
- * expert co-activation, domain and token specialization, cross-layer flow,
+/* analyze.h: the analyze layer, the one public header of analyze/ (above the
+ * engine, beside capture/): olmoe-replay (replay.h: replay, exact, validate;
+ * stats.h: routing statistics; match.h: matched compute), olmoe-analyze and
+ * olmoe-traces; the parts are included at the end of this file. This file:
+ * the OLMoE paper's routing analyses over traces (olmoe-analyze): expert co-activation, domain and token specialization, cross-layer flow,
  * and the comparison of two traces of the same tokens (router saturation).
  *
  *   olmoe_analyze_opts o = {.policy = NULL, .layers = "all"};  // NULL: the trace's top-k
@@ -244,5 +247,10 @@ int olmoe_analyze_decode_ids(const char *tokenizer_json, const int32_t *ids, int
                              char ***text);
 /* peak resident memory of this process in bytes (getrusage) */
 double olmoe_analyze_peak_rss(void);
+
+/* the parts of this header, each in a file of its own */
+#include "match.h"
+#include "replay.h"
+#include "stats.h"
 
 #endif

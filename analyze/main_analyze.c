@@ -6,9 +6,8 @@
  * exist before any work, runs one streaming analysis, prints its tables and
  * writes --csv, --json and HDF5 (--out FILE or --in-trace) results, each
  * under a temporary name until complete. */
-#include "common.h"
 #include "analyze.h"
-#include "opt.h"
+#include "common.h"
 #include "traces.h"
 
 #include <libgen.h>

@@ -3,9 +3,8 @@
  * from a second table, so a new kind (e.g. "text", through the tokenizer) is
  * one function and one row. merge joins shard traces (traces/merge*.c). */
 #include "common.h"
-#include "opt.h"
-#include "replay.h"
 #include "engine.h"
+#include "replay.h"
 #include "traces.h"
 
 #include <errno.h>

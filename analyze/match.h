@@ -1,4 +1,5 @@
-/* match.h: matched compute (olmoe-replay --match-k, docs/DESIGN.md §6). Policies
+/* match.h (part of analyze.h: include analyze.h):
+ * matched compute (olmoe-replay --match-k, docs/DESIGN.md §6). Policies
  * are only comparable at equal cost, so each family's continuous parameter
  * (topp p, bh alpha, threshold tau, skip beta, entropy scale, hc beta) is
  * calibrated by bisection until the family's mean experts per token-layer on

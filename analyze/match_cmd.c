@@ -8,10 +8,9 @@
  * comes before any work) -> empirical null if a family needs it -> the
  * calibration logits -> bisection per family and target -> the policies'
  * results refused without --force -> scoring -> table, CSV, HDF5. */
-#include "cmd_inputs.h"
 #include "common.h"
 #include "match.h"
-#include "opt.h"
+#include "policy.h"
 #include "replay.h"
 #include "traces.h"
 

@@ -1,4 +1,5 @@
-/* replay.h: routing policies evaluated by perplexity on a captured trace
+/* replay.h (part of analyze.h: include analyze.h):
+ * routing policies evaluated by perplexity on a captured trace
  * (docs/DESIGN.md §8): frozen-attention replay of the expert compute, the exact
  * forward pass through the engine, and the two side by side (validation).
  *

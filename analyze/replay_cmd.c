@@ -7,9 +7,8 @@
  * refused without --force (every error so far comes before any work) ->
  * empirical null if a policy needs it -> the run (checksum and residuals are
  * checked first) -> table, JSON, CSV, HDF5 -> outputs committed. */
-#include "cmd_inputs.h"
 #include "common.h"
-#include "opt.h"
+#include "policy.h"
 #include "replay.h"
 
 #include <math.h>

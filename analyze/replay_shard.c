@@ -11,7 +11,6 @@
  * NLL summed in stream order), accuracy and the expert counts are those of
  * the unsharded run, bit for bit. */
 #include "common.h"
-#include "opt.h"
 #include "replay.h"
 
 #include <math.h>

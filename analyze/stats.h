@@ -1,4 +1,5 @@
-/* stats.h: routing statistics of policies applied to a trace's captured
+/* stats.h (part of analyze.h: include analyze.h):
+ * routing statistics of policies applied to a trace's captured
  * router logits, without the model (olmoe-replay --mode stats, docs/DESIGN.md §8-9).
  *
  *   olmoe_stats st;

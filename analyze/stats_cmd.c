@@ -6,9 +6,8 @@
  * nulls loaded, policies bound (all errors so far come before any work) ->
  * empirical null built if a policy needs it (one extra pass) -> one pass
  * routing every policy -> outputs committed. */
-#include "cmd_inputs.h"
 #include "common.h"
-#include "opt.h"
+#include "policy.h"
 #include "stats.h"
 
 #include <jansson.h>

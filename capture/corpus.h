@@ -1,4 +1,5 @@
-/* corpus.h: raw-text corpora -> the token stream a capture runs over
+/* corpus.h (part of capture.h: include capture.h):
+ * raw-text corpora -> the token stream a capture runs over
  * (olmoe_token_stream of windows.h): each document's tokens followed by EOS,
  * documents and their groups recorded.
  *

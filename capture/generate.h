@@ -1,4 +1,5 @@
-/* generate.h: greedy generation under a routing policy, the qualitative
+/* generate.h (part of capture.h: include capture.h):
+ * greedy generation under a routing policy, the qualitative
  * check of olmoe-capture --prompts FILE --generate N continues
  * each prompt with the argmax token N times (as transformers' generate with
  * do_sample=False and min_new_tokens = max_new_tokens), through the

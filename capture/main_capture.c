@@ -5,17 +5,14 @@
  * -> model opened and checked -> input documents -> windows -> engine ->
  * batches of windows forwarded and appended to the trace -> close, rename,
  * perplexity on stdout. Any error dies, which removes the partial output. */
-#include "cmd_inputs.h"
 #include "common.h"
 #include "corpus.h"
-#include "generate.h"
 #include "engine.h"
-#include "opt.h"
+#include "generate.h"
 #include "policy.h"
 #include "shard.h"
 #include "traces.h"
 #include "windows.h"
-#include "worker.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,4 +1,5 @@
-/* shard.h: what part of a capture one process runs (--shard i/N), and the
+/* shard.h (part of capture.h: include capture.h):
+ * what part of a capture one process runs (--shard i/N), and the
  * output rules of a capture that can be interrupted and resumed (--resume).
  *
  *   olmoe_shard_plan p;

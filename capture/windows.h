@@ -1,4 +1,5 @@
-/* windows.h: the token stream a capture runs over and how it is cut into
+/* windows.h (part of capture.h: include capture.h):
+ * the token stream a capture runs over and how it is cut into
  * evaluation windows (docs/DESIGN.md §9, contracts.md's /windows triples).
  *
  *   olmoe_token_stream ts;

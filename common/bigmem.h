@@ -1,4 +1,5 @@
-/* bigmem.h: allocations of hundreds of MiB that are filled once and read
+/* bigmem.h (part of common.h: include common.h):
+ * allocations of hundreds of MiB that are filled once and read
  * through (samples, sort buffers).
  *
  *   float *x = xmalloc_big(xmul(n, sizeof *x));   // dies with file:line on failure

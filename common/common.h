@@ -1,4 +1,9 @@
-/* common.h: what every olmoe-routing library and command shares.
+/* common.h: the common layer, the one public header of common/, below every
+ * other layer: errors (olmoe_error, die), checked allocation, the option
+ * parser (opt.h), outputs that appear whole or not at all (outdir.h, .partial
+ * then rename), checksums, CSV, large allocations (bigmem.h), a thread pool
+ * (pool.h) and a background worker (worker.h). Its parts are included at the
+ * end of this file. What every olmoe-routing library and command shares:
  *
  *   olmoe_set_prog(argv[0]);            // once, first thing in main()
  *   float *x = xmalloc(n * sizeof *x);  // dies with file:line on failure
@@ -118,5 +123,12 @@ const char *olmoe_fmt_bytes(double bytes, char *buf, size_t n);
 void olmoe_csv_quoted(FILE *f, const char *s, size_t n);
 /* the string s as one quoted CSV field */
 void olmoe_csv_field(FILE *f, const char *s);
+
+/* the parts of this header, each in a file of its own */
+#include "bigmem.h"
+#include "opt.h"
+#include "outdir.h"
+#include "pool.h"
+#include "worker.h"
 
 #endif

@@ -1,4 +1,4 @@
-/* opt.h: the one option parser every olmoe-* command uses.
+/* opt.h (part of common.h: include common.h): the one option parser every olmoe-* command uses.
  *
  *   static long ctx = 2048; static const char *out = NULL; static int force = 0;
  *   static const olmoe_opt opts[] = {

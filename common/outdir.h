@@ -1,4 +1,5 @@
-/* outdir.h: an output that is a directory of files (olmoe-report), with the
+/* outdir.h (part of common.h: include common.h):
+ * an output that is a directory of files (olmoe-report), with the
  * guarantees olmoe_out_begin/commit give a single file.
  *
  *   olmoe_outdir od;

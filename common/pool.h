@@ -1,4 +1,5 @@
-/* pool.h: a fixed set of threads that run one parallel loop at a time, for
+/* pool.h (part of common.h: include common.h):
+ * a fixed set of threads that run one parallel loop at a time, for
  * short data-parallel steps repeated many times (routing a layer's tokens on
  * every core, between two GPU phases), where starting threads per step would
  * cost more than the step.

@@ -1,4 +1,5 @@
-/* worker.h: one background thread that runs one job at a time, so that a
+/* worker.h (part of common.h: include common.h):
+ * one background thread that runs one job at a time, so that a
  * producer (the GPU forward pass) and a consumer (the HDF5 writer) overlap:
  *
  *   olmoe_worker wk;

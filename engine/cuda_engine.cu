@@ -16,8 +16,8 @@
 #include <string.h>
 
 extern "C" {
+#include "common.h"
 #include "ops_cpu.h"
-#include "pool.h"
 }
 
 extern "C" int olmoe_cuda_device_count(void) {

@@ -7,8 +7,8 @@
  * and each writes only its own slots, so the result does not depend on the
  * number of threads. */
 extern "C" {
+#include "common.h"
 #include "model.h"
-#include "pool.h"
 }
 
 typedef struct {

@@ -1,4 +1,5 @@
-/* model.h (part of engine.h: include engine.h): the OLMoE model engine: config.json, safetensors weights, and the
+/* model.h (part of engine.h: include engine.h):
+ * the OLMoE model engine: config.json, safetensors weights, and the
  * forward pass (docs/DESIGN.md §4) behind an engine interface that a CPU and a CUDA
  * implementation fill in.
  *

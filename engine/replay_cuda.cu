@@ -19,7 +19,7 @@
 #include <string.h>
 
 extern "C" {
-#include "pool.h"
+#include "common.h"
 #include "replay_cuda.h"
 #include "traces.h"
 }

@@ -1,4 +1,5 @@
-/* tokenizer.h (part of engine.h: include engine.h): HuggingFace byte-level BPE tokenizers (tokenizer.json, the
+/* tokenizer.h (part of engine.h: include engine.h):
+ * HuggingFace byte-level BPE tokenizers (tokenizer.json, the
  * GPT-NeoX / OLMoE kind), encoding and decoding exactly as `tokenizers` does.
  *
  *   olmoe_tokenizer *tok;

@@ -1,4 +1,4 @@
-/* tokenizer_impl.h: the insides of olmoe_tokenizer, shared by tokenizer_*.c
+/* tokenizer_impl.h (internal to engine/): the insides of olmoe_tokenizer, shared by tokenizer_*.c
  * (loading, BPE, encoding, decoding). Not a public header: outside
  * engine/tokenizer*.c only the fuzz target that checks the normalizer
  * (tests/fuzz/fuzz_tokenize.c) includes it.

@@ -1,4 +1,6 @@
-/* kde.h: per-layer null distributions of router logits (docs/DESIGN.md §7).
+/* kde.h: the kde layer, the one public header of kde/ (above traces/): the
+ * null distributions that p-value policies use, fitted and stored by
+ * olmoe-kde: per-layer null distributions of router logits (docs/DESIGN.md §7).
  *
  *   olmoe_kde_opts o = OLMOE_KDE_OPTS_DEFAULT;            // Scott, 2048 points
  *   olmoe_kde_layer fit;

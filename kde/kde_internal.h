@@ -1,4 +1,4 @@
-/* kde_internal.h: shared between the files of kde/ only. */
+/* kde_internal.h (internal to kde/): shared between the files of kde/ only. */
 #ifndef OLMOE_KDE_INTERNAL_H
 #define OLMOE_KDE_INTERNAL_H
 

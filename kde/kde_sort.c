@@ -7,7 +7,6 @@
  * grid cell in one pass (cells order like the values) and radix-sorts each
  * cell in cache on key - min key, which needs fewer digits because a cell
  * spans a narrow range of values. */
-#include "bigmem.h"
 #include "common.h"
 #include "kde.h"
 #include "kde_internal.h"

@@ -4,10 +4,8 @@
  * fit reads the trace's router logits once (in row chunks), keeping the
  * sample of as many layers at a time as --mem allows, fits each layer and
  * writes null.h5 through a .partial name. */
-#include "bigmem.h"
 #include "common.h"
 #include "kde.h"
-#include "opt.h"
 #include "traces.h"
 
 #include <math.h>

@@ -1,6 +1,5 @@
 /* main_report.c: olmoe-report, the command (see man/olmoe-report.1). */
 #include "common.h"
-#include "opt.h"
 #include "plot.h"
 
 #include <hdf5.h>

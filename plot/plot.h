@@ -1,4 +1,5 @@
-/* plot.h: olmoe-report, figures (gnuplot) and report.md from results in HDF5.
+/* plot.h: the plot layer, the one public header of plot/, the top layer:
+ * olmoe-report, figures (gnuplot) and report.md from results in HDF5.
  *
  *   olmoe_report_opts o = OLMOE_REPORT_OPTS_DEFAULT;
  *   const char *in[] = {"run.h5"};

@@ -1,4 +1,4 @@
-/* report_internal.h: what the files of plot/ share (not installed, not public):
+/* report_internal.h (internal to plot/): what the files of plot/ share (not installed, not public):
  * HDF5 reading helpers for optional results, the report's output context,
  * figure scripts, and the figure and markdown writers. */
 #ifndef OLMOE_REPORT_INTERNAL_H
@@ -8,7 +8,6 @@
 #include <sys/types.h>
 
 #include "common.h"
-#include "outdir.h"
 #include "plot.h"
 
 /* ---- HDF5 (report_h5.c) ---- */

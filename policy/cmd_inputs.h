@@ -1,4 +1,5 @@
-/* cmd_inputs.h (for the commands, not the libraries): what the modes of
+/* cmd_inputs.h (part of policy.h: include policy.h; for the commands, not the libraries):
+ * what the modes of
  * olmoe-replay (stats, replay/exact/validate, match-k) and olmoe-capture
  * --policy share to set up their inputs and outputs, each dying with a
  * one-line message on failure.

@@ -1,4 +1,7 @@
-/* policy.h: routing policies (docs/DESIGN.md §6), the library libpolicy.
+/* policy.h: the policy layer, the one public header of policy/ (above kde/,
+ * below the engine): routing policies (docs/DESIGN.md §6), their p-values,
+ * the policy spec grammar, and cmd_inputs.h (included at the end), the
+ * policy inputs the commands share.
  *
  *   olmoe_policy_set set = {0};
  *   if (olmoe_policy_set_add_spec(&set, "bh(alpha={0.05,0.1},max_k=8)", NULL) != 0)
@@ -83,8 +86,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common.h"
 #include "kde.h"
-#include "opt.h"
 
 /* The routing works on stack scratch of this many experts (no allocation). */
 #define OLMOE_POLICY_MAX_E 256
@@ -307,5 +310,8 @@ int olmoe_policy_cli_build(const olmoe_policy_cli *cli, olmoe_policy_set *set);
 
 /* shortest decimal form that reads back as the same double ("0.1", "1e-07") */
 void olmoe_policy_fmt_number(double v, char *buf, size_t n);
+
+/* the parts of this header, each in a file of its own */
+#include "cmd_inputs.h"
 
 #endif

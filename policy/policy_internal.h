@@ -1,4 +1,4 @@
-/* policy_internal.h: what the policy library's files share and nobody else
+/* policy_internal.h (internal to policy/): what the policy library's files share and nobody else
  * uses: the parsed form of a spec before its sets are expanded. */
 #ifndef OLMOE_POLICY_INTERNAL_H
 #define OLMOE_POLICY_INTERNAL_H

@@ -1,4 +1,4 @@
-/* internal.h: what the files of libtraces share and nobody else sees: the
+/* internal.h (internal to traces/): what the files of libtraces share and nobody else sees: the
  * checked-call macro, the schema tables (datasets and root attributes, walked
  * by create, open, resume, verify and, later, merge) and the handle. */
 #ifndef OLMOE_TRACES_INTERNAL_H

@@ -1,4 +1,4 @@
-/* merge_internal.h: what the merge files of libtraces share (merge.c builds
+/* merge_internal.h (internal to traces/): what the merge files of libtraces share (merge.c builds
  * the merged file, merge_check.c reads and checks the shards, merge_copy.c
  * materialises a self-contained copy). */
 #ifndef OLMOE_TRACES_MERGE_INTERNAL_H

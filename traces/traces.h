@@ -1,6 +1,9 @@
-/* traces.h: the HDF5 trace of a capture ("olmoe-trace" format version 1, see
- * olmoe-trace(5)), and small generic HDF5 helpers other modules use to store
- * their results inside a trace or in a file of their own.
+/* traces.h: the traces layer, the one public header of traces/ (above
+ * common/ only): the trace format library, with the float16/bfloat16
+ * conversions and the HDF5 helpers the layers above share: the HDF5 trace
+ * of a capture ("olmoe-trace" format version 1, see olmoe-trace(5)), and
+ * small generic HDF5 helpers other modules use to store their results inside
+ * a trace or in a file of their own.
  *
  * Writing (olmoe-capture):
  *   olmoe_trace_meta m = {.config_json = cfg, .model_checksum = sum, ..., .n_layers = 16,
