@@ -64,7 +64,12 @@ CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++ -ldl -lr
 endif
 
 # ---- libraries and commands ----
+# dir/main_NAME.c is the command olmoe-NAME (NAME without '_'); dir/main_NAME_*.c
+# are more of its command code (its modes), linked into it only. Command code
+# may exit; the libraries never do.
 MAINS := $(wildcard */main_*.c)
+cmd_of = $(word 1,$(subst _, ,$(patsubst main_%,%,$(basename $(notdir $(1))))))
+CMD_MAINS := $(foreach f,$(MAINS),$(if $(findstring _,$(patsubst main_%,%,$(basename $(notdir $(f))))),,$(f)))
 lib_src = $(filter-out $(MAINS),$(1))
 COMMON_SRC := $(call lib_src,$(wildcard common/*.c))
 TRACES_SRC := $(call lib_src,$(wildcard traces/*.c))
@@ -92,7 +97,7 @@ CUDA_LIB := $(if $(CU_OBJ),$(BUILD)/libcuda_engine.a)
 LINK_LIBS = $(filter-out $(BUILD)/libpolicy.a $(BUILD)/libkde.a $(BUILD)/libtraces.a $(BUILD)/libcommon.a,$(LIBS)) \
             $(CUDA_LIB) $(filter $(BUILD)/libpolicy.a $(BUILD)/libkde.a $(BUILD)/libtraces.a $(BUILD)/libcommon.a,$(LIBS))
 
-CMDS := $(patsubst main_%,$(BIN)/olmoe-%,$(basename $(notdir $(MAINS))))
+CMDS := $(patsubst main_%,$(BIN)/olmoe-%,$(basename $(notdir $(CMD_MAINS))))
 
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
@@ -121,14 +126,14 @@ $(foreach l,$(LIBNAMES),$(eval $(call LIB_RULE,$(l))))
 $(BUILD)/libcuda_engine.a: $(CU_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-# dir/main_NAME.c -> bin/olmoe-NAME, one link rule per directory holding commands;
-# the objects are kept (not intermediates), so make deletes nothing after a build
+# dir/main_NAME.c and dir/main_NAME_*.c -> bin/olmoe-NAME, one link rule per
+# command; the objects are kept (not intermediates), so make deletes nothing
 define CMD_RULE
-$$(BIN)/olmoe-%: $$(BUILD)/$(1)/main_%.o $$(LIBS) $$(CUDA_LIB)
+$$(BIN)/olmoe-$(2): $$(call obj,$(1) $(wildcard $(dir $(1))main_$(2)_*.c)) $$(LIBS) $$(CUDA_LIB)
 	@mkdir -p $$(BIN)
-	$$(CC) $$(CFLAGS) $$(SANITIZE) $$< $$(LINK_LIBS) $$(DEP_LIBS) $$(CUDA_LIBS) -o $$@
+	$$(CC) $$(CFLAGS) $$(SANITIZE) $$(filter %.o,$$^) $$(LINK_LIBS) $$(DEP_LIBS) $$(CUDA_LIBS) -o $$@
 endef
-$(foreach d,$(sort $(dir $(MAINS))),$(eval $(call CMD_RULE,$(d:/=))))
+$(foreach f,$(CMD_MAINS),$(eval $(call CMD_RULE,$(f),$(call cmd_of,$(f)))))
 .SECONDARY: $(patsubst %.c,$(BUILD)/%.o,$(MAINS))
 
 $(BUILD)/tests/%: tests/%.c tests/check.h $(LIBS) $(CUDA_LIB)

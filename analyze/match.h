@@ -153,7 +153,4 @@ int olmoe_match_write_csv(const olmoe_match_table *t, const char *path);
  * existing /match first, else refuse it */
 int olmoe_match_write_h5(const olmoe_match_table *t, hid_t loc, int replace);
 
-/* olmoe-replay --match-k (match_cmd.c) */
-int olmoe_match_main(int argc, char **argv);
-
 #endif

@@ -178,6 +178,13 @@ double olmoe_replay_kendall(const double *a, const double *b, int n, int *all_ag
 int olmoe_replay_discordant(const double *a, const double *b, int n, double *widest);
 
 /* ---- outputs (replay_output.c, replay_h5.c) ---- */
+/* a results file of olmoe-replay (--out), as its root attributes say */
+#define OLMOE_REPLAY_FORMAT "olmoe-replay"
+#define OLMOE_REPLAY_FORMAT_VERSION 1
+/* those root attributes: format, format_version, trace, model_dir ("" when
+ * NULL) and command */
+int olmoe_replay_results_attrs(hid_t f, const char *trace_path, const char *model_dir,
+                               const char *command);
 /* the table: replay rows say "replay" (optimistic), exact rows "exact"; then
  * the validation table when v is not NULL */
 void olmoe_replay_print(const olmoe_replay_run *r, const olmoe_replay_validation *v, FILE *f);
@@ -206,9 +213,6 @@ typedef struct {
 /* CSV on out: the top tokens by |nll_policy - nll_baseline| */
 int olmoe_replay_export_decisions(olmoe_trace *t, const olmoe_decisions_opts *o, FILE *out);
 
-/* olmoe-replay (replay_cmd.c): the replay, exact and validate modes */
-int olmoe_replay_main(int argc, char **argv);
-
 /* ---- --shard i/N and --mode merge (replay_shard.c) ---- */
 /* "i/N", 0 <= i < N <= 65536 */
 int olmoe_replay_shard_parse(const char *s, int *index, int *count);
@@ -219,8 +223,19 @@ int olmoe_replay_shard_view(const olmoe_replay_run *r, olmoe_replay_run *view);
 void olmoe_replay_shard_view_free(olmoe_replay_run *view);
 /* root attributes of a shard's results file that place it in the run */
 int olmoe_replay_shard_attrs(hid_t f, const olmoe_replay_run *r, const olmoe_replay_opts *o);
-/* olmoe-replay --mode merge: the shards' results joined into the unsharded run's */
-int olmoe_replay_merge_main(int argc, char **argv);
+/* olmoe-replay --mode merge: the shards' results (paths in any order) joined
+ * into the unsharded run's; free with olmoe_replay_merged_free (done on error) */
+typedef struct {
+    olmoe_replay_run run;
+    olmoe_policy *policies; /* [run.n_results] the results' policies */
+    int validate;           /* the shards hold /validate: v is filled */
+    olmoe_replay_validation v;
+    char *model_dir;        /* the first shard's model_dir attribute, or NULL */
+    int n_shards;
+} olmoe_replay_merged;
+int olmoe_replay_merge(const char *trace_path, char *const *shard_paths, int n,
+                       olmoe_replay_merged *m);
+void olmoe_replay_merged_free(olmoe_replay_merged *m);
 /* ---- end --shard ---- */
 
 #endif

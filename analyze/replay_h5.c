@@ -210,3 +210,14 @@ int olmoe_replay_write_h5(const olmoe_replay_run *r, const olmoe_replay_validati
     }
     return self_check_attrs(r, loc);
 }
+
+int olmoe_replay_results_attrs(hid_t f, const char *trace_path, const char *model_dir,
+                               const char *command) {
+    if (olmoe_h5_set_attr_str(f, ".", "format", OLMOE_REPLAY_FORMAT) != 0 ||
+        olmoe_h5_set_attr_i32(f, ".", "format_version", OLMOE_REPLAY_FORMAT_VERSION) != 0 ||
+        olmoe_h5_set_attr_str(f, ".", "trace", trace_path) != 0 ||
+        olmoe_h5_set_attr_str(f, ".", "model_dir", model_dir ? model_dir : "") != 0 ||
+        olmoe_h5_set_attr_str(f, ".", "command", command) != 0)
+        return -1;
+    return 0;
+}

@@ -130,8 +130,8 @@ int olmoe_replay_write_json(const olmoe_replay_run *r, const olmoe_replay_valida
                             const char *path, const char *trace_path, const char *model_dir,
                             const char *kde_path) {
     json_t *root = json_object();
-    json_object_set_new(root, "format", json_string("olmoe-replay"));
-    json_object_set_new(root, "format_version", json_integer(1));
+    json_object_set_new(root, "format", json_string(OLMOE_REPLAY_FORMAT));
+    json_object_set_new(root, "format_version", json_integer(OLMOE_REPLAY_FORMAT_VERSION));
     json_object_set_new(root, "trace", json_string(trace_path));
     json_object_set_new(root, "model", json_string(model_dir));
     json_object_set_new(root, "model_checksum", json_string(r->model_checksum));

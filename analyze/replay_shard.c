@@ -1,4 +1,5 @@
-/* replay_shard.c: olmoe-replay --shard i/N and --mode merge.
+/* replay_shard.c: olmoe-replay --shard i/N and the merge of its results
+ * (main_replay_merge.c is the command).
  *
  * A sharded run plans the chunks of the whole run (replay_run.c), keeps the
  * i-th of N contiguous ranges of them (so every chunk holds the windows it
@@ -135,7 +136,7 @@ static int part_open(rpart *p, const char *path) {
     char *fmt = NULL;
     if ((p->f = olmoe_h5_open(path, 0)) < 0) return -1;
     if (olmoe_h5_has_attr(p->f, ".", "format") <= 0 ||
-        olmoe_h5_get_attr_str(p->f, ".", "format", &fmt) != 0 || strcmp(fmt, "olmoe-replay") != 0) {
+        olmoe_h5_get_attr_str(p->f, ".", "format", &fmt) != 0 || strcmp(fmt, OLMOE_REPLAY_FORMAT) != 0) {
         free(fmt);
         return olmoe_errorf("%s: not an olmoe-replay results file (olmoe-replay --out)", path);
     }
@@ -391,92 +392,54 @@ out:
     return rc;
 }
 
-static const char merge_usage[] =
-    "usage: olmoe-replay --mode merge --out FILE [--json F] [--csv F] TRACE SHARD...\n"
-    "\n"
-    "Joins the results files of olmoe-replay --shard i/N --out (all N, any order)\n"
-    "into the results of the unsharded run: per-token rows concatenated, expert\n"
-    "loads and times summed, perplexity, accuracy and expert counts computed over\n"
-    "the whole run as olmoe-replay computes them. TRACE is the trace they replayed.";
-
-int olmoe_replay_merge_main(int argc, char **argv) {
-    static const char *mode, *out_path, *json_path, *csv_path;
-    static int force, quiet;
-    static const olmoe_opt opts[] = {
-        OPT_STRING("mode", &mode, "MODE", "merge"),
-        OPT_STRING("out", &out_path, "FILE", "the merged results (HDF5, as olmoe-replay --out)"),
-        OPT_STRING("json", &json_path, "FILE", "also write them as JSON"),
-        OPT_STRING("csv", &csv_path, "FILE", "also write them as CSV"),
-        OPT_FLAG("force", &force, "overwrite existing outputs"),
-        OPT_FLAG("quiet", &quiet, "no table on standard output"),
-        OPT_END};
-    char *command = olmoe_join_argv(argc, argv);
-    int npos = olmoe_opt_parse(argc, argv, opts, merge_usage);
-    if (npos < 2) die_usage("merge needs the trace and at least one shard's results");
-    if (!out_path) die_usage("merge needs --out FILE");
-    olmoe_out oo, oj, oc;
-    if (olmoe_out_begin(&oo, out_path, force) != 0 ||
-        (json_path && olmoe_out_begin(&oj, json_path, force) != 0) ||
-        (csv_path && olmoe_out_begin(&oc, csv_path, force) != 0))
-        die("%s", olmoe_error());
-    const char *trace_path = argv[0];
-    int n = npos - 1;
+int olmoe_replay_merge(const char *trace_path, char *const *shard_paths, int n,
+                       olmoe_replay_merged *m) {
+    memset(m, 0, sizeof *m);
+    m->n_shards = n;
     rpart *p = xcalloc((size_t)n, sizeof *p);
-    for (int i = 0; i < n; i++)
-        if (part_open(&p[i], argv[1 + i]) != 0) die("%s", olmoe_error());
-    if (check_parts(p, n) != 0) die("%s", olmoe_error());
-    olmoe_replay_run r;
-    memset(&r, 0, sizeof r);
-    if (load_trace(trace_path, &p[0], &r) != 0) die("%s", olmoe_error());
     names rn = {0}, en = {0};
-    if (list_results(p[0].f, "replay", &rn) != 0 || list_results(p[0].f, "exact", &en) != 0)
-        die("%s: %s", p[0].path, olmoe_error());
+    int rc = -1;
+    for (int i = 0; i < n; i++)
+        if (part_open(&p[i], shard_paths[i]) != 0) goto out;
+    if (check_parts(p, n) != 0 || load_trace(trace_path, &p[0], &m->run) != 0) goto out;
+    if (list_results(p[0].f, "replay", &rn) != 0 || list_results(p[0].f, "exact", &en) != 0) {
+        olmoe_error_prefix("%s", p[0].path);
+        goto out;
+    }
     int total = rn.n + en.n;
-    if (!total) die("%s: no results under /replay or /exact", p[0].path);
-    r.res = xcalloc((size_t)total, sizeof *r.res);
-    olmoe_policy *pols = xcalloc((size_t)total, sizeof *pols);
+    if (!total) {
+        olmoe_errorf("%s: no results under /replay or /exact", p[0].path);
+        goto out;
+    }
+    m->run.res = xcalloc((size_t)total, sizeof *m->run.res);
+    m->policies = xcalloc((size_t)total, sizeof *m->policies);
     for (int k = 0; k < total; k++) {
         olmoe_replay_kind kind = k < rn.n ? OLMOE_KIND_REPLAY : OLMOE_KIND_EXACT;
         const char *id = k < rn.n ? rn.name[k] : en.name[k - rn.n];
-        if (merge_result(p, n, &r, &r.res[k], &pols[k], kind, id) != 0) die("%s", olmoe_error());
-        r.n_results++;
+        int r = merge_result(p, n, &m->run, &m->run.res[k], &m->policies[k], kind, id);
+        m->run.n_results++; /* freed with the run whether merged or not */
+        if (r != 0) goto out;
     }
-    self_check(&r);
-    olmoe_replay_validation v;
-    int validate = olmoe_h5_exists(p[0].f, "validate") > 0;
-    if (validate && olmoe_replay_validate(&r, &v) != 0) die("%s", olmoe_error());
-    if (!quiet) olmoe_replay_print(&r, validate ? &v : NULL, stdout);
-    char *model_dir = NULL;
-    olmoe_h5_get_attr_str(p[0].f, ".", "model_dir", &model_dir);
-    if (json_path && olmoe_replay_write_json(&r, validate ? &v : NULL, oj.tmp, trace_path,
-                                             model_dir ? model_dir : "", NULL) != 0)
-        die("%s", olmoe_error());
-    if (csv_path && olmoe_replay_write_csv(&r, oc.tmp) != 0) die("%s", olmoe_error());
-    hid_t f = olmoe_h5_create(oo.tmp);
-    if (f < 0) die("%s", olmoe_error());
-    if (olmoe_h5_set_attr_str(f, ".", "format", "olmoe-replay") ||
-        olmoe_h5_set_attr_i32(f, ".", "format_version", 1) ||
-        olmoe_h5_set_attr_str(f, ".", "trace", trace_path) ||
-        olmoe_h5_set_attr_str(f, ".", "model_dir", model_dir ? model_dir : "") ||
-        olmoe_h5_set_attr_str(f, ".", "command", command) ||
-        olmoe_h5_set_attr_i64(f, ".", "merged_shards", n) ||
-        olmoe_replay_write_h5(&r, validate ? &v : NULL, f, 0) != 0) {
-        olmoe_h5_close(f);
-        die("%s: %s", out_path, olmoe_error());
+    self_check(&m->run);
+    if (olmoe_h5_exists(p[0].f, "validate") > 0) {
+        if (olmoe_replay_validate(&m->run, &m->v) != 0) goto out;
+        m->validate = 1;
     }
-    if (olmoe_h5_close(f) != 0) die("%s", olmoe_error());
-    if (olmoe_out_commit(&oo) != 0 || (json_path && olmoe_out_commit(&oj) != 0) ||
-        (csv_path && olmoe_out_commit(&oc) != 0))
-        die("%s", olmoe_error());
-    if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
-    if (validate) olmoe_replay_validation_free(&v);
-    olmoe_replay_run_free(&r);
-    free(pols);
+    if (olmoe_h5_get_attr_str(p[0].f, ".", "model_dir", &m->model_dir) != 0) m->model_dir = NULL;
+    rc = 0;
+out:
     free_names(&rn);
     free_names(&en);
     for (int i = 0; i < n; i++) part_close(&p[i]);
     free(p);
-    free(model_dir);
-    free(command);
-    return 0;
+    if (rc != 0) olmoe_replay_merged_free(m);
+    return rc;
+}
+
+void olmoe_replay_merged_free(olmoe_replay_merged *m) {
+    if (m->validate) olmoe_replay_validation_free(&m->v);
+    olmoe_replay_run_free(&m->run);
+    free(m->policies);
+    free(m->model_dir);
+    memset(m, 0, sizeof *m);
 }

@@ -92,7 +92,8 @@ int olmoe_stats_write_csv(const olmoe_stats *st, const char *path);
  * delete an existing group of the same id first, else refuse it */
 int olmoe_stats_write_h5(const olmoe_stats *st, hid_t loc, const char *trace_path, int replace);
 
-/* olmoe-replay --mode stats (stats_cmd.c) */
-int olmoe_replay_stats_main(int argc, char **argv);
+/* a results file of olmoe-replay --mode stats (--out, --json) */
+#define OLMOE_STATS_FORMAT "olmoe-stats"
+#define OLMOE_STATS_FORMAT_VERSION 1
 
 #endif

@@ -100,8 +100,8 @@ static json_t *params_json(const olmoe_policy *pol) {
 int olmoe_stats_write_json(const olmoe_stats *st, const char *path, const char *trace_path,
                            const char *kde_path) {
     json_t *root = json_pack(
-        "{s:s, s:i, s:s, s:s?, s:I, s:i, s:i, s:i, s:f}", "format", "olmoe-stats", "format_version",
-        1, "trace", trace_path, "kde", kde_path, "n_tokens", (json_int_t)st->n_tokens, "n_layers",
+        "{s:s, s:i, s:s, s:s?, s:I, s:i, s:i, s:i, s:f}", "format", OLMOE_STATS_FORMAT,
+        "format_version", OLMOE_STATS_FORMAT_VERSION, "trace", trace_path, "kde", kde_path, "n_tokens", (json_int_t)st->n_tokens, "n_layers",
         st->n_layers, "n_experts", st->n_experts, "baseline_top_k", st->top_k, "seconds",
         st->seconds_total);
     json_object_set_new(

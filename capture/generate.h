@@ -81,32 +81,6 @@ int olmoe_generate(olmoe_engine *e, const int32_t *prompt, int n_prompt, const o
                    olmoe_generation *g);
 void olmoe_generation_free(olmoe_generation *g);
 
-/* ---- olmoe-capture --generate: the command (generate_cmd.c) ---- */
-/* the generation options of olmoe-capture's option table */
-typedef struct {
-    const char *prompts;       /* --prompts FILE */
-    long n_new;                /* --generate N (0: not given) */
-    const char *prompt_format; /* --prompt-format text|ids */
-    int stop_at_eos;           /* --stop-at-eos */
-    int print_ids;             /* --print-ids */
-    int no_cache;              /* --no-cache */
-} olmoe_generate_args;
-extern olmoe_generate_args olmoe_generate_cli;
-
-/* what the rest of olmoe-capture's command line says */
-typedef struct {
-    const char *model_dir, *device, *out_path, *command;
-    int force, quiet;
-    long top_k;         /* --top-k, 0: the config's */
-    int stream_options; /* a capture-only option was given (--tokens, --input, ...) */
-    int policy_options; /* --kde or --empirical without --policy */
-    /* --policy: builds and binds it for the model (dies on error); NULL: top-k */
-    olmoe_policy *(*make_policy)(const olmoe_config *c);
-} olmoe_generate_env;
-
-/* Runs generation mode; returns the exit status, dies on errors. */
-int olmoe_generate_command(const olmoe_generate_env *env);
-
 /* ---- the output file (generate_h5.c), layout in olmoe-capture(1) ---- */
 typedef struct {
     const char *command, *model_dir, *model_checksum, *tokenizer_checksum, *config_json;

@@ -5,14 +5,12 @@
  * -> model opened and checked -> input documents -> windows -> engine ->
  * batches of windows forwarded and appended to the trace -> close, rename,
  * perplexity on stdout. Any error dies, which removes the partial output. */
+#include "capture.h"
 #include "common.h"
-#include "corpus.h"
 #include "engine.h"
-#include "generate.h"
+#include "main_capture.h"
 #include "policy.h"
-#include "shard.h"
 #include "traces.h"
-#include "windows.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -41,6 +39,7 @@ static olmoe_hash tokenizer_sum;
 static const char *policy_spec, *kde_path, *empirical_path;
 static long empirical_max = 32768;
 /* ---- end --policy ---- */
+static olmoe_generate_args gen_args; /* --generate (main_capture_generate.c) */
 
 static const olmoe_opt opts[] = {
     OPT_STRING("model", &model_dir, "DIR", "checkpoint directory (config.json, *.safetensors)"),
@@ -69,13 +68,13 @@ static const olmoe_opt opts[] = {
     OPT_STRING("shard", &shard_spec, "I/N", "capture only shard I of N (contiguous windows; "
                "join with olmoe-traces merge)"),
     /* ---- --generate (capture/generate*.c) ---- */
-    OPT_STRING("prompts", &olmoe_generate_cli.prompts, "FILE", "generate: one prompt a line (see --prompt-format)"),
-    OPT_LONG_RANGE("generate", &olmoe_generate_cli.n_new, "N", "continue each prompt greedily by N tokens", 1,
+    OPT_STRING("prompts", &gen_args.prompts, "FILE", "generate: one prompt a line (see --prompt-format)"),
+    OPT_LONG_RANGE("generate", &gen_args.n_new, "N", "continue each prompt greedily by N tokens", 1,
                    1L << 20),
-    OPT_STRING("prompt-format", &olmoe_generate_cli.prompt_format, "FMT", "--prompts holds text (default) or ids"),
-    OPT_FLAG("stop-at-eos", &olmoe_generate_cli.stop_at_eos, "generate: stop a prompt at the EOS token"),
-    OPT_FLAG("print-ids", &olmoe_generate_cli.print_ids, "generate: also print the token ids"),
-    OPT_FLAG("no-cache", &olmoe_generate_cli.no_cache, "generate: no KV cache, a full forward per token"),
+    OPT_STRING("prompt-format", &gen_args.prompt_format, "FMT", "--prompts holds text (default) or ids"),
+    OPT_FLAG("stop-at-eos", &gen_args.stop_at_eos, "generate: stop a prompt at the EOS token"),
+    OPT_FLAG("print-ids", &gen_args.print_ids, "generate: also print the token ids"),
+    OPT_FLAG("no-cache", &gen_args.no_cache, "generate: no KV cache, a full forward per token"),
     /* ---- end --generate ---- */
     OPT_FLAG("force", &force, "overwrite an existing output"),
     OPT_FLAG("quiet", &quiet, "no notes or progress on stderr"),
@@ -98,7 +97,7 @@ static void load_empirical(const olmoe_config *c, olmoe_policy_empirical *emp) {
     if (in->meta.n_layers != L || in->meta.n_experts != E)
         die("%s: a trace of %d layers x %d experts, the model has %d x %d", empirical_path,
             in->meta.n_layers, in->meta.n_experts, L, E);
-    olmoe_cmd_empirical(t, in->n_tokens, empirical_max, emp);
+    if (olmoe_cmd_empirical(t, in->n_tokens, empirical_max, emp) != 0) die("%s", olmoe_error());
     olmoe_trace_close(t);
 }
 
@@ -273,12 +272,12 @@ int main(int argc, char **argv) {
     int npos = olmoe_opt_parse(argc, argv, opts, usage);
     if (npos > 0) die_usage("unexpected argument '%s'", argv[0]);
     if (!model_dir) die_usage("--model DIR is required");
-    if (olmoe_generate_cli.prompts || olmoe_generate_cli.n_new) /* --generate */
-        exit(olmoe_generate_command(&(olmoe_generate_env){
+    if (gen_args.prompts || gen_args.n_new) /* --generate */
+        exit(cmd_capture_generate(&(olmoe_generate_env){
             .model_dir = model_dir, .device = device, .out_path = out_path, .command = command, .force = force,
             .quiet = quiet, .top_k = top_k, .stream_options = tokens_path || input_path || save_residuals,
             .policy_options = !policy_spec && (kde_path || empirical_path),
-            .make_policy = policy_spec ? generate_policy : NULL}));
+            .make_policy = policy_spec ? generate_policy : NULL, .args = &gen_args}));
     if (!tokens_path == !input_path) die_usage("give one of --tokens FILE and --input FILE");
     if (!input_path && (input_format || input_field || group_field || max_tokens || stride))
         die_usage("--format, --field, --group-field, --max-tokens and --stride need --input");

@@ -1,47 +1,63 @@
-/* cmd_inputs.c: see cmd_inputs.h. */
+/* cmd_inputs.c: see cmd_inputs.h. Every function returns 0, or -1 with
+ * olmoe_error() set and nothing left allocated. */
 #include "cmd_inputs.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-void olmoe_cmd_reserve(olmoe_cmd_output *r, const char *path, int force) {
+int olmoe_cmd_reserve(olmoe_cmd_output *r, const char *path, int force) {
     r->used = 0;
-    if (!path) return;
-    if (olmoe_out_begin(&r->out, path, force) != 0) die("%s", olmoe_error());
+    if (!path) return 0;
+    if (olmoe_out_begin(&r->out, path, force) != 0) return -1;
     r->used = 1;
+    return 0;
 }
 
-void olmoe_cmd_commit(olmoe_cmd_output *r) {
-    if (r->used && olmoe_out_commit(&r->out) != 0) die("%s", olmoe_error());
+int olmoe_cmd_commit(olmoe_cmd_output *r) {
+    return r->used && olmoe_out_commit(&r->out) != 0 ? -1 : 0;
 }
 
-void olmoe_cmd_empirical(olmoe_trace *t, int64_t N, long max_per_expert, olmoe_policy_empirical *emp) {
+int olmoe_cmd_empirical(olmoe_trace *t, int64_t N, long max_per_expert, olmoe_policy_empirical *emp) {
     const olmoe_trace_info *in = olmoe_trace_info_of(t);
     int L = in->meta.n_layers, E = in->meta.n_experts;
-    if (olmoe_policy_empirical_init(emp, L, E, N, max_per_expert) != 0) die("%s", olmoe_error());
+    if (olmoe_policy_empirical_init(emp, L, E, N, max_per_expert) != 0) return -1;
     char b[32];
     notef("empirical null: %lld tokens per expert (every %lld-th), %s", (long long)emp->n,
           (long long)emp->stride, olmoe_fmt_bytes((double)emp->n * L * E * 4, b, sizeof b));
     const int64_t C = 1024;
     float *buf = xmalloc(xmul(xmul((size_t)C, (size_t)L * E), sizeof *buf));
-    for (int64_t s = 0; s < N; s += C) {
+    int rc = 0;
+    for (int64_t s = 0; s < N && rc == 0; s += C) {
         int64_t n = N - s < C ? N - s : C;
-        if (olmoe_trace_read_router_logits(t, s, n, buf) != 0) die("%s", olmoe_error());
-        olmoe_policy_empirical_add(emp, s, buf, n);
+        rc = olmoe_trace_read_router_logits(t, s, n, buf);
+        if (rc == 0) olmoe_policy_empirical_add(emp, s, buf, n);
     }
     free(buf);
-    if (olmoe_policy_empirical_finish(emp) != 0) die("%s: %s", olmoe_trace_path(t), olmoe_error());
+    if (rc == 0 && olmoe_policy_empirical_finish(emp) != 0) {
+        olmoe_errorf("%s: %s", olmoe_trace_path(t), olmoe_error());
+        rc = -1;
+    }
+    if (rc != 0) olmoe_policy_empirical_free(emp);
+    return rc;
 }
 
-void olmoe_cmd_load_null(const char *kde_path, const char *trace_path, const olmoe_trace_meta *tm,
-                         olmoe_kde_null *null, olmoe_kde_cdf *cdf) {
-    if (olmoe_kde_read(kde_path, null) != 0) die("%s", olmoe_error());
-    if (null->n_layers != tm->n_layers)
-        die("%s: fitted to a model of %d layers, %s has %d", kde_path, null->n_layers, trace_path,
-            tm->n_layers);
+int olmoe_cmd_load_null(const char *kde_path, const char *trace_path, const olmoe_trace_meta *tm,
+                        olmoe_kde_null *null, olmoe_kde_cdf *cdf) {
+    if (olmoe_kde_read(kde_path, null) != 0) return -1;
+    if (null->n_layers != tm->n_layers) {
+        olmoe_errorf("%s: fitted to a model of %d layers, %s has %d", kde_path, null->n_layers,
+                     trace_path, tm->n_layers);
+        olmoe_kde_null_free(null);
+        return -1;
+    }
     if (null->model_checksum[0] && tm->model_checksum[0] &&
         strcmp(null->model_checksum, tm->model_checksum) != 0)
         warnf("%s: fitted on a trace of another model (checksum %.12s..., this trace %.12s...)",
               kde_path, null->model_checksum, tm->model_checksum);
-    if (olmoe_kde_cdf_init(cdf, null, tm->n_layers) != 0) die("%s: %s", kde_path, olmoe_error());
+    if (olmoe_kde_cdf_init(cdf, null, tm->n_layers) != 0) {
+        olmoe_errorf("%s: %s", kde_path, olmoe_error());
+        olmoe_kde_null_free(null);
+        return -1;
+    }
+    return 0;
 }

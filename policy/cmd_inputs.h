@@ -1,13 +1,13 @@
 /* cmd_inputs.h (part of policy.h: include policy.h; for the commands, not the libraries):
  * what the modes of
  * olmoe-replay (stats, replay/exact/validate, match-k) and olmoe-capture
- * --policy share to set up their inputs and outputs, each dying with a
- * one-line message on failure.
+ * --policy share to set up their inputs and outputs. Each returns 0, or -1
+ * with a one-line message in olmoe_error() (the command then dies).
  *
  *   olmoe_cmd_output o;
- *   olmoe_cmd_reserve(&o, csv_path, force);  // NULL path: nothing reserved
+ *   if (olmoe_cmd_reserve(&o, csv_path, force) != 0) ...;  // NULL path: nothing reserved
  *   ... the work, writing o.out's partial file ...
- *   olmoe_cmd_commit(&o);                     // renamed into place
+ *   if (olmoe_cmd_commit(&o) != 0) ...;                     // renamed into place
  */
 #ifndef OLMOE_CMD_INPUTS_H
 #define OLMOE_CMD_INPUTS_H
@@ -22,15 +22,15 @@ typedef struct {
     olmoe_out out;
     int used;
 } olmoe_cmd_output;
-void olmoe_cmd_reserve(olmoe_cmd_output *r, const char *path, int force);
-void olmoe_cmd_commit(olmoe_cmd_output *r);
+int olmoe_cmd_reserve(olmoe_cmd_output *r, const char *path, int force);
+int olmoe_cmd_commit(olmoe_cmd_output *r);
 
 /* pvalue=empirical: each expert's logits over the trace's first N tokens,
  * at most max_per_expert of them (0: all) */
-void olmoe_cmd_empirical(olmoe_trace *t, int64_t N, long max_per_expert, olmoe_policy_empirical *emp);
+int olmoe_cmd_empirical(olmoe_trace *t, int64_t N, long max_per_expert, olmoe_policy_empirical *emp);
 
 /* pvalue=kde: the null of kde_path, checked against the trace's model */
-void olmoe_cmd_load_null(const char *kde_path, const char *trace_path, const olmoe_trace_meta *tm,
-                         olmoe_kde_null *null, olmoe_kde_cdf *cdf);
+int olmoe_cmd_load_null(const char *kde_path, const char *trace_path, const olmoe_trace_meta *tm,
+                        olmoe_kde_null *null, olmoe_kde_cdf *cdf);
 
 #endif

@@ -1,4 +1,4 @@
-/* replay_cmd.c: olmoe-replay's replay mode (the default), with --exact and
+/* main_replay_run.c: olmoe-replay's replay mode (the default), with --exact and
  * --validate: perplexity and routing of each policy, by frozen-attention
  * replay, by the exact forward pass, or both side by side.
  *
@@ -7,9 +7,10 @@
  * refused without --force (every error so far comes before any work) ->
  * empirical null if a policy needs it -> the run (checksum and residuals are
  * checked first) -> table, JSON, CSV, HDF5 -> outputs committed. */
+#include "analyze.h"
 #include "common.h"
+#include "main_replay.h"
 #include "policy.h"
-#include "replay.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -24,38 +25,43 @@ static const char usage[] =
     "--exact runs the whole forward pass under each policy (the true number);\n"
     "--validate runs both and tabulates how far apart they are.";
 
-static const char *mode, *model_dir, *kde_path, *routing_s = "recompute", *device = "cpu";
-static const char *json_path, *csv_path, *out_path;
-static long max_tokens = 0, chunk = 4096, empirical_max = 32768;
-static int exact, validate, force, quiet;
-static const char *shard_spec; /* --shard (replay_shard.c) */
 
-int olmoe_replay_main(int argc, char **argv) {
-    static olmoe_policy_cli cli;
+/* the command line of the replay modes */
+typedef struct {
+    const char *mode, *model_dir, *kde_path, *routing_s, *device;
+    const char *json_path, *csv_path, *out_path;
+    long max_tokens, chunk, empirical_max;
+    int exact, validate, force, quiet;
+    const char *shard_spec; /* --shard (replay_shard.c) */
+} run_opts;
+
+int cmd_replay_run(int argc, char **argv) {
+    run_opts o = {.routing_s = "recompute", .device = "cpu", .chunk = 4096, .empirical_max = 32768};
+    olmoe_policy_cli cli = {0};
     enum { OWN = 18 };
     olmoe_opt opts[OWN + OLMOE_POLICY_CLI_NOPTS + 1] = {
-        OPT_STRING("mode", &mode, "MODE", "replay (default), exact or validate"),
-        OPT_STRING("model", &model_dir, "DIR", "the checkpoint the trace was captured with"),
-        OPT_STRING("kde", &kde_path, "FILE", "null distributions for pvalue=kde (olmoe-kde fit)"),
-        OPT_STRING("routing", &routing_s, "HOW",
+        OPT_STRING("mode", &o.mode, "MODE", "replay (default), exact or validate"),
+        OPT_STRING("model", &o.model_dir, "DIR", "the checkpoint the trace was captured with"),
+        OPT_STRING("kde", &o.kde_path, "FILE", "null distributions for pvalue=kde (olmoe-kde fit)"),
+        OPT_STRING("routing", &o.routing_s, "HOW",
                    "replay: recompute (default: router on the replayed stream) or captured"),
-        OPT_STRING("device", &device, "DEV", "cpu (default) or cuda"),
-        OPT_FLAG("exact", &exact, "the exact forward pass per policy instead of replay"),
-        OPT_FLAG("validate", &validate, "replay and exact side by side (/validate table)"),
-        OPT_STRING("out", &out_path, "FILE", "results in a new HDF5 file instead of the trace"),
-        OPT_STRING("json", &json_path, "FILE", "write the results as JSON"),
-        OPT_STRING("csv", &csv_path, "FILE", "write the results as CSV (policy x kind x group)"),
-        OPT_LONG_RANGE("max-tokens", &max_tokens, "N", "only the windows within the first N tokens",
+        OPT_STRING("device", &o.device, "DEV", "cpu (default) or cuda"),
+        OPT_FLAG("exact", &o.exact, "the exact forward pass per policy instead of replay"),
+        OPT_FLAG("validate", &o.validate, "replay and exact side by side (/validate table)"),
+        OPT_STRING("out", &o.out_path, "FILE", "results in a new HDF5 file instead of the trace"),
+        OPT_STRING("json", &o.json_path, "FILE", "write the results as JSON"),
+        OPT_STRING("csv", &o.csv_path, "FILE", "write the results as CSV (policy x kind x group)"),
+        OPT_LONG_RANGE("max-tokens", &o.max_tokens, "N", "only the windows within the first N tokens",
                        1, 1L << 62),
-        OPT_LONG_RANGE("chunk", &chunk, "N", "tokens per chunk of whole windows (default 4096)", 1,
+        OPT_LONG_RANGE("chunk", &o.chunk, "N", "tokens per chunk of whole windows (default 4096)", 1,
                        1L << 24),
-        OPT_LONG_RANGE("empirical-max", &empirical_max, "N",
+        OPT_LONG_RANGE("empirical-max", &o.empirical_max, "N",
                        "pvalue=empirical: at most N tokens per expert (default 32768; 0 = all)", 0,
                        1L << 40),
-        OPT_STRING("shard", &shard_spec, "I/N",
+        OPT_STRING("shard", &o.shard_spec, "I/N",
                    "only part I of N of the run's chunks (needs --out; join with --mode merge)"),
-        OPT_FLAG("force", &force, "overwrite existing outputs and results"),
-        OPT_FLAG("quiet", &quiet, "no notes or progress"),
+        OPT_FLAG("force", &o.force, "overwrite existing outputs and results"),
+        OPT_FLAG("quiet", &o.quiet, "no notes or progress"),
         OPT_END};
     int own = 0;
     while (opts[own].name) own++;
@@ -64,49 +70,50 @@ int olmoe_replay_main(int argc, char **argv) {
 
     char *command = olmoe_join_argv(argc, argv);
     int npos = olmoe_opt_parse(argc, argv, opts, usage);
-    olmoe_quiet = quiet;
+    olmoe_quiet = o.quiet;
     if (npos != 1) die_usage(npos ? "one trace, please" : "which trace? (olmoe-replay TRACE --model DIR ...)");
-    if (mode && strcmp(mode, "exact") == 0) exact = 1;
-    else if (mode && strcmp(mode, "validate") == 0) validate = 1;
-    else if (mode && strcmp(mode, "replay") != 0) die_usage("--mode: unknown mode '%s'", mode);
-    if (!model_dir) die_usage("--model DIR is required (the checkpoint the trace was captured with)");
+    if (o.mode && strcmp(o.mode, "exact") == 0) o.exact = 1;
+    else if (o.mode && strcmp(o.mode, "validate") == 0) o.validate = 1;
+    else if (o.mode && strcmp(o.mode, "replay") != 0) die_usage("--mode: unknown mode '%s'", o.mode);
+    if (!o.model_dir) die_usage("--model DIR is required (the checkpoint the trace was captured with)");
     olmoe_replay_routing routing;
-    if (strcmp(routing_s, "recompute") == 0) routing = OLMOE_ROUTING_RECOMPUTE;
-    else if (strcmp(routing_s, "captured") == 0) routing = OLMOE_ROUTING_CAPTURED;
-    else die_usage("--routing: '%s' is neither recompute nor captured", routing_s);
-    int do_replay = validate || !exact, do_exact = validate || exact;
+    if (strcmp(o.routing_s, "recompute") == 0) routing = OLMOE_ROUTING_RECOMPUTE;
+    else if (strcmp(o.routing_s, "captured") == 0) routing = OLMOE_ROUTING_CAPTURED;
+    else die_usage("--routing: '%s' is neither recompute nor captured", o.routing_s);
+    int do_replay = o.validate || !o.exact, do_exact = o.validate || o.exact;
     if (!do_replay && routing == OLMOE_ROUTING_CAPTURED)
         die_usage("--routing captured is for replay; the exact forward always recomputes");
     olmoe_policy_set set = {0};
     if (olmoe_policy_cli_build(&cli, &set) != 0) die_usage("%s", olmoe_error());
     const char *trace_path = argv[0];
     int shard_i = 0, shard_n = 0; /* ---- --shard ---- */
-    if (shard_spec && olmoe_replay_shard_parse(shard_spec, &shard_i, &shard_n) != 0)
+    if (o.shard_spec && olmoe_replay_shard_parse(o.shard_spec, &shard_i, &shard_n) != 0)
         die_usage("%s", olmoe_error());
-    if (shard_spec && !out_path)
+    if (o.shard_spec && !o.out_path)
         die_usage("--shard needs --out FILE: each shard writes its own results file");
 
     olmoe_cmd_output rj, rc, ro;
-    olmoe_cmd_reserve(&rj, json_path, force);
-    olmoe_cmd_reserve(&rc, csv_path, force);
-    olmoe_cmd_reserve(&ro, out_path, force);
+    if (olmoe_cmd_reserve(&rj, o.json_path, o.force) != 0) die("%s", olmoe_error());
+    if (olmoe_cmd_reserve(&rc, o.csv_path, o.force) != 0) die("%s", olmoe_error());
+    if (olmoe_cmd_reserve(&ro, o.out_path, o.force) != 0) die("%s", olmoe_error());
 
     olmoe_trace *t = olmoe_trace_open(trace_path);
     if (!t) die("%s", olmoe_error());
     const olmoe_trace_info *in = olmoe_trace_info_of(t);
     if (!in->complete) warnf("%s: the trace is incomplete (its capture did not finish)", trace_path);
     int64_t N = in->n_tokens;
-    if (max_tokens > 0 && max_tokens < N) N = max_tokens;
+    if (o.max_tokens > 0 && o.max_tokens < N) N = o.max_tokens;
     olmoe_model model; /* its checksum first: a wrong model is the likeliest mistake */
-    if (olmoe_model_open(model_dir, &model) != 0) die("%s", olmoe_error());
+    if (olmoe_model_open(o.model_dir, &model) != 0) die("%s", olmoe_error());
     if (olmoe_replay_check_trace(trace_path, t, &model, do_replay, NULL) != 0) die("%s", olmoe_error());
     olmoe_kde_null null;
     olmoe_kde_cdf cdf;
     memset(&null, 0, sizeof null);
     memset(&cdf, 0, sizeof cdf);
     olmoe_policy_model m = {in->meta.n_layers, in->meta.n_experts, in->meta.norm_topk_prob, NULL, NULL};
-    if (kde_path) {
-        olmoe_cmd_load_null(kde_path, trace_path, &in->meta, &null, &cdf);
+    if (o.kde_path) {
+        if (olmoe_cmd_load_null(o.kde_path, trace_path, &in->meta, &null, &cdf) != 0)
+            die("%s", olmoe_error());
         m.null = &cdf;
     } else if (olmoe_policy_set_needs(&set, OLMOE_PVALUE_KDE)) {
         die_usage("pvalue=kde needs --kde NULL.h5 (make one with olmoe-kde fit %s --out null.h5), "
@@ -116,25 +123,25 @@ int olmoe_replay_main(int argc, char **argv) {
     memset(&emp, 0, sizeof emp);
     olmoe_policy_model m0 = m;
     int need_emp = olmoe_policy_set_needs(&set, OLMOE_PVALUE_EMPIRICAL);
-    static float one = 0;
-    static olmoe_policy_empirical fake;
+    float one = 0;
+    olmoe_policy_empirical fake;
     if (need_emp) { /* the right shape for the checks; the real table follows */
         fake = (olmoe_policy_empirical){m.n_layers, m.n_experts, 1, 1, 1, 1, &one};
         m0.emp = &fake;
     }
     if (olmoe_policy_set_bind(&set, &m0) != 0) die("%s", olmoe_error());
-    if (!out_path && !force) {
+    if (!o.out_path && !o.force) {
         olmoe_policy **pp = xmalloc(xmul((size_t)set.n, sizeof *pp));
         for (int i = 0; i < set.n; i++) pp[i] = &set.items[i];
         const char *which = NULL;
         int c = olmoe_replay_h5_conflict(olmoe_trace_hid(t), pp, set.n, do_replay, do_exact,
-                                         validate, &which);
+                                         o.validate, &which);
         if (c < 0) die("%s: %s", trace_path, olmoe_error());
         if (c > 0) die("%s: /%s already exists (--force replaces it)", trace_path, which);
         free(pp);
     }
     if (need_emp) {
-        olmoe_cmd_empirical(t, N, empirical_max, &emp);
+        if (olmoe_cmd_empirical(t, N, o.empirical_max, &emp) != 0) die("%s", olmoe_error());
         m.emp = &emp;
         if (olmoe_policy_set_bind(&set, &m) != 0) die("%s", olmoe_error());
     }
@@ -142,15 +149,15 @@ int olmoe_replay_main(int argc, char **argv) {
 
     olmoe_policy **pols = xmalloc(xmul((size_t)set.n, sizeof *pols));
     for (int i = 0; i < set.n; i++) pols[i] = &set.items[i];
-    olmoe_replay_opts o = {.trace_path = trace_path, .model = &model, .policies = pols,
+    olmoe_replay_opts ropt = {.trace_path = trace_path, .model = &model, .policies = pols,
                            .n_policies = set.n, .do_replay = do_replay, .do_exact = do_exact,
-                           .routing = routing, .device = device, .max_tokens = max_tokens,
-                           .chunk_tokens = chunk, .self_check = 1, .bind_model = &m,
-                           .progress = !quiet, .shard_index = shard_i, .shard_count = shard_n};
+                           .routing = routing, .device = o.device, .max_tokens = o.max_tokens,
+                           .chunk_tokens = o.chunk, .self_check = 1, .bind_model = &m,
+                           .progress = !o.quiet, .shard_index = shard_i, .shard_count = shard_n};
     notef("%d polic%s, %s%s%s on %s", set.n, set.n == 1 ? "y" : "ies", do_replay ? "replay" : "",
-          do_replay && do_exact ? " and " : "", do_exact ? "exact" : "", device);
+          do_replay && do_exact ? " and " : "", do_exact ? "exact" : "", o.device);
     olmoe_replay_run full, run;
-    if (olmoe_replay_run_all(&o, &full) != 0) die("%s", olmoe_error());
+    if (olmoe_replay_run_all(&ropt, &full) != 0) die("%s", olmoe_error());
     /* --shard: the results over this shard's rows only */
     if (shard_n) olmoe_replay_shard_view(&full, &run);
     else run = full;
@@ -164,32 +171,28 @@ int olmoe_replay_main(int argc, char **argv) {
               "%+.3g): is the trace from another device or dtype (%s)?",
               run.self.policy, run.self.nll_rel_diff, run.self.ppl_rel_diff, trace_path);
     olmoe_replay_validation v;
-    if (validate && olmoe_replay_validate(&run, &v) != 0) die("%s", olmoe_error());
+    if (o.validate && olmoe_replay_validate(&run, &v) != 0) die("%s", olmoe_error());
 
-    olmoe_replay_print(&run, validate ? &v : NULL, stdout);
-    if (rj.used && olmoe_replay_write_json(&run, validate ? &v : NULL, rj.out.tmp, trace_path,
-                                           model_dir, kde_path) != 0)
+    olmoe_replay_print(&run, o.validate ? &v : NULL, stdout);
+    if (rj.used && olmoe_replay_write_json(&run, o.validate ? &v : NULL, rj.out.tmp, trace_path,
+                                           o.model_dir, o.kde_path) != 0)
         die("%s", olmoe_error());
     if (rc.used && olmoe_replay_write_csv(&run, rc.out.tmp) != 0) die("%s", olmoe_error());
     hid_t f = ro.used ? olmoe_h5_create(ro.out.tmp) : olmoe_h5_open(trace_path, 1);
     if (f < 0) die("%s", olmoe_error());
-    if (ro.used && (olmoe_h5_set_attr_str(f, ".", "format", "olmoe-replay") != 0 ||
-                    olmoe_h5_set_attr_i32(f, ".", "format_version", 1) != 0 ||
-                    olmoe_h5_set_attr_str(f, ".", "trace", trace_path) != 0 ||
-                    olmoe_h5_set_attr_str(f, ".", "model_dir", model_dir) != 0 ||
-                    olmoe_h5_set_attr_str(f, ".", "command", command) != 0 ||
-                    (shard_n && olmoe_replay_shard_attrs(f, &full, &o) != 0)))
-        die("%s: %s", out_path, olmoe_error());
-    if (olmoe_replay_write_h5(&run, validate ? &v : NULL, f, force) != 0) {
+    if (ro.used && (olmoe_replay_results_attrs(f, trace_path, o.model_dir, command) != 0 ||
+                    (shard_n && olmoe_replay_shard_attrs(f, &full, &ropt) != 0)))
+        die("%s: %s", o.out_path, olmoe_error());
+    if (olmoe_replay_write_h5(&run, o.validate ? &v : NULL, f, o.force) != 0) {
         olmoe_h5_close(f);
-        die("%s: %s", ro.used ? out_path : trace_path, olmoe_error());
+        die("%s: %s", ro.used ? o.out_path : trace_path, olmoe_error());
     }
     if (olmoe_h5_close(f) != 0) die("%s", olmoe_error());
-    olmoe_cmd_commit(&rj);
-    olmoe_cmd_commit(&rc);
-    olmoe_cmd_commit(&ro);
+    if (olmoe_cmd_commit(&rj) != 0) die("%s", olmoe_error());
+    if (olmoe_cmd_commit(&rc) != 0) die("%s", olmoe_error());
+    if (olmoe_cmd_commit(&ro) != 0) die("%s", olmoe_error());
     if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
-    if (validate) olmoe_replay_validation_free(&v);
+    if (o.validate) olmoe_replay_validation_free(&v);
     if (shard_n) olmoe_replay_shard_view_free(&run);
     olmoe_replay_run_free(&full);
     free(pols);

@@ -1,4 +1,4 @@
-/* generate_cmd.c: olmoe-capture --prompts FILE --generate N, generation
+/* main_capture_generate.c: olmoe-capture --prompts FILE --generate N, generation
  * mode of the capture command (generate.h). main_capture.c parses the
  * command line (its --policy, --kde, --device, --top-k, --out, --force are
  * shared) and hands over here.
@@ -7,12 +7,10 @@
  * prompts -> engine sized for the longest prompt plus N -> each prompt
  * generated and printed -> the output file written and renamed. Errors die,
  * which removes the partial output. */
-#include "generate.h"
+#include "main_capture.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-olmoe_generate_args olmoe_generate_cli;
 
 /* one line whatever the text holds: \n, \t, \\ and \xNN for other controls */
 static void print_escaped(FILE *f, const char *s) {
@@ -86,8 +84,8 @@ static olmoe_tokenizer *open_tokenizer(const char *model_dir, olmoe_prompts_form
     return tok;
 }
 
-int olmoe_generate_command(const olmoe_generate_env *env) {
-    const olmoe_generate_args *a = &olmoe_generate_cli;
+int cmd_capture_generate(const olmoe_generate_env *env) {
+    const olmoe_generate_args *a = env->args;
     if (!a->prompts) die_usage("--generate N needs --prompts FILE");
     if (!a->n_new) die_usage("--prompts FILE needs --generate N");
     if (env->stream_options)

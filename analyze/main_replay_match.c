@@ -1,4 +1,4 @@
-/* match_cmd.c: olmoe-replay --match-k: every family calibrated to each
+/* main_replay_match.c: olmoe-replay --match-k: every family calibrated to each
  * target mean experts per token-layer, then scored (replay; with --exact
  * also the exact forward pass) next to top-k at the same k.
  *
@@ -9,6 +9,7 @@
  * calibration logits -> bisection per family and target -> the policies'
  * results refused without --force -> scoring -> table, CSV, HDF5. */
 #include "common.h"
+#include "main_replay.h"
 #include "match.h"
 #include "policy.h"
 #include "replay.h"
@@ -30,13 +31,6 @@ static const char usage[] =
     "(with --exact also the exact forward pass) next to top-k at the same k. Without\n"
     "--model only the calibration is done.";
 
-static const char *mode, *match_k, *families = "topp,bh,threshold,skip,entropy,hc";
-static const char *model_dir, *kde_path, *routing_s = "recompute", *device = "cpu";
-static const char *out_path, *csv_path;
-static long max_tokens = 0, chunk = 4096, empirical_max = 32768, calib_tokens = 262144;
-static long match_max_k = 0, threads = 0;
-static double tol = 0.01;
-static int exact, force, quiet;
 
 /* "a,b(c=1,d={2,3}),e" -> items split at top-level commas (xstrdup'd) */
 static int split_top(const char *s, char **items, int max) {
@@ -91,41 +85,55 @@ static void topk_spec(int k, const olmoe_policy_cli *cli, int *used, char *buf, 
     snprintf(buf + at, n - at, ")");
 }
 
-int olmoe_match_main(int argc, char **argv) {
-    static olmoe_policy_cli cli;
+/* the command line of --match-k */
+typedef struct {
+    const char *mode, *match_k, *families;
+    const char *model_dir, *kde_path, *routing_s, *device;
+    const char *out_path, *csv_path;
+    long max_tokens, chunk, empirical_max, calib_tokens;
+    long match_max_k, threads;
+    double tol;
+    int exact, force, quiet;
+} match_opts;
+
+int cmd_replay_match(int argc, char **argv) {
+    match_opts o = {.families = "topp,bh,threshold,skip,entropy,hc", .routing_s = "recompute",
+                    .device = "cpu", .chunk = 4096, .empirical_max = 32768,
+                    .calib_tokens = 262144, .tol = 0.01};
+    olmoe_policy_cli cli = {0};
     enum { OWN = 24 };
     olmoe_opt opts[OWN + OLMOE_POLICY_CLI_NOPTS + 1] = {
-        OPT_STRING("mode", &mode, "MODE", "replay (default), exact (= --exact) or stats (calibrate only)"),
-        OPT_STRING("match-k", &match_k, "LIST", "target mean experts per token-layer, e.g. 1,2,4,8"),
-        OPT_STRING("families", &families, "LIST",
+        OPT_STRING("mode", &o.mode, "MODE", "replay (default), exact (= --exact) or stats (calibrate only)"),
+        OPT_STRING("match-k", &o.match_k, "LIST", "target mean experts per token-layer, e.g. 1,2,4,8"),
+        OPT_STRING("families", &o.families, "LIST",
                    "families to calibrate, specs without their knob (default "
                    "topp,bh,threshold,skip,entropy,hc)"),
-        OPT_DOUBLE("match-tol", &tol, "X", "how close the mean must come (default 0.01)"),
-        OPT_LONG_RANGE("match-max-k", &match_max_k, "N",
+        OPT_DOUBLE("match-tol", &o.tol, "X", "how close the mean must come (default 0.01)"),
+        OPT_LONG_RANGE("match-max-k", &o.match_max_k, "N",
                        "max_k of families whose spec has none (default 2 x the trace's top_k, at "
                        "most E)", 1, OLMOE_POLICY_MAX_E),
-        OPT_LONG_RANGE("calib-tokens", &calib_tokens, "N",
+        OPT_LONG_RANGE("calib-tokens", &o.calib_tokens, "N",
                        "calibrate on at most N tokens, spread evenly (default 262144; 0 = all)",
                        0, 1L << 40),
-        OPT_LONG_RANGE("threads", &threads, "N", "threads for calibration (default: every CPU)",
+        OPT_LONG_RANGE("threads", &o.threads, "N", "threads for calibration (default: every CPU)",
                        1, 64),
-        OPT_STRING("model", &model_dir, "DIR", "the checkpoint, to score (without it: calibrate only)"),
-        OPT_STRING("kde", &kde_path, "FILE", "null distributions for pvalue=kde (olmoe-kde fit)"),
-        OPT_FLAG("exact", &exact, "score with the exact forward pass too"),
-        OPT_STRING("routing", &routing_s, "HOW", "replay: recompute (default) or captured"),
-        OPT_STRING("device", &device, "DEV", "cpu (default) or cuda"),
-        OPT_STRING("out", &out_path, "FILE", "results in a new HDF5 file instead of the trace"),
-        OPT_STRING("csv", &csv_path, "FILE", "write the table as CSV"),
-        OPT_LONG_RANGE("max-tokens", &max_tokens, "N",
+        OPT_STRING("model", &o.model_dir, "DIR", "the checkpoint, to score (without it: calibrate only)"),
+        OPT_STRING("kde", &o.kde_path, "FILE", "null distributions for pvalue=kde (olmoe-kde fit)"),
+        OPT_FLAG("exact", &o.exact, "score with the exact forward pass too"),
+        OPT_STRING("routing", &o.routing_s, "HOW", "replay: recompute (default) or captured"),
+        OPT_STRING("device", &o.device, "DEV", "cpu (default) or cuda"),
+        OPT_STRING("out", &o.out_path, "FILE", "results in a new HDF5 file instead of the trace"),
+        OPT_STRING("csv", &o.csv_path, "FILE", "write the table as CSV"),
+        OPT_LONG_RANGE("max-tokens", &o.max_tokens, "N",
                        "only the windows within the first N tokens (scoring and calibration on "
                        "the trace itself)", 1, 1L << 62),
-        OPT_LONG_RANGE("chunk", &chunk, "N", "tokens per chunk of whole windows (default 4096)", 1,
+        OPT_LONG_RANGE("chunk", &o.chunk, "N", "tokens per chunk of whole windows (default 4096)", 1,
                        1L << 24),
-        OPT_LONG_RANGE("empirical-max", &empirical_max, "N",
+        OPT_LONG_RANGE("empirical-max", &o.empirical_max, "N",
                        "pvalue=empirical: at most N tokens per expert (default 32768; 0 = all)", 0,
                        1L << 40),
-        OPT_FLAG("force", &force, "overwrite existing outputs and results"),
-        OPT_FLAG("quiet", &quiet, "no notes or progress"),
+        OPT_FLAG("force", &o.force, "overwrite existing outputs and results"),
+        OPT_FLAG("quiet", &o.quiet, "no notes or progress"),
         OPT_END};
     int own = 0;
     while (opts[own].name) own++;
@@ -134,49 +142,49 @@ int olmoe_match_main(int argc, char **argv) {
 
     char *command = olmoe_join_argv(argc, argv);
     int npos = olmoe_opt_parse(argc, argv, opts, usage);
-    olmoe_quiet = quiet;
+    olmoe_quiet = o.quiet;
     if (npos != 1) die_usage(npos ? "one trace, please" : "which trace? (olmoe-replay TRACE --match-k 1,2,4,8 ...)");
-    if (!match_k) die_usage("--match-k LIST is required here");
-    if (mode && strcmp(mode, "exact") == 0) exact = 1;
-    else if (mode && strcmp(mode, "stats") == 0 && model_dir)
+    if (!o.match_k) die_usage("--match-k LIST is required here");
+    if (o.mode && strcmp(o.mode, "exact") == 0) o.exact = 1;
+    else if (o.mode && strcmp(o.mode, "stats") == 0 && o.model_dir)
         die_usage("--mode stats with --match-k calibrates only: leave out --model");
-    else if (mode && strcmp(mode, "replay") != 0 && strcmp(mode, "stats") != 0)
-        die_usage("--match-k goes with --mode replay, exact or stats, not '%s'", mode);
+    else if (o.mode && strcmp(o.mode, "replay") != 0 && strcmp(o.mode, "stats") != 0)
+        die_usage("--match-k goes with --mode replay, exact or stats, not '%s'", o.mode);
     if (cli.n_policies || cli.sweep)
         die_usage("--policy and --sweep do not go with --match-k (choose families with --families)");
-    if (!(tol > 0 && tol < 1e6)) die_usage("--match-tol must be > 0");
+    if (!(o.tol > 0 && o.tol < 1e6)) die_usage("--match-tol must be > 0");
     olmoe_replay_routing routing;
-    if (strcmp(routing_s, "recompute") == 0) routing = OLMOE_ROUTING_RECOMPUTE;
-    else if (strcmp(routing_s, "captured") == 0) routing = OLMOE_ROUTING_CAPTURED;
-    else die_usage("--routing: '%s' is neither recompute nor captured", routing_s);
-    if (exact && !model_dir) die_usage("--exact needs --model DIR");
+    if (strcmp(o.routing_s, "recompute") == 0) routing = OLMOE_ROUTING_RECOMPUTE;
+    else if (strcmp(o.routing_s, "captured") == 0) routing = OLMOE_ROUTING_CAPTURED;
+    else die_usage("--routing: '%s' is neither recompute nor captured", o.routing_s);
+    if (o.exact && !o.model_dir) die_usage("--exact needs --model DIR");
     olmoe_match_table tab;
     memset(&tab, 0, sizeof tab);
-    tab.n_targets = parse_targets(match_k, tab.targets, 64);
+    tab.n_targets = parse_targets(o.match_k, tab.targets, 64);
     const char *trace_path = argv[0];
     const char *calib_path = cli.calibrate ? cli.calibrate : trace_path;
 
     olmoe_cmd_output rc, ro;
-    olmoe_cmd_reserve(&rc, csv_path, force);
-    olmoe_cmd_reserve(&ro, out_path, force);
+    if (olmoe_cmd_reserve(&rc, o.csv_path, o.force) != 0) die("%s", olmoe_error());
+    if (olmoe_cmd_reserve(&ro, o.out_path, o.force) != 0) die("%s", olmoe_error());
 
     olmoe_trace *t = olmoe_trace_open(trace_path);
     if (!t) die("%s", olmoe_error());
     const olmoe_trace_info *in = olmoe_trace_info_of(t);
     const int L = in->meta.n_layers, E = in->meta.n_experts;
     if (!in->complete) warnf("%s: the trace is incomplete (its capture did not finish)", trace_path);
-    if (model_dir && !in->has_residuals)
+    if (o.model_dir && !in->has_residuals)
         die("%s: no attention residuals to replay (capture with --save-residuals)", trace_path);
     for (int j = 0; j < tab.n_targets; j++)
         if (tab.targets[j] > E) die_usage("--match-k: %g is more than the %d experts", tab.targets[j], E);
     int64_t N = in->n_tokens;
-    if (max_tokens > 0 && max_tokens < N) N = max_tokens;
-    int dmax = (int)match_max_k;
+    if (o.max_tokens > 0 && o.max_tokens < N) N = o.max_tokens;
+    int dmax = (int)o.match_max_k;
     if (!dmax) dmax = 2 * in->meta.top_k < E ? 2 * in->meta.top_k : E;
 
     /* families, with the policy options */
     char *fspec[32];
-    int nf = split_top(families, fspec, 32), used[OLMOE_PARAM_COUNT] = {0};
+    int nf = split_top(o.families, fspec, 32), used[OLMOE_PARAM_COUNT] = {0};
     if (nf == 0) die_usage("--families: none given");
     olmoe_match_family *fam = xcalloc((size_t)nf, sizeof *fam);
     for (int i = 0; i < nf; i++) {
@@ -207,15 +215,16 @@ int olmoe_match_main(int argc, char **argv) {
         need_kde |= olmoe_policy_needs(&probe, OLMOE_PVALUE_KDE);
         need_emp |= olmoe_policy_needs(&probe, OLMOE_PVALUE_EMPIRICAL);
     }
-    if (kde_path) {
-        olmoe_cmd_load_null(kde_path, trace_path, &in->meta, &null, &cdf);
+    if (o.kde_path) {
+        if (olmoe_cmd_load_null(o.kde_path, trace_path, &in->meta, &null, &cdf) != 0)
+            die("%s", olmoe_error());
         m.null = &cdf;
     } else if (need_kde) {
         die_usage("pvalue=kde needs --kde NULL.h5 (make one with olmoe-kde fit %s --out null.h5), "
                   "or use --pvalue pseudo|empirical", trace_path);
     }
-    static float one = 0;
-    static olmoe_policy_empirical fake;
+    float one = 0;
+    olmoe_policy_empirical fake;
     olmoe_policy_model m0 = m;
     if (need_emp) {
         fake = (olmoe_policy_empirical){L, E, 1, 1, 1, 1, &one};
@@ -225,12 +234,12 @@ int olmoe_match_main(int argc, char **argv) {
         if (olmoe_match_policy(&fam[i], fam[i].knob.per_expert ? 1.0 : fam[i].knob.hi, &m0,
                                &probe) != 0)
             die("%s", olmoe_error());
-    if (!out_path && !force && olmoe_h5_exists(olmoe_trace_hid(t), "match") == 1)
+    if (!o.out_path && !o.force && olmoe_h5_exists(olmoe_trace_hid(t), "match") == 1)
         die("%s: /match already exists (--force replaces it)", trace_path);
     olmoe_policy_empirical emp;
     memset(&emp, 0, sizeof emp);
     if (need_emp) {
-        olmoe_cmd_empirical(t, N, empirical_max, &emp);
+        if (olmoe_cmd_empirical(t, N, o.empirical_max, &emp) != 0) die("%s", olmoe_error());
         m.emp = &emp;
     }
     olmoe_trace_close(t);
@@ -238,13 +247,13 @@ int olmoe_match_main(int argc, char **argv) {
     /* calibration */
     olmoe_match_data d;
     int same = strcmp(calib_path, trace_path) == 0;
-    if (olmoe_match_data_load(&d, calib_path, same ? N : 0, calib_tokens) != 0)
+    if (olmoe_match_data_load(&d, calib_path, same ? N : 0, o.calib_tokens) != 0)
         die("%s", olmoe_error());
     if (d.n_layers != L || d.n_experts != E)
         die("%s: %d layers x %d experts, %s has %d x %d", calib_path, d.n_layers, d.n_experts,
             trace_path, L, E);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    d.n_threads = threads ? (int)threads : (ncpu > 0 ? (int)(ncpu < 64 ? ncpu : 64) : 1);
+    d.n_threads = o.threads ? (int)o.threads : (ncpu > 0 ? (int)(ncpu < 64 ? ncpu : 64) : 1);
     notef("calibrating %d famil%s x %d targets on %s (%lld tokens%s)", nf, nf == 1 ? "y" : "ies",
           tab.n_targets, calib_path, (long long)d.n_rows, d.stride > 1 ? ", subsampled" : "");
     tab.trace = trace_path;
@@ -253,7 +262,7 @@ int olmoe_match_main(int argc, char **argv) {
     tab.calib_trace_tokens = d.n_trace;
     tab.calib_stride = d.stride;
     memcpy(tab.calib_checksum, d.checksum, sizeof tab.calib_checksum);
-    tab.tol = tol;
+    tab.tol = o.tol;
     tab.default_max_k = dmax;
     tab.command = command;
     int npts = nf * tab.n_targets;
@@ -262,7 +271,7 @@ int olmoe_match_main(int argc, char **argv) {
     for (int i = 0; i < nf; i++)
         for (int j = 0; j < tab.n_targets; j++) {
             olmoe_match_point *p = &pt[i * tab.n_targets + j];
-            if (olmoe_match_solve(&d, &fam[i], &m, tab.targets[j], tol, p) != 0)
+            if (olmoe_match_solve(&d, &fam[i], &m, tab.targets[j], o.tol, p) != 0)
                 die("%s", olmoe_error());
             notef("%s at %g: %s=%.6g, mean k %.4f%s%s (%d evaluations)", fam[i].name,
                   tab.targets[j], fam[i].knob.param, p->value, p->achieved,
@@ -298,33 +307,33 @@ int olmoe_match_main(int argc, char **argv) {
     olmoe_replay_run run;
     memset(&run, 0, sizeof run);
     olmoe_model model;
-    int scored = model_dir != NULL;
+    int scored = o.model_dir != NULL;
     olmoe_policy **pols = xmalloc(xmul((size_t)set.n, sizeof *pols));
     for (int i = 0; i < set.n; i++) pols[i] = &set.items[i];
     if (scored) {
-        if (!out_path && !force) {
+        if (!o.out_path && !o.force) {
             hid_t f = olmoe_h5_open(trace_path, 0);
             if (f < 0) die("%s", olmoe_error());
             const char *which = NULL;
-            int c = olmoe_replay_h5_conflict(f, pols, set.n, 1, exact, 0, &which);
+            int c = olmoe_replay_h5_conflict(f, pols, set.n, 1, o.exact, 0, &which);
             olmoe_h5_close(f);
             if (c < 0) die("%s: %s", trace_path, olmoe_error());
             if (c > 0) die("%s: /%s already exists (--force replaces it)", trace_path, which);
         }
-        if (olmoe_model_open(model_dir, &model) != 0) die("%s", olmoe_error());
-        olmoe_replay_opts o = {.trace_path = trace_path, .model = &model, .policies = pols,
-                               .n_policies = set.n, .do_replay = 1, .do_exact = exact,
-                               .routing = routing, .device = device, .max_tokens = max_tokens,
-                               .chunk_tokens = chunk, .self_check = 1, .bind_model = &m,
-                               .progress = !quiet};
-        notef("scoring %d policies: replay%s on %s", set.n, exact ? " and exact" : "", device);
-        if (olmoe_replay_run_all(&o, &run) != 0) die("%s", olmoe_error());
+        if (olmoe_model_open(o.model_dir, &model) != 0) die("%s", olmoe_error());
+        olmoe_replay_opts ropt = {.trace_path = trace_path, .model = &model, .policies = pols,
+                               .n_policies = set.n, .do_replay = 1, .do_exact = o.exact,
+                               .routing = routing, .device = o.device, .max_tokens = o.max_tokens,
+                               .chunk_tokens = o.chunk, .self_check = 1, .bind_model = &m,
+                               .progress = !o.quiet};
+        notef("scoring %d policies: replay%s on %s", set.n, o.exact ? " and exact" : "", o.device);
+        if (olmoe_replay_run_all(&ropt, &run) != 0) die("%s", olmoe_error());
         notef("%.2f s wall, %.2f s reading the trace", run.total_seconds, run.read_seconds);
     }
 
     /* the table: per kind, per target, top-k then the families */
     const char *kinds[2] = {scored ? "replay" : "calibration", "exact"};
-    for (int kk = 0; kk < (exact ? 2 : 1); kk++) {
+    for (int kk = 0; kk < (o.exact ? 2 : 1); kk++) {
         olmoe_replay_kind rk = kk ? OLMOE_KIND_EXACT : OLMOE_KIND_REPLAY;
         for (int j = 0; j < tab.n_targets; j++) {
             double ref_ppl = NAN;
@@ -371,20 +380,16 @@ int olmoe_match_main(int argc, char **argv) {
     if (rc.used && olmoe_match_write_csv(&tab, rc.out.tmp) != 0) die("%s", olmoe_error());
     hid_t f = ro.used ? olmoe_h5_create(ro.out.tmp) : olmoe_h5_open(trace_path, 1);
     if (f < 0) die("%s", olmoe_error());
-    if (ro.used && (olmoe_h5_set_attr_str(f, ".", "format", "olmoe-replay") != 0 ||
-                    olmoe_h5_set_attr_i32(f, ".", "format_version", 1) != 0 ||
-                    olmoe_h5_set_attr_str(f, ".", "trace", trace_path) != 0 ||
-                    olmoe_h5_set_attr_str(f, ".", "model_dir", model_dir ? model_dir : "") != 0 ||
-                    olmoe_h5_set_attr_str(f, ".", "command", command) != 0))
-        die("%s: %s", out_path, olmoe_error());
-    if ((scored && olmoe_replay_write_h5(&run, NULL, f, force) != 0) ||
-        olmoe_match_write_h5(&tab, f, force) != 0) {
+    if (ro.used && olmoe_replay_results_attrs(f, trace_path, o.model_dir, command) != 0)
+        die("%s: %s", o.out_path, olmoe_error());
+    if ((scored && olmoe_replay_write_h5(&run, NULL, f, o.force) != 0) ||
+        olmoe_match_write_h5(&tab, f, o.force) != 0) {
         olmoe_h5_close(f);
-        die("%s: %s", ro.used ? out_path : trace_path, olmoe_error());
+        die("%s: %s", ro.used ? o.out_path : trace_path, olmoe_error());
     }
     if (olmoe_h5_close(f) != 0) die("%s", olmoe_error());
-    olmoe_cmd_commit(&rc);
-    olmoe_cmd_commit(&ro);
+    if (olmoe_cmd_commit(&rc) != 0) die("%s", olmoe_error());
+    if (olmoe_cmd_commit(&ro) != 0) die("%s", olmoe_error());
     if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
 
     if (scored) {

@@ -1,4 +1,4 @@
-/* stats_cmd.c: olmoe-replay --mode stats: policies applied to a trace's
+/* main_replay_stats.c: olmoe-replay --mode stats: policies applied to a trace's
  * captured router logits (no model), routing statistics out.
  *
  * Order: options -> policies parsed and validated -> outputs reserved
@@ -8,6 +8,7 @@
  * routing every policy -> outputs committed. */
 #include "common.h"
 #include "policy.h"
+#include "main_replay.h"
 #include "stats.h"
 
 #include <jansson.h>
@@ -21,27 +22,32 @@ static const char usage[] =
     "model: experts per token, expert load, overlap with the baseline top-k, expert\n"
     "compute relative to the baseline; overall, per layer and per document group.";
 
-static const char *mode, *kde_path, *json_path, *csv_path, *out_path;
-static long max_tokens = 0, empirical_max = 32768;
-static int store, force, quiet, per_layer;
 
-int olmoe_replay_stats_main(int argc, char **argv) {
-    static olmoe_policy_cli cli;
+/* the command line of --mode stats */
+typedef struct {
+    const char *mode, *kde_path, *json_path, *csv_path, *out_path;
+    long max_tokens, empirical_max;
+    int store, force, quiet, per_layer;
+} stats_opts;
+
+int cmd_replay_stats(int argc, char **argv) {
+    stats_opts o = {.empirical_max = 32768};
+    olmoe_policy_cli cli = {0};
     enum { OWN = 12 };
     olmoe_opt opts[OWN + OLMOE_POLICY_CLI_NOPTS + 1] = {
-        OPT_STRING("mode", &mode, "MODE", "stats"),
-        OPT_STRING("kde", &kde_path, "FILE", "null distributions for pvalue=kde (olmoe-kde fit)"),
-        OPT_STRING("json", &json_path, "FILE", "write the statistics as JSON"),
-        OPT_STRING("csv", &csv_path, "FILE", "write summaries as CSV (policy x group x layer)"),
-        OPT_FLAG("store", &store, "store the results in the trace under /stats/<policy id>"),
-        OPT_STRING("out", &out_path, "FILE", "store the results in a new HDF5 file instead"),
-        OPT_LONG_RANGE("max-tokens", &max_tokens, "N", "only the first N tokens", 1, 1L << 62),
-        OPT_LONG_RANGE("empirical-max", &empirical_max, "N",
+        OPT_STRING("mode", &o.mode, "MODE", "stats"),
+        OPT_STRING("kde", &o.kde_path, "FILE", "null distributions for pvalue=kde (olmoe-kde fit)"),
+        OPT_STRING("json", &o.json_path, "FILE", "write the statistics as JSON"),
+        OPT_STRING("csv", &o.csv_path, "FILE", "write summaries as CSV (policy x group x layer)"),
+        OPT_FLAG("store", &o.store, "store the results in the trace under /stats/<policy id>"),
+        OPT_STRING("out", &o.out_path, "FILE", "store the results in a new HDF5 file instead"),
+        OPT_LONG_RANGE("max-tokens", &o.max_tokens, "N", "only the first N tokens", 1, 1L << 62),
+        OPT_LONG_RANGE("empirical-max", &o.empirical_max, "N",
                        "pvalue=empirical: at most N tokens per expert (default 32768; 0 = all)", 0,
                        1L << 40),
-        OPT_FLAG("per-layer", &per_layer, "print a row per layer too"),
-        OPT_FLAG("force", &force, "overwrite existing outputs and /stats groups"),
-        OPT_FLAG("quiet", &quiet, "no notes or progress"),
+        OPT_FLAG("per-layer", &o.per_layer, "print a row per layer too"),
+        OPT_FLAG("force", &o.force, "overwrite existing outputs and /stats groups"),
+        OPT_FLAG("quiet", &o.quiet, "no notes or progress"),
         OPT_END};
     int own = 0;
     while (opts[own].name) own++;
@@ -50,40 +56,40 @@ int olmoe_replay_stats_main(int argc, char **argv) {
 
     char *command = olmoe_join_argv(argc, argv);
     int npos = olmoe_opt_parse(argc, argv, opts, usage);
-    olmoe_quiet = quiet;
+    olmoe_quiet = o.quiet;
     if (npos != 1) die_usage(npos ? "one trace, please" : "which trace? (olmoe-replay TRACE --mode stats ...)");
-    if (store && out_path) die_usage("--store and --out: choose one place for the results");
+    if (o.store && o.out_path) die_usage("--store and --out: choose one place for the results");
     olmoe_policy_set set = {0};
     if (olmoe_policy_cli_build(&cli, &set) != 0) die_usage("%s", olmoe_error());
     const char *trace_path = argv[0];
 
     olmoe_cmd_output rj, rc, ro;
-    olmoe_cmd_reserve(&rj, json_path, force);
-    olmoe_cmd_reserve(&rc, csv_path, force);
-    olmoe_cmd_reserve(&ro, out_path, force);
+    if (olmoe_cmd_reserve(&rj, o.json_path, o.force) != 0) die("%s", olmoe_error());
+    if (olmoe_cmd_reserve(&rc, o.csv_path, o.force) != 0) die("%s", olmoe_error());
+    if (olmoe_cmd_reserve(&ro, o.out_path, o.force) != 0) die("%s", olmoe_error());
 
     olmoe_trace *t = olmoe_trace_open(trace_path);
     if (!t) die("%s", olmoe_error());
     const olmoe_trace_info *in = olmoe_trace_info_of(t);
     if (!in->complete) warnf("%s: the trace is incomplete (its capture did not finish)", trace_path);
     int64_t N = in->n_tokens;
-    if (max_tokens > 0 && max_tokens < N) N = max_tokens;
+    if (o.max_tokens > 0 && o.max_tokens < N) N = o.max_tokens;
 
     olmoe_kde_null null;
     olmoe_kde_cdf cdf;
     memset(&null, 0, sizeof null);
     memset(&cdf, 0, sizeof cdf);
     olmoe_policy_model m = {in->meta.n_layers, in->meta.n_experts, in->meta.norm_topk_prob, NULL, NULL};
-    if (kde_path) {
-        if (olmoe_kde_read(kde_path, &null) != 0) die("%s", olmoe_error());
+    if (o.kde_path) {
+        if (olmoe_kde_read(o.kde_path, &null) != 0) die("%s", olmoe_error());
         if (null.n_layers != m.n_layers)
-            die("%s: fitted to a model of %d layers, %s has %d", kde_path, null.n_layers,
+            die("%s: fitted to a model of %d layers, %s has %d", o.kde_path, null.n_layers,
                 trace_path, m.n_layers);
         if (null.model_checksum[0] && in->meta.model_checksum[0] &&
             strcmp(null.model_checksum, in->meta.model_checksum) != 0)
             warnf("%s: fitted on a trace of another model (checksum %.12s..., this trace %.12s...)",
-                  kde_path, null.model_checksum, in->meta.model_checksum);
-        if (olmoe_kde_cdf_init(&cdf, &null, m.n_layers) != 0) die("%s: %s", kde_path, olmoe_error());
+                  o.kde_path, null.model_checksum, in->meta.model_checksum);
+        if (olmoe_kde_cdf_init(&cdf, &null, m.n_layers) != 0) die("%s: %s", o.kde_path, olmoe_error());
         m.null = &cdf;
     } else if (olmoe_policy_set_needs(&set, OLMOE_PVALUE_KDE)) {
         die_usage("pvalue=kde needs --kde NULL.h5 (make one with olmoe-kde fit %s --out null.h5), "
@@ -103,12 +109,12 @@ int olmoe_replay_stats_main(int argc, char **argv) {
     }
     if (olmoe_policy_set_bind(&set, &m0) != 0) die("%s", olmoe_error());
     if (need_emp) {
-        olmoe_cmd_empirical(t, N, empirical_max, &emp);
+        if (olmoe_cmd_empirical(t, N, o.empirical_max, &emp) != 0) die("%s", olmoe_error());
         m.emp = &emp;
         if (olmoe_policy_set_bind(&set, &m) != 0) die("%s", olmoe_error());
     }
 
-    if (store && !force)
+    if (o.store && !o.force)
         for (int i = 0; i < set.n; i++) {
             char g[OLMOE_POLICY_ID_MAX + 16];
             snprintf(g, sizeof g, "stats/%s", set.items[i].id);
@@ -130,8 +136,8 @@ int olmoe_replay_stats_main(int argc, char **argv) {
           "token-layers/s per policy and core)",
           st.seconds_total, st.seconds_read, route_s, route_s > 0 ? routed / route_s / 1e6 : 0);
 
-    olmoe_stats_print_table(&st, stdout, per_layer);
-    if (rj.used && olmoe_stats_write_json(&st, rj.out.tmp, trace_path, kde_path) != 0)
+    olmoe_stats_print_table(&st, stdout, o.per_layer);
+    if (rj.used && olmoe_stats_write_json(&st, rj.out.tmp, trace_path, o.kde_path) != 0)
         die("%s", olmoe_error());
     if (rc.used && olmoe_stats_write_csv(&st, rc.out.tmp) != 0) die("%s", olmoe_error());
     if (ro.used) {
@@ -141,8 +147,8 @@ int olmoe_replay_stats_main(int argc, char **argv) {
         for (int g = 1; g < st.n_scopes; g++) json_array_append_new(groups, json_string(st.group_names[g - 1]));
         char *gj = json_dumps(groups, JSON_COMPACT);
         json_decref(groups);
-        if (olmoe_h5_set_attr_str(f, ".", "format", "olmoe-stats") != 0 ||
-            olmoe_h5_set_attr_i32(f, ".", "format_version", 1) != 0 ||
+        if (olmoe_h5_set_attr_str(f, ".", "format", OLMOE_STATS_FORMAT) != 0 ||
+            olmoe_h5_set_attr_i32(f, ".", "format_version", OLMOE_STATS_FORMAT_VERSION) != 0 ||
             olmoe_h5_set_attr_str(f, ".", "trace", trace_path) != 0 ||
             olmoe_h5_set_attr_str(f, ".", "command", command) != 0 ||
             olmoe_h5_set_attr_str(f, ".", "groups", gj) != 0 ||
@@ -150,18 +156,18 @@ int olmoe_replay_stats_main(int argc, char **argv) {
             die("%s", olmoe_error());
         free(gj);
     }
-    if (store) {
+    if (o.store) {
         hid_t f = olmoe_h5_open(trace_path, 1);
         if (f < 0) die("%s", olmoe_error());
-        if (olmoe_stats_write_h5(&st, f, trace_path, force) != 0) {
+        if (olmoe_stats_write_h5(&st, f, trace_path, o.force) != 0) {
             olmoe_h5_close(f);
             die("%s", olmoe_error());
         }
         if (olmoe_h5_close(f) != 0) die("%s", olmoe_error());
     }
-    olmoe_cmd_commit(&rj);
-    olmoe_cmd_commit(&rc);
-    olmoe_cmd_commit(&ro);
+    if (olmoe_cmd_commit(&rj) != 0) die("%s", olmoe_error());
+    if (olmoe_cmd_commit(&rc) != 0) die("%s", olmoe_error());
+    if (olmoe_cmd_commit(&ro) != 0) die("%s", olmoe_error());
     if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
     olmoe_stats_free(&st);
     olmoe_policy_empirical_free(&emp);
