@@ -208,6 +208,9 @@ typedef struct {
     FILE *out;
     int csv;
     int64_t start, count; /* rows of what is exported */
+    const char *tokenizer; /* --tokenizer, else the trace's model_dir/tokenizer.json */
+    olmoe_decisions_opts decisions; /* --what decisions: --policy, --kind, --results */
+    long decisions_top;             /* --top */
 } export_ctx;
 
 static void put_raw(export_ctx *x, const void *p, size_t size, size_t n) {
@@ -291,17 +294,16 @@ static int ex_windows(export_ctx *x) {
 
 /* ---- text: the tokens decoded by the tokenizer the trace was captured with ---- */
 
-static const char *export_tokenizer; /* --tokenizer, else the trace's model_dir/tokenizer.json */
 
 /* csv: position,token,text with each token's own text (HF's decode([id]));
  * raw: the text of the whole range, decoded at once (UTF-8) */
 static int ex_text(export_ctx *x) {
     const olmoe_trace_meta *m = &x->in->meta;
-    char *path = export_tokenizer ? xstrdup(export_tokenizer)
+    char *path = x->tokenizer ? xstrdup(x->tokenizer)
                                   : olmoe_path_join(m->model_dir, "tokenizer.json");
     olmoe_tokenizer *tok;
     if (olmoe_tokenizer_open(path, &tok) != 0)
-        die("%s%s", olmoe_error(), export_tokenizer ? "" : " (give --tokenizer FILE)");
+        die("%s%s", olmoe_error(), x->tokenizer ? "" : " (give --tokenizer FILE)");
     const char *want = m->tokenizer_checksum ? m->tokenizer_checksum : "";
     if (want[0] && strcmp(want, olmoe_tokenizer_checksum(tok)) != 0)
         die("%s: checksum %s, but the trace was captured with tokenizer %s", path,
@@ -333,15 +335,12 @@ static int ex_text(export_ctx *x) {
 
 /* ---- decisions: where a policy spends or saves experts (
  * analyze/replay_decisions.c) ---- */
-static olmoe_decisions_opts decisions = {.top = 20, .context = 8};
-static long decisions_top = 20;
-
 static int ex_decisions(export_ctx *x) {
     if (!x->csv) die_usage("--what decisions is csv only");
-    if (!decisions.policy_id) die_usage("--what decisions needs --policy ID");
-    decisions.tokenizer = export_tokenizer;
-    decisions.top = (int)decisions_top;
-    if (olmoe_replay_export_decisions(x->t, &decisions, x->out) != 0) die("%s", olmoe_error());
+    if (!x->decisions.policy_id) die_usage("--what decisions needs --policy ID");
+    x->decisions.tokenizer = x->tokenizer;
+    x->decisions.top = (int)x->decisions_top;
+    if (olmoe_replay_export_decisions(x->t, &x->decisions, x->out) != 0) die("%s", olmoe_error());
     return 0;
 }
 /* ---- end decisions ---- */
@@ -366,22 +365,23 @@ static const exporter exporters[] = {
 };
 
 static int cmd_export(int argc, char **argv) {
-    static const char *what = NULL, *format = "csv", *outp = NULL;
-    static long start = 0, count = -1;
-    static int force = 0;
-    static const olmoe_opt opts[] = {
+    const char *what = NULL, *format = "csv", *outp = NULL;
+    long start = 0, count = -1;
+    int force = 0;
+    export_ctx x = {.out = stdout, .decisions = {.top = 20, .context = 8}, .decisions_top = 20};
+    const olmoe_opt opts[] = {
         OPT_STRING("what", &what, "KIND", "tokens, text, nll, argmax, logits, windows or decisions"),
-        OPT_STRING("tokenizer", &export_tokenizer, "FILE",
+        OPT_STRING("tokenizer", &x.tokenizer, "FILE",
                    "text: tokenizer.json (default: the trace's model_dir)"),
         OPT_STRING("format", &format, "FMT", "csv (default) or raw (little-endian binary)"),
         OPT_STRING("out", &outp, "FILE", "write to FILE instead of stdout"),
         OPT_FLAG("force", &force, "overwrite an existing --out file"),
         OPT_LONG_RANGE("start", &start, "N", "first position (per-token kinds)", 0, LONG_MAX),
         OPT_LONG_RANGE("count", &count, "N", "positions to export (default: to the end)", 0, LONG_MAX),
-        OPT_STRING("policy", &decisions.policy_id, "ID", "decisions: the policy (id or spec)"),
-        OPT_STRING("kind", &decisions.kind, "KIND", "decisions: replay or exact (default: replay if present)"),
-        OPT_STRING("results", &decisions.results, "FILE", "decisions: olmoe-replay --out file (default: the trace)"),
-        OPT_LONG_RANGE("top", &decisions_top, "N", "decisions: tokens to print (default 20)", 1, 1L << 30),
+        OPT_STRING("policy", &x.decisions.policy_id, "ID", "decisions: the policy (id or spec)"),
+        OPT_STRING("kind", &x.decisions.kind, "KIND", "decisions: replay or exact (default: replay if present)"),
+        OPT_STRING("results", &x.decisions.results, "FILE", "decisions: olmoe-replay --out file (default: the trace)"),
+        OPT_LONG_RANGE("top", &x.decisions_top, "N", "decisions: tokens to print (default 20)", 1, 1L << 30),
         OPT_END};
     int n = olmoe_opt_parse(argc, argv, opts,
                             "usage: olmoe-traces export FILE --what KIND [--format csv|raw] "
@@ -393,17 +393,20 @@ static int cmd_export(int argc, char **argv) {
         if (strcmp(e->name, what) == 0) ex = e;
     if (!ex)
         die_usage("--what: unknown kind '%s' (tokens, text, nll, argmax, logits, windows, decisions)", what);
-    if (export_tokenizer && ex->fn != ex_text && ex->fn != ex_decisions)
+    if (x.tokenizer && ex->fn != ex_text && ex->fn != ex_decisions)
         die_usage("--tokenizer goes with --what text or decisions");
-    if ((decisions.policy_id || decisions.kind || decisions.results) && ex->fn != ex_decisions)
+    if ((x.decisions.policy_id || x.decisions.kind || x.decisions.results) && ex->fn != ex_decisions)
         die_usage("--policy, --kind and --results go with --what decisions");
-    if (decisions.kind && strcmp(decisions.kind, "replay") != 0 && strcmp(decisions.kind, "exact") != 0)
-        die_usage("--kind: '%s' is neither replay nor exact", decisions.kind);
+    if (x.decisions.kind && strcmp(x.decisions.kind, "replay") != 0 &&
+        strcmp(x.decisions.kind, "exact") != 0)
+        die_usage("--kind: '%s' is neither replay nor exact", x.decisions.kind);
     int csv = strcmp(format, "csv") == 0;
     if (!csv && strcmp(format, "raw") != 0) die_usage("--format: '%s' is neither csv nor raw", format);
     if (!csv && !outp && isatty(STDOUT_FILENO))
         die_usage("raw output to a terminal: give --out FILE or redirect");
-    export_ctx x = {open_or_die(argv[0]), NULL, stdout, csv, start, 0};
+    x.t = open_or_die(argv[0]);
+    x.csv = csv;
+    x.start = start;
     x.in = olmoe_trace_info_of(x.t);
     if (ex->per_token) {
         if (start > x.in->n_tokens)
@@ -428,8 +431,8 @@ static int cmd_export(int argc, char **argv) {
 
 /* ---- merge: shard traces joined (traces/merge*.c) ---- */
 static int cmd_merge(int argc, char **argv) {
-    static int force = 0, copy = 0, quiet = 0;
-    static const olmoe_opt opts[] = {
+    int force = 0, copy = 0, quiet = 0;
+    const olmoe_opt opts[] = {
         OPT_FLAG("copy", &copy, "copy the data into OUT (self-contained) instead of virtual datasets"),
         OPT_FLAG("force", &force, "overwrite an existing OUT"),
         OPT_FLAG("quiet", &quiet, "print nothing on success"),
