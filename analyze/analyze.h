@@ -233,8 +233,6 @@ json_t *olmoe_analyze_jnum(double v);
 void olmoe_analyze_csv_str(FILE *f, const char *s);
 /* a token's text for a table: control characters, backslash and double quote escaped */
 void olmoe_analyze_escape(const char *s, char *buf, size_t n);
-/* a variable-length UTF-8 string dataset [n] at path under loc */
-int olmoe_analyze_h5_strings(hid_t loc, const char *path, char *const *s, int64_t n);
 /* Creates the result group /analyze/<analysis>/<leaf> of file under a
  * temporary name (returned open in *g): write into it, then
  * olmoe_analyze_h5_commit renames it into place (replacing an old result when

@@ -10,11 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TRY(call)                   \
-    do {                            \
-        if ((call) != 0) goto fail; \
-    } while (0)
-
 /* twice the average (1-based) rank of each value: 2 * #smaller + #equal + 1.
  * Counting instead of sorting is branch-free; the values are copied into
  * blocks of 8 padded with NaN (never smaller, never equal) so that the inner
@@ -269,20 +264,20 @@ json_t *olmoe_analyze_compare_json(const olmoe_analyze_compare *c) {
 
 int olmoe_analyze_compare_h5(const olmoe_analyze_compare *c, hid_t g) {
     int64_t d1[1] = {c->n_layers}, dw[1] = {c->n_worst};
-    TRY(olmoe_h5_write(g, "layer", OLMOE_H5_I32, 1, d1, c->layers));
-    TRY(olmoe_h5_write(g, "overlap", OLMOE_H5_F64, 1, d1, c->overlap));
-    TRY(olmoe_h5_write(g, "top1_agree", OLMOE_H5_F64, 1, d1, c->top1_agree));
-    TRY(olmoe_h5_write(g, "exact_agree", OLMOE_H5_F64, 1, d1, c->exact_agree));
-    TRY(olmoe_h5_write(g, "spearman", OLMOE_H5_F64, 1, d1, c->spearman));
-    TRY(olmoe_h5_write(g, "spearman_n", OLMOE_H5_I64, 1, d1, c->spearman_n));
-    TRY(olmoe_h5_write(g, "mean_k_a", OLMOE_H5_F64, 1, d1, c->mean_k_a));
-    TRY(olmoe_h5_write(g, "mean_k_b", OLMOE_H5_F64, 1, d1, c->mean_k_b));
-    TRY(olmoe_h5_write(g, "worst_position", OLMOE_H5_I64, 1, dw, c->worst_pos));
-    TRY(olmoe_h5_write(g, "worst_token", OLMOE_H5_I32, 1, dw, c->worst_token));
-    TRY(olmoe_h5_write(g, "worst_overlap", OLMOE_H5_F64, 1, dw, c->worst_overlap));
-    TRY(olmoe_h5_write(g, "worst_spearman", OLMOE_H5_F64, 1, dw, c->worst_spearman));
-    TRY(olmoe_h5_write(g, "worst_layer", OLMOE_H5_I32, 1, dw, c->worst_layer));
-    if (c->worst_text) TRY(olmoe_analyze_h5_strings(g, "worst_text", c->worst_text, c->n_worst));
+    OLMOE_TRY(olmoe_h5_write(g, "layer", OLMOE_H5_I32, 1, d1, c->layers));
+    OLMOE_TRY(olmoe_h5_write(g, "overlap", OLMOE_H5_F64, 1, d1, c->overlap));
+    OLMOE_TRY(olmoe_h5_write(g, "top1_agree", OLMOE_H5_F64, 1, d1, c->top1_agree));
+    OLMOE_TRY(olmoe_h5_write(g, "exact_agree", OLMOE_H5_F64, 1, d1, c->exact_agree));
+    OLMOE_TRY(olmoe_h5_write(g, "spearman", OLMOE_H5_F64, 1, d1, c->spearman));
+    OLMOE_TRY(olmoe_h5_write(g, "spearman_n", OLMOE_H5_I64, 1, d1, c->spearman_n));
+    OLMOE_TRY(olmoe_h5_write(g, "mean_k_a", OLMOE_H5_F64, 1, d1, c->mean_k_a));
+    OLMOE_TRY(olmoe_h5_write(g, "mean_k_b", OLMOE_H5_F64, 1, d1, c->mean_k_b));
+    OLMOE_TRY(olmoe_h5_write(g, "worst_position", OLMOE_H5_I64, 1, dw, c->worst_pos));
+    OLMOE_TRY(olmoe_h5_write(g, "worst_token", OLMOE_H5_I32, 1, dw, c->worst_token));
+    OLMOE_TRY(olmoe_h5_write(g, "worst_overlap", OLMOE_H5_F64, 1, dw, c->worst_overlap));
+    OLMOE_TRY(olmoe_h5_write(g, "worst_spearman", OLMOE_H5_F64, 1, dw, c->worst_spearman));
+    OLMOE_TRY(olmoe_h5_write(g, "worst_layer", OLMOE_H5_I32, 1, dw, c->worst_layer));
+    if (c->worst_text) OLMOE_TRY(olmoe_h5_write_strings(g, "worst_text", c->worst_text, c->n_worst));
     return 0;
 fail:
     return -1;

@@ -12,14 +12,6 @@
 #include <string.h>
 
 /* a failed raw HDF5 call: one line naming what, the call and file:line */
-#define H5_TRY(call, what)                                                                   \
-    do {                                                                                     \
-        if ((call) < 0) {                                                                    \
-            olmoe_errorf("%s: HDF5 call %s failed (%s:%d)", (what), #call, __FILE__, __LINE__); \
-            goto fail;                                                                       \
-        }                                                                                    \
-    } while (0)
-
 json_t *olmoe_analyze_jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 void olmoe_analyze_csv_str(FILE *f, const char *s) {
@@ -49,31 +41,6 @@ void olmoe_analyze_escape(const char *s, char *buf, size_t n) {
     buf[o] = '\0';
 }
 
-int olmoe_analyze_h5_strings(hid_t loc, const char *path, char *const *s, int64_t n) {
-    hid_t ty = H5I_INVALID_HID, sp = H5I_INVALID_HID, ds = H5I_INVALID_HID,
-          lcpl = H5I_INVALID_HID;
-    hsize_t dim = (hsize_t)n;
-    const char **v = xmalloc(((size_t)n + 1) * sizeof *v);
-    for (int64_t i = 0; i < n; i++) v[i] = s[i] ? s[i] : "";
-    int rc = -1;
-    H5_TRY(ty = H5Tcopy(H5T_C_S1), path);
-    H5_TRY(H5Tset_size(ty, H5T_VARIABLE), path);
-    H5_TRY(H5Tset_cset(ty, H5T_CSET_UTF8), path);
-    H5_TRY(sp = H5Screate_simple(1, &dim, NULL), path);
-    H5_TRY(lcpl = H5Pcreate(H5P_LINK_CREATE), path);
-    H5_TRY(H5Pset_create_intermediate_group(lcpl, 1), path);
-    H5_TRY(ds = H5Dcreate2(loc, path, ty, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT), path);
-    if (n > 0) H5_TRY(H5Dwrite(ds, ty, H5S_ALL, H5S_ALL, H5P_DEFAULT, v), path);
-    rc = 0;
-fail:
-    if (ds >= 0) H5Dclose(ds);
-    if (lcpl >= 0) H5Pclose(lcpl);
-    if (sp >= 0) H5Sclose(sp);
-    if (ty >= 0) H5Tclose(ty);
-    free(v);
-    return rc;
-}
-
 static char *group_path(const char *analysis, const char *leaf, int partial) {
     size_t n = strlen(analysis) + strlen(leaf) + 32;
     char *p = xmalloc(n);
@@ -93,7 +60,7 @@ int olmoe_analyze_h5_begin(hid_t file, const char *analysis, const char *leaf, i
         goto fail;
     }
     if (olmoe_h5_delete(file, tmp) != 0 || olmoe_h5_make_groups(file, tmp) != 0) goto fail;
-    H5_TRY(*g = H5Gopen2(file, tmp, H5P_DEFAULT), tmp);
+    H5_CHECK(*g = H5Gopen2(file, tmp, H5P_DEFAULT), "%s", tmp);
     rc = 0;
 fail:
     free(fin);
@@ -112,7 +79,7 @@ int olmoe_analyze_h5_commit(hid_t file, const char *analysis, const char *leaf, 
         goto fail;
     }
     if (e && olmoe_h5_delete(file, fin) != 0) goto fail;
-    H5_TRY(H5Lmove(file, tmp, file, fin, H5P_DEFAULT, H5P_DEFAULT), fin);
+    H5_CHECK(H5Lmove(file, tmp, file, fin, H5P_DEFAULT, H5P_DEFAULT), "%s", fin);
     rc = 0;
 fail:
     free(fin);

@@ -11,11 +11,6 @@
 #include <string.h>
 
 /* olmoe_h5_* calls name the dataset and the failing HDF5 call themselves */
-#define TRY(call)                    \
-    do {                             \
-        if ((call) != 0) goto fail;  \
-    } while (0)
-
 static void pairs_alloc(olmoe_analyze_pairs *p, int B, int E, int top) {
     memset(p, 0, sizeof *p);
     p->n_blocks = B, p->E = E, p->top = top;
@@ -288,22 +283,22 @@ int olmoe_analyze_pairs_h5(const olmoe_analyze_pairs *p, hid_t g) {
     int32_t *pairs = xmalloc(xmul((size_t)(B * T * 2 + 1), sizeof *pairs));
     for (int64_t x = 0; x < B * T; x++) pairs[2 * x] = p->top_i[x], pairs[2 * x + 1] = p->top_j[x];
     int rc = -1;
-    if (p->same_layer) TRY(olmoe_h5_write(g, "layer", OLMOE_H5_I32, 1, d1, p->from));
-    TRY(olmoe_h5_write(g, "layer_from", OLMOE_H5_I32, 1, d1, p->from));
-    TRY(olmoe_h5_write(g, "layer_to", OLMOE_H5_I32, 1, d1, p->to));
-    TRY(olmoe_h5_write(g, "n_tokens", OLMOE_H5_I64, 1, d1, p->n_tokens));
-    TRY(olmoe_h5_write(g, "count_from", OLMOE_H5_I64, 2, d2, p->count_from));
-    TRY(olmoe_h5_write(g, "count_to", OLMOE_H5_I64, 2, d2, p->count_to));
-    TRY(olmoe_h5_write(g, "count", OLMOE_H5_I64, 3, d3, p->count));
-    TRY(olmoe_h5_write(g, "prob", OLMOE_H5_F64, 3, d3, p->prob));
-    TRY(olmoe_h5_write(g, "max_cond_mean", OLMOE_H5_F64, 1, d1, p->max_cond_mean));
-    TRY(olmoe_h5_write(g, "indep_max_mean", OLMOE_H5_F64, 1, d1, p->indep_max_mean));
-    TRY(olmoe_h5_write(g, "lift", OLMOE_H5_F64, 1, d1, p->lift));
-    TRY(olmoe_h5_write(g, "mean_selected", OLMOE_H5_F64, 1, d1, p->mean_selected));
-    TRY(olmoe_h5_set_attr_i64(g, ".", "min_count", p->min_count));
+    if (p->same_layer) OLMOE_TRY(olmoe_h5_write(g, "layer", OLMOE_H5_I32, 1, d1, p->from));
+    OLMOE_TRY(olmoe_h5_write(g, "layer_from", OLMOE_H5_I32, 1, d1, p->from));
+    OLMOE_TRY(olmoe_h5_write(g, "layer_to", OLMOE_H5_I32, 1, d1, p->to));
+    OLMOE_TRY(olmoe_h5_write(g, "n_tokens", OLMOE_H5_I64, 1, d1, p->n_tokens));
+    OLMOE_TRY(olmoe_h5_write(g, "count_from", OLMOE_H5_I64, 2, d2, p->count_from));
+    OLMOE_TRY(olmoe_h5_write(g, "count_to", OLMOE_H5_I64, 2, d2, p->count_to));
+    OLMOE_TRY(olmoe_h5_write(g, "count", OLMOE_H5_I64, 3, d3, p->count));
+    OLMOE_TRY(olmoe_h5_write(g, "prob", OLMOE_H5_F64, 3, d3, p->prob));
+    OLMOE_TRY(olmoe_h5_write(g, "max_cond_mean", OLMOE_H5_F64, 1, d1, p->max_cond_mean));
+    OLMOE_TRY(olmoe_h5_write(g, "indep_max_mean", OLMOE_H5_F64, 1, d1, p->indep_max_mean));
+    OLMOE_TRY(olmoe_h5_write(g, "lift", OLMOE_H5_F64, 1, d1, p->lift));
+    OLMOE_TRY(olmoe_h5_write(g, "mean_selected", OLMOE_H5_F64, 1, d1, p->mean_selected));
+    OLMOE_TRY(olmoe_h5_set_attr_i64(g, ".", "min_count", p->min_count));
     if (T > 0) {
-        TRY(olmoe_h5_write(g, "top_pairs", OLMOE_H5_I32, 3, dtp, pairs));
-        TRY(olmoe_h5_write(g, "top_prob", OLMOE_H5_F64, 2, dt, p->top_prob));
+        OLMOE_TRY(olmoe_h5_write(g, "top_pairs", OLMOE_H5_I32, 3, dtp, pairs));
+        OLMOE_TRY(olmoe_h5_write(g, "top_prob", OLMOE_H5_F64, 2, dt, p->top_prob));
     }
     rc = 0;
 fail:

@@ -9,11 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TRY(call)                   \
-    do {                            \
-        if ((call) != 0) goto fail; \
-    } while (0)
-
 void olmoe_analyze_groupspec_free(olmoe_analyze_groupspec *g) {
     if (!g) return;
     for (int i = 0; g->group_names && i < g->G; i++) free(g->group_names[i]);
@@ -268,20 +263,20 @@ int olmoe_analyze_groupspec_h5(const olmoe_analyze_groupspec *o, hid_t g) {
     int32_t *cells = xmalloc(xmul((size_t)(NL * T * 2 + 1), sizeof *cells));
     for (int64_t x = 0; x < NL * T; x++) cells[2 * x] = o->top_e[x], cells[2 * x + 1] = o->top_g[x];
     int rc = -1;
-    TRY(olmoe_h5_write(g, "layer", OLMOE_H5_I32, 1, d1, o->layers));
-    TRY(olmoe_analyze_h5_strings(g, "group_names", o->group_names, G));
-    TRY(olmoe_h5_write(g, "group_tokens", OLMOE_H5_I64, 1, dg, o->group_tokens));
-    TRY(olmoe_h5_write(g, "group_share", OLMOE_H5_F64, 1, dg, o->group_share));
-    TRY(olmoe_h5_write(g, "count", OLMOE_H5_I64, 3, d3, o->count));
-    TRY(olmoe_h5_write(g, "share", OLMOE_H5_F64, 3, d3, o->share));
-    TRY(olmoe_h5_write(g, "lift", OLMOE_H5_F64, 3, d3, o->lift));
-    TRY(olmoe_h5_write(g, "routed_frac", OLMOE_H5_F64, 3, d3t, o->routed_frac));
-    TRY(olmoe_h5_write(g, "nmi", OLMOE_H5_F64, 1, d1, o->nmi));
-    TRY(olmoe_h5_write(g, "max_lift_mean", OLMOE_H5_F64, 1, d1, o->max_lift_mean));
-    TRY(olmoe_h5_write(g, "mean_selected", OLMOE_H5_F64, 1, d1, o->mean_selected));
-    if (T > 0) TRY(olmoe_h5_write(g, "top_cells", OLMOE_H5_I32, 3, dt, cells));
-    TRY(olmoe_h5_set_attr_i64(g, ".", "no_group_tokens", o->no_group_tokens));
-    TRY(olmoe_h5_set_attr_i64(g, ".", "min_count", o->min_count));
+    OLMOE_TRY(olmoe_h5_write(g, "layer", OLMOE_H5_I32, 1, d1, o->layers));
+    OLMOE_TRY(olmoe_h5_write_strings(g, "group_names", o->group_names, G));
+    OLMOE_TRY(olmoe_h5_write(g, "group_tokens", OLMOE_H5_I64, 1, dg, o->group_tokens));
+    OLMOE_TRY(olmoe_h5_write(g, "group_share", OLMOE_H5_F64, 1, dg, o->group_share));
+    OLMOE_TRY(olmoe_h5_write(g, "count", OLMOE_H5_I64, 3, d3, o->count));
+    OLMOE_TRY(olmoe_h5_write(g, "share", OLMOE_H5_F64, 3, d3, o->share));
+    OLMOE_TRY(olmoe_h5_write(g, "lift", OLMOE_H5_F64, 3, d3, o->lift));
+    OLMOE_TRY(olmoe_h5_write(g, "routed_frac", OLMOE_H5_F64, 3, d3t, o->routed_frac));
+    OLMOE_TRY(olmoe_h5_write(g, "nmi", OLMOE_H5_F64, 1, d1, o->nmi));
+    OLMOE_TRY(olmoe_h5_write(g, "max_lift_mean", OLMOE_H5_F64, 1, d1, o->max_lift_mean));
+    OLMOE_TRY(olmoe_h5_write(g, "mean_selected", OLMOE_H5_F64, 1, d1, o->mean_selected));
+    if (T > 0) OLMOE_TRY(olmoe_h5_write(g, "top_cells", OLMOE_H5_I32, 3, dt, cells));
+    OLMOE_TRY(olmoe_h5_set_attr_i64(g, ".", "no_group_tokens", o->no_group_tokens));
+    OLMOE_TRY(olmoe_h5_set_attr_i64(g, ".", "min_count", o->min_count));
     rc = 0;
 fail:
     free(cells);

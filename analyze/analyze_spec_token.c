@@ -13,11 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TRY(call)                   \
-    do {                            \
-        if ((call) != 0) goto fail; \
-    } while (0)
-
 void olmoe_analyze_tokenspec_free(olmoe_analyze_tokenspec *t) {
     if (!t) return;
     for (int i = 0; t->text && i < t->n_ids; i++) free(t->text[i]);
@@ -297,18 +292,18 @@ int olmoe_analyze_tokenspec_h5(const olmoe_analyze_tokenspec *t, hid_t g) {
     for (size_t i = 0; i < let; i++)
         vid[i] = t->expert_top_ids[i] >= 0 ? t->ids[t->expert_top_ids[i]] : -1;
     int rc = -1;
-    TRY(olmoe_h5_write(g, "layer", OLMOE_H5_I32, 1, d1, t->layers));
-    TRY(olmoe_h5_write(g, "token_id", OLMOE_H5_I32, 1, dn, t->ids));
-    TRY(olmoe_h5_write(g, "token_count", OLMOE_H5_I64, 1, dn, t->id_count));
-    if (t->text) TRY(olmoe_analyze_h5_strings(g, "token_text", t->text, n));
-    TRY(olmoe_h5_write(g, "top_expert", OLMOE_H5_I32, 2, d2, t->top_expert));
-    TRY(olmoe_h5_write(g, "top_share", OLMOE_H5_F64, 2, d2, t->top_share));
-    TRY(olmoe_h5_write(g, "mean_top_share", OLMOE_H5_F64, 1, d1, t->mean_top_share));
-    TRY(olmoe_h5_write(g, "mean_top_share_ids", OLMOE_H5_F64, 1, d1, t->mean_top_share_ids));
-    TRY(olmoe_h5_write(g, "uniform_share", OLMOE_H5_F64, 1, d1, t->uniform_share));
-    TRY(olmoe_h5_write(g, "expert_top_tokens", OLMOE_H5_I32, 3, d3, vid));
-    TRY(olmoe_h5_write(g, "expert_top_share", OLMOE_H5_F64, 3, d3, t->expert_top_share));
-    TRY(olmoe_h5_set_attr_i64(g, ".", "min_count", t->min_count));
+    OLMOE_TRY(olmoe_h5_write(g, "layer", OLMOE_H5_I32, 1, d1, t->layers));
+    OLMOE_TRY(olmoe_h5_write(g, "token_id", OLMOE_H5_I32, 1, dn, t->ids));
+    OLMOE_TRY(olmoe_h5_write(g, "token_count", OLMOE_H5_I64, 1, dn, t->id_count));
+    if (t->text) OLMOE_TRY(olmoe_h5_write_strings(g, "token_text", t->text, n));
+    OLMOE_TRY(olmoe_h5_write(g, "top_expert", OLMOE_H5_I32, 2, d2, t->top_expert));
+    OLMOE_TRY(olmoe_h5_write(g, "top_share", OLMOE_H5_F64, 2, d2, t->top_share));
+    OLMOE_TRY(olmoe_h5_write(g, "mean_top_share", OLMOE_H5_F64, 1, d1, t->mean_top_share));
+    OLMOE_TRY(olmoe_h5_write(g, "mean_top_share_ids", OLMOE_H5_F64, 1, d1, t->mean_top_share_ids));
+    OLMOE_TRY(olmoe_h5_write(g, "uniform_share", OLMOE_H5_F64, 1, d1, t->uniform_share));
+    OLMOE_TRY(olmoe_h5_write(g, "expert_top_tokens", OLMOE_H5_I32, 3, d3, vid));
+    OLMOE_TRY(olmoe_h5_write(g, "expert_top_share", OLMOE_H5_F64, 3, d3, t->expert_top_share));
+    OLMOE_TRY(olmoe_h5_set_attr_i64(g, ".", "min_count", t->min_count));
     rc = 0;
 fail:
     free(vid);

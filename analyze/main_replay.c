@@ -5,6 +5,8 @@
  * argv itself (its option table includes --mode). */
 #include "common.h"
 #include "main_replay.h"
+#include "policy.h"
+#include "traces.h"
 
 #include <hdf5.h>
 
@@ -30,6 +32,48 @@ static void general_help(FILE *f) {
     for (const replay_mode *m = modes; m->name; m++) fprintf(f, "  %-10s %s\n", m->name, m->summary);
     fprintf(f, "  --match-k  matched compute: families calibrated to mean k, then scored\n");
     fprintf(f, "\n'olmoe-replay --mode MODE --help' lists the options of a mode\n");
+}
+
+void cmd_replay_parse(int argc, char **argv, olmoe_opt *opts, olmoe_policy_cli *cli,
+                      const char *usage, const int *quiet, const char *which_trace,
+                      char **command) {
+    int own = 0;
+    while (opts[own].name) own++;
+    olmoe_policy_cli_options(cli, opts + own);
+    opts[own + OLMOE_POLICY_CLI_NOPTS] = (olmoe_opt)OPT_END;
+    *command = olmoe_join_argv(argc, argv);
+    int npos = olmoe_opt_parse(argc, argv, opts, usage);
+    olmoe_quiet = *quiet;
+    if (npos != 1) die_usage("%s", npos ? "one trace, please" : which_trace);
+}
+
+void cmd_replay_load_null(const char *kde_path, const olmoe_policy_set *set, olmoe_trace *t,
+                          olmoe_policy_model *m, olmoe_kde_null *null, olmoe_kde_cdf *cdf) {
+    const char *trace_path = olmoe_trace_path(t);
+    if (kde_path) {
+        if (olmoe_cmd_load_null(kde_path, trace_path, &olmoe_trace_info_of(t)->meta, null, cdf) != 0)
+            die("%s", olmoe_error());
+        m->null = cdf;
+    } else if (olmoe_policy_set_needs(set, OLMOE_PVALUE_KDE)) {
+        die_usage("pvalue=kde needs --kde NULL.h5 (make one with olmoe-kde fit %s --out null.h5), "
+                  "or use --pvalue pseudo|empirical", trace_path);
+    }
+}
+
+void cmd_replay_bind_probe(olmoe_policy_set *set, const olmoe_policy_model *m) {
+    olmoe_policy_model m0 = *m;
+    float one = 0;
+    olmoe_policy_empirical fake = {m->n_layers, m->n_experts, 1, 1, 1, 1, &one};
+    if (olmoe_policy_set_needs(set, OLMOE_PVALUE_EMPIRICAL)) m0.emp = &fake;
+    if (olmoe_policy_set_bind(set, &m0) != 0) die("%s", olmoe_error());
+}
+
+void cmd_replay_bind_empirical(olmoe_policy_set *set, olmoe_policy_model *m, olmoe_trace *t,
+                               int64_t N, long empirical_max, olmoe_policy_empirical *emp) {
+    if (!olmoe_policy_set_needs(set, OLMOE_PVALUE_EMPIRICAL)) return;
+    if (olmoe_cmd_empirical(t, N, empirical_max, emp) != 0) die("%s", olmoe_error());
+    m->emp = emp;
+    if (olmoe_policy_set_bind(set, m) != 0) die("%s", olmoe_error());
 }
 
 /* what the dispatch needs of argv, before "--": --mode's value, and which of

@@ -5,9 +5,32 @@
 #ifndef OLMOE_MAIN_REPLAY_H
 #define OLMOE_MAIN_REPLAY_H
 
+#include "common.h"
+#include "policy.h"
+#include "traces.h"
+
 int cmd_replay_run(int argc, char **argv);   /* replay, exact, validate (main_replay_run.c) */
 int cmd_replay_stats(int argc, char **argv); /* --mode stats (main_replay_stats.c) */
 int cmd_replay_match(int argc, char **argv); /* --match-k (main_replay_match.c) */
 int cmd_replay_merge(int argc, char **argv); /* --mode merge (main_replay_merge.c) */
+
+/* What the modes that take policies share (main_replay.c): the policy
+ * options appended to the mode's own (opts, ended by OPT_END, has room for
+ * OLMOE_POLICY_CLI_NOPTS more), the command line kept in *command (before
+ * argv is reordered), argv parsed, --quiet applied. Dies unless exactly one
+ * positional, the trace, is given (which_trace: the hint when none is). */
+void cmd_replay_parse(int argc, char **argv, olmoe_opt *opts, olmoe_policy_cli *cli,
+                      const char *usage, const int *quiet, const char *which_trace,
+                      char **command);
+/* pvalue=kde: m->null from --kde (NULL: dies when a policy of set needs one) */
+void cmd_replay_load_null(const char *kde_path, const olmoe_policy_set *set, olmoe_trace *t,
+                          olmoe_policy_model *m, olmoe_kde_null *null, olmoe_kde_cdf *cdf);
+/* set bound to m before any work, so that bad parameters fail first (a
+ * placeholder of the right shape stands for an empirical null still to read) */
+void cmd_replay_bind_probe(olmoe_policy_set *set, const olmoe_policy_model *m);
+/* pvalue=empirical: when set needs it, the null read from t's first N
+ * tokens into emp, m->emp set and set bound again */
+void cmd_replay_bind_empirical(olmoe_policy_set *set, olmoe_policy_model *m, olmoe_trace *t,
+                               int64_t N, long empirical_max, olmoe_policy_empirical *emp);
 
 #endif

@@ -96,6 +96,283 @@ typedef struct {
     int exact, force, quiet;
 } match_opts;
 
+/* the checks of the command line that need no file; the routing it asks for */
+static olmoe_replay_routing check_args(match_opts *o, const olmoe_policy_cli *cli) {
+    if (!o->match_k) die_usage("--match-k LIST is required here");
+    if (o->mode && strcmp(o->mode, "exact") == 0) o->exact = 1;
+    else if (o->mode && strcmp(o->mode, "stats") == 0 && o->model_dir)
+        die_usage("--mode stats with --match-k calibrates only: leave out --model");
+    else if (o->mode && strcmp(o->mode, "replay") != 0 && strcmp(o->mode, "stats") != 0)
+        die_usage("--match-k goes with --mode replay, exact or stats, not '%s'", o->mode);
+    if (cli->n_policies || cli->sweep)
+        die_usage("--policy and --sweep do not go with --match-k (choose families with --families)");
+    if (!(o->tol > 0 && o->tol < 1e6)) die_usage("--match-tol must be > 0");
+    olmoe_replay_routing routing = OLMOE_ROUTING_RECOMPUTE;
+    if (strcmp(o->routing_s, "captured") == 0) routing = OLMOE_ROUTING_CAPTURED;
+    else if (strcmp(o->routing_s, "recompute") != 0)
+        die_usage("--routing: '%s' is neither recompute nor captured", o->routing_s);
+    if (o->exact && !o->model_dir) die_usage("--exact needs --model DIR");
+    return routing;
+}
+
+/* the families, their calibrated points and top-k's own mean at each target:
+ * what the table is made of */
+typedef struct {
+    char *fspec[32];
+    olmoe_match_family *fam;
+    int nf;
+    olmoe_match_point *pt;          /* [nf * n_targets], family-major */
+    double topk_k[64];              /* top-k's mean k; NaN where the target is not whole */
+    const olmoe_policy_cli *cli;
+    int used[OLMOE_PARAM_COUNT];    /* the policy options some family (or top-k) takes */
+} match_plan;
+
+/* --families with the policy options; every option given must be taken */
+static void make_families(match_plan *mp, const char *families, int dmax) {
+    mp->nf = split_top(families, mp->fspec, 32);
+    if (mp->nf == 0) die_usage("--families: none given");
+    mp->fam = xcalloc((size_t)mp->nf, sizeof *mp->fam);
+    for (int i = 0; i < mp->nf; i++) {
+        if (olmoe_match_family_init(&mp->fam[i], mp->fspec[i], mp->cli->value, mp->used, dmax) != 0)
+            die_usage("%s", olmoe_error());
+        for (int j = 0; j < i; j++)
+            if (!strcmp(mp->fspec[i], mp->fspec[j]))
+                die_usage("--families: %s given twice", mp->fspec[i]);
+    }
+    char tk[96];
+    topk_spec(1, mp->cli, mp->used, tk, sizeof tk);
+    for (int i = 0; i < OLMOE_PARAM_COUNT; i++)
+        if (mp->cli->value[i] && !mp->used[i])
+            die_usage("--%s: no family given takes %s", olmoe_param_table[i].option,
+                      olmoe_param_table[i].name);
+}
+
+static void free_plan(match_plan *mp) {
+    for (int i = 0; i < mp->nf; i++) free(mp->fspec[i]);
+    free(mp->fam);
+    free(mp->pt);
+}
+
+/* The nulls the families need (m->null from --kde), and each family bound
+ * once at its widest before any work; the empirical null (m->emp, into emp)
+ * read from t last. */
+static void bind_families(const match_plan *mp, const match_opts *o, olmoe_trace *t, int64_t N,
+                          olmoe_policy_model *m, olmoe_kde_null *null, olmoe_kde_cdf *cdf,
+                          olmoe_policy_empirical *emp) {
+    const char *trace_path = olmoe_trace_path(t);
+    const olmoe_trace_info *in = olmoe_trace_info_of(t);
+    int need_kde = 0, need_emp = 0;
+    olmoe_policy probe;
+    for (int i = 0; i < mp->nf; i++) {
+        char text[600];
+        const olmoe_match_family *f = &mp->fam[i];
+        olmoe_match_spec(f, f->knob.per_expert ? 1.0 : f->knob.hi, text, sizeof text);
+        if (olmoe_policy_parse(text, &probe) != 0) die_usage("%s", olmoe_error());
+        need_kde |= olmoe_policy_needs(&probe, OLMOE_PVALUE_KDE);
+        need_emp |= olmoe_policy_needs(&probe, OLMOE_PVALUE_EMPIRICAL);
+    }
+    if (o->kde_path) {
+        if (olmoe_cmd_load_null(o->kde_path, trace_path, &in->meta, null, cdf) != 0)
+            die("%s", olmoe_error());
+        m->null = cdf;
+    } else if (need_kde) {
+        die_usage("pvalue=kde needs --kde NULL.h5 (make one with olmoe-kde fit %s --out null.h5), "
+                  "or use --pvalue pseudo|empirical", trace_path);
+    }
+    float one = 0;
+    olmoe_policy_empirical fake;
+    olmoe_policy_model m0 = *m;
+    if (need_emp) { /* the right shape for the checks; the real table follows */
+        fake = (olmoe_policy_empirical){m->n_layers, m->n_experts, 1, 1, 1, 1, &one};
+        m0.emp = &fake;
+    }
+    for (int i = 0; i < mp->nf; i++) {
+        const olmoe_match_family *f = &mp->fam[i];
+        if (olmoe_match_policy(f, f->knob.per_expert ? 1.0 : f->knob.hi, &m0, &probe) != 0)
+            die("%s", olmoe_error());
+    }
+    if (!o->out_path && !o->force && olmoe_h5_exists(olmoe_trace_hid(t), "match") == 1)
+        die("%s: /match already exists (--force replaces it)", trace_path);
+    if (need_emp) {
+        if (olmoe_cmd_empirical(t, N, o->empirical_max, emp) != 0) die("%s", olmoe_error());
+        m->emp = emp;
+    }
+}
+
+/* each family solved at each target on d, and top-k's own mean there */
+static void calibrate(match_plan *mp, const olmoe_match_data *d, const olmoe_match_table *tab,
+                      const olmoe_policy_model *m, double tol) {
+    mp->pt = xcalloc((size_t)mp->nf * (size_t)tab->n_targets, sizeof *mp->pt);
+    double t0 = olmoe_now();
+    for (int i = 0; i < mp->nf; i++)
+        for (int j = 0; j < tab->n_targets; j++) {
+            olmoe_match_point *p = &mp->pt[i * tab->n_targets + j];
+            const olmoe_match_family *f = &mp->fam[i];
+            if (olmoe_match_solve(d, &mp->fam[i], m, tab->targets[j], tol, p) != 0)
+                die("%s", olmoe_error());
+            notef("%s at %g: %s=%.6g, mean k %.4f%s%s (%d evaluations)", f->name, tab->targets[j],
+                  f->knob.param, p->value, p->achieved, p->reached ? "" : ": not reached: ", p->note,
+                  p->evaluations);
+        }
+    for (int j = 0; j < tab->n_targets; j++) {
+        mp->topk_k[j] = NAN;
+        double K = tab->targets[j];
+        if (K != floor(K)) continue;
+        char tk[96];
+        olmoe_policy probe;
+        topk_spec((int)K, mp->cli, mp->used, tk, sizeof tk);
+        if (olmoe_policy_parse(tk, &probe) != 0 || olmoe_policy_bind(&probe, m) != 0)
+            die("%s", olmoe_error());
+        mp->topk_k[j] = olmoe_match_mean_k(d, &probe);
+    }
+    notef("calibration: %.1f s", olmoe_now() - t0);
+}
+
+/* the calibration data of --calibrate (or the trace's first N tokens), into
+ * tab's provenance */
+static void load_calibration(olmoe_match_data *d, olmoe_match_table *tab, const match_opts *o,
+                             const char *calib_path, const char *trace_path, int64_t N, int L,
+                             int E, int nf) {
+    int same = strcmp(calib_path, trace_path) == 0;
+    if (olmoe_match_data_load(d, calib_path, same ? N : 0, o->calib_tokens) != 0)
+        die("%s", olmoe_error());
+    if (d->n_layers != L || d->n_experts != E)
+        die("%s: %d layers x %d experts, %s has %d x %d", calib_path, d->n_layers, d->n_experts,
+            trace_path, L, E);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    d->n_threads = o->threads ? (int)o->threads : (ncpu > 0 ? (int)(ncpu < 64 ? ncpu : 64) : 1);
+    notef("calibrating %d famil%s x %d targets on %s (%lld tokens%s)", nf, nf == 1 ? "y" : "ies",
+          tab->n_targets, calib_path, (long long)d->n_rows, d->stride > 1 ? ", subsampled" : "");
+    tab->trace = trace_path;
+    tab->calibration = calib_path;
+    tab->calib_rows = d->n_rows;
+    tab->calib_trace_tokens = d->n_trace;
+    tab->calib_stride = d->stride;
+    memcpy(tab->calib_checksum, d->checksum, sizeof tab->calib_checksum);
+}
+
+/* the policies to score: top-k at each whole target, then every point */
+static void make_policy_set(olmoe_policy_set *set, match_plan *mp, const olmoe_match_table *tab,
+                            const olmoe_policy_model *m) {
+    char tk[96];
+    for (int j = 0; j < tab->n_targets; j++) {
+        if (isnan(mp->topk_k[j])) continue;
+        topk_spec((int)tab->targets[j], mp->cli, mp->used, tk, sizeof tk);
+        if (olmoe_policy_set_add_spec(set, tk, NULL) != 0) die("%s", olmoe_error());
+    }
+    for (int i = 0; i < mp->nf * tab->n_targets; i++) {
+        char text[600];
+        olmoe_match_spec(&mp->fam[i / tab->n_targets], mp->pt[i].value, text, sizeof text);
+        if (olmoe_policy_set_add_spec(set, text, NULL) != 0) die("%s", olmoe_error());
+    }
+    if (olmoe_policy_set_bind(set, m) != 0) die("%s", olmoe_error());
+}
+
+/* every policy of the set scored by replay (and exact) on the trace */
+static void score(const match_opts *o, const char *trace_path, olmoe_policy_set *set,
+                  olmoe_replay_routing routing, const olmoe_policy_model *m, olmoe_model *model,
+                  olmoe_replay_run *run) {
+    olmoe_policy **pols = xmalloc(xmul((size_t)set->n, sizeof *pols));
+    for (int i = 0; i < set->n; i++) pols[i] = &set->items[i];
+    if (!o->out_path && !o->force) {
+        hid_t f = olmoe_h5_open(trace_path, 0);
+        if (f < 0) die("%s", olmoe_error());
+        const char *which = NULL;
+        int c = olmoe_replay_h5_conflict(f, pols, set->n, 1, o->exact, 0, &which);
+        olmoe_h5_close(f);
+        if (c < 0) die("%s: %s", trace_path, olmoe_error());
+        if (c > 0) die("%s: /%s already exists (--force replaces it)", trace_path, which);
+    }
+    if (olmoe_model_open(o->model_dir, model) != 0) die("%s", olmoe_error());
+    olmoe_replay_opts ropt = {.trace_path = trace_path, .model = model, .policies = pols,
+                              .n_policies = set->n, .do_replay = 1, .do_exact = o->exact,
+                              .routing = routing, .device = o->device, .max_tokens = o->max_tokens,
+                              .chunk_tokens = o->chunk, .self_check = 1, .bind_model = m,
+                              .progress = !o->quiet};
+    notef("scoring %d policies: replay%s on %s", set->n, o->exact ? " and exact" : "", o->device);
+    if (olmoe_replay_run_all(&ropt, run) != 0) die("%s", olmoe_error());
+    notef("%.2f s wall, %.2f s reading the trace", run->total_seconds, run->read_seconds);
+    free(pols);
+}
+
+/* row i of target j (i = -1: top-k), and its scores when run is not NULL */
+static void fill_row(olmoe_match_row *r, match_plan *mp, const olmoe_match_table *tab, int i,
+                     int j) {
+    r->target_k = tab->targets[j];
+    if (i < 0) {
+        char tk[96];
+        olmoe_policy probe;
+        topk_spec((int)tab->targets[j], mp->cli, mp->used, tk, sizeof tk);
+        if (olmoe_policy_parse(tk, &probe) != 0) die("%s", olmoe_error());
+        snprintf(r->family, sizeof r->family, "topk");
+        snprintf(r->param_name, sizeof r->param_name, "k");
+        r->param_value = tab->targets[j];
+        snprintf(r->policy, sizeof r->policy, "%s", probe.id);
+        r->achieved_k = mp->topk_k[j];
+        r->reached = 1;
+    } else {
+        const olmoe_match_point *p = &mp->pt[i * tab->n_targets + j];
+        snprintf(r->family, sizeof r->family, "%s", mp->fam[i].name);
+        snprintf(r->param_name, sizeof r->param_name, "%s", mp->fam[i].knob.param);
+        r->param_value = p->value;
+        snprintf(r->policy, sizeof r->policy, "%s", p->id);
+        r->achieved_k = p->achieved;
+        r->reached = p->reached;
+        snprintf(r->note, sizeof r->note, "%s", p->note);
+    }
+}
+
+/* the table: per kind, per target, top-k then the families (run NULL:
+ * calibration only) */
+static void fill_table(olmoe_match_table *tab, match_plan *mp, const olmoe_replay_run *run,
+                       int exact) {
+    const char *kinds[2] = {run ? "replay" : "calibration", "exact"};
+    for (int kk = 0; kk < (exact ? 2 : 1); kk++) {
+        olmoe_replay_kind rk = kk ? OLMOE_KIND_EXACT : OLMOE_KIND_REPLAY;
+        for (int j = 0; j < tab->n_targets; j++) {
+            double ref_ppl = NAN;
+            for (int i = -1; i < mp->nf; i++) {
+                if (i < 0 && isnan(mp->topk_k[j])) continue;
+                olmoe_match_row *r = olmoe_match_add_row(tab);
+                r->kind = kinds[kk];
+                fill_row(r, mp, tab, i, j);
+                if (!run) continue;
+                const olmoe_replay_result *res = olmoe_replay_find(run, rk, r->policy);
+                if (!res) die("internal: no %s result for %s", kinds[kk], r->policy);
+                r->perplexity = res->all.perplexity;
+                r->accuracy = res->all.accuracy;
+                r->scored_k = res->all.mean_k;
+                if (i < 0) ref_ppl = r->perplexity;
+                if (r->reached && !isnan(ref_ppl)) {
+                    r->delta_vs_topk = r->perplexity - ref_ppl;
+                    r->rel_vs_topk = r->perplexity / ref_ppl - 1;
+                }
+            }
+        }
+    }
+}
+
+/* the table on stdout, --csv, and /match (with the run's results when
+ * scored) in --out or the trace; outputs committed */
+static void write_outputs(const olmoe_match_table *tab, const olmoe_replay_run *run,
+                          const match_opts *o, const char *trace_path, const char *command,
+                          olmoe_cmd_output *rc, olmoe_cmd_output *ro) {
+    olmoe_match_print(tab, stdout);
+    if (rc->used && olmoe_match_write_csv(tab, rc->out.tmp) != 0) die("%s", olmoe_error());
+    hid_t f = ro->used ? olmoe_h5_create(ro->out.tmp) : olmoe_h5_open(trace_path, 1);
+    if (f < 0) die("%s", olmoe_error());
+    if (ro->used && olmoe_replay_results_attrs(f, trace_path, o->model_dir, command) != 0)
+        die("%s: %s", o->out_path, olmoe_error());
+    if ((run && olmoe_replay_write_h5(run, NULL, f, o->force) != 0) ||
+        olmoe_match_write_h5(tab, f, o->force) != 0) {
+        olmoe_h5_close(f);
+        die("%s: %s", ro->used ? o->out_path : trace_path, olmoe_error());
+    }
+    if (olmoe_h5_close(f) != 0) die("%s", olmoe_error());
+    if (olmoe_cmd_commit(rc) != 0 || olmoe_cmd_commit(ro) != 0) die("%s", olmoe_error());
+    if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
+}
+
 int cmd_replay_match(int argc, char **argv) {
     match_opts o = {.families = "topp,bh,threshold,skip,entropy,hc", .routing_s = "recompute",
                     .device = "cpu", .chunk = 4096, .empirical_max = 32768,
@@ -135,38 +412,19 @@ int cmd_replay_match(int argc, char **argv) {
         OPT_FLAG("force", &o.force, "overwrite existing outputs and results"),
         OPT_FLAG("quiet", &o.quiet, "no notes or progress"),
         OPT_END};
-    int own = 0;
-    while (opts[own].name) own++;
-    olmoe_policy_cli_options(&cli, opts + own);
-    opts[own + OLMOE_POLICY_CLI_NOPTS] = (olmoe_opt)OPT_END;
-
-    char *command = olmoe_join_argv(argc, argv);
-    int npos = olmoe_opt_parse(argc, argv, opts, usage);
-    olmoe_quiet = o.quiet;
-    if (npos != 1) die_usage(npos ? "one trace, please" : "which trace? (olmoe-replay TRACE --match-k 1,2,4,8 ...)");
-    if (!o.match_k) die_usage("--match-k LIST is required here");
-    if (o.mode && strcmp(o.mode, "exact") == 0) o.exact = 1;
-    else if (o.mode && strcmp(o.mode, "stats") == 0 && o.model_dir)
-        die_usage("--mode stats with --match-k calibrates only: leave out --model");
-    else if (o.mode && strcmp(o.mode, "replay") != 0 && strcmp(o.mode, "stats") != 0)
-        die_usage("--match-k goes with --mode replay, exact or stats, not '%s'", o.mode);
-    if (cli.n_policies || cli.sweep)
-        die_usage("--policy and --sweep do not go with --match-k (choose families with --families)");
-    if (!(o.tol > 0 && o.tol < 1e6)) die_usage("--match-tol must be > 0");
-    olmoe_replay_routing routing;
-    if (strcmp(o.routing_s, "recompute") == 0) routing = OLMOE_ROUTING_RECOMPUTE;
-    else if (strcmp(o.routing_s, "captured") == 0) routing = OLMOE_ROUTING_CAPTURED;
-    else die_usage("--routing: '%s' is neither recompute nor captured", o.routing_s);
-    if (o.exact && !o.model_dir) die_usage("--exact needs --model DIR");
+    char *command;
+    cmd_replay_parse(argc, argv, opts, &cli, usage, &o.quiet,
+                     "which trace? (olmoe-replay TRACE --match-k 1,2,4,8 ...)", &command);
+    olmoe_replay_routing routing = check_args(&o, &cli);
     olmoe_match_table tab;
     memset(&tab, 0, sizeof tab);
     tab.n_targets = parse_targets(o.match_k, tab.targets, 64);
     const char *trace_path = argv[0];
     const char *calib_path = cli.calibrate ? cli.calibrate : trace_path;
-
     olmoe_cmd_output rc, ro;
-    if (olmoe_cmd_reserve(&rc, o.csv_path, o.force) != 0) die("%s", olmoe_error());
-    if (olmoe_cmd_reserve(&ro, o.out_path, o.force) != 0) die("%s", olmoe_error());
+    if (olmoe_cmd_reserve(&rc, o.csv_path, o.force) != 0 ||
+        olmoe_cmd_reserve(&ro, o.out_path, o.force) != 0)
+        die("%s", olmoe_error());
 
     olmoe_trace *t = olmoe_trace_open(trace_path);
     if (!t) die("%s", olmoe_error());
@@ -181,231 +439,40 @@ int cmd_replay_match(int argc, char **argv) {
     if (o.max_tokens > 0 && o.max_tokens < N) N = o.max_tokens;
     int dmax = (int)o.match_max_k;
     if (!dmax) dmax = 2 * in->meta.top_k < E ? 2 * in->meta.top_k : E;
-
-    /* families, with the policy options */
-    char *fspec[32];
-    int nf = split_top(o.families, fspec, 32), used[OLMOE_PARAM_COUNT] = {0};
-    if (nf == 0) die_usage("--families: none given");
-    olmoe_match_family *fam = xcalloc((size_t)nf, sizeof *fam);
-    for (int i = 0; i < nf; i++) {
-        if (olmoe_match_family_init(&fam[i], fspec[i], cli.value, used, dmax) != 0)
-            die_usage("%s", olmoe_error());
-        for (int j = 0; j < i; j++)
-            if (!strcmp(fspec[i], fspec[j])) die_usage("--families: %s given twice", fspec[i]);
-    }
-    char tk[96];
-    topk_spec(1, &cli, used, tk, sizeof tk);
-    for (int i = 0; i < OLMOE_PARAM_COUNT; i++)
-        if (cli.value[i] && !used[i])
-            die_usage("--%s: no family given takes %s", olmoe_param_table[i].option,
-                      olmoe_param_table[i].name);
-
-    /* nulls, and a probe of each family bound before any work */
-    olmoe_kde_null null;
-    olmoe_kde_cdf cdf;
-    memset(&null, 0, sizeof null);
-    memset(&cdf, 0, sizeof cdf);
+    match_plan mp = {.cli = &cli};
+    make_families(&mp, o.families, dmax);
+    olmoe_kde_null null = {0};
+    olmoe_kde_cdf cdf = {0};
+    olmoe_policy_empirical emp = {0};
     olmoe_policy_model m = {L, E, in->meta.norm_topk_prob, NULL, NULL};
-    int need_kde = 0, need_emp = 0;
-    olmoe_policy probe;
-    for (int i = 0; i < nf; i++) {
-        char text[600];
-        olmoe_match_spec(&fam[i], fam[i].knob.per_expert ? 1.0 : fam[i].knob.hi, text, sizeof text);
-        if (olmoe_policy_parse(text, &probe) != 0) die_usage("%s", olmoe_error());
-        need_kde |= olmoe_policy_needs(&probe, OLMOE_PVALUE_KDE);
-        need_emp |= olmoe_policy_needs(&probe, OLMOE_PVALUE_EMPIRICAL);
-    }
-    if (o.kde_path) {
-        if (olmoe_cmd_load_null(o.kde_path, trace_path, &in->meta, &null, &cdf) != 0)
-            die("%s", olmoe_error());
-        m.null = &cdf;
-    } else if (need_kde) {
-        die_usage("pvalue=kde needs --kde NULL.h5 (make one with olmoe-kde fit %s --out null.h5), "
-                  "or use --pvalue pseudo|empirical", trace_path);
-    }
-    float one = 0;
-    olmoe_policy_empirical fake;
-    olmoe_policy_model m0 = m;
-    if (need_emp) {
-        fake = (olmoe_policy_empirical){L, E, 1, 1, 1, 1, &one};
-        m0.emp = &fake;
-    }
-    for (int i = 0; i < nf; i++)
-        if (olmoe_match_policy(&fam[i], fam[i].knob.per_expert ? 1.0 : fam[i].knob.hi, &m0,
-                               &probe) != 0)
-            die("%s", olmoe_error());
-    if (!o.out_path && !o.force && olmoe_h5_exists(olmoe_trace_hid(t), "match") == 1)
-        die("%s: /match already exists (--force replaces it)", trace_path);
-    olmoe_policy_empirical emp;
-    memset(&emp, 0, sizeof emp);
-    if (need_emp) {
-        if (olmoe_cmd_empirical(t, N, o.empirical_max, &emp) != 0) die("%s", olmoe_error());
-        m.emp = &emp;
-    }
+    bind_families(&mp, &o, t, N, &m, &null, &cdf, &emp);
     olmoe_trace_close(t);
 
-    /* calibration */
     olmoe_match_data d;
-    int same = strcmp(calib_path, trace_path) == 0;
-    if (olmoe_match_data_load(&d, calib_path, same ? N : 0, o.calib_tokens) != 0)
-        die("%s", olmoe_error());
-    if (d.n_layers != L || d.n_experts != E)
-        die("%s: %d layers x %d experts, %s has %d x %d", calib_path, d.n_layers, d.n_experts,
-            trace_path, L, E);
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    d.n_threads = o.threads ? (int)o.threads : (ncpu > 0 ? (int)(ncpu < 64 ? ncpu : 64) : 1);
-    notef("calibrating %d famil%s x %d targets on %s (%lld tokens%s)", nf, nf == 1 ? "y" : "ies",
-          tab.n_targets, calib_path, (long long)d.n_rows, d.stride > 1 ? ", subsampled" : "");
-    tab.trace = trace_path;
-    tab.calibration = calib_path;
-    tab.calib_rows = d.n_rows;
-    tab.calib_trace_tokens = d.n_trace;
-    tab.calib_stride = d.stride;
-    memcpy(tab.calib_checksum, d.checksum, sizeof tab.calib_checksum);
+    load_calibration(&d, &tab, &o, calib_path, trace_path, N, L, E, mp.nf);
     tab.tol = o.tol;
     tab.default_max_k = dmax;
     tab.command = command;
-    int npts = nf * tab.n_targets;
-    olmoe_match_point *pt = xcalloc((size_t)npts, sizeof *pt);
-    double t0 = olmoe_now();
-    for (int i = 0; i < nf; i++)
-        for (int j = 0; j < tab.n_targets; j++) {
-            olmoe_match_point *p = &pt[i * tab.n_targets + j];
-            if (olmoe_match_solve(&d, &fam[i], &m, tab.targets[j], o.tol, p) != 0)
-                die("%s", olmoe_error());
-            notef("%s at %g: %s=%.6g, mean k %.4f%s%s (%d evaluations)", fam[i].name,
-                  tab.targets[j], fam[i].knob.param, p->value, p->achieved,
-                  p->reached ? "" : ": not reached: ", p->note, p->evaluations);
-        }
-    /* top-k's own mean on the calibration data, for the table */
-    double topk_k[64];
-    for (int j = 0; j < tab.n_targets; j++) {
-        topk_k[j] = NAN;
-        double K = tab.targets[j];
-        if (K != floor(K)) continue;
-        topk_spec((int)K, &cli, used, tk, sizeof tk);
-        if (olmoe_policy_parse(tk, &probe) != 0 || olmoe_policy_bind(&probe, &m) != 0)
-            die("%s", olmoe_error());
-        topk_k[j] = olmoe_match_mean_k(&d, &probe);
-    }
-    notef("calibration: %.1f s", olmoe_now() - t0);
-
-    /* the policies to score: top-k at each whole target, then every point */
+    calibrate(&mp, &d, &tab, &m, o.tol);
     olmoe_policy_set set = {0};
-    for (int j = 0; j < tab.n_targets; j++) {
-        if (isnan(topk_k[j])) continue;
-        topk_spec((int)tab.targets[j], &cli, used, tk, sizeof tk);
-        if (olmoe_policy_set_add_spec(&set, tk, NULL) != 0) die("%s", olmoe_error());
-    }
-    for (int i = 0; i < npts; i++) {
-        char text[600];
-        olmoe_match_spec(&fam[i / tab.n_targets], pt[i].value, text, sizeof text);
-        if (olmoe_policy_set_add_spec(&set, text, NULL) != 0) die("%s", olmoe_error());
-    }
-    if (olmoe_policy_set_bind(&set, &m) != 0) die("%s", olmoe_error());
-
-    olmoe_replay_run run;
-    memset(&run, 0, sizeof run);
+    make_policy_set(&set, &mp, &tab, &m);
+    olmoe_replay_run run = {0};
     olmoe_model model;
-    int scored = o.model_dir != NULL;
-    olmoe_policy **pols = xmalloc(xmul((size_t)set.n, sizeof *pols));
-    for (int i = 0; i < set.n; i++) pols[i] = &set.items[i];
-    if (scored) {
-        if (!o.out_path && !o.force) {
-            hid_t f = olmoe_h5_open(trace_path, 0);
-            if (f < 0) die("%s", olmoe_error());
-            const char *which = NULL;
-            int c = olmoe_replay_h5_conflict(f, pols, set.n, 1, o.exact, 0, &which);
-            olmoe_h5_close(f);
-            if (c < 0) die("%s: %s", trace_path, olmoe_error());
-            if (c > 0) die("%s: /%s already exists (--force replaces it)", trace_path, which);
-        }
-        if (olmoe_model_open(o.model_dir, &model) != 0) die("%s", olmoe_error());
-        olmoe_replay_opts ropt = {.trace_path = trace_path, .model = &model, .policies = pols,
-                               .n_policies = set.n, .do_replay = 1, .do_exact = o.exact,
-                               .routing = routing, .device = o.device, .max_tokens = o.max_tokens,
-                               .chunk_tokens = o.chunk, .self_check = 1, .bind_model = &m,
-                               .progress = !o.quiet};
-        notef("scoring %d policies: replay%s on %s", set.n, o.exact ? " and exact" : "", o.device);
-        if (olmoe_replay_run_all(&ropt, &run) != 0) die("%s", olmoe_error());
-        notef("%.2f s wall, %.2f s reading the trace", run.total_seconds, run.read_seconds);
-    }
+    if (o.model_dir) score(&o, trace_path, &set, routing, &m, &model, &run);
+    fill_table(&tab, &mp, o.model_dir ? &run : NULL, o.exact);
+    write_outputs(&tab, o.model_dir ? &run : NULL, &o, trace_path, command, &rc, &ro);
 
-    /* the table: per kind, per target, top-k then the families */
-    const char *kinds[2] = {scored ? "replay" : "calibration", "exact"};
-    for (int kk = 0; kk < (o.exact ? 2 : 1); kk++) {
-        olmoe_replay_kind rk = kk ? OLMOE_KIND_EXACT : OLMOE_KIND_REPLAY;
-        for (int j = 0; j < tab.n_targets; j++) {
-            double ref_ppl = NAN;
-            for (int i = -1; i < nf; i++) {
-                if (i < 0 && isnan(topk_k[j])) continue;
-                olmoe_match_row *r = olmoe_match_add_row(&tab);
-                r->kind = kinds[kk];
-                r->target_k = tab.targets[j];
-                if (i < 0) {
-                    topk_spec((int)tab.targets[j], &cli, used, tk, sizeof tk);
-                    if (olmoe_policy_parse(tk, &probe) != 0) die("%s", olmoe_error());
-                    snprintf(r->family, sizeof r->family, "topk");
-                    snprintf(r->param_name, sizeof r->param_name, "k");
-                    r->param_value = tab.targets[j];
-                    snprintf(r->policy, sizeof r->policy, "%s", probe.id);
-                    r->achieved_k = topk_k[j];
-                    r->reached = 1;
-                } else {
-                    const olmoe_match_point *p = &pt[i * tab.n_targets + j];
-                    snprintf(r->family, sizeof r->family, "%s", fam[i].name);
-                    snprintf(r->param_name, sizeof r->param_name, "%s", fam[i].knob.param);
-                    r->param_value = p->value;
-                    snprintf(r->policy, sizeof r->policy, "%s", p->id);
-                    r->achieved_k = p->achieved;
-                    r->reached = p->reached;
-                    snprintf(r->note, sizeof r->note, "%s", p->note);
-                }
-                if (!scored) continue;
-                const olmoe_replay_result *res = olmoe_replay_find(&run, rk, r->policy);
-                if (!res) die("internal: no %s result for %s", kinds[kk], r->policy);
-                r->perplexity = res->all.perplexity;
-                r->accuracy = res->all.accuracy;
-                r->scored_k = res->all.mean_k;
-                if (i < 0) ref_ppl = r->perplexity;
-                if (r->reached && !isnan(ref_ppl)) {
-                    r->delta_vs_topk = r->perplexity - ref_ppl;
-                    r->rel_vs_topk = r->perplexity / ref_ppl - 1;
-                }
-            }
-        }
-    }
-
-    olmoe_match_print(&tab, stdout);
-    if (rc.used && olmoe_match_write_csv(&tab, rc.out.tmp) != 0) die("%s", olmoe_error());
-    hid_t f = ro.used ? olmoe_h5_create(ro.out.tmp) : olmoe_h5_open(trace_path, 1);
-    if (f < 0) die("%s", olmoe_error());
-    if (ro.used && olmoe_replay_results_attrs(f, trace_path, o.model_dir, command) != 0)
-        die("%s: %s", o.out_path, olmoe_error());
-    if ((scored && olmoe_replay_write_h5(&run, NULL, f, o.force) != 0) ||
-        olmoe_match_write_h5(&tab, f, o.force) != 0) {
-        olmoe_h5_close(f);
-        die("%s: %s", ro.used ? o.out_path : trace_path, olmoe_error());
-    }
-    if (olmoe_h5_close(f) != 0) die("%s", olmoe_error());
-    if (olmoe_cmd_commit(&rc) != 0) die("%s", olmoe_error());
-    if (olmoe_cmd_commit(&ro) != 0) die("%s", olmoe_error());
-    if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
-
-    if (scored) {
+    if (o.model_dir) {
         olmoe_replay_run_free(&run);
         olmoe_model_close(&model);
     }
-    free(pols);
     olmoe_policy_set_free(&set);
-    free(pt);
     olmoe_match_data_free(&d);
     olmoe_match_table_free(&tab);
     olmoe_policy_empirical_free(&emp);
     olmoe_kde_cdf_free(&cdf);
     olmoe_kde_null_free(&null);
-    for (int i = 0; i < nf; i++) free(fspec[i]);
-    free(fam);
+    free_plan(&mp);
     free(command);
     return 0;
 }

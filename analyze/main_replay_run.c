@@ -63,15 +63,9 @@ int cmd_replay_run(int argc, char **argv) {
         OPT_FLAG("force", &o.force, "overwrite existing outputs and results"),
         OPT_FLAG("quiet", &o.quiet, "no notes or progress"),
         OPT_END};
-    int own = 0;
-    while (opts[own].name) own++;
-    olmoe_policy_cli_options(&cli, opts + own);
-    opts[own + OLMOE_POLICY_CLI_NOPTS] = (olmoe_opt)OPT_END;
-
-    char *command = olmoe_join_argv(argc, argv);
-    int npos = olmoe_opt_parse(argc, argv, opts, usage);
-    olmoe_quiet = o.quiet;
-    if (npos != 1) die_usage(npos ? "one trace, please" : "which trace? (olmoe-replay TRACE --model DIR ...)");
+    char *command;
+    cmd_replay_parse(argc, argv, opts, &cli, usage, &o.quiet,
+                     "which trace? (olmoe-replay TRACE --model DIR ...)", &command);
     if (o.mode && strcmp(o.mode, "exact") == 0) o.exact = 1;
     else if (o.mode && strcmp(o.mode, "validate") == 0) o.validate = 1;
     else if (o.mode && strcmp(o.mode, "replay") != 0) die_usage("--mode: unknown mode '%s'", o.mode);
@@ -87,7 +81,7 @@ int cmd_replay_run(int argc, char **argv) {
     if (olmoe_policy_cli_build(&cli, &set) != 0) die_usage("%s", olmoe_error());
     const char *trace_path = argv[0];
     int shard_i = 0, shard_n = 0; /* ---- --shard ---- */
-    if (o.shard_spec && olmoe_replay_shard_parse(o.shard_spec, &shard_i, &shard_n) != 0)
+    if (o.shard_spec && olmoe_parse_shard(o.shard_spec, &shard_i, &shard_n) != 0)
         die_usage("%s", olmoe_error());
     if (o.shard_spec && !o.out_path)
         die_usage("--shard needs --out FILE: each shard writes its own results file");

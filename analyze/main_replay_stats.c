@@ -30,6 +30,45 @@ typedef struct {
     int store, force, quiet, per_layer;
 } stats_opts;
 
+/* the table on stdout, --json, --csv, --out and --store; outputs committed */
+static void write_outputs(const olmoe_stats *st, const stats_opts *o, const char *trace_path,
+                          const char *command, olmoe_cmd_output *rj, olmoe_cmd_output *rc,
+                          olmoe_cmd_output *ro) {
+    olmoe_stats_print_table(st, stdout, o->per_layer);
+    if (rj->used && olmoe_stats_write_json(st, rj->out.tmp, trace_path, o->kde_path) != 0)
+        die("%s", olmoe_error());
+    if (rc->used && olmoe_stats_write_csv(st, rc->out.tmp) != 0) die("%s", olmoe_error());
+    if (ro->used) {
+        hid_t f = olmoe_h5_create(ro->out.tmp);
+        if (f < 0) die("%s", olmoe_error());
+        json_t *groups = json_array();
+        for (int g = 1; g < st->n_scopes; g++)
+            json_array_append_new(groups, json_string(st->group_names[g - 1]));
+        char *gj = json_dumps(groups, JSON_COMPACT);
+        json_decref(groups);
+        if (olmoe_h5_set_attr_str(f, ".", "format", OLMOE_STATS_FORMAT) != 0 ||
+            olmoe_h5_set_attr_i32(f, ".", "format_version", OLMOE_STATS_FORMAT_VERSION) != 0 ||
+            olmoe_h5_set_attr_str(f, ".", "trace", trace_path) != 0 ||
+            olmoe_h5_set_attr_str(f, ".", "command", command) != 0 ||
+            olmoe_h5_set_attr_str(f, ".", "groups", gj) != 0 ||
+            olmoe_stats_write_h5(st, f, trace_path, 0) != 0 || olmoe_h5_close(f) != 0)
+            die("%s", olmoe_error());
+        free(gj);
+    }
+    if (o->store) {
+        hid_t f = olmoe_h5_open(trace_path, 1);
+        if (f < 0) die("%s", olmoe_error());
+        if (olmoe_stats_write_h5(st, f, trace_path, o->force) != 0) {
+            olmoe_h5_close(f);
+            die("%s", olmoe_error());
+        }
+        if (olmoe_h5_close(f) != 0) die("%s", olmoe_error());
+    }
+    if (olmoe_cmd_commit(rj) != 0) die("%s", olmoe_error());
+    if (olmoe_cmd_commit(rc) != 0) die("%s", olmoe_error());
+    if (olmoe_cmd_commit(ro) != 0) die("%s", olmoe_error());
+}
+
 int cmd_replay_stats(int argc, char **argv) {
     stats_opts o = {.empirical_max = 32768};
     olmoe_policy_cli cli = {0};
@@ -49,15 +88,9 @@ int cmd_replay_stats(int argc, char **argv) {
         OPT_FLAG("force", &o.force, "overwrite existing outputs and /stats groups"),
         OPT_FLAG("quiet", &o.quiet, "no notes or progress"),
         OPT_END};
-    int own = 0;
-    while (opts[own].name) own++;
-    olmoe_policy_cli_options(&cli, opts + own);
-    opts[own + OLMOE_POLICY_CLI_NOPTS] = (olmoe_opt)OPT_END;
-
-    char *command = olmoe_join_argv(argc, argv);
-    int npos = olmoe_opt_parse(argc, argv, opts, usage);
-    olmoe_quiet = o.quiet;
-    if (npos != 1) die_usage(npos ? "one trace, please" : "which trace? (olmoe-replay TRACE --mode stats ...)");
+    char *command;
+    cmd_replay_parse(argc, argv, opts, &cli, usage, &o.quiet,
+                     "which trace? (olmoe-replay TRACE --mode stats ...)", &command);
     if (o.store && o.out_path) die_usage("--store and --out: choose one place for the results");
     olmoe_policy_set set = {0};
     if (olmoe_policy_cli_build(&cli, &set) != 0) die_usage("%s", olmoe_error());
@@ -75,44 +108,13 @@ int cmd_replay_stats(int argc, char **argv) {
     int64_t N = in->n_tokens;
     if (o.max_tokens > 0 && o.max_tokens < N) N = o.max_tokens;
 
-    olmoe_kde_null null;
-    olmoe_kde_cdf cdf;
-    memset(&null, 0, sizeof null);
-    memset(&cdf, 0, sizeof cdf);
+    olmoe_kde_null null = {0};
+    olmoe_kde_cdf cdf = {0};
+    olmoe_policy_empirical emp = {0};
     olmoe_policy_model m = {in->meta.n_layers, in->meta.n_experts, in->meta.norm_topk_prob, NULL, NULL};
-    if (o.kde_path) {
-        if (olmoe_kde_read(o.kde_path, &null) != 0) die("%s", olmoe_error());
-        if (null.n_layers != m.n_layers)
-            die("%s: fitted to a model of %d layers, %s has %d", o.kde_path, null.n_layers,
-                trace_path, m.n_layers);
-        if (null.model_checksum[0] && in->meta.model_checksum[0] &&
-            strcmp(null.model_checksum, in->meta.model_checksum) != 0)
-            warnf("%s: fitted on a trace of another model (checksum %.12s..., this trace %.12s...)",
-                  o.kde_path, null.model_checksum, in->meta.model_checksum);
-        if (olmoe_kde_cdf_init(&cdf, &null, m.n_layers) != 0) die("%s: %s", o.kde_path, olmoe_error());
-        m.null = &cdf;
-    } else if (olmoe_policy_set_needs(&set, OLMOE_PVALUE_KDE)) {
-        die_usage("pvalue=kde needs --kde NULL.h5 (make one with olmoe-kde fit %s --out null.h5), "
-                  "or use --pvalue pseudo|empirical", trace_path);
-    }
-    olmoe_policy_empirical emp;
-    memset(&emp, 0, sizeof emp);
-    /* bind before the empirical pass so that bad parameters fail first */
-    olmoe_policy_model m0 = m;
-    int need_emp = olmoe_policy_set_needs(&set, OLMOE_PVALUE_EMPIRICAL);
-    if (need_emp) {
-        /* a placeholder with the right shape for the checks; the real table follows */
-        static float one = 0;
-        static olmoe_policy_empirical fake;
-        fake = (olmoe_policy_empirical){m.n_layers, m.n_experts, 1, 1, 1, 1, &one};
-        m0.emp = &fake;
-    }
-    if (olmoe_policy_set_bind(&set, &m0) != 0) die("%s", olmoe_error());
-    if (need_emp) {
-        if (olmoe_cmd_empirical(t, N, o.empirical_max, &emp) != 0) die("%s", olmoe_error());
-        m.emp = &emp;
-        if (olmoe_policy_set_bind(&set, &m) != 0) die("%s", olmoe_error());
-    }
+    cmd_replay_load_null(o.kde_path, &set, t, &m, &null, &cdf);
+    cmd_replay_bind_probe(&set, &m);
+    cmd_replay_bind_empirical(&set, &m, t, N, o.empirical_max, &emp);
 
     if (o.store && !o.force)
         for (int i = 0; i < set.n; i++) {
@@ -136,38 +138,7 @@ int cmd_replay_stats(int argc, char **argv) {
           "token-layers/s per policy and core)",
           st.seconds_total, st.seconds_read, route_s, route_s > 0 ? routed / route_s / 1e6 : 0);
 
-    olmoe_stats_print_table(&st, stdout, o.per_layer);
-    if (rj.used && olmoe_stats_write_json(&st, rj.out.tmp, trace_path, o.kde_path) != 0)
-        die("%s", olmoe_error());
-    if (rc.used && olmoe_stats_write_csv(&st, rc.out.tmp) != 0) die("%s", olmoe_error());
-    if (ro.used) {
-        hid_t f = olmoe_h5_create(ro.out.tmp);
-        if (f < 0) die("%s", olmoe_error());
-        json_t *groups = json_array();
-        for (int g = 1; g < st.n_scopes; g++) json_array_append_new(groups, json_string(st.group_names[g - 1]));
-        char *gj = json_dumps(groups, JSON_COMPACT);
-        json_decref(groups);
-        if (olmoe_h5_set_attr_str(f, ".", "format", OLMOE_STATS_FORMAT) != 0 ||
-            olmoe_h5_set_attr_i32(f, ".", "format_version", OLMOE_STATS_FORMAT_VERSION) != 0 ||
-            olmoe_h5_set_attr_str(f, ".", "trace", trace_path) != 0 ||
-            olmoe_h5_set_attr_str(f, ".", "command", command) != 0 ||
-            olmoe_h5_set_attr_str(f, ".", "groups", gj) != 0 ||
-            olmoe_stats_write_h5(&st, f, trace_path, 0) != 0 || olmoe_h5_close(f) != 0)
-            die("%s", olmoe_error());
-        free(gj);
-    }
-    if (o.store) {
-        hid_t f = olmoe_h5_open(trace_path, 1);
-        if (f < 0) die("%s", olmoe_error());
-        if (olmoe_stats_write_h5(&st, f, trace_path, o.force) != 0) {
-            olmoe_h5_close(f);
-            die("%s", olmoe_error());
-        }
-        if (olmoe_h5_close(f) != 0) die("%s", olmoe_error());
-    }
-    if (olmoe_cmd_commit(&rj) != 0) die("%s", olmoe_error());
-    if (olmoe_cmd_commit(&rc) != 0) die("%s", olmoe_error());
-    if (olmoe_cmd_commit(&ro) != 0) die("%s", olmoe_error());
+    write_outputs(&st, &o, trace_path, command, &rj, &rc, &ro);
     if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
     olmoe_stats_free(&st);
     olmoe_policy_empirical_free(&emp);

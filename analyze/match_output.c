@@ -146,35 +146,6 @@ int olmoe_match_write_csv(const olmoe_match_table *t, const char *path) {
     return 0;
 }
 
-#define H5TRY(call, what)                                                                  \
-    do {                                                                                   \
-        if ((call) < 0) {                                                                  \
-            olmoe_errorf("/match/%s: %s failed (%s:%d)", what, #call, __FILE__, __LINE__);  \
-            goto fail;                                                                     \
-        }                                                                                  \
-    } while (0)
-
-/* vlen UTF-8 strings [n]: the generic helpers write numbers only */
-static int write_strings(hid_t loc, const char *name, const char *const *s, int n) {
-    hid_t sp = H5I_INVALID_HID, ds = H5I_INVALID_HID, ty = H5I_INVALID_HID;
-    hsize_t d[1] = {(hsize_t)n};
-    H5TRY(ty = H5Tcopy(H5T_C_S1), name);
-    H5TRY(H5Tset_size(ty, H5T_VARIABLE), name);
-    H5TRY(H5Tset_cset(ty, H5T_CSET_UTF8), name);
-    H5TRY(sp = H5Screate_simple(1, d, NULL), name);
-    H5TRY(ds = H5Dcreate2(loc, name, ty, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), name);
-    if (n > 0) H5TRY(H5Dwrite(ds, ty, H5S_ALL, H5S_ALL, H5P_DEFAULT, s), name);
-    H5Dclose(ds);
-    H5Sclose(sp);
-    H5Tclose(ty);
-    return 0;
-fail:
-    if (ds >= 0) H5Dclose(ds);
-    if (sp >= 0) H5Sclose(sp);
-    if (ty >= 0) H5Tclose(ty);
-    return -1;
-}
-
 int olmoe_match_write_h5(const olmoe_match_table *t, hid_t loc, int replace) {
     int e = olmoe_h5_exists(loc, "match");
     if (e < 0) return -1;
@@ -193,7 +164,7 @@ int olmoe_match_write_h5(const olmoe_match_table *t, hid_t loc, int replace) {
     }
 #define STRS(name, expr)                                                   \
     for (int i = 0; i < n; i++) s[i] = t->rows[i].expr;                    \
-    if (write_strings(g, name, s, n) != 0) goto done;
+    if (olmoe_h5_write_strings(g, name, (char *const *)s, n) != 0) goto done;
 #define NUMS(name, expr)                                                   \
     for (int i = 0; i < n; i++) v[i] = t->rows[i].expr;                    \
     if (olmoe_h5_write(g, name, OLMOE_H5_F64, 1, dims, v) != 0) goto done;

@@ -214,8 +214,6 @@ typedef struct {
 int olmoe_replay_export_decisions(olmoe_trace *t, const olmoe_decisions_opts *o, FILE *out);
 
 /* ---- --shard i/N and --mode merge (replay_shard.c) ---- */
-/* "i/N", 0 <= i < N <= 65536 */
-int olmoe_replay_shard_parse(const char *s, int *index, int *count);
 /* A sharded run's results over its own rows only: a view of r (arrays
  * borrowed, rows [row_begin, row_end) of r), summarised over those rows;
  * free with olmoe_replay_shard_view_free (r stays valid and owns the data). */

@@ -10,14 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define H5TRY(call, what)                                                                  \
-    do {                                                                                   \
-        if ((call) < 0) {                                                                  \
-            olmoe_errorf("%s: %s failed (%s:%d)", what, #call, __FILE__, __LINE__);         \
-            goto fail;                                                                     \
-        }                                                                                  \
-    } while (0)
-
 static void close_id(hid_t id) {
     if (id < 0) return;
     H5Idec_ref(id);
@@ -27,36 +19,15 @@ static void close_id(hid_t id) {
 static int write_u8(hid_t loc, const char *path, int64_t n, int64_t m, const uint8_t *data) {
     hid_t sp = H5I_INVALID_HID, ds = H5I_INVALID_HID;
     hsize_t d[2] = {(hsize_t)n, (hsize_t)m};
-    H5TRY(sp = H5Screate_simple(2, d, NULL), path);
-    H5TRY(ds = H5Dcreate2(loc, path, H5T_STD_U8LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), path);
-    if (n * m > 0) H5TRY(H5Dwrite(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), path);
+    H5_CHECK(sp = H5Screate_simple(2, d, NULL), "%s", path);
+    H5_CHECK(ds = H5Dcreate2(loc, path, H5T_STD_U8LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "%s", path);
+    if (n * m > 0) H5_CHECK(H5Dwrite(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), "%s", path);
     H5Dclose(ds);
     H5Sclose(sp);
     return 0;
 fail:
     close_id(ds);
     close_id(sp);
-    return -1;
-}
-
-/* vlen UTF-8 strings [n] */
-static int write_strings(hid_t loc, const char *path, char *const *s, int n) {
-    hid_t sp = H5I_INVALID_HID, ds = H5I_INVALID_HID, ty = H5I_INVALID_HID;
-    hsize_t d[1] = {(hsize_t)n};
-    H5TRY(ty = H5Tcopy(H5T_C_S1), path);
-    H5TRY(H5Tset_size(ty, H5T_VARIABLE), path);
-    H5TRY(H5Tset_cset(ty, H5T_CSET_UTF8), path);
-    H5TRY(sp = H5Screate_simple(1, d, NULL), path);
-    H5TRY(ds = H5Dcreate2(loc, path, ty, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), path);
-    if (n > 0) H5TRY(H5Dwrite(ds, ty, H5S_ALL, H5S_ALL, H5P_DEFAULT, s), path);
-    H5Dclose(ds);
-    H5Sclose(sp);
-    H5Tclose(ty);
-    return 0;
-fail:
-    close_id(ds);
-    close_id(sp);
-    close_id(ty);
     return -1;
 }
 
@@ -129,7 +100,7 @@ static int write_result(const olmoe_replay_run *r, const olmoe_replay_result *re
 static int write_validation(const olmoe_replay_validation *v, hid_t loc) {
     int64_t d[1] = {v->n};
     if (olmoe_h5_make_groups(loc, "validate") != 0) return -1;
-    if (write_strings(loc, "validate/policy", v->policy, v->n) != 0) return -1;
+    if (olmoe_h5_write_strings(loc, "validate/policy", v->policy, v->n) != 0) return -1;
     const struct {
         const char *name;
         const double *col;

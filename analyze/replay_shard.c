@@ -28,26 +28,6 @@
 #define RS_MODEL "model_checksum"
 #define RS_TRACE_TOKENS "trace_tokens"
 
-int olmoe_replay_shard_parse(const char *s, int *index, int *count) {
-    const char *slash = s ? strchr(s, '/') : NULL;
-    long i = -1, n = 0;
-    if (slash) {
-        char a[32];
-        size_t k = (size_t)(slash - s);
-        if (k < sizeof a) {
-            memcpy(a, s, k);
-            a[k] = '\0';
-            if (olmoe_parse_long(a, 0, 65535, &i) != 0 || olmoe_parse_long(slash + 1, 1, 65536, &n) != 0)
-                i = -1;
-        }
-    }
-    if (i < 0) return olmoe_errorf("--shard: '%s' is not i/N with 0 <= i < N <= 65536", s ? s : "");
-    if (i >= n) return olmoe_errorf("--shard %s: the index must be below the count %ld", s, n);
-    *index = (int)i;
-    *count = (int)n;
-    return 0;
-}
-
 /* ---- the shard's own results: a view of its rows ---- */
 
 static double baseline_ppl(const float *nll, int64_t n, int64_t *scored) {

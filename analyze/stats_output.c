@@ -169,11 +169,6 @@ int olmoe_stats_write_csv(const olmoe_stats *st, const char *path) {
 
 /* ---- HDF5 ---- */
 
-#define TRY(call)                                                                        \
-    do {                                                                                 \
-        if ((call) != 0) goto fail;                                                      \
-    } while (0)
-
 int olmoe_stats_write_h5(const olmoe_stats *st, hid_t loc, const char *trace_path, int replace) {
     const int L = st->n_layers, E = st->n_experts, S = st->n_scopes, G = S - 1;
     char created[32];
@@ -193,34 +188,34 @@ int olmoe_stats_write_h5(const olmoe_stats *st, hid_t loc, const char *trace_pat
             olmoe_errorf("%s: /%s already exists (--force replaces it)", file, g);
             goto fail;
         }
-        if (ex) TRY(olmoe_h5_delete(loc, g));
-        TRY(olmoe_h5_make_groups(loc, g));
+        if (ex) OLMOE_TRY(olmoe_h5_delete(loc, g));
+        OLMOE_TRY(olmoe_h5_make_groups(loc, g));
         olmoe_stats_summary s;
         olmoe_stats_summarize(st, p, OLMOE_STATS_ALL, -1, &s);
-        TRY(olmoe_h5_set_attr_str(loc, g, "policy", sp->policy->id));
-        TRY(olmoe_h5_set_attr_str(loc, g, "family", sp->policy->family->name));
-        TRY(olmoe_h5_set_attr_str(loc, g, "trace", trace_path));
-        TRY(olmoe_h5_set_attr_str(loc, g, "created", created));
-        TRY(olmoe_h5_set_attr_i64(loc, g, "n_tokens", st->n_tokens));
-        TRY(olmoe_h5_set_attr_i32(loc, g, "baseline_top_k", st->top_k));
-        TRY(olmoe_h5_set_attr_i32(loc, g, "min_k", sp->min_k));
-        TRY(olmoe_h5_set_attr_i32(loc, g, "max_k", sp->max_k));
+        OLMOE_TRY(olmoe_h5_set_attr_str(loc, g, "policy", sp->policy->id));
+        OLMOE_TRY(olmoe_h5_set_attr_str(loc, g, "family", sp->policy->family->name));
+        OLMOE_TRY(olmoe_h5_set_attr_str(loc, g, "trace", trace_path));
+        OLMOE_TRY(olmoe_h5_set_attr_str(loc, g, "created", created));
+        OLMOE_TRY(olmoe_h5_set_attr_i64(loc, g, "n_tokens", st->n_tokens));
+        OLMOE_TRY(olmoe_h5_set_attr_i32(loc, g, "baseline_top_k", st->top_k));
+        OLMOE_TRY(olmoe_h5_set_attr_i32(loc, g, "min_k", sp->min_k));
+        OLMOE_TRY(olmoe_h5_set_attr_i32(loc, g, "max_k", sp->max_k));
         const struct { const char *name; double v; } attrs[] = {
             {"mean_k", s.mean_k}, {"sd_k", s.sd_k}, {"share_min_k", s.share_min_k},
             {"share_max_k", s.share_max_k}, {"overlap_mean", s.overlap_mean},
             {"coverage", s.coverage}, {"precision", s.precision},
             {"flops_vs_baseline", s.flops_vs_baseline}, {"load_cv", s.load_cv}};
         for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
-            TRY(olmoe_h5_set_attr_f64(loc, g, attrs[i].name, attrs[i].v));
+            OLMOE_TRY(olmoe_h5_set_attr_f64(loc, g, attrs[i].name, attrs[i].v));
 
         /* raw counts: scope 0 as [L, ...], groups as [G, L, ...] */
         int64_t dh[3] = {L, E + 1}, dl[2] = {L, E}, d1[1] = {L};
         snprintf(ds, sizeof ds, "%s/k_hist", g);
-        TRY(olmoe_h5_write(loc, ds, OLMOE_H5_I64, 2, dh, sp->k_hist));
+        OLMOE_TRY(olmoe_h5_write(loc, ds, OLMOE_H5_I64, 2, dh, sp->k_hist));
         snprintf(ds, sizeof ds, "%s/load", g);
-        TRY(olmoe_h5_write(loc, ds, OLMOE_H5_I64, 2, dl, sp->load));
+        OLMOE_TRY(olmoe_h5_write(loc, ds, OLMOE_H5_I64, 2, dl, sp->load));
         snprintf(ds, sizeof ds, "%s/overlap_sum", g);
-        TRY(olmoe_h5_write(loc, ds, OLMOE_H5_I64, 1, d1, sp->overlap));
+        OLMOE_TRY(olmoe_h5_write(loc, ds, OLMOE_H5_I64, 1, d1, sp->overlap));
         /* per-layer summaries [L] (groups: [G, L]) */
         static const char *const names[] = {"mean_k", "sd_k", "share_min_k", "share_max_k",
                                             "coverage", "precision", "load_cv"};
@@ -233,18 +228,18 @@ int olmoe_stats_write_h5(const olmoe_stats *st, hid_t loc, const char *trace_pat
             }
         for (int m = 0; m < 7; m++) {
             snprintf(ds, sizeof ds, "%s/%s", g, names[m]);
-            TRY(olmoe_h5_write(loc, ds, OLMOE_H5_F64, 1, d1, col + (size_t)m * S * L));
+            OLMOE_TRY(olmoe_h5_write(loc, ds, OLMOE_H5_F64, 1, d1, col + (size_t)m * S * L));
         }
         if (G > 0) {
             int64_t gh[3] = {G, L, E + 1}, gl[3] = {G, L, E}, g2[2] = {G, L};
             size_t off_h = (size_t)L * (E + 1), off_l = (size_t)L * E;
             snprintf(ds, sizeof ds, "%s/group_k_hist", g);
-            TRY(olmoe_h5_write(loc, ds, OLMOE_H5_I64, 3, gh, sp->k_hist + off_h));
+            OLMOE_TRY(olmoe_h5_write(loc, ds, OLMOE_H5_I64, 3, gh, sp->k_hist + off_h));
             snprintf(ds, sizeof ds, "%s/group_load", g);
-            TRY(olmoe_h5_write(loc, ds, OLMOE_H5_I64, 3, gl, sp->load + off_l));
+            OLMOE_TRY(olmoe_h5_write(loc, ds, OLMOE_H5_I64, 3, gl, sp->load + off_l));
             for (int m = 0; m < 7; m++) {
                 snprintf(ds, sizeof ds, "%s/group_%s", g, names[m]);
-                TRY(olmoe_h5_write(loc, ds, OLMOE_H5_F64, 2, g2, col + ((size_t)m * S + 1) * L));
+                OLMOE_TRY(olmoe_h5_write(loc, ds, OLMOE_H5_F64, 2, g2, col + ((size_t)m * S + 1) * L));
             }
         }
     }

@@ -11,14 +11,6 @@
 #include <string.h>
 #include <time.h>
 
-#define H5TRY(call, what)                                                                       \
-    do {                                                                                        \
-        if ((call) < 0) {                                                                       \
-            olmoe_errorf("%s: %s: %s failed (%s:%d)", path, what, #call, __FILE__, __LINE__);   \
-            goto fail;                                                                          \
-        }                                                                                       \
-    } while (0)
-
 /* a new dataset of rank <= 3 of an integer type the helpers lack */
 static int write_int(const char *path, hid_t loc, const char *name, hid_t file_type, hid_t mem_type, int rank,
                      const int64_t *dims, const void *data) {
@@ -26,11 +18,11 @@ static int write_int(const char *path, hid_t loc, const char *name, hid_t file_t
     hsize_t d[3];
     hsize_t n = 1;
     for (int i = 0; i < rank; i++) d[i] = (hsize_t)dims[i], n *= d[i];
-    H5TRY(sp = H5Screate_simple(rank, d, NULL), name);
-    H5TRY(ds = H5Dcreate2(loc, name, file_type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), name);
-    if (n > 0) H5TRY(H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), name);
-    H5TRY(H5Dclose(ds), name);
-    H5TRY(H5Sclose(sp), name);
+    H5_CHECK(sp = H5Screate_simple(rank, d, NULL), "%s: %s", path, name);
+    H5_CHECK(ds = H5Dcreate2(loc, name, file_type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "%s: %s", path, name);
+    if (n > 0) H5_CHECK(H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), "%s: %s", path, name);
+    H5_CHECK(H5Dclose(ds), "%s: %s", path, name);
+    H5_CHECK(H5Sclose(sp), "%s: %s", path, name);
     return 0;
 fail:
     if (ds >= 0) H5Dclose(ds);

@@ -286,7 +286,7 @@ int main(int argc, char **argv) {
     if (!policy_spec && (kde_path || empirical_path))
         die_usage("--kde and --empirical go with --policy");
     int shard_i = 0, shard_n = 0;
-    if (shard_spec && olmoe_shard_parse(shard_spec, &shard_i, &shard_n) != 0)
+    if (shard_spec && olmoe_parse_shard(shard_spec, &shard_i, &shard_n) != 0)
         die_usage("%s", olmoe_error());
     if (resume && force) die_usage("--resume and --force: choose one");
     olmoe_quiet = quiet;

@@ -5,21 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int olmoe_shard_parse(const char *s, int *index, int *count) {
-    const char *slash = s ? strchr(s, '/') : NULL;
-    if (!slash) return olmoe_errorf("--shard: '%s' is not i/N", s ? s : "");
-    char *a = strndup(s, (size_t)(slash - s));
-    long i, n;
-    int r = olmoe_parse_long(a, 0, 65535, &i);
-    free(a);
-    if (r != 0 || olmoe_parse_long(slash + 1, 1, 65536, &n) != 0)
-        return olmoe_errorf("--shard: '%s' is not i/N with 0 <= i < N <= 65536", s);
-    if (i >= n) return olmoe_errorf("--shard %s: the index must be below the count %ld", s, n);
-    *index = (int)i;
-    *count = (int)n;
-    return 0;
-}
-
 int olmoe_shard_plan_make(const olmoe_window *win, int64_t nwin, const olmoe_token_stream *ts,
                           int index, int count, int64_t batch, olmoe_shard_plan *p) {
     memset(p, 0, sizeof *p);

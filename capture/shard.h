@@ -48,8 +48,6 @@ typedef struct {
     int64_t doc_begin, doc_end; /* documents overlapping its stream */
 } olmoe_shard_plan;
 
-/* "i/N" with 0 <= i < N <= 65536 */
-int olmoe_shard_parse(const char *s, int *index, int *count);
 /* count 0: the whole run. -1 + message when the run has fewer batches than
  * shards (or no window at all). */
 int olmoe_shard_plan_make(const olmoe_window *win /*[nwin]*/, int64_t nwin,

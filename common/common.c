@@ -164,6 +164,29 @@ int olmoe_parse_double(const char *s, double *out) {
     return 0;
 }
 
+int olmoe_parse_shard(const char *s, int *index, int *count) {
+    const char *slash = s ? strchr(s, '/') : NULL;
+    long i = -1, n = 0;
+    if (slash) {
+        char a[32];
+        size_t k = (size_t)(slash - s);
+        if (k < sizeof a) {
+            memcpy(a, s, k);
+            a[k] = '\0';
+            if (olmoe_parse_long(a, 0, OLMOE_SHARD_MAX - 1, &i) != 0 ||
+                olmoe_parse_long(slash + 1, 1, OLMOE_SHARD_MAX, &n) != 0)
+                i = -1;
+        }
+    }
+    if (i < 0)
+        return olmoe_errorf("--shard: '%s' is not i/N with 0 <= i < N <= %d", s ? s : "",
+                            OLMOE_SHARD_MAX);
+    if (i >= n) return olmoe_errorf("--shard %s: the index must be below the count %ld", s, n);
+    *index = (int)i;
+    *count = (int)n;
+    return 0;
+}
+
 /* ---- argv ---- */
 
 char *olmoe_join_argv(int argc, char **argv) {

@@ -32,6 +32,14 @@
 #define OLMOE_NORETURN
 #endif
 
+/* Checks a call of ours that returns 0 on success (olmoe_error() set on
+ * failure) and jumps to the function's "fail:" label otherwise. Raw HDF5
+ * calls (negative on failure) go through H5_CHECK (traces.h). */
+#define OLMOE_TRY(call)             \
+    do {                            \
+        if ((call) != 0) goto fail; \
+    } while (0)
+
 #define OLMOE_EXIT_FATAL 128
 #define OLMOE_EXIT_USAGE 129
 
@@ -67,6 +75,9 @@ size_t olmoe_mul(size_t n, size_t size, const char *file, int line);
 /* ---- checked number parsing (never atoi): 0 on success, -1 + message ---- */
 int olmoe_parse_long(const char *s, long lo, long hi, long *out);
 int olmoe_parse_double(const char *s, double *out);
+/* --shard i/N (olmoe-capture, olmoe-replay): 0 <= i < N <= OLMOE_SHARD_MAX */
+#define OLMOE_SHARD_MAX 65536
+int olmoe_parse_shard(const char *s, int *index, int *count);
 
 /* ---- files ---- */
 /* whole file into memory, NUL-terminated; caller frees */

@@ -11,6 +11,7 @@
 
 extern "C" {
 #include "ops_cpu.h"
+#include "traces.h" /* olmoe_bf16_from_f32_n */
 }
 
 #define STAGE_ELEMS ((size_t)16 << 20) /* bf16 elements per staging buffer (32 MiB) */
@@ -30,14 +31,6 @@ static size_t numel(const olmoe_tensor *t) {
     return n;
 }
 
-static uint16_t f32_to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
-    u += 0x7fffu + ((u >> 16) & 1);
-    return (uint16_t)(u >> 16);
-}
-
 /* n elements of t from element off, as bf16, to dst on the device */
 static int put(uploader *up, olmoe_bf16 *dst, const olmoe_tensor *t, size_t off, size_t n) {
     size_t esz = olmoe_st_dtype_size(t->dtype);
@@ -52,7 +45,7 @@ static int put(uploader *up, olmoe_bf16 *dst, const olmoe_tensor *t, size_t off,
             memcpy(h, src + done * esz, m * 2);
         } else {
             olmoe_convert_to_f32(src + done * esz, t->dtype, m, up->f32);
-            for (size_t i = 0; i < m; i++) h[i] = f32_to_bf16(up->f32[i]);
+            olmoe_bf16_from_f32_n(h, up->f32, m); /* traces/float16.c */
         }
         CUDA_TRY(cudaMemcpyAsync(dst + done, h, m * 2, cudaMemcpyHostToDevice, up->stream));
         CUDA_TRY(cudaEventRecord(up->done[b], up->stream));

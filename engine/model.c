@@ -5,6 +5,7 @@
 #include "model.h"
 #include "ops_cpu.h"
 #include "safetensors.h"
+#include "traces.h" /* the float16 and bfloat16 conversions */
 
 #include <errno.h>
 #include <stdarg.h>
@@ -135,45 +136,22 @@ int olmoe_model_open(const char *dir, olmoe_model *m) {
 
 /* ---- fp32 ---- */
 
-static float bf16_to_f32(uint16_t b) {
-    uint32_t u = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-/* IEEE half to float, exactly (every half is a float) */
-static float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, u;
-    if (exp == 0x1f) {
-        u = sign | 0x7f800000u | (man << 13);
-    } else if (exp != 0) {
-        u = sign | ((exp + 112) << 23) | (man << 13);
-    } else if (man == 0) {
-        u = sign;
-    } else { /* subnormal: normalise */
-        int e = -1;
-        do {
-            e++;
-            man <<= 1;
-        } while (!(man & 0x400));
-        u = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ff) << 13);
-    }
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 void olmoe_convert_to_f32(const void *src, olmoe_st_dtype dt, size_t n, float *dst) {
     const unsigned char *s = src;
     if (dt == OLMOE_ST_F32) {
         memcpy(dst, src, n * 4);
         return;
     }
-    for (size_t i = 0; i < n; i++) {
-        uint16_t v;
-        memcpy(&v, s + 2 * i, 2); /* unaligned-safe; safetensors is little-endian, as are we */
-        dst[i] = dt == OLMOE_ST_BF16 ? bf16_to_f32(v) : f16_to_f32(v);
+    /* the conversions of traces/float16.c; safetensors is little-endian, as
+     * are we. A tensor at an odd offset is copied to alignment first. */
+    uint16_t tmp[4096];
+    for (size_t i = 0; i < n;) {
+        size_t m = n - i < 4096 ? n - i : 4096;
+        const uint16_t *v = (const uint16_t *)(s + 2 * i);
+        if ((uintptr_t)v % sizeof *v) v = memcpy(tmp, s + 2 * i, 2 * m);
+        if (dt == OLMOE_ST_BF16) olmoe_bf16_to_f32_n(dst + i, v, m);
+        else olmoe_f16_to_f32_n(dst + i, v, m);
+        i += m;
     }
 }
 

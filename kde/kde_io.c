@@ -12,11 +12,6 @@
 #include <time.h>
 
 /* each olmoe_h5_* call names the dataset and the failing HDF5 call itself */
-#define TRY(call)                                                                        \
-    do {                                                                                 \
-        if ((call) != 0) goto fail;                                                      \
-    } while (0)
-
 int olmoe_kde_write(const char *path, const olmoe_kde_null *null, const char *command) {
     int F = null->n_fits, G = F ? null->fits[0].n_grid : 0, rc = -1;
     double *grid = NULL, *pdf = NULL, *cdf = NULL, *q = NULL, *col = NULL;
@@ -27,20 +22,20 @@ int olmoe_kde_write(const char *path, const olmoe_kde_null *null, const char *co
     char created[32];
     time_t now = time(NULL);
     strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    TRY(olmoe_h5_set_attr_str(f, ".", "format", OLMOE_KDE_FORMAT));
-    TRY(olmoe_h5_set_attr_i32(f, ".", "format_version", OLMOE_KDE_FORMAT_VERSION));
-    TRY(olmoe_h5_set_attr_str(f, ".", "tool_version", OLMOE_VERSION));
-    TRY(olmoe_h5_set_attr_str(f, ".", "command", command ? command : ""));
-    TRY(olmoe_h5_set_attr_str(f, ".", "created", created));
-    TRY(olmoe_h5_set_attr_str(f, ".", "source", null->source));
-    TRY(olmoe_h5_set_attr_str(f, ".", "model_checksum", null->model_checksum));
-    TRY(olmoe_h5_set_attr_str(f, ".", "construction", null->construction));
-    TRY(olmoe_h5_set_attr_str(f, ".", "bandwidth_rule", null->rule));
-    TRY(olmoe_h5_set_attr_i32(f, ".", "n_layers", null->n_layers));
-    TRY(olmoe_h5_set_attr_i32(f, ".", "n_experts", null->n_experts));
-    TRY(olmoe_h5_set_attr_i32(f, ".", "n_fits", F));
-    TRY(olmoe_h5_set_attr_i32(f, ".", "grid_points", G));
-    TRY(olmoe_h5_set_attr_i64(f, ".", "max_tokens", null->max_tokens));
+    OLMOE_TRY(olmoe_h5_set_attr_str(f, ".", "format", OLMOE_KDE_FORMAT));
+    OLMOE_TRY(olmoe_h5_set_attr_i32(f, ".", "format_version", OLMOE_KDE_FORMAT_VERSION));
+    OLMOE_TRY(olmoe_h5_set_attr_str(f, ".", "tool_version", OLMOE_VERSION));
+    OLMOE_TRY(olmoe_h5_set_attr_str(f, ".", "command", command ? command : ""));
+    OLMOE_TRY(olmoe_h5_set_attr_str(f, ".", "created", created));
+    OLMOE_TRY(olmoe_h5_set_attr_str(f, ".", "source", null->source));
+    OLMOE_TRY(olmoe_h5_set_attr_str(f, ".", "model_checksum", null->model_checksum));
+    OLMOE_TRY(olmoe_h5_set_attr_str(f, ".", "construction", null->construction));
+    OLMOE_TRY(olmoe_h5_set_attr_str(f, ".", "bandwidth_rule", null->rule));
+    OLMOE_TRY(olmoe_h5_set_attr_i32(f, ".", "n_layers", null->n_layers));
+    OLMOE_TRY(olmoe_h5_set_attr_i32(f, ".", "n_experts", null->n_experts));
+    OLMOE_TRY(olmoe_h5_set_attr_i32(f, ".", "n_fits", F));
+    OLMOE_TRY(olmoe_h5_set_attr_i32(f, ".", "grid_points", G));
+    OLMOE_TRY(olmoe_h5_set_attr_i64(f, ".", "max_tokens", null->max_tokens));
 
     size_t FG = (size_t)F * (size_t)G;
     grid = xmalloc(xmul(FG + 1, sizeof *grid));
@@ -63,15 +58,15 @@ int olmoe_kde_write(const char *path, const olmoe_kde_null *null, const char *co
         layer[i] = l->layer;
     }
     int64_t d2[2] = {F, G}, d1[1] = {F}, dq[2] = {F, OLMOE_KDE_NQ}, dl[1] = {OLMOE_KDE_NQ};
-    TRY(olmoe_h5_write(f, "layer", OLMOE_H5_I32, 1, d1, layer));
-    TRY(olmoe_h5_write(f, "grid", OLMOE_H5_F64, 2, d2, grid));
-    TRY(olmoe_h5_write(f, "pdf", OLMOE_H5_F64, 2, d2, pdf));
-    TRY(olmoe_h5_write(f, "cdf", OLMOE_H5_F64, 2, d2, cdf));
-    TRY(olmoe_h5_write(f, "quantiles", OLMOE_H5_F64, 2, dq, q));
-    TRY(olmoe_h5_write(f, "quantile_levels", OLMOE_H5_F64, 1, dl, olmoe_kde_quantile_levels));
+    OLMOE_TRY(olmoe_h5_write(f, "layer", OLMOE_H5_I32, 1, d1, layer));
+    OLMOE_TRY(olmoe_h5_write(f, "grid", OLMOE_H5_F64, 2, d2, grid));
+    OLMOE_TRY(olmoe_h5_write(f, "pdf", OLMOE_H5_F64, 2, d2, pdf));
+    OLMOE_TRY(olmoe_h5_write(f, "cdf", OLMOE_H5_F64, 2, d2, cdf));
+    OLMOE_TRY(olmoe_h5_write(f, "quantiles", OLMOE_H5_F64, 2, dq, q));
+    OLMOE_TRY(olmoe_h5_write(f, "quantile_levels", OLMOE_H5_F64, 1, dl, olmoe_kde_quantile_levels));
 #define COLUMN(name, field)                                                              \
     for (int i = 0; i < F; i++) col[i] = null->fits[i].field;                            \
-    TRY(olmoe_h5_write(f, name, OLMOE_H5_F64, 1, d1, col));
+    OLMOE_TRY(olmoe_h5_write(f, name, OLMOE_H5_F64, 1, d1, col));
     COLUMN("bandwidth", bandwidth)
     COLUMN("mean", mean)
     COLUMN("sd", sd)
@@ -80,9 +75,9 @@ int olmoe_kde_write(const char *path, const olmoe_kde_null *null, const char *co
     COLUMN("ks", ks)
 #undef COLUMN
     for (int i = 0; i < F; i++) col64[i] = null->fits[i].n;
-    TRY(olmoe_h5_write(f, "n", OLMOE_H5_I64, 1, d1, col64));
+    OLMOE_TRY(olmoe_h5_write(f, "n", OLMOE_H5_I64, 1, d1, col64));
     for (int i = 0; i < F; i++) col64[i] = null->fits[i].n_tokens;
-    TRY(olmoe_h5_write(f, "n_tokens", OLMOE_H5_I64, 1, d1, col64));
+    OLMOE_TRY(olmoe_h5_write(f, "n_tokens", OLMOE_H5_I64, 1, d1, col64));
     rc = 0;
 fail:
     if (olmoe_h5_close(f) != 0) rc = -1;
@@ -143,16 +138,16 @@ int olmoe_kde_read(const char *path, olmoe_kde_null *out) {
                      "olmoe-kde fit)", path, format, OLMOE_KDE_FORMAT);
         goto fail;
     }
-    TRY(get_i32(f, path, "format_version", &version));
+    OLMOE_TRY(get_i32(f, path, "format_version", &version));
     if (version != OLMOE_KDE_FORMAT_VERSION) {
         olmoe_errorf("%s: olmoe-kde format version %d, this tool reads version %d", path, version,
                      OLMOE_KDE_FORMAT_VERSION);
         goto fail;
     }
-    TRY(get_i32(f, path, "n_fits", &out->n_fits));
-    TRY(get_i32(f, path, "n_layers", &out->n_layers));
-    TRY(get_i32(f, path, "n_experts", &out->n_experts));
-    TRY(get_i32(f, path, "grid_points", &G));
+    OLMOE_TRY(get_i32(f, path, "n_fits", &out->n_fits));
+    OLMOE_TRY(get_i32(f, path, "n_layers", &out->n_layers));
+    OLMOE_TRY(get_i32(f, path, "n_experts", &out->n_experts));
+    OLMOE_TRY(get_i32(f, path, "grid_points", &G));
     if (olmoe_h5_get_attr_i64(f, ".", "max_tokens", &max_tokens) != 0) {
         olmoe_error_prefix("%s", path);
         goto fail;
@@ -175,9 +170,9 @@ int olmoe_kde_read(const char *path, olmoe_kde_null *out) {
     static const char *const per_grid[] = {"grid", "pdf", "cdf"};
     static const char *const per_fit[] = {"bandwidth", "mean", "sd", "min", "max",
                                           "ks", "n", "n_tokens", "layer"};
-    for (int i = 0; i < 3; i++) TRY(check_dims(f, path, per_grid[i], 2, d2));
-    for (int i = 0; i < 9; i++) TRY(check_dims(f, path, per_fit[i], 1, d1));
-    TRY(check_dims(f, path, "quantiles", 2, dq));
+    for (int i = 0; i < 3; i++) OLMOE_TRY(check_dims(f, path, per_grid[i], 2, d2));
+    for (int i = 0; i < 9; i++) OLMOE_TRY(check_dims(f, path, per_fit[i], 1, d1));
+    OLMOE_TRY(check_dims(f, path, "quantiles", 2, dq));
 
     out->fits = xcalloc((size_t)F, sizeof *out->fits);
     size_t FG = (size_t)F * (size_t)G;
@@ -193,7 +188,7 @@ int olmoe_kde_read(const char *path, olmoe_kde_null *out) {
         l->cdf = xmalloc((size_t)G * sizeof *l->cdf);
     }
 #define GRIDS(name, field)                                                               \
-    TRY(olmoe_h5_read(f, name, OLMOE_H5_F64, buf, FG));                                  \
+    OLMOE_TRY(olmoe_h5_read(f, name, OLMOE_H5_F64, buf, FG));                                  \
     for (int i = 0; i < F; i++)                                                          \
         memcpy(out->fits[i].field, buf + (size_t)i * G, (size_t)G * sizeof *buf);
     GRIDS("grid", grid)
@@ -201,7 +196,7 @@ int olmoe_kde_read(const char *path, olmoe_kde_null *out) {
     GRIDS("cdf", cdf)
 #undef GRIDS
 #define COLUMN(name, field)                                                              \
-    TRY(olmoe_h5_read(f, name, OLMOE_H5_F64, col, (size_t)F));                           \
+    OLMOE_TRY(olmoe_h5_read(f, name, OLMOE_H5_F64, col, (size_t)F));                           \
     for (int i = 0; i < F; i++) out->fits[i].field = col[i];
     COLUMN("bandwidth", bandwidth)
     COLUMN("mean", mean)
@@ -210,14 +205,14 @@ int olmoe_kde_read(const char *path, olmoe_kde_null *out) {
     COLUMN("max", max)
     COLUMN("ks", ks)
 #undef COLUMN
-    TRY(olmoe_h5_read(f, "quantiles", OLMOE_H5_F64, col, (size_t)F * OLMOE_KDE_NQ));
+    OLMOE_TRY(olmoe_h5_read(f, "quantiles", OLMOE_H5_F64, col, (size_t)F * OLMOE_KDE_NQ));
     for (int i = 0; i < F; i++)
         memcpy(out->fits[i].quantiles, col + (size_t)i * OLMOE_KDE_NQ, sizeof out->fits[i].quantiles);
-    TRY(olmoe_h5_read(f, "n", OLMOE_H5_I64, col64, (size_t)F));
+    OLMOE_TRY(olmoe_h5_read(f, "n", OLMOE_H5_I64, col64, (size_t)F));
     for (int i = 0; i < F; i++) out->fits[i].n = col64[i];
-    TRY(olmoe_h5_read(f, "n_tokens", OLMOE_H5_I64, col64, (size_t)F));
+    OLMOE_TRY(olmoe_h5_read(f, "n_tokens", OLMOE_H5_I64, col64, (size_t)F));
     for (int i = 0; i < F; i++) out->fits[i].n_tokens = col64[i];
-    TRY(olmoe_h5_read(f, "layer", OLMOE_H5_I32, layer, (size_t)F));
+    OLMOE_TRY(olmoe_h5_read(f, "layer", OLMOE_H5_I32, layer, (size_t)F));
     for (int i = 0; i < F; i++) {
         olmoe_kde_layer *l = &out->fits[i];
         l->layer = layer[i];

@@ -8,14 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define H5_TRY(call, what)                                                                     \
-    do {                                                                                       \
-        if ((call) < 0) {                                                                      \
-            olmoe_errorf("%s: HDF5 call %s failed (%s:%d)", (what), #call, __FILE__, __LINE__); \
-            goto fail;                                                                         \
-        }                                                                                      \
-    } while (0)
-
 typedef struct {
     char **names;
     int n, cap;
@@ -37,9 +29,9 @@ int rep_h5_list(hid_t loc, const char *path, char ***names, int *n) {
     if (e <= 0) return e;
     name_list l = {0};
     hid_t g = H5I_INVALID_HID;
-    H5_TRY(g = H5Gopen2(loc, path, H5P_DEFAULT), path);
+    H5_CHECK(g = H5Gopen2(loc, path, H5P_DEFAULT), "%s", path);
     hsize_t idx = 0;
-    H5_TRY(H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, collect, &l), path);
+    H5_CHECK(H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, collect, &l), "%s", path);
     H5Gclose(g);
     *names = l.names;
     *n = l.n;
@@ -62,27 +54,27 @@ int rep_h5_strings(hid_t loc, const char *path, char ***out, int64_t *n) {
     hid_t ds = H5I_INVALID_HID, ft = H5I_INVALID_HID, sp = H5I_INVALID_HID, mt = H5I_INVALID_HID;
     char **s = NULL;
     int64_t m = 0;
-    H5_TRY(ds = H5Dopen2(loc, path, H5P_DEFAULT), path);
-    H5_TRY(ft = H5Dget_type(ds), path);
+    H5_CHECK(ds = H5Dopen2(loc, path, H5P_DEFAULT), "%s", path);
+    H5_CHECK(ft = H5Dget_type(ds), "%s", path);
     if (H5Tget_class(ft) != H5T_STRING) {
         olmoe_errorf("%s: not a string dataset", path);
         goto fail;
     }
-    H5_TRY(sp = H5Dget_space(ds), path);
+    H5_CHECK(sp = H5Dget_space(ds), "%s", path);
     hsize_t dim = 0;
     if (H5Sget_simple_extent_ndims(sp) != 1) {
         olmoe_errorf("%s: not one-dimensional", path);
         goto fail;
     }
-    H5_TRY(H5Sget_simple_extent_dims(sp, &dim, NULL), path);
+    H5_CHECK(H5Sget_simple_extent_dims(sp, &dim, NULL), "%s", path);
     m = (int64_t)dim;
     s = xcalloc((size_t)m + 1, sizeof *s);
     htri_t vl = H5Tis_variable_str(ft);
-    H5_TRY(vl, path);
+    H5_CHECK(vl, "%s", path);
     if (vl) {
-        H5_TRY(mt = H5Tcopy(H5T_C_S1), path);
-        H5_TRY(H5Tset_size(mt, H5T_VARIABLE), path);
-        H5_TRY(H5Tset_cset(mt, H5Tget_cset(ft)), path);
+        H5_CHECK(mt = H5Tcopy(H5T_C_S1), "%s", path);
+        H5_CHECK(H5Tset_size(mt, H5T_VARIABLE), "%s", path);
+        H5_CHECK(H5Tset_cset(mt, H5Tget_cset(ft)), "%s", path);
         char **raw = xcalloc((size_t)m + 1, sizeof *raw);
         if (m > 0 && H5Dread(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) < 0) {
             free(raw);
@@ -94,8 +86,8 @@ int rep_h5_strings(hid_t loc, const char *path, char ***out, int64_t *n) {
         free(raw);
     } else {
         size_t len = H5Tget_size(ft);
-        H5_TRY(mt = H5Tcopy(H5T_C_S1), path);
-        H5_TRY(H5Tset_size(mt, len + 1), path);
+        H5_CHECK(mt = H5Tcopy(H5T_C_S1), "%s", path);
+        H5_CHECK(H5Tset_size(mt, len + 1), "%s", path);
         char *buf = xcalloc(xmul((size_t)m + 1, len + 1), 1);
         if (m > 0 && H5Dread(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
             free(buf);

@@ -387,7 +387,7 @@ static int rs_write_analyses(hid_t loc) {
         W("nmi", OLMOE_H5_F64, 1, d1, nmi);
         W("max_lift_mean", OLMOE_H5_F64, 1, d1, ml);
         snprintf(p, sizeof p, "%s/group_names", g);
-        RS_TRY(olmoe_analyze_h5_strings(loc, p, (char *const *)rs_groups, RS_G));
+        RS_TRY(olmoe_h5_write_strings(loc, p, (char *const *)rs_groups, RS_G));
     }
     {
         char g[128] = "analyze/specialization_token/topk(k=4,norm=model)", p[200];
@@ -431,7 +431,7 @@ static int rs_write_validate(hid_t loc, const rs_set *S) {
             n++;
         }
     int64_t d[1] = {n};
-    RS_TRY(olmoe_analyze_h5_strings(loc, "validate/policy", ids, n));
+    RS_TRY(olmoe_h5_write_strings(loc, "validate/policy", ids, n));
     RS_TRY(olmoe_h5_write(loc, "validate/replay_ppl", OLMOE_H5_F64, 1, d, rp));
     RS_TRY(olmoe_h5_write(loc, "validate/exact_ppl", OLMOE_H5_F64, 1, d, ep));
     RS_TRY(olmoe_h5_write(loc, "validate/rel_diff", OLMOE_H5_F64, 1, d, rd));
@@ -493,11 +493,11 @@ static int rs_write_all(const char *trace, const char *stats, const char *null, 
                 pol[r] = ids[r];
             }
         int64_t d1[1] = {NR};
-        RS_TRY(olmoe_analyze_h5_strings(h, "match/family", fam, NR));
-        RS_TRY(olmoe_analyze_h5_strings(h, "match/param_name", pn, NR));
-        RS_TRY(olmoe_analyze_h5_strings(h, "match/policy", pol, NR));
-        RS_TRY(olmoe_analyze_h5_strings(h, "match/note", note, NR));
-        RS_TRY(olmoe_analyze_h5_strings(h, "match/kind", kind, NR));
+        RS_TRY(olmoe_h5_write_strings(h, "match/family", fam, NR));
+        RS_TRY(olmoe_h5_write_strings(h, "match/param_name", pn, NR));
+        RS_TRY(olmoe_h5_write_strings(h, "match/policy", pol, NR));
+        RS_TRY(olmoe_h5_write_strings(h, "match/note", note, NR));
+        RS_TRY(olmoe_h5_write_strings(h, "match/kind", kind, NR));
         RS_TRY(olmoe_h5_write(h, "match/target_k", OLMOE_H5_F64, 1, d1, tk));
         RS_TRY(olmoe_h5_write(h, "match/param_value", OLMOE_H5_F64, 1, d1, pv));
         RS_TRY(olmoe_h5_write(h, "match/achieved_k", OLMOE_H5_F64, 1, d1, ak));

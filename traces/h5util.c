@@ -353,3 +353,28 @@ int olmoe_h5_read_alloc(hid_t loc, const char *path, olmoe_h5_kind kind, void **
     *out = buf;
     return 0;
 }
+
+int olmoe_h5_write_strings(hid_t loc, const char *path, char *const *s, int64_t n) {
+    hid_t ty = H5I_INVALID_HID, sp = H5I_INVALID_HID, ds = H5I_INVALID_HID,
+          lcpl = H5I_INVALID_HID;
+    hsize_t dim = (hsize_t)n;
+    const char **v = xmalloc(((size_t)n + 1) * sizeof *v);
+    for (int64_t i = 0; i < n; i++) v[i] = s[i] ? s[i] : "";
+    int rc = -1;
+    H5_CHECK(ty = H5Tcopy(H5T_C_S1), "%s", path);
+    H5_CHECK(H5Tset_size(ty, H5T_VARIABLE), "%s", path);
+    H5_CHECK(H5Tset_cset(ty, H5T_CSET_UTF8), "%s", path);
+    H5_CHECK(sp = H5Screate_simple(1, &dim, NULL), "%s", path);
+    H5_CHECK(lcpl = H5Pcreate(H5P_LINK_CREATE), "%s", path);
+    H5_CHECK(H5Pset_create_intermediate_group(lcpl, 1), "%s", path);
+    H5_CHECK(ds = H5Dcreate2(loc, path, ty, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT), "%s", path);
+    if (n > 0) H5_CHECK(H5Dwrite(ds, ty, H5S_ALL, H5S_ALL, H5P_DEFAULT, v), "%s", path);
+    rc = 0;
+fail:
+    if (ds >= 0) H5Dclose(ds);
+    if (lcpl >= 0) H5Pclose(lcpl);
+    if (sp >= 0) H5Sclose(sp);
+    if (ty >= 0) H5Tclose(ty);
+    free(v);
+    return rc;
+}

@@ -11,18 +11,6 @@
 #include <hdf5_hl.h>
 #include <stddef.h>
 
-/* Checks an HDF5 call (any negative return is failure), sets a one-line
- * message from the printf-style context plus HDF5's innermost reason and
- * file:line, and jumps to the function's "fail:" label. */
-#define H5_CHECK(call, ...)                                           \
-    do {                                                              \
-        if ((call) < 0) {                                             \
-            olmoe_h5_failf(__FILE__, __LINE__, #call, __VA_ARGS__);   \
-            goto fail;                                                \
-        }                                                             \
-    } while (0)
-int olmoe_h5_failf(const char *src, int line, const char *call, const char *fmt, ...)
-    OLMOE_PRINTF(4, 5);
 /* silences HDF5's automatic error printing; every entry point calls it */
 void olmoe_h5_init(void);
 /* closes any id kind (dataset, group, type, space, plist, attribute, file), ignoring <= 0 */

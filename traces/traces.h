@@ -328,6 +328,19 @@ hid_t olmoe_h5_type_f16(void);
 /* ---- generic HDF5 helpers (results inside a trace or in their own file) ---- */
 /* Paths are relative to loc ("kde/layer3/grid"); missing groups are created
  * on write. obj names the object an attribute sits on, "." for loc itself. */
+/* ---- the one check of raw HDF5 calls, for every layer ----
+ * Checks an HDF5 call (any negative return is failure), sets a one-line
+ * message from the printf-style context plus HDF5's innermost reason and
+ * file:line, and jumps to the function's "fail:" label. */
+#define H5_CHECK(call, ...)                                           \
+    do {                                                              \
+        if ((call) < 0) {                                             \
+            olmoe_h5_failf(__FILE__, __LINE__, #call, __VA_ARGS__);   \
+            goto fail;                                                \
+        }                                                             \
+    } while (0)
+int olmoe_h5_failf(const char *src, int line, const char *call, const char *fmt, ...)
+    OLMOE_PRINTF(4, 5);
 #define OLMOE_H5_MAX_RANK 8
 typedef enum {
     OLMOE_H5_F32 = 0, /* float */
@@ -352,6 +365,9 @@ int olmoe_h5_delete(hid_t loc, const char *path);
  * array of kind; rank 0 writes a scalar. Fails if path exists (delete it first). */
 int olmoe_h5_write(hid_t loc, const char *path, olmoe_h5_kind kind, int rank,
                    const int64_t *dims /* [rank] */, const void *data);
+/* Writes a new dataset of n variable-length UTF-8 strings (NULL written as
+ * ""), creating the parents of path. */
+int olmoe_h5_write_strings(hid_t loc, const char *path, char *const *s, int64_t n);
 /* shape of a dataset: *rank and dims[0..rank) */
 int olmoe_h5_shape(hid_t loc, const char *path, int *rank,
                    int64_t dims[OLMOE_H5_MAX_RANK]);
