@@ -35,6 +35,60 @@ typedef struct {
     const char *shard_spec; /* --shard (replay_shard.c) */
 } run_opts;
 
+/* the checks of the command line that need no file; the routing it asks for */
+static olmoe_replay_routing check_args(run_opts *o) {
+    if (o->mode && strcmp(o->mode, "exact") == 0) o->exact = 1;
+    else if (o->mode && strcmp(o->mode, "validate") == 0) o->validate = 1;
+    else if (o->mode && strcmp(o->mode, "replay") != 0) die_usage("--mode: unknown mode '%s'", o->mode);
+    if (!o->model_dir) die_usage("--model DIR is required (the checkpoint the trace was captured with)");
+    olmoe_replay_routing routing = OLMOE_ROUTING_RECOMPUTE;
+    if (strcmp(o->routing_s, "captured") == 0) routing = OLMOE_ROUTING_CAPTURED;
+    else if (strcmp(o->routing_s, "recompute") != 0)
+        die_usage("--routing: '%s' is neither recompute nor captured", o->routing_s);
+    if (!(o->validate || !o->exact) && routing == OLMOE_ROUTING_CAPTURED)
+        die_usage("--routing captured is for replay; the exact forward always recomputes");
+    return routing;
+}
+
+/* dies when a result this run would write is already in the trace */
+static void refuse_existing(olmoe_trace *t, olmoe_policy_set *set, int do_replay, int do_exact,
+                            int validate) {
+    olmoe_policy **pp = xmalloc(xmul((size_t)set->n, sizeof *pp));
+    for (int i = 0; i < set->n; i++) pp[i] = &set->items[i];
+    const char *which = NULL;
+    int c = olmoe_replay_h5_conflict(olmoe_trace_hid(t), pp, set->n, do_replay, do_exact, validate,
+                                     &which);
+    if (c < 0) die("%s: %s", olmoe_trace_path(t), olmoe_error());
+    if (c > 0) die("%s: /%s already exists (--force replaces it)", olmoe_trace_path(t), which);
+    free(pp);
+}
+
+/* the table on stdout, --json, --csv, and the results in --out or the
+ * trace (full: the unsharded run a --shard run's view comes from, or NULL);
+ * outputs committed */
+static void write_outputs(const olmoe_replay_run *run, const olmoe_replay_validation *v,
+                          const run_opts *o, const char *trace_path, const char *command,
+                          const olmoe_replay_run *full, const olmoe_replay_opts *ropt,
+                          olmoe_cmd_output *rj, olmoe_cmd_output *rc, olmoe_cmd_output *ro) {
+    olmoe_replay_print(run, v, stdout);
+    if (rj->used && olmoe_replay_write_json(run, v, rj->out.tmp, trace_path, o->model_dir,
+                                            o->kde_path) != 0)
+        die("%s", olmoe_error());
+    if (rc->used && olmoe_replay_write_csv(run, rc->out.tmp) != 0) die("%s", olmoe_error());
+    hid_t f = ro->used ? olmoe_h5_create(ro->out.tmp) : olmoe_h5_open(trace_path, 1);
+    if (f < 0) die("%s", olmoe_error());
+    if (ro->used && (olmoe_replay_results_attrs(f, trace_path, o->model_dir, command) != 0 ||
+                     (full && olmoe_replay_shard_attrs(f, full, ropt) != 0)))
+        die("%s: %s", o->out_path, olmoe_error());
+    if (olmoe_replay_write_h5(run, v, f, o->force) != 0) {
+        olmoe_h5_close(f);
+        die("%s: %s", ro->used ? o->out_path : trace_path, olmoe_error());
+    }
+    if (olmoe_h5_close(f) != 0) die("%s", olmoe_error());
+    if (olmoe_cmd_commit(rj) != 0 || olmoe_cmd_commit(rc) != 0 || olmoe_cmd_commit(ro) != 0)
+        die("%s", olmoe_error());
+}
+
 int cmd_replay_run(int argc, char **argv) {
     run_opts o = {.routing_s = "recompute", .device = "cpu", .chunk = 4096, .empirical_max = 32768};
     olmoe_policy_cli cli = {0};
@@ -66,17 +120,8 @@ int cmd_replay_run(int argc, char **argv) {
     char *command;
     cmd_replay_parse(argc, argv, opts, &cli, usage, &o.quiet,
                      "which trace? (olmoe-replay TRACE --model DIR ...)", &command);
-    if (o.mode && strcmp(o.mode, "exact") == 0) o.exact = 1;
-    else if (o.mode && strcmp(o.mode, "validate") == 0) o.validate = 1;
-    else if (o.mode && strcmp(o.mode, "replay") != 0) die_usage("--mode: unknown mode '%s'", o.mode);
-    if (!o.model_dir) die_usage("--model DIR is required (the checkpoint the trace was captured with)");
-    olmoe_replay_routing routing;
-    if (strcmp(o.routing_s, "recompute") == 0) routing = OLMOE_ROUTING_RECOMPUTE;
-    else if (strcmp(o.routing_s, "captured") == 0) routing = OLMOE_ROUTING_CAPTURED;
-    else die_usage("--routing: '%s' is neither recompute nor captured", o.routing_s);
+    olmoe_replay_routing routing = check_args(&o);
     int do_replay = o.validate || !o.exact, do_exact = o.validate || o.exact;
-    if (!do_replay && routing == OLMOE_ROUTING_CAPTURED)
-        die_usage("--routing captured is for replay; the exact forward always recomputes");
     olmoe_policy_set set = {0};
     if (olmoe_policy_cli_build(&cli, &set) != 0) die_usage("%s", olmoe_error());
     const char *trace_path = argv[0];
@@ -87,9 +132,10 @@ int cmd_replay_run(int argc, char **argv) {
         die_usage("--shard needs --out FILE: each shard writes its own results file");
 
     olmoe_cmd_output rj, rc, ro;
-    if (olmoe_cmd_reserve(&rj, o.json_path, o.force) != 0) die("%s", olmoe_error());
-    if (olmoe_cmd_reserve(&rc, o.csv_path, o.force) != 0) die("%s", olmoe_error());
-    if (olmoe_cmd_reserve(&ro, o.out_path, o.force) != 0) die("%s", olmoe_error());
+    if (olmoe_cmd_reserve(&rj, o.json_path, o.force) != 0 ||
+        olmoe_cmd_reserve(&rc, o.csv_path, o.force) != 0 ||
+        olmoe_cmd_reserve(&ro, o.out_path, o.force) != 0)
+        die("%s", olmoe_error());
 
     olmoe_trace *t = olmoe_trace_open(trace_path);
     if (!t) die("%s", olmoe_error());
@@ -100,45 +146,14 @@ int cmd_replay_run(int argc, char **argv) {
     olmoe_model model; /* its checksum first: a wrong model is the likeliest mistake */
     if (olmoe_model_open(o.model_dir, &model) != 0) die("%s", olmoe_error());
     if (olmoe_replay_check_trace(trace_path, t, &model, do_replay, NULL) != 0) die("%s", olmoe_error());
-    olmoe_kde_null null;
-    olmoe_kde_cdf cdf;
-    memset(&null, 0, sizeof null);
-    memset(&cdf, 0, sizeof cdf);
+    olmoe_kde_null null = {0};
+    olmoe_kde_cdf cdf = {0};
+    olmoe_policy_empirical emp = {0};
     olmoe_policy_model m = {in->meta.n_layers, in->meta.n_experts, in->meta.norm_topk_prob, NULL, NULL};
-    if (o.kde_path) {
-        if (olmoe_cmd_load_null(o.kde_path, trace_path, &in->meta, &null, &cdf) != 0)
-            die("%s", olmoe_error());
-        m.null = &cdf;
-    } else if (olmoe_policy_set_needs(&set, OLMOE_PVALUE_KDE)) {
-        die_usage("pvalue=kde needs --kde NULL.h5 (make one with olmoe-kde fit %s --out null.h5), "
-                  "or use --pvalue pseudo|empirical", trace_path);
-    }
-    olmoe_policy_empirical emp;
-    memset(&emp, 0, sizeof emp);
-    olmoe_policy_model m0 = m;
-    int need_emp = olmoe_policy_set_needs(&set, OLMOE_PVALUE_EMPIRICAL);
-    float one = 0;
-    olmoe_policy_empirical fake;
-    if (need_emp) { /* the right shape for the checks; the real table follows */
-        fake = (olmoe_policy_empirical){m.n_layers, m.n_experts, 1, 1, 1, 1, &one};
-        m0.emp = &fake;
-    }
-    if (olmoe_policy_set_bind(&set, &m0) != 0) die("%s", olmoe_error());
-    if (!o.out_path && !o.force) {
-        olmoe_policy **pp = xmalloc(xmul((size_t)set.n, sizeof *pp));
-        for (int i = 0; i < set.n; i++) pp[i] = &set.items[i];
-        const char *which = NULL;
-        int c = olmoe_replay_h5_conflict(olmoe_trace_hid(t), pp, set.n, do_replay, do_exact,
-                                         o.validate, &which);
-        if (c < 0) die("%s: %s", trace_path, olmoe_error());
-        if (c > 0) die("%s: /%s already exists (--force replaces it)", trace_path, which);
-        free(pp);
-    }
-    if (need_emp) {
-        if (olmoe_cmd_empirical(t, N, o.empirical_max, &emp) != 0) die("%s", olmoe_error());
-        m.emp = &emp;
-        if (olmoe_policy_set_bind(&set, &m) != 0) die("%s", olmoe_error());
-    }
+    cmd_replay_load_null(o.kde_path, &set, t, &m, &null, &cdf);
+    cmd_replay_bind_probe(&set, &m);
+    if (!o.out_path && !o.force) refuse_existing(t, &set, do_replay, do_exact, o.validate);
+    cmd_replay_bind_empirical(&set, &m, t, N, o.empirical_max, &emp);
     olmoe_trace_close(t);
 
     olmoe_policy **pols = xmalloc(xmul((size_t)set.n, sizeof *pols));
@@ -167,24 +182,8 @@ int cmd_replay_run(int argc, char **argv) {
     olmoe_replay_validation v;
     if (o.validate && olmoe_replay_validate(&run, &v) != 0) die("%s", olmoe_error());
 
-    olmoe_replay_print(&run, o.validate ? &v : NULL, stdout);
-    if (rj.used && olmoe_replay_write_json(&run, o.validate ? &v : NULL, rj.out.tmp, trace_path,
-                                           o.model_dir, o.kde_path) != 0)
-        die("%s", olmoe_error());
-    if (rc.used && olmoe_replay_write_csv(&run, rc.out.tmp) != 0) die("%s", olmoe_error());
-    hid_t f = ro.used ? olmoe_h5_create(ro.out.tmp) : olmoe_h5_open(trace_path, 1);
-    if (f < 0) die("%s", olmoe_error());
-    if (ro.used && (olmoe_replay_results_attrs(f, trace_path, o.model_dir, command) != 0 ||
-                    (shard_n && olmoe_replay_shard_attrs(f, &full, &ropt) != 0)))
-        die("%s: %s", o.out_path, olmoe_error());
-    if (olmoe_replay_write_h5(&run, o.validate ? &v : NULL, f, o.force) != 0) {
-        olmoe_h5_close(f);
-        die("%s: %s", ro.used ? o.out_path : trace_path, olmoe_error());
-    }
-    if (olmoe_h5_close(f) != 0) die("%s", olmoe_error());
-    if (olmoe_cmd_commit(&rj) != 0) die("%s", olmoe_error());
-    if (olmoe_cmd_commit(&rc) != 0) die("%s", olmoe_error());
-    if (olmoe_cmd_commit(&ro) != 0) die("%s", olmoe_error());
+    write_outputs(&run, o.validate ? &v : NULL, &o, trace_path, command,
+                  shard_n ? &full : NULL, &ropt, &rj, &rc, &ro);
     if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
     if (o.validate) olmoe_replay_validation_free(&v);
     if (shard_n) olmoe_replay_shard_view_free(&run);
