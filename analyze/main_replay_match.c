@@ -373,45 +373,52 @@ static void write_outputs(const olmoe_match_table *tab, const olmoe_replay_run *
     if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
 }
 
+/* the mode's own options, into opts (room for the policy options after them) */
+enum { OWN_OPTS = 24 };
+static void option_table(match_opts *o, olmoe_opt *opts) {
+    const olmoe_opt own[OWN_OPTS] = {
+        OPT_STRING("mode", &o->mode, "MODE", "replay (default), exact (= --exact) or stats (calibrate only)"),
+        OPT_STRING("match-k", &o->match_k, "LIST", "target mean experts per token-layer, e.g. 1,2,4,8"),
+        OPT_STRING("families", &o->families, "LIST",
+                   "families to calibrate, specs without their knob (default "
+                   "topp,bh,threshold,skip,entropy,hc)"),
+        OPT_DOUBLE("match-tol", &o->tol, "X", "how close the mean must come (default 0.01)"),
+        OPT_LONG_RANGE("match-max-k", &o->match_max_k, "N",
+                       "max_k of families whose spec has none (default 2 x the trace's top_k, at "
+                       "most E)", 1, OLMOE_POLICY_MAX_E),
+        OPT_LONG_RANGE("calib-tokens", &o->calib_tokens, "N",
+                       "calibrate on at most N tokens, spread evenly (default 262144; 0 = all)",
+                       0, 1L << 40),
+        OPT_LONG_RANGE("threads", &o->threads, "N", "threads for calibration (default: every CPU)",
+                       1, 64),
+        OPT_STRING("model", &o->model_dir, "DIR", "the checkpoint, to score (without it: calibrate only)"),
+        OPT_STRING("kde", &o->kde_path, "FILE", "null distributions for pvalue=kde (olmoe-kde fit)"),
+        OPT_FLAG("exact", &o->exact, "score with the exact forward pass too"),
+        OPT_STRING("routing", &o->routing_s, "HOW", "replay: recompute (default) or captured"),
+        OPT_STRING("device", &o->device, "DEV", "cpu (default) or cuda"),
+        OPT_STRING("out", &o->out_path, "FILE", "results in a new HDF5 file instead of the trace"),
+        OPT_STRING("csv", &o->csv_path, "FILE", "write the table as CSV"),
+        OPT_LONG_RANGE("max-tokens", &o->max_tokens, "N",
+                       "only the windows within the first N tokens (scoring and calibration on "
+                       "the trace itself)", 1, 1L << 62),
+        OPT_LONG_RANGE("chunk", &o->chunk, "N", "tokens per chunk of whole windows (default 4096)", 1,
+                       1L << 24),
+        OPT_LONG_RANGE("empirical-max", &o->empirical_max, "N",
+                       "pvalue=empirical: at most N tokens per expert (default 32768; 0 = all)", 0,
+                       1L << 40),
+        OPT_FLAG("force", &o->force, "overwrite existing outputs and results"),
+        OPT_FLAG("quiet", &o->quiet, "no notes or progress"),
+        OPT_END};
+    memcpy(opts, own, sizeof own);
+}
+
 int cmd_replay_match(int argc, char **argv) {
     match_opts o = {.families = "topp,bh,threshold,skip,entropy,hc", .routing_s = "recompute",
                     .device = "cpu", .chunk = 4096, .empirical_max = 32768,
                     .calib_tokens = 262144, .tol = 0.01};
     olmoe_policy_cli cli = {0};
-    enum { OWN = 24 };
-    olmoe_opt opts[OWN + OLMOE_POLICY_CLI_NOPTS + 1] = {
-        OPT_STRING("mode", &o.mode, "MODE", "replay (default), exact (= --exact) or stats (calibrate only)"),
-        OPT_STRING("match-k", &o.match_k, "LIST", "target mean experts per token-layer, e.g. 1,2,4,8"),
-        OPT_STRING("families", &o.families, "LIST",
-                   "families to calibrate, specs without their knob (default "
-                   "topp,bh,threshold,skip,entropy,hc)"),
-        OPT_DOUBLE("match-tol", &o.tol, "X", "how close the mean must come (default 0.01)"),
-        OPT_LONG_RANGE("match-max-k", &o.match_max_k, "N",
-                       "max_k of families whose spec has none (default 2 x the trace's top_k, at "
-                       "most E)", 1, OLMOE_POLICY_MAX_E),
-        OPT_LONG_RANGE("calib-tokens", &o.calib_tokens, "N",
-                       "calibrate on at most N tokens, spread evenly (default 262144; 0 = all)",
-                       0, 1L << 40),
-        OPT_LONG_RANGE("threads", &o.threads, "N", "threads for calibration (default: every CPU)",
-                       1, 64),
-        OPT_STRING("model", &o.model_dir, "DIR", "the checkpoint, to score (without it: calibrate only)"),
-        OPT_STRING("kde", &o.kde_path, "FILE", "null distributions for pvalue=kde (olmoe-kde fit)"),
-        OPT_FLAG("exact", &o.exact, "score with the exact forward pass too"),
-        OPT_STRING("routing", &o.routing_s, "HOW", "replay: recompute (default) or captured"),
-        OPT_STRING("device", &o.device, "DEV", "cpu (default) or cuda"),
-        OPT_STRING("out", &o.out_path, "FILE", "results in a new HDF5 file instead of the trace"),
-        OPT_STRING("csv", &o.csv_path, "FILE", "write the table as CSV"),
-        OPT_LONG_RANGE("max-tokens", &o.max_tokens, "N",
-                       "only the windows within the first N tokens (scoring and calibration on "
-                       "the trace itself)", 1, 1L << 62),
-        OPT_LONG_RANGE("chunk", &o.chunk, "N", "tokens per chunk of whole windows (default 4096)", 1,
-                       1L << 24),
-        OPT_LONG_RANGE("empirical-max", &o.empirical_max, "N",
-                       "pvalue=empirical: at most N tokens per expert (default 32768; 0 = all)", 0,
-                       1L << 40),
-        OPT_FLAG("force", &o.force, "overwrite existing outputs and results"),
-        OPT_FLAG("quiet", &o.quiet, "no notes or progress"),
-        OPT_END};
+    olmoe_opt opts[OWN_OPTS + OLMOE_POLICY_CLI_NOPTS + 1];
+    option_table(&o, opts);
     char *command;
     cmd_replay_parse(argc, argv, opts, &cli, usage, &o.quiet,
                      "which trace? (olmoe-replay TRACE --match-k 1,2,4,8 ...)", &command);

@@ -89,34 +89,41 @@ static void write_outputs(const olmoe_replay_run *run, const olmoe_replay_valida
         die("%s", olmoe_error());
 }
 
+/* the mode's own options, into opts (room for the policy options after them) */
+enum { OWN_OPTS = 18 };
+static void option_table(run_opts *o, olmoe_opt *opts) {
+    const olmoe_opt own[OWN_OPTS] = {
+        OPT_STRING("mode", &o->mode, "MODE", "replay (default), exact or validate"),
+        OPT_STRING("model", &o->model_dir, "DIR", "the checkpoint the trace was captured with"),
+        OPT_STRING("kde", &o->kde_path, "FILE", "null distributions for pvalue=kde (olmoe-kde fit)"),
+        OPT_STRING("routing", &o->routing_s, "HOW",
+                   "replay: recompute (default: router on the replayed stream) or captured"),
+        OPT_STRING("device", &o->device, "DEV", "cpu (default) or cuda"),
+        OPT_FLAG("exact", &o->exact, "the exact forward pass per policy instead of replay"),
+        OPT_FLAG("validate", &o->validate, "replay and exact side by side (/validate table)"),
+        OPT_STRING("out", &o->out_path, "FILE", "results in a new HDF5 file instead of the trace"),
+        OPT_STRING("json", &o->json_path, "FILE", "write the results as JSON"),
+        OPT_STRING("csv", &o->csv_path, "FILE", "write the results as CSV (policy x kind x group)"),
+        OPT_LONG_RANGE("max-tokens", &o->max_tokens, "N", "only the windows within the first N tokens",
+                       1, 1L << 62),
+        OPT_LONG_RANGE("chunk", &o->chunk, "N", "tokens per chunk of whole windows (default 4096)", 1,
+                       1L << 24),
+        OPT_LONG_RANGE("empirical-max", &o->empirical_max, "N",
+                       "pvalue=empirical: at most N tokens per expert (default 32768; 0 = all)", 0,
+                       1L << 40),
+        OPT_STRING("shard", &o->shard_spec, "I/N",
+                   "only part I of N of the run's chunks (needs --out; join with --mode merge)"),
+        OPT_FLAG("force", &o->force, "overwrite existing outputs and results"),
+        OPT_FLAG("quiet", &o->quiet, "no notes or progress"),
+        OPT_END};
+    memcpy(opts, own, sizeof own);
+}
+
 int cmd_replay_run(int argc, char **argv) {
     run_opts o = {.routing_s = "recompute", .device = "cpu", .chunk = 4096, .empirical_max = 32768};
     olmoe_policy_cli cli = {0};
-    enum { OWN = 18 };
-    olmoe_opt opts[OWN + OLMOE_POLICY_CLI_NOPTS + 1] = {
-        OPT_STRING("mode", &o.mode, "MODE", "replay (default), exact or validate"),
-        OPT_STRING("model", &o.model_dir, "DIR", "the checkpoint the trace was captured with"),
-        OPT_STRING("kde", &o.kde_path, "FILE", "null distributions for pvalue=kde (olmoe-kde fit)"),
-        OPT_STRING("routing", &o.routing_s, "HOW",
-                   "replay: recompute (default: router on the replayed stream) or captured"),
-        OPT_STRING("device", &o.device, "DEV", "cpu (default) or cuda"),
-        OPT_FLAG("exact", &o.exact, "the exact forward pass per policy instead of replay"),
-        OPT_FLAG("validate", &o.validate, "replay and exact side by side (/validate table)"),
-        OPT_STRING("out", &o.out_path, "FILE", "results in a new HDF5 file instead of the trace"),
-        OPT_STRING("json", &o.json_path, "FILE", "write the results as JSON"),
-        OPT_STRING("csv", &o.csv_path, "FILE", "write the results as CSV (policy x kind x group)"),
-        OPT_LONG_RANGE("max-tokens", &o.max_tokens, "N", "only the windows within the first N tokens",
-                       1, 1L << 62),
-        OPT_LONG_RANGE("chunk", &o.chunk, "N", "tokens per chunk of whole windows (default 4096)", 1,
-                       1L << 24),
-        OPT_LONG_RANGE("empirical-max", &o.empirical_max, "N",
-                       "pvalue=empirical: at most N tokens per expert (default 32768; 0 = all)", 0,
-                       1L << 40),
-        OPT_STRING("shard", &o.shard_spec, "I/N",
-                   "only part I of N of the run's chunks (needs --out; join with --mode merge)"),
-        OPT_FLAG("force", &o.force, "overwrite existing outputs and results"),
-        OPT_FLAG("quiet", &o.quiet, "no notes or progress"),
-        OPT_END};
+    olmoe_opt opts[OWN_OPTS + OLMOE_POLICY_CLI_NOPTS + 1];
+    option_table(&o, opts);
     char *command;
     cmd_replay_parse(argc, argv, opts, &cli, usage, &o.quiet,
                      "which trace? (olmoe-replay TRACE --model DIR ...)", &command);
