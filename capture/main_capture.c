@@ -265,6 +265,183 @@ static int append_batch(void *arg) {
 }
 /* ---- end of the writer thread ---- */
 
+/* the checks of the command line that need no file (capture mode); the
+ * --shard index and count */
+static void check_args(int *shard_i, int *shard_n) {
+    if (!tokens_path == !input_path) die_usage("give one of --tokens FILE and --input FILE");
+    if (!input_path && (input_format || input_field || group_field || max_tokens || stride))
+        die_usage("--format, --field, --group-field, --max-tokens and --stride need --input");
+    if (!out_path) die_usage("--out FILE is required");
+    if (policy_spec && top_k) die_usage("--policy and --top-k: choose one way to route");
+    if (!policy_spec && (kde_path || empirical_path))
+        die_usage("--kde and --empirical go with --policy");
+    if (shard_spec && olmoe_parse_shard(shard_spec, shard_i, shard_n) != 0)
+        die_usage("%s", olmoe_error());
+    if (resume && force) die_usage("--resume and --force: choose one");
+}
+
+/* --ctx, by default the model's trained context up to 2048: RoPE runs past
+ * it, but those positions were never trained, so the numbers would describe
+ * extrapolation, not the model */
+static void set_ctx(const olmoe_config *c) {
+    if (!ctx) ctx = c->max_position_embeddings && c->max_position_embeddings < 2048
+                        ? c->max_position_embeddings : 2048;
+    else if (c->max_position_embeddings && ctx > c->max_position_embeddings)
+        die_usage("--ctx %ld is beyond the model's max_position_embeddings %ld", ctx,
+                  c->max_position_embeddings);
+    if (stride && stride >= ctx) die_usage("--stride %ld must be below --ctx %ld", stride, ctx);
+}
+
+/* the windows of the run, then of this process (--shard: a capture of its
+ * own sub-stream, *ts becoming that stream; unsharded, the whole run); the
+ * run's stream stays in *run_ts (capture/shard.h) */
+static void shard_windows(olmoe_token_stream *ts, int shard_i, int shard_n, olmoe_shard_plan *plan,
+                          olmoe_token_stream *run_ts, olmoe_window **win, int64_t *nwin) {
+    olmoe_window *run_win;
+    int64_t run_nwin;
+    make_windows(ts, &run_win, &run_nwin);
+    if (olmoe_shard_plan_make(run_win, run_nwin, ts, shard_i, shard_n, batch, plan) != 0)
+        die("%s", olmoe_error());
+    *win = olmoe_shard_windows(run_win, plan);
+    *nwin = plan->w_end - plan->w_begin;
+    free(run_win);
+    *run_ts = *ts;
+    olmoe_shard_stream(run_ts, plan, ts);
+    if (shard_n)
+        notef("shard %d/%d: windows [%lld, %lld) of %lld, positions [%lld, %lld) of %lld", shard_i,
+              shard_n, (long long)plan->w_begin, (long long)plan->w_end, (long long)plan->run_windows,
+              (long long)plan->stored_begin, (long long)plan->stored_end, (long long)plan->run_tokens);
+}
+
+/* what is about to run, and the memory it takes, on stderr */
+static void describe(const olmoe_model *m, const olmoe_engine *eng, const olmoe_policy *pol, int k,
+                     const olmoe_token_stream *ts, int64_t nwin, size_t buffer_bytes) {
+    const olmoe_config *c = &m->cfg;
+    char b1[32], b2[32], b3[32], b4[32];
+    char routing[OLMOE_POLICY_ID_MAX + 16];
+    if (pol)
+        snprintf(routing, sizeof routing, "policy %s", pol->id);
+    else
+        snprintf(routing, sizeof routing, "top-%d%s", k, c->norm_topk_prob ? ", renormalised" : "");
+    notef("%s: %d layers x %d experts (%s), weights %s on disk, %s converted to fp32",
+          model_dir, c->num_hidden_layers, c->num_experts, routing,
+          olmoe_fmt_bytes((double)olmoe_model_file_bytes(m), b1, sizeof b1),
+          olmoe_fmt_bytes((double)m->f32_bytes, b2, sizeof b2));
+    notef("%s: %lld tokens in %lld documents, %lld windows of at most %ld; activations %s, "
+          "output buffers %s (batch %ld)",
+          input_path ? input_path : tokens_path, (long long)ts->n_tokens, (long long)ts->n_docs,
+          (long long)nwin, ctx,
+          olmoe_fmt_bytes((double)olmoe_engine_activation_bytes(eng), b3, sizeof b3),
+          olmoe_fmt_bytes((double)(2 * buffer_bytes), b4, sizeof b4), batch);
+}
+
+/* the partial trace, created or (--resume) continued after its *done
+ * windows; a new one gets the stream's groups and documents */
+static olmoe_trace *open_trace(olmoe_capture_out *out, const olmoe_trace_meta *meta,
+                               const olmoe_token_stream *ts, const olmoe_window *win, int64_t nwin,
+                               const char *resume_cmd, int64_t *done) {
+    olmoe_trace *tr;
+    if (resume) {
+        if (!(tr = olmoe_trace_resume(out->partial, meta)) ||
+            olmoe_capture_resume_check(tr, win, nwin, done) != 0 ||
+            olmoe_trace_nll_total(tr, &wr.nll_sum, &wr.n_scored) != 0)
+            die("%s", olmoe_error());
+        olmoe_capture_out_keep(out, resume_cmd);
+        notef("%s: resuming after %lld of %lld windows", out->partial, (long long)*done,
+              (long long)nwin);
+        return tr; /* a resumed trace has its groups and documents */
+    }
+    if (!(tr = olmoe_trace_create(out->partial, meta))) die("%s", olmoe_error());
+    if (ts->n_groups && olmoe_trace_add_groups(tr, (const char *const *)ts->groups, ts->n_groups) != 0)
+        die("%s", olmoe_error());
+    olmoe_trace_document *docs = xmalloc(xmul((size_t)ts->n_docs, sizeof *docs));
+    for (int64_t d = 0; d < ts->n_docs; d++)
+        docs[d] = (olmoe_trace_document){ts->doc_start[d], ts->doc_length[d], ts->doc_group[d]};
+    if (ts->n_docs && olmoe_trace_add_documents(tr, docs, ts->n_docs) != 0) die("%s", olmoe_error());
+    free(docs);
+    return tr;
+}
+
+/* what the root attributes point to (fill_meta) */
+typedef struct {
+    olmoe_hash sum;
+    char policy[OLMOE_POLICY_ID_MAX];
+    olmoe_trace_attr extra[OLMOE_SHARD_MAX_ATTRS];
+} meta_store;
+
+/* the trace's root attributes, their strings in *ms */
+static void fill_meta(olmoe_trace_meta *meta, meta_store *ms, olmoe_model *m,
+                      const olmoe_engine *eng, const olmoe_policy *pol, int k, const char *command,
+                      const olmoe_shard_plan *plan, const olmoe_hash *input_sum,
+                      int64_t input_bytes) {
+    const olmoe_config *c = &m->cfg;
+    if (olmoe_model_checksum(m, &ms->sum) != 0) die("%s", olmoe_error());
+    snprintf(ms->policy, sizeof ms->policy, "topk(k=%d,norm=model)", k);
+    if (pol) snprintf(ms->policy, sizeof ms->policy, "%s", pol->id);
+    *meta = (olmoe_trace_meta){
+        .command = command,
+        .config_json = c->json,
+        .model_checksum = ms->sum.hex,
+        .tokenizer_checksum = input_path ? tokenizer_sum.hex : "",
+        .model_dir = model_dir,
+        .policy = ms->policy,
+        .device = olmoe_engine_device(eng),
+        .compute_dtype = olmoe_engine_compute_dtype(eng),
+        .corpus = input_path ? input_path : tokens_path,
+        .n_layers = c->num_hidden_layers,
+        .n_experts = c->num_experts,
+        .hidden_size = c->hidden_size,
+        .vocab_size = c->vocab_size,
+        .top_k = k,
+        .norm_topk_prob = c->norm_topk_prob,
+        .ctx = (int)ctx,
+        .stride = (int)stride,
+        .logits_dtype = OLMOE_DTYPE_F32,
+        .save_residuals = save_residuals,
+    };
+    meta->extra = ms->extra;
+    meta->n_extra = olmoe_shard_attrs(plan, input_sum->hex, input_bytes, max_tokens, batch, ms->extra);
+}
+
+/* the windows after the first done forwarded batch by batch, each batch
+ * appended by the writer thread while the next runs; the signal that
+ * stopped it at a batch boundary, or 0 (*t1, *tok1: when the first batch
+ * was done and the tokens it covered) */
+static int run_batches(olmoe_engine *eng, append_job jobs[2], olmoe_worker *wk,
+                       const olmoe_shard_plan *plan, const olmoe_window *win, int64_t nwin,
+                       const olmoe_token_stream *ts, int64_t done, olmoe_capture_out *out,
+                       const char *resume_cmd, double *t1, int64_t *tok1) {
+    int stop = 0;
+    for (int64_t w0 = done, it = 0, nb = 0; w0 < nwin; w0 += nb, it++) {
+        if ((stop = olmoe_capture_batch_boundary())) break;
+        append_job *j = &jobs[it & 1];
+        /* batches are the run's windows [b * batch, (b + 1) * batch), also in a
+         * shard or a resumed run: each window is forwarded in the same company
+         * (the GEMM shapes decide the rounding), so the results are identical */
+        int64_t g = plan->w_begin + w0, bend = (g / batch + 1) * batch - plan->w_begin;
+        nb = (bend < nwin ? bend : nwin) - w0;
+        size_t row = 0;
+        for (int b = 0; b < nb; b++) {
+            const olmoe_window *w = &win[w0 + b];
+            j->io[b] = (olmoe_window_io){
+                .n = (int)w->length,
+                .tokens = ts->tokens + w->start,
+                .router_logits = j->bb.router_logits + row * wr.L * wr.E,
+                .nll = j->bb.nll + row,
+                .argmax = j->bb.argmax + row,
+                .attn_residual_bf16 = j->bb.residual ? j->bb.residual + row * wr.L * wr.D : NULL,
+            };
+            row += (size_t)w->length;
+        }
+        if (olmoe_engine_forward(eng, j->io, nb) != 0) die("%s", olmoe_error());
+        j->w0 = w0, j->nb = nb;
+        if (olmoe_worker_submit(wk, append_batch, j) != 0) die("%s", olmoe_error());
+        if (it == 1) olmoe_capture_out_keep(out, resume_cmd); /* batch 0 is committed */
+        if (it == 0) *t1 = olmoe_now(), *tok1 = win[w0 + nb - 1].start + win[w0 + nb - 1].length;
+    }
+    return stop;
+}
+
 int main(int argc, char **argv) {
     olmoe_set_prog(argv[0]);
     char *command = olmoe_join_argv(argc, argv);
@@ -278,17 +455,8 @@ int main(int argc, char **argv) {
             .quiet = quiet, .top_k = top_k, .stream_options = tokens_path || input_path || save_residuals,
             .policy_options = !policy_spec && (kde_path || empirical_path),
             .make_policy = policy_spec ? generate_policy : NULL, .args = &gen_args}));
-    if (!tokens_path == !input_path) die_usage("give one of --tokens FILE and --input FILE");
-    if (!input_path && (input_format || input_field || group_field || max_tokens || stride))
-        die_usage("--format, --field, --group-field, --max-tokens and --stride need --input");
-    if (!out_path) die_usage("--out FILE is required");
-    if (policy_spec && top_k) die_usage("--policy and --top-k: choose one way to route");
-    if (!policy_spec && (kde_path || empirical_path))
-        die_usage("--kde and --empirical go with --policy");
     int shard_i = 0, shard_n = 0;
-    if (shard_spec && olmoe_parse_shard(shard_spec, &shard_i, &shard_n) != 0)
-        die_usage("%s", olmoe_error());
-    if (resume && force) die_usage("--resume and --force: choose one");
+    check_args(&shard_i, &shard_n);
     olmoe_quiet = quiet;
 
     /* <out>.partial, kept for --resume once it holds windows (capture/resume.c) */
@@ -303,35 +471,15 @@ int main(int argc, char **argv) {
     int k = top_k ? (int)top_k : c->num_experts_per_tok;
     policy_state ps;
     olmoe_policy *pol = policy_spec ? make_policy(c, &ps) : NULL;
-    /* RoPE runs past it, but those positions were never trained: the
-       numbers would describe extrapolation, not the model */
-    if (!ctx) ctx = c->max_position_embeddings && c->max_position_embeddings < 2048
-                        ? c->max_position_embeddings : 2048;
-    else if (c->max_position_embeddings && ctx > c->max_position_embeddings)
-        die_usage("--ctx %ld is beyond the model's max_position_embeddings %ld", ctx,
-                  c->max_position_embeddings);
-    if (stride && stride >= ctx) die_usage("--stride %ld must be below --ctx %ld", stride, ctx);
+    set_ctx(c);
 
     olmoe_token_stream ts;
     load_documents(c, &ts);
     olmoe_window *win;
     int64_t nwin;
-    make_windows(&ts, &win, &nwin);
-    /* --shard: this process's windows, as a capture of its own sub-stream;
-     * unsharded, the whole run (capture/shard.h) */
     olmoe_shard_plan plan;
-    if (olmoe_shard_plan_make(win, nwin, &ts, shard_i, shard_n, batch, &plan) != 0)
-        die("%s", olmoe_error());
-    olmoe_window *run_win = win;
-    win = olmoe_shard_windows(run_win, &plan);
-    nwin = plan.w_end - plan.w_begin;
-    free(run_win);
-    olmoe_token_stream run_ts = ts;
-    olmoe_shard_stream(&run_ts, &plan, &ts);
-    if (shard_n)
-        notef("shard %d/%d: windows [%lld, %lld) of %lld, positions [%lld, %lld) of %lld", shard_i,
-              shard_n, (long long)plan.w_begin, (long long)plan.w_end, (long long)plan.run_windows,
-              (long long)plan.stored_begin, (long long)plan.stored_end, (long long)plan.run_tokens);
+    olmoe_token_stream run_ts;
+    shard_windows(&ts, shard_i, shard_n, &plan, &run_ts, &win, &nwin);
     olmoe_hash input_sum;
     int64_t input_bytes;
     if (olmoe_file_checksum(input_path ? input_path : tokens_path, &input_sum, &input_bytes) != 0)
@@ -354,76 +502,15 @@ int main(int argc, char **argv) {
         jobs[i].io = xcalloc((size_t)batch, sizeof *jobs[i].io);
         jobs[i].tw = xcalloc((size_t)batch, sizeof *jobs[i].tw);
     }
-    char b1[32], b2[32], b3[32], b4[32];
-    char routing[OLMOE_POLICY_ID_MAX + 16];
-    if (pol)
-        snprintf(routing, sizeof routing, "policy %s", pol->id);
-    else
-        snprintf(routing, sizeof routing, "top-%d%s", k, c->norm_topk_prob ? ", renormalised" : "");
-    notef("%s: %d layers x %d experts (%s), weights %s on disk, %s converted to fp32",
-          model_dir, L, E, routing,
-          olmoe_fmt_bytes((double)olmoe_model_file_bytes(&m), b1, sizeof b1),
-          olmoe_fmt_bytes((double)m.f32_bytes, b2, sizeof b2));
-    notef("%s: %lld tokens in %lld documents, %lld windows of at most %ld; activations %s, "
-          "output buffers %s (batch %ld)",
-          input_path ? input_path : tokens_path, (long long)ts.n_tokens, (long long)ts.n_docs,
-          (long long)nwin, ctx,
-          olmoe_fmt_bytes((double)olmoe_engine_activation_bytes(eng), b3, sizeof b3),
-          olmoe_fmt_bytes((double)(2 * jobs[0].bb.bytes), b4, sizeof b4), batch);
+    describe(&m, eng, pol, k, &ts, nwin, jobs[0].bb.bytes);
 
-    olmoe_hash sum;
-    if (olmoe_model_checksum(&m, &sum) != 0) die("%s", olmoe_error());
-    char policy[OLMOE_POLICY_ID_MAX];
-    snprintf(policy, sizeof policy, "topk(k=%d,norm=model)", k);
-    if (pol) snprintf(policy, sizeof policy, "%s", pol->id);
-    olmoe_trace_meta meta = {
-        .command = command,
-        .config_json = c->json,
-        .model_checksum = sum.hex,
-        .tokenizer_checksum = input_path ? tokenizer_sum.hex : "",
-        .model_dir = model_dir,
-        .policy = policy,
-        .device = olmoe_engine_device(eng),
-        .compute_dtype = olmoe_engine_compute_dtype(eng),
-        .corpus = input_path ? input_path : tokens_path,
-        .n_layers = L,
-        .n_experts = E,
-        .hidden_size = D,
-        .vocab_size = c->vocab_size,
-        .top_k = k,
-        .norm_topk_prob = c->norm_topk_prob,
-        .ctx = (int)ctx,
-        .stride = (int)stride,
-        .logits_dtype = OLMOE_DTYPE_F32,
-        .save_residuals = save_residuals,
-    };
-    olmoe_trace_attr extra[OLMOE_SHARD_MAX_ATTRS];
-    meta.extra = extra;
-    meta.n_extra = olmoe_shard_attrs(&plan, input_sum.hex, input_bytes, max_tokens, batch, extra);
+    olmoe_trace_meta meta;
+    meta_store ms;
+    fill_meta(&meta, &ms, &m, eng, pol, k, command, &plan, &input_sum, input_bytes);
     /* from here on SIGINT/SIGTERM stop at a batch boundary, keeping the partial */
     olmoe_capture_signals_install();
     int64_t done = 0; /* windows already in the partial (--resume) */
-    olmoe_trace *tr;
-    if (resume) {
-        if (!(tr = olmoe_trace_resume(out.partial, &meta)) ||
-            olmoe_capture_resume_check(tr, win, nwin, &done) != 0 ||
-            olmoe_trace_nll_total(tr, &wr.nll_sum, &wr.n_scored) != 0)
-            die("%s", olmoe_error());
-        olmoe_capture_out_keep(&out, resume_cmd);
-        notef("%s: resuming after %lld of %lld windows", out.partial, (long long)done,
-              (long long)nwin);
-    } else if (!(tr = olmoe_trace_create(out.partial, &meta))) {
-        die("%s", olmoe_error());
-    }
-    if (!resume && ts.n_groups && /* a resumed trace has its groups and documents */
-        olmoe_trace_add_groups(tr, (const char *const *)ts.groups, ts.n_groups) != 0)
-        die("%s", olmoe_error());
-    olmoe_trace_document *docs = xmalloc(xmul((size_t)ts.n_docs, sizeof *docs));
-    for (int64_t d = 0; d < ts.n_docs; d++)
-        docs[d] = (olmoe_trace_document){ts.doc_start[d], ts.doc_length[d], ts.doc_group[d]};
-    if (!resume && ts.n_docs && olmoe_trace_add_documents(tr, docs, ts.n_docs) != 0)
-        die("%s", olmoe_error());
-    free(docs);
+    olmoe_trace *tr = open_trace(&out, &meta, &ts, win, nwin, resume_cmd, &done);
 
     wr.tr = tr, wr.win = win, wr.nwin = nwin, wr.ts = &ts, wr.L = L, wr.E = E, wr.D = D;
     olmoe_worker wk;
@@ -431,34 +518,7 @@ int main(int argc, char **argv) {
     double t0 = olmoe_now(), t1 = 0;
     int64_t tok1 = 0;
     olmoe_progress_begin(&wr.prog, "tokens", (double)ts.n_tokens);
-    int stop = 0;
-    for (int64_t w0 = done, it = 0, nb = 0; w0 < nwin; w0 += nb, it++) {
-        if ((stop = olmoe_capture_batch_boundary())) break;
-        append_job *j = &jobs[it & 1];
-        /* batches are the run's windows [b * batch, (b + 1) * batch), also in a
-         * shard or a resumed run: each window is forwarded in the same company
-         * (the GEMM shapes decide the rounding), so the results are identical */
-        int64_t g = plan.w_begin + w0, bend = (g / batch + 1) * batch - plan.w_begin;
-        nb = (bend < nwin ? bend : nwin) - w0;
-        size_t row = 0;
-        for (int b = 0; b < nb; b++) {
-            const olmoe_window *w = &win[w0 + b];
-            j->io[b] = (olmoe_window_io){
-                .n = (int)w->length,
-                .tokens = ts.tokens + w->start,
-                .router_logits = j->bb.router_logits + row * L * E,
-                .nll = j->bb.nll + row,
-                .argmax = j->bb.argmax + row,
-                .attn_residual_bf16 = j->bb.residual ? j->bb.residual + row * L * D : NULL,
-            };
-            row += (size_t)w->length;
-        }
-        if (olmoe_engine_forward(eng, j->io, nb) != 0) die("%s", olmoe_error());
-        j->w0 = w0, j->nb = nb;
-        if (olmoe_worker_submit(&wk, append_batch, j) != 0) die("%s", olmoe_error());
-        if (it == 1) olmoe_capture_out_keep(&out, resume_cmd); /* batch 0 is committed */
-        if (it == 0) t1 = olmoe_now(), tok1 = win[w0 + nb - 1].start + win[w0 + nb - 1].length;
-    }
+    int stop = run_batches(eng, jobs, &wk, &plan, win, nwin, &ts, done, &out, resume_cmd, &t1, &tok1);
     if (olmoe_worker_wait(&wk) != 0) die("%s", olmoe_error());
     olmoe_worker_stop(&wk);
     olmoe_progress_end(&wr.prog);
