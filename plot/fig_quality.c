@@ -52,200 +52,230 @@ static void alpha_palette(FILE *gp, const double *alphas, int na) {
     fprintf(gp, ") scale 0\nset cblabel 'BH α'\nset colorbox user origin graph 1.02, graph 0 size character 1.6, graph 0.5\n");
 }
 
-int rep_fig_quality(rep_out *o, const olmoe_report_data *d) {
-    int K = ppl_kind(d);
-    if (K < 0) return 0;
-    const int n = d->n_policies;
-    double *x = xmalloc(((size_t)n + 1) * sizeof *x), *y = xmalloc(((size_t)n + 1) * sizeof *y);
-    int *front = xcalloc((size_t)n + 1, sizeof *front);
-    for (int i = 0; i < n; i++) {
-        const olmoe_report_result *r = &d->pol[i].res[K];
-        x[i] = r->present ? r->mean_k : NAN;
-        y[i] = r->present ? r->perplexity : NAN;
-    }
-    rep_pareto(x, y, n, front);
-    double *alphas = xmalloc(((size_t)n + 1) * sizeof *alphas), *maxks = xmalloc(((size_t)n + 1) * sizeof *maxks);
-    int na = rep_bh_alphas(d, alphas), nm = rep_bh_maxks(d, maxks);
-    int rc = -1, n_topk = 0, n_bh = 0, n_other = 0, n_exact = 0;
-    char q[1024], q2[256];
-    FILE *f;
+/* what the quality figure is made of */
+typedef struct {
+    const olmoe_report_data *d;
+    int K, n;                 /* the kind plotted, policies */
+    double *x, *y;            /* [n] mean k and perplexity of kind K (NaN: none) */
+    int *front;               /* [n] on the Pareto front */
+    double *alphas, *maxks;   /* the BH alphas and max_k values, na and nm of them */
+    int na, nm;
+    int n_topk, n_bh, n_other, n_exact, have_base; /* points in each data file */
+} quality_ctx;
 
-    /* data */
-    if (!(f = rep_file(o, "quality_topk.dat"))) goto out;
-    fprintf(f, "# quality: the top-k ladder (%s)\n# policy k mean_k perplexity\n", kind_words(K));
-    for (int i = 0; i < n; i++) {
-        const olmoe_report_policy *p = &d->pol[i];
-        if (!p->res[K].present || strcmp(p->family, "topk") || !strstr(p->id, "norm=model")) continue;
+/* quality_topk.dat, quality_bh.dat and quality_other.dat */
+static int quality_points(rep_out *o, quality_ctx *c) {
+    FILE *f;
+    if (!(f = rep_file(o, "quality_topk.dat"))) return -1;
+    fprintf(f, "# quality: the top-k ladder (%s)\n# policy k mean_k perplexity\n", kind_words(c->K));
+    for (int i = 0; i < c->n; i++) {
+        const olmoe_report_policy *p = &c->d->pol[i];
+        if (!p->res[c->K].present || strcmp(p->family, "topk") || !strstr(p->id, "norm=model")) continue;
         put_str(f, p->id);
         fprintf(f, " %g ", p->k);
-        rep_put_num(f, x[i]);
+        rep_put_num(f, c->x[i]);
         fputc(' ', f);
-        rep_put_num(f, y[i]);
+        rep_put_num(f, c->y[i]);
         fputc('\n', f);
-        n_topk++;
+        c->n_topk++;
     }
-    if (rep_close(f, "quality_topk.dat")) goto out;
-    if (!(f = rep_file(o, "quality_bh.dat"))) goto out;
+    if (rep_close(f, "quality_topk.dat")) return -1;
+    if (!(f = rep_file(o, "quality_bh.dat"))) return -1;
     fprintf(f, "# quality: BH policies (%s); alpha_index and max_k pick colour and shape\n"
-               "# policy alpha max_k mean_k perplexity alpha_index\n", kind_words(K));
-    for (int i = 0; i < n; i++) {
-        const olmoe_report_policy *p = &d->pol[i];
-        if (!p->res[K].present || strcmp(p->family, "bh")) continue;
+               "# policy alpha max_k mean_k perplexity alpha_index\n", kind_words(c->K));
+    for (int i = 0; i < c->n; i++) {
+        const olmoe_report_policy *p = &c->d->pol[i];
+        if (!p->res[c->K].present || strcmp(p->family, "bh")) continue;
         put_str(f, p->id);
         fprintf(f, " %g %d ", p->alpha, p->max_k);
-        rep_put_num(f, x[i]);
+        rep_put_num(f, c->x[i]);
         fputc(' ', f);
-        rep_put_num(f, y[i]);
-        fprintf(f, " %d\n", rep_index_of(alphas, na, p->alpha));
-        n_bh++;
+        rep_put_num(f, c->y[i]);
+        fprintf(f, " %d\n", rep_index_of(c->alphas, c->na, p->alpha));
+        c->n_bh++;
     }
-    if (rep_close(f, "quality_bh.dat")) goto out;
-    if (!(f = rep_file(o, "quality_other.dat"))) goto out;
+    if (rep_close(f, "quality_bh.dat")) return -1;
+    if (!(f = rep_file(o, "quality_other.dat"))) return -1;
     fprintf(f, "# quality: policies of other families (%s)\n# policy family mean_k perplexity\n",
-            kind_words(K));
-    for (int i = 0; i < n; i++) {
-        const olmoe_report_policy *p = &d->pol[i];
-        if (!p->res[K].present || !strcmp(p->family, "bh") ||
+            kind_words(c->K));
+    for (int i = 0; i < c->n; i++) {
+        const olmoe_report_policy *p = &c->d->pol[i];
+        if (!p->res[c->K].present || !strcmp(p->family, "bh") ||
             (!strcmp(p->family, "topk") && strstr(p->id, "norm=model")))
             continue;
         put_str(f, p->id);
         fputc(' ', f);
         put_str(f, p->family);
         fputc(' ', f);
-        rep_put_num(f, x[i]);
+        rep_put_num(f, c->x[i]);
         fputc(' ', f);
-        rep_put_num(f, y[i]);
+        rep_put_num(f, c->y[i]);
         fputc('\n', f);
-        n_other++;
+        c->n_other++;
     }
-    if (rep_close(f, "quality_other.dat")) goto out;
-    if (!(f = rep_file(o, "quality_front.dat"))) goto out;
+    if (rep_close(f, "quality_other.dat")) return -1;
+    return 0;
+}
+
+/* quality_front.dat, quality_exact.dat (replay plotted) and quality_baseline.dat */
+static int quality_lines(rep_out *o, quality_ctx *c) {
+    FILE *f;
+    if (!(f = rep_file(o, "quality_front.dat"))) return -1;
     fprintf(f, "# quality: the Pareto front (no other policy has fewer experts and lower perplexity),"
                " by mean_k\n# policy mean_k perplexity\n");
     {
-        int *ord = xmalloc(((size_t)n + 1) * sizeof *ord), m = 0;
-        for (int i = 0; i < n; i++)
-            if (front[i]) ord[m++] = i;
+        int *ord = xmalloc(((size_t)c->n + 1) * sizeof *ord), m = 0;
+        for (int i = 0; i < c->n; i++)
+            if (c->front[i]) ord[m++] = i;
         for (int a = 1; a < m; a++) /* insertion sort by x */
-            for (int b = a; b > 0 && x[ord[b]] < x[ord[b - 1]]; b--) {
+            for (int b = a; b > 0 && c->x[ord[b]] < c->x[ord[b - 1]]; b--) {
                 int t = ord[b];
                 ord[b] = ord[b - 1];
                 ord[b - 1] = t;
             }
         for (int a = 0; a < m; a++) {
-            put_str(f, d->pol[ord[a]].id);
+            put_str(f, c->d->pol[ord[a]].id);
             fputc(' ', f);
-            rep_put_num(f, x[ord[a]]);
+            rep_put_num(f, c->x[ord[a]]);
             fputc(' ', f);
-            rep_put_num(f, y[ord[a]]);
+            rep_put_num(f, c->y[ord[a]]);
             fputc('\n', f);
         }
         free(ord);
     }
-    if (rep_close(f, "quality_front.dat")) goto out;
-    if (K == OLMOE_REPORT_REPLAY) {
-        if (!(f = rep_file(o, "quality_exact.dat"))) goto out;
+    if (rep_close(f, "quality_front.dat")) return -1;
+    if (c->K == OLMOE_REPORT_REPLAY) {
+        if (!(f = rep_file(o, "quality_exact.dat"))) return -1;
         fprintf(f, "# quality: the same policies through the exact forward pass\n# policy mean_k perplexity\n");
-        for (int i = 0; i < n; i++) {
-            const olmoe_report_result *r = &d->pol[i].res[OLMOE_REPORT_EXACT];
+        for (int i = 0; i < c->n; i++) {
+            const olmoe_report_result *r = &c->d->pol[i].res[OLMOE_REPORT_EXACT];
             if (!r->present) continue;
-            put_str(f, d->pol[i].id);
+            put_str(f, c->d->pol[i].id);
             fputc(' ', f);
             rep_put_num(f, r->mean_k);
             fputc(' ', f);
             rep_put_num(f, r->perplexity);
             fputc('\n', f);
-            n_exact++;
+            c->n_exact++;
         }
-        if (rep_close(f, "quality_exact.dat")) goto out;
+        if (rep_close(f, "quality_exact.dat")) return -1;
     }
-    int have_base = isfinite(d->baseline_ppl);
-    if (have_base) {
-        if (!(f = rep_file(o, "quality_baseline.dat"))) goto out;
+    c->have_base = isfinite(c->d->baseline_ppl);
+    if (c->have_base) {
+        if (!(f = rep_file(o, "quality_baseline.dat"))) return -1;
         fprintf(f, "# quality: the captured baseline (the trace's own routing)\n# top_k perplexity\n%d ",
-                d->top_k);
-        rep_put_num(f, d->baseline_ppl);
+                c->d->top_k);
+        rep_put_num(f, c->d->baseline_ppl);
         fputc('\n', f);
-        if (rep_close(f, "quality_baseline.dat")) goto out;
+        if (rep_close(f, "quality_baseline.dat")) return -1;
     }
 
-    /* script */
+    return 0;
+}
+
+/* the x range: every point and the baseline; log scale over a wide range */
+static void quality_xrange(FILE *gp, const quality_ctx *c) {
+    double lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < c->n; i++)
+        if (isfinite(c->x[i]) && c->x[i] > 0) {
+            if (c->x[i] < lo) lo = c->x[i];
+            if (c->x[i] > hi) hi = c->x[i];
+        }
+    if (c->have_base && c->d->top_k < lo) lo = c->d->top_k;
+    if (c->have_base && c->d->top_k > hi) hi = c->d->top_k;
+    if (wants_log(c->x, c->n, 4))
+        fprintf(gp, "set logscale x 2\nset xrange [%.6g:%.6g]\n", lo / 1.12, hi * 1.12);
+    else if (lo < INFINITY)
+        fprintf(gp, "set xrange [%.6g:%.6g]\n", lo - 0.04 * (hi - lo + 1), hi + 0.04 * (hi - lo + 1));
+}
+
+/* one entry per family of the other policies */
+static void quality_families(FILE *gp, const quality_ctx *c) {
+    char q[1024], q2[256];
+    char fams[16][32];
+    int nf = 0;
+    for (int i = 0; i < c->n; i++) {
+        const olmoe_report_policy *p = &c->d->pol[i];
+        if (!p->res[c->K].present || !strcmp(p->family, "bh") ||
+            (!strcmp(p->family, "topk") && strstr(p->id, "norm=model")))
+            continue;
+        int k = 0;
+        while (k < nf && strcmp(fams[k], p->family)) k++;
+        if (k < nf || nf == 16) continue;
+        snprintf(fams[nf++], sizeof fams[0], "%s", p->family);
+        fprintf(gp, ", \\\n  'quality_other.dat' u (strcol(2) eq %s ? $3 : NaN):4 w p pt %d ps 1.9 "
+                    "lc rgb '%s' t %s",
+                rep_gq(p->family, q2, sizeof q2), rep_point_types[(k + 1) % rep_n_point_types],
+                rep_colors[k % rep_n_colors], rep_gq(p->family, q, sizeof q));
+    }
+}
+
+int rep_fig_quality(rep_out *o, const olmoe_report_data *d) {
+    int K = ppl_kind(d);
+    if (K < 0) return 0;
+    const int n = d->n_policies;
+    quality_ctx qc = {.d = d, .K = K, .n = n}, *c = &qc;
+    c->x = xmalloc(((size_t)n + 1) * sizeof *c->x);
+    c->y = xmalloc(((size_t)n + 1) * sizeof *c->y);
+    c->front = xcalloc((size_t)n + 1, sizeof *c->front);
+    for (int i = 0; i < n; i++) {
+        const olmoe_report_result *r = &d->pol[i].res[K];
+        c->x[i] = r->present ? r->mean_k : NAN;
+        c->y[i] = r->present ? r->perplexity : NAN;
+    }
+    rep_pareto(c->x, c->y, n, c->front);
+    c->alphas = xmalloc(((size_t)n + 1) * sizeof *c->alphas);
+    c->maxks = xmalloc(((size_t)n + 1) * sizeof *c->maxks);
+    c->na = rep_bh_alphas(d, c->alphas);
+    c->nm = rep_bh_maxks(d, c->maxks);
+    int rc = -1;
+    char q[1024];
+    if (quality_points(o, c) != 0 || quality_lines(o, c) != 0) goto out;
     char title[400];
     snprintf(title, sizeof title, "Quality vs compute: perplexity against experts per token, %s",
-             kind_words(K));
+             kind_words(c->K));
     FILE *gp = rep_fig_begin(o, "quality", "quality", title, 1280, 820);
     if (!gp) goto out;
     fprintf(gp, "set title %s\n", rep_gq(title, q, sizeof q));
-    fprintf(gp, "set xlabel 'experts per token and layer (mean; baseline %d)'\n", d->top_k);
-    fprintf(gp, "set ylabel 'perplexity (%s, lower is better)'\n", kind_words(K));
-    {
-        double lo = INFINITY, hi = -INFINITY;
-        for (int i = 0; i < n; i++)
-            if (isfinite(x[i]) && x[i] > 0) {
-                if (x[i] < lo) lo = x[i];
-                if (x[i] > hi) hi = x[i];
-            }
-        if (have_base && d->top_k < lo) lo = d->top_k;
-        if (have_base && d->top_k > hi) hi = d->top_k;
-        if (wants_log(x, n, 4))
-            fprintf(gp, "set logscale x 2\nset xrange [%.6g:%.6g]\n", lo / 1.12, hi * 1.12);
-        else if (lo < INFINITY)
-            fprintf(gp, "set xrange [%.6g:%.6g]\n", lo - 0.04 * (hi - lo + 1), hi + 0.04 * (hi - lo + 1));
-    }
-    if (wants_log(y, n, 3)) fprintf(gp, "set logscale y\nset ylabel 'perplexity (log scale; %s)'\n", kind_words(K));
+    fprintf(gp, "set xlabel 'experts per token and layer (mean; baseline %d)'\n", c->d->top_k);
+    fprintf(gp, "set ylabel 'perplexity (%s, lower is better)'\n", kind_words(c->K));
+    quality_xrange(gp, c);
+    if (wants_log(c->y, c->n, 3)) fprintf(gp, "set logscale y\nset ylabel 'perplexity (log scale; %s)'\n", kind_words(c->K));
     fprintf(gp, "set key at screen 0.765, graph 1 left top vertical Left reverse\n");
     fprintf(gp, "set rmargin at screen 0.74\nset offsets 0, 0, graph 0.04, graph 0.04\n");
-    if (n_bh) alpha_palette(gp, alphas, na);
+    if (c->n_bh) alpha_palette(gp, c->alphas, c->na);
     else fprintf(gp, "unset colorbox\n");
-    if (have_base)
+    if (c->have_base)
         fprintf(gp, "set arrow 1 from graph 0, first %.10g to graph 1, first %.10g nohead dt 2 lw 1.2 "
                     "lc rgb '#d62728' back\n",
-                d->baseline_ppl, d->baseline_ppl);
+                c->d->baseline_ppl, c->d->baseline_ppl);
     fprintf(gp, "plot 'quality_front.dat' u 2:3 w l lw 10 lc rgb '#fcd9b6' t 'Pareto front'");
-    if (n_topk)
+    if (c->n_topk)
         fprintf(gp, ", \\\n  'quality_topk.dat' u 3:4 w lp lw 2 pt 6 ps 1.6 lc rgb 'black' t 'top-k ladder'"
                     ", \\\n  'quality_topk.dat' u 3:4:(sprintf('k=%%g', $2)) w labels offset char 1.2,0.9 "
                     "font ',10' tc rgb '#303030' notitle");
-    for (int j = 0; n_bh && j < nm; j++) {
+    for (int j = 0; c->n_bh && j < c->nm; j++) {
         int pt = rep_point_types[j % rep_n_point_types];
         fprintf(gp, ", \\\n  'quality_bh.dat' u ($3==%g ? $4 : NaN):5:6 w p pt %d ps 2.1 lc palette notitle",
-                maxks[j], pt);
-        fprintf(gp, ", \\\n  NaN w p pt %d ps 2.1 lc rgb '#505050' t 'BH max_k=%g'", pt, maxks[j]);
+                c->maxks[j], pt);
+        fprintf(gp, ", \\\n  NaN w p pt %d ps 2.1 lc rgb '#505050' t 'BH max_k=%g'", pt, c->maxks[j]);
     }
-    if (n_other) {
-        /* one entry per family */
-        char fams[16][32];
-        int nf = 0;
-        for (int i = 0; i < n; i++) {
-            const olmoe_report_policy *p = &d->pol[i];
-            if (!p->res[K].present || !strcmp(p->family, "bh") ||
-                (!strcmp(p->family, "topk") && strstr(p->id, "norm=model")))
-                continue;
-            int k = 0;
-            while (k < nf && strcmp(fams[k], p->family)) k++;
-            if (k < nf || nf == 16) continue;
-            snprintf(fams[nf++], sizeof fams[0], "%s", p->family);
-            fprintf(gp, ", \\\n  'quality_other.dat' u (strcol(2) eq %s ? $3 : NaN):4 w p pt %d ps 1.9 "
-                        "lc rgb '%s' t %s",
-                    rep_gq(p->family, q2, sizeof q2), rep_point_types[(k + 1) % rep_n_point_types],
-                    rep_colors[k % rep_n_colors], rep_gq(p->family, q, sizeof q));
-        }
-    }
-    if (n_exact)
+    if (c->n_other) quality_families(gp, c);
+    if (c->n_exact)
         fprintf(gp, ", \\\n  'quality_exact.dat' u 2:3 w p pt 6 ps 2.6 lw 1.6 lc rgb '#009E73' "
                     "t 'exact forward (same policy)'");
-    if (have_base)
+    if (c->have_base)
         fprintf(gp, ", \\\n  'quality_baseline.dat' u 1:2 w p pt 3 ps 3.2 lw 2.6 lc rgb '#d62728' "
                     "t 'baseline top-%d (capture)'",
-                d->top_k);
+                c->d->top_k);
     fprintf(gp, "\n");
     rc = rep_fig_end(o, gp);
 out:
-    free(x);
-    free(y);
-    free(front);
-    free(alphas);
-    free(maxks);
+    free(c->x);
+    free(c->y);
+    free(c->front);
+    free(c->alphas);
+    free(c->maxks);
     return rc;
 }
 
