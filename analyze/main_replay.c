@@ -47,6 +47,16 @@ void cmd_replay_parse(int argc, char **argv, olmoe_opt *opts, olmoe_policy_cli *
     if (npos != 1) die_usage("%s", npos ? "one trace, please" : which_trace);
 }
 
+olmoe_trace *cmd_replay_open_trace(const char *path, long max_tokens, int64_t *N) {
+    olmoe_trace *t = olmoe_trace_open(path);
+    if (!t) die("%s", olmoe_error());
+    const olmoe_trace_info *in = olmoe_trace_info_of(t);
+    if (!in->complete) warnf("%s: the trace is incomplete (its capture did not finish)", path);
+    *N = in->n_tokens;
+    if (max_tokens > 0 && max_tokens < *N) *N = max_tokens;
+    return t;
+}
+
 void cmd_replay_load_null(const char *kde_path, const olmoe_policy_set *set, olmoe_trace *t,
                           olmoe_policy_model *m, olmoe_kde_null *null, olmoe_kde_cdf *cdf) {
     const char *trace_path = olmoe_trace_path(t);

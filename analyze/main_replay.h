@@ -22,6 +22,9 @@ int cmd_replay_merge(int argc, char **argv); /* --mode merge (main_replay_merge.
 void cmd_replay_parse(int argc, char **argv, olmoe_opt *opts, olmoe_policy_cli *cli,
                       const char *usage, const int *quiet, const char *which_trace,
                       char **command);
+/* the trace opened (a warning when its capture did not finish), and in *N
+ * its tokens, or the first max_tokens of them when that is fewer (0: all) */
+olmoe_trace *cmd_replay_open_trace(const char *path, long max_tokens, int64_t *N);
 /* pvalue=kde: m->null from --kde (NULL: dies when a policy of set needs one) */
 void cmd_replay_load_null(const char *kde_path, const olmoe_policy_set *set, olmoe_trace *t,
                           olmoe_policy_model *m, olmoe_kde_null *null, olmoe_kde_cdf *cdf);

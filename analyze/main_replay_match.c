@@ -433,17 +433,14 @@ int cmd_replay_match(int argc, char **argv) {
         olmoe_cmd_reserve(&ro, o.out_path, o.force) != 0)
         die("%s", olmoe_error());
 
-    olmoe_trace *t = olmoe_trace_open(trace_path);
-    if (!t) die("%s", olmoe_error());
+    int64_t N;
+    olmoe_trace *t = cmd_replay_open_trace(trace_path, o.max_tokens, &N);
     const olmoe_trace_info *in = olmoe_trace_info_of(t);
     const int L = in->meta.n_layers, E = in->meta.n_experts;
-    if (!in->complete) warnf("%s: the trace is incomplete (its capture did not finish)", trace_path);
     if (o.model_dir && !in->has_residuals)
         die("%s: no attention residuals to replay (capture with --save-residuals)", trace_path);
     for (int j = 0; j < tab.n_targets; j++)
         if (tab.targets[j] > E) die_usage("--match-k: %g is more than the %d experts", tab.targets[j], E);
-    int64_t N = in->n_tokens;
-    if (o.max_tokens > 0 && o.max_tokens < N) N = o.max_tokens;
     int dmax = (int)o.match_max_k;
     if (!dmax) dmax = 2 * in->meta.top_k < E ? 2 * in->meta.top_k : E;
     match_plan mp = {.cli = &cli};

@@ -144,12 +144,9 @@ int cmd_replay_run(int argc, char **argv) {
         olmoe_cmd_reserve(&ro, o.out_path, o.force) != 0)
         die("%s", olmoe_error());
 
-    olmoe_trace *t = olmoe_trace_open(trace_path);
-    if (!t) die("%s", olmoe_error());
+    int64_t N;
+    olmoe_trace *t = cmd_replay_open_trace(trace_path, o.max_tokens, &N);
     const olmoe_trace_info *in = olmoe_trace_info_of(t);
-    if (!in->complete) warnf("%s: the trace is incomplete (its capture did not finish)", trace_path);
-    int64_t N = in->n_tokens;
-    if (o.max_tokens > 0 && o.max_tokens < N) N = o.max_tokens;
     olmoe_model model; /* its checksum first: a wrong model is the likeliest mistake */
     if (olmoe_model_open(o.model_dir, &model) != 0) die("%s", olmoe_error());
     if (olmoe_replay_check_trace(trace_path, t, &model, do_replay, NULL) != 0) die("%s", olmoe_error());

@@ -97,16 +97,14 @@ int cmd_replay_stats(int argc, char **argv) {
     const char *trace_path = argv[0];
 
     olmoe_cmd_output rj, rc, ro;
-    if (olmoe_cmd_reserve(&rj, o.json_path, o.force) != 0) die("%s", olmoe_error());
-    if (olmoe_cmd_reserve(&rc, o.csv_path, o.force) != 0) die("%s", olmoe_error());
-    if (olmoe_cmd_reserve(&ro, o.out_path, o.force) != 0) die("%s", olmoe_error());
+    if (olmoe_cmd_reserve(&rj, o.json_path, o.force) != 0 ||
+        olmoe_cmd_reserve(&rc, o.csv_path, o.force) != 0 ||
+        olmoe_cmd_reserve(&ro, o.out_path, o.force) != 0)
+        die("%s", olmoe_error());
 
-    olmoe_trace *t = olmoe_trace_open(trace_path);
-    if (!t) die("%s", olmoe_error());
+    int64_t N;
+    olmoe_trace *t = cmd_replay_open_trace(trace_path, o.max_tokens, &N);
     const olmoe_trace_info *in = olmoe_trace_info_of(t);
-    if (!in->complete) warnf("%s: the trace is incomplete (its capture did not finish)", trace_path);
-    int64_t N = in->n_tokens;
-    if (o.max_tokens > 0 && o.max_tokens < N) N = o.max_tokens;
 
     olmoe_kde_null null = {0};
     olmoe_kde_cdf cdf = {0};
