@@ -115,7 +115,7 @@ int olmoe_match_main(int argc, char **argv) {
         OPT_FLAG("exact", &exact, "score with the exact forward pass too"),
         OPT_STRING("routing", &routing_s, "HOW", "replay: recompute (default) or captured"),
         OPT_STRING("device", &device, "DEV", "cpu (default) or cuda"),
-        OPT_STRING("out", &out_path, "FILE", "results in a new HDF5 file instead of the trace"),
+        OPT_STRING("out", &out_path, "FILE", "results in a new HDF5 file instead of TRACE.results.h5"),
         OPT_STRING("csv", &csv_path, "FILE", "write the table as CSV"),
         OPT_LONG_RANGE("max-tokens", &max_tokens, "N",
                        "only the windows within the first N tokens (scoring and calibration on "
@@ -226,8 +226,14 @@ int olmoe_match_main(int argc, char **argv) {
         if (olmoe_match_policy(&fam[i], fam[i].knob.per_expert ? 1.0 : fam[i].knob.hi, &m0,
                                &probe) != 0)
             die("%s", olmoe_error());
-    if (!out_path && !force && olmoe_h5_exists(olmoe_trace_hid(t), "match") == 1)
-        die("%s: /match already exists (--force replaces it)", trace_path);
+    /* without --out: the results file beside the trace, locked from now on */
+    olmoe_results res = {.f = H5I_INVALID_HID};
+    olmoe_hash tid;
+    if (olmoe_trace_identity(olmoe_trace_hid(t), &tid) != 0) die("%s: %s", trace_path, olmoe_error());
+    if (!out_path && olmoe_results_begin(&res, trace_path, olmoe_trace_hid(t)) != 0)
+        die("%s", olmoe_error());
+    if (!out_path && !force && olmoe_h5_exists(res.f, "match") == 1)
+        die("%s: /match already exists (--force replaces it)", res.final);
     olmoe_policy_empirical emp;
     memset(&emp, 0, sizeof emp);
     if (need_emp) {
@@ -304,13 +310,10 @@ int olmoe_match_main(int argc, char **argv) {
     for (int i = 0; i < set.n; i++) pols[i] = &set.items[i];
     if (scored) {
         if (!out_path && !force) {
-            hid_t f = olmoe_h5_open(trace_path, 0);
-            if (f < 0) die("%s", olmoe_error());
             const char *which = NULL;
-            int c = olmoe_replay_h5_conflict(f, pols, set.n, 1, exact, 0, &which);
-            olmoe_h5_close(f);
-            if (c < 0) die("%s: %s", trace_path, olmoe_error());
-            if (c > 0) die("%s: /%s already exists (--force replaces it)", trace_path, which);
+            int c = olmoe_replay_h5_conflict(res.f, pols, set.n, 1, exact, 0, &which);
+            if (c < 0) die("%s: %s", res.final, olmoe_error());
+            if (c > 0) die("%s: /%s already exists (--force replaces it)", res.final, which);
         }
         if (olmoe_model_open(model_dir, &model) != 0) die("%s", olmoe_error());
         olmoe_replay_opts o = {.trace_path = trace_path, .model = &model, .policies = pols,
@@ -370,8 +373,14 @@ int olmoe_match_main(int argc, char **argv) {
 
     olmoe_match_print(&tab, stdout);
     if (rc.used && olmoe_match_write_csv(&tab, rc.out.tmp) != 0) die("%s", olmoe_error());
-    hid_t f = ro.used ? olmoe_h5_create(ro.out.tmp) : olmoe_h5_open(trace_path, 1);
+    hid_t f = ro.used ? olmoe_h5_create(ro.out.tmp) : res.f;
     if (f < 0) die("%s", olmoe_error());
+    const olmoe_input inputs[] = {{"trace", trace_path, tid.hex},
+                                  {"model", model_dir ? model_dir : "", ""},
+                                  {"kde", kde_path ? kde_path : "", kde_path ? NULL : ""}};
+    if (olmoe_results_provenance(f, inputs, 3) != 0 ||
+        (ro.used && olmoe_h5_set_attr_str(f, ".", "trace_checksum", tid.hex) != 0))
+        die("%s: %s", ro.used ? out_path : res.final, olmoe_error());
     if (ro.used && (olmoe_h5_set_attr_str(f, ".", "format", "olmoe-replay") != 0 ||
                     olmoe_h5_set_attr_i32(f, ".", "format_version", 1) != 0 ||
                     olmoe_h5_set_attr_str(f, ".", "trace", trace_path) != 0 ||
@@ -379,11 +388,10 @@ int olmoe_match_main(int argc, char **argv) {
                     olmoe_h5_set_attr_str(f, ".", "command", command) != 0))
         die("%s: %s", out_path, olmoe_error());
     if ((scored && olmoe_replay_write_h5(&run, NULL, f, force) != 0) ||
-        olmoe_match_write_h5(&tab, f, force) != 0) {
-        olmoe_h5_close(f);
-        die("%s: %s", ro.used ? out_path : trace_path, olmoe_error());
-    }
-    if (olmoe_h5_close(f) != 0) die("%s", olmoe_error());
+        olmoe_match_write_h5(&tab, f, force) != 0)
+        die("%s: %s", ro.used ? out_path : res.final, olmoe_error());
+    if (ro.used ? olmoe_h5_close(f) != 0 : olmoe_results_commit(&res) != 0)
+        die("%s", olmoe_error());
     olmoe_cmd_commit(&rc);
     olmoe_cmd_commit(&ro);
     if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");

@@ -3,8 +3,8 @@
  * replay, by the exact forward pass, or both side by side.
  *
  * Order: options -> policies parsed -> outputs reserved (.partial names) ->
- * trace opened for its shapes, nulls loaded, policies bound, existing results
- * refused without --force (every error so far comes before any work) ->
+ * trace opened for its shapes, nulls loaded, policies bound, the results file
+ * beside the trace locked and existing results refused without --force (every error so far comes before any work) ->
  * empirical null if a policy needs it -> the run (checksum and residuals are
  * checked first) -> table, JSON, CSV, HDF5 -> outputs committed. */
 #include "cmd_inputs.h"
@@ -43,7 +43,8 @@ int olmoe_replay_main(int argc, char **argv) {
         OPT_STRING("device", &device, "DEV", "cpu (default) or cuda"),
         OPT_FLAG("exact", &exact, "the exact forward pass per policy instead of replay"),
         OPT_FLAG("validate", &validate, "replay and exact side by side (/validate table)"),
-        OPT_STRING("out", &out_path, "FILE", "results in a new HDF5 file instead of the trace"),
+        OPT_STRING("out", &out_path, "FILE",
+                   "results in a new HDF5 file instead of TRACE.results.h5 beside the trace"),
         OPT_STRING("json", &json_path, "FILE", "write the results as JSON"),
         OPT_STRING("csv", &csv_path, "FILE", "write the results as CSV (policy x kind x group)"),
         OPT_LONG_RANGE("max-tokens", &max_tokens, "N", "only the windows within the first N tokens",
@@ -124,14 +125,19 @@ int olmoe_replay_main(int argc, char **argv) {
         m0.emp = &fake;
     }
     if (olmoe_policy_set_bind(&set, &m0) != 0) die("%s", olmoe_error());
+    /* without --out: the results file beside the trace, locked from now on */
+    olmoe_results res = {.f = H5I_INVALID_HID};
+    olmoe_hash tid;
+    if (olmoe_trace_identity(olmoe_trace_hid(t), &tid) != 0) die("%s: %s", trace_path, olmoe_error());
+    if (!out_path && olmoe_results_begin(&res, trace_path, olmoe_trace_hid(t)) != 0)
+        die("%s", olmoe_error());
     if (!out_path && !force) {
         olmoe_policy **pp = xmalloc(xmul((size_t)set.n, sizeof *pp));
         for (int i = 0; i < set.n; i++) pp[i] = &set.items[i];
         const char *which = NULL;
-        int c = olmoe_replay_h5_conflict(olmoe_trace_hid(t), pp, set.n, do_replay, do_exact,
-                                         validate, &which);
-        if (c < 0) die("%s: %s", trace_path, olmoe_error());
-        if (c > 0) die("%s: /%s already exists (--force replaces it)", trace_path, which);
+        int c = olmoe_replay_h5_conflict(res.f, pp, set.n, do_replay, do_exact, validate, &which);
+        if (c < 0) die("%s: %s", res.final, olmoe_error());
+        if (c > 0) die("%s: /%s already exists (--force replaces it)", res.final, which);
         free(pp);
     }
     if (need_emp) {
@@ -172,8 +178,16 @@ int olmoe_replay_main(int argc, char **argv) {
                                            model_dir, kde_path) != 0)
         die("%s", olmoe_error());
     if (rc.used && olmoe_replay_write_csv(&run, rc.out.tmp) != 0) die("%s", olmoe_error());
-    hid_t f = ro.used ? olmoe_h5_create(ro.out.tmp) : olmoe_h5_open(trace_path, 1);
+    hid_t f = ro.used ? olmoe_h5_create(ro.out.tmp) : res.f;
     if (f < 0) die("%s", olmoe_error());
+    olmoe_hash mh;
+    if (olmoe_model_checksum(&model, &mh) != 0) die("%s", olmoe_error());
+    const olmoe_input inputs[] = {{"trace", trace_path, tid.hex},
+                                  {"model", model_dir, mh.hex},
+                                  {"kde", kde_path ? kde_path : "", kde_path ? NULL : ""}};
+    if (olmoe_results_provenance(f, inputs, kde_path ? 3 : 2) != 0 ||
+        (ro.used && olmoe_h5_set_attr_str(f, ".", "trace_checksum", tid.hex) != 0))
+        die("%s: %s", ro.used ? out_path : res.final, olmoe_error());
     if (ro.used && (olmoe_h5_set_attr_str(f, ".", "format", "olmoe-replay") != 0 ||
                     olmoe_h5_set_attr_i32(f, ".", "format_version", 1) != 0 ||
                     olmoe_h5_set_attr_str(f, ".", "trace", trace_path) != 0 ||
@@ -181,11 +195,10 @@ int olmoe_replay_main(int argc, char **argv) {
                     olmoe_h5_set_attr_str(f, ".", "command", command) != 0 ||
                     (shard_n && olmoe_replay_shard_attrs(f, &full, &o) != 0)))
         die("%s: %s", out_path, olmoe_error());
-    if (olmoe_replay_write_h5(&run, validate ? &v : NULL, f, force) != 0) {
-        olmoe_h5_close(f);
-        die("%s: %s", ro.used ? out_path : trace_path, olmoe_error());
-    }
-    if (olmoe_h5_close(f) != 0) die("%s", olmoe_error());
+    if (olmoe_replay_write_h5(&run, validate ? &v : NULL, f, force) != 0)
+        die("%s: %s", ro.used ? out_path : res.final, olmoe_error());
+    if (ro.used ? olmoe_h5_close(f) != 0 : olmoe_results_commit(&res) != 0)
+        die("%s", olmoe_error());
     olmoe_cmd_commit(&rj);
     olmoe_cmd_commit(&rc);
     olmoe_cmd_commit(&ro);

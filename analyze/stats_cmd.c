@@ -34,7 +34,7 @@ int olmoe_replay_stats_main(int argc, char **argv) {
         OPT_STRING("kde", &kde_path, "FILE", "null distributions for pvalue=kde (olmoe-kde fit)"),
         OPT_STRING("json", &json_path, "FILE", "write the statistics as JSON"),
         OPT_STRING("csv", &csv_path, "FILE", "write summaries as CSV (policy x group x layer)"),
-        OPT_FLAG("store", &store, "store the results in the trace under /stats/<policy id>"),
+        OPT_FLAG("store", &store, "store the results beside the trace (TRACE.results.h5, /stats/<policy id>)"),
         OPT_STRING("out", &out_path, "FILE", "store the results in a new HDF5 file instead"),
         OPT_LONG_RANGE("max-tokens", &max_tokens, "N", "only the first N tokens", 1, 1L << 62),
         OPT_LONG_RANGE("empirical-max", &empirical_max, "N",
@@ -109,12 +109,18 @@ int olmoe_replay_stats_main(int argc, char **argv) {
         if (olmoe_policy_set_bind(&set, &m) != 0) die("%s", olmoe_error());
     }
 
+    /* --store: the results file beside the trace, locked from now on */
+    olmoe_results res = {.f = H5I_INVALID_HID};
+    olmoe_hash tid;
+    if (olmoe_trace_identity(olmoe_trace_hid(t), &tid) != 0) die("%s: %s", trace_path, olmoe_error());
+    if (store && olmoe_results_begin(&res, trace_path, olmoe_trace_hid(t)) != 0)
+        die("%s", olmoe_error());
     if (store && !force)
         for (int i = 0; i < set.n; i++) {
             char g[OLMOE_POLICY_ID_MAX + 16];
             snprintf(g, sizeof g, "stats/%s", set.items[i].id);
-            if (olmoe_h5_exists(olmoe_trace_hid(t), g) == 1)
-                die("%s: /%s already exists (--force replaces it)", trace_path, g);
+            if (olmoe_h5_exists(res.f, g) == 1)
+                die("%s: /%s already exists (--force replaces it)", res.final, g);
         }
 
     olmoe_stats st;
@@ -135,6 +141,8 @@ int olmoe_replay_stats_main(int argc, char **argv) {
     if (rj.used && olmoe_stats_write_json(&st, rj.out.tmp, trace_path, kde_path) != 0)
         die("%s", olmoe_error());
     if (rc.used && olmoe_stats_write_csv(&st, rc.out.tmp) != 0) die("%s", olmoe_error());
+    const olmoe_input inputs[] = {{"trace", trace_path, tid.hex},
+                                  {"kde", kde_path ? kde_path : "", NULL}};
     if (ro.used) {
         hid_t f = olmoe_h5_create(ro.out.tmp);
         if (f < 0) die("%s", olmoe_error());
@@ -147,19 +155,16 @@ int olmoe_replay_stats_main(int argc, char **argv) {
             olmoe_h5_set_attr_str(f, ".", "trace", trace_path) != 0 ||
             olmoe_h5_set_attr_str(f, ".", "command", command) != 0 ||
             olmoe_h5_set_attr_str(f, ".", "groups", gj) != 0 ||
+            olmoe_h5_set_attr_str(f, ".", "trace_checksum", tid.hex) != 0 ||
+            olmoe_results_provenance(f, inputs, kde_path ? 2 : 1) != 0 ||
             olmoe_stats_write_h5(&st, f, trace_path, 0) != 0 || olmoe_h5_close(f) != 0)
             die("%s", olmoe_error());
         free(gj);
     }
-    if (store) {
-        hid_t f = olmoe_h5_open(trace_path, 1);
-        if (f < 0) die("%s", olmoe_error());
-        if (olmoe_stats_write_h5(&st, f, trace_path, force) != 0) {
-            olmoe_h5_close(f);
-            die("%s", olmoe_error());
-        }
-        if (olmoe_h5_close(f) != 0) die("%s", olmoe_error());
-    }
+    if (store && (olmoe_results_provenance(res.f, inputs, kde_path ? 2 : 1) != 0 ||
+                  olmoe_stats_write_h5(&st, res.f, res.final, force) != 0 ||
+                  olmoe_results_commit(&res) != 0))
+        die("%s", olmoe_error());
     olmoe_cmd_commit(&rj);
     olmoe_cmd_commit(&rc);
     olmoe_cmd_commit(&ro);
