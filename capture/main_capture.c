@@ -271,6 +271,7 @@ static int append_batch(void *arg) {
 
 int main(int argc, char **argv) {
     olmoe_set_prog(argv[0]);
+    olmoe_save_argv(argc, argv);
     char *command = olmoe_join_argv(argc, argv);
     char *resume_cmd = olmoe_capture_resume_command(argc, argv); /* before argv is reordered */
     int npos = olmoe_opt_parse(argc, argv, opts, usage);
@@ -321,6 +322,12 @@ int main(int argc, char **argv) {
     olmoe_window *win;
     int64_t nwin;
     make_windows(&ts, &win, &nwin);
+    int64_t longest = 0; /* a window of n tokens scores n - 1 of them */
+    for (int64_t i = 0; i < nwin; i++)
+        if (win[i].length > longest) longest = win[i].length;
+    if (longest < 2)
+        die("no token would be scored: every window holds fewer than 2 tokens (--ctx %ld%s)", ctx,
+            max_tokens ? ", --max-tokens" : "");
     /* --shard: this process's windows, as a capture of its own sub-stream;
      * unsharded, the whole run (capture/shard.h) */
     olmoe_shard_plan plan;
@@ -340,9 +347,6 @@ int main(int argc, char **argv) {
     int64_t input_bytes;
     if (olmoe_file_checksum(input_path ? input_path : tokens_path, &input_sum, &input_bytes) != 0)
         die("%s", olmoe_error());
-    int64_t longest = 0;
-    for (int64_t i = 0; i < nwin; i++)
-        if (win[i].length > longest) longest = win[i].length;
 
     olmoe_engine_opts eo = {.device = device, .max_ctx = (int)longest, .top_k = k};
     if (pol) /* the engine's max_k is the most the policy can choose */
@@ -401,9 +405,15 @@ int main(int argc, char **argv) {
         .logits_dtype = OLMOE_DTYPE_F32,
         .save_residuals = save_residuals,
     };
-    olmoe_trace_attr extra[OLMOE_SHARD_MAX_ATTRS];
+    olmoe_trace_attr extra[OLMOE_SHARD_MAX_ATTRS + 2];
     meta.extra = extra;
     meta.n_extra = olmoe_shard_attrs(&plan, input_sum.hex, input_bytes, max_tokens, batch, extra);
+    /* both change the trace, so resume must refuse a change of either: the
+     * group field names /groups, and --policy routes through the policy
+     * code, whose numbers differ from the default top-k path even for the
+     * same top-k */
+    extra[meta.n_extra++] = (olmoe_trace_attr){OLMOE_ATTR_GROUP_FIELD, group_field ? group_field : "", 0, 1};
+    extra[meta.n_extra++] = (olmoe_trace_attr){OLMOE_ATTR_ROUTING_PATH, pol ? "policy" : "topk", 0, 1};
     /* from here on SIGINT/SIGTERM stop at a batch boundary, keeping the partial */
     olmoe_capture_signals_install();
     int64_t done = 0; /* windows already in the partial (--resume) */
@@ -419,13 +429,22 @@ int main(int argc, char **argv) {
     } else if (!(tr = olmoe_trace_create(out.partial, &meta))) {
         die("%s", olmoe_error());
     }
-    if (!resume && ts.n_groups && /* a resumed trace has its groups and documents */
+    /* the header: a partial killed before it was on disk lacks it, and its
+     * resume writes it (a partial holding another header is refused) */
+    const olmoe_trace_info *have = olmoe_trace_info_of(tr);
+    if (resume && ((have->n_groups && have->n_groups != ts.n_groups) ||
+                   (have->n_documents && have->n_documents != ts.n_docs)))
+        die("%s: cannot resume: it holds %lld groups and %lld documents, this run has %lld and %lld",
+            out.partial, (long long)have->n_groups, (long long)have->n_documents,
+            (long long)ts.n_groups, (long long)ts.n_docs);
+    if ((!resume || !have->n_groups) && ts.n_groups &&
         olmoe_trace_add_groups(tr, (const char *const *)ts.groups, ts.n_groups) != 0)
         die("%s", olmoe_error());
     olmoe_trace_document *docs = xmalloc(xmul((size_t)ts.n_docs, sizeof *docs));
     for (int64_t d = 0; d < ts.n_docs; d++)
         docs[d] = (olmoe_trace_document){ts.doc_start[d], ts.doc_length[d], ts.doc_group[d]};
-    if (!resume && ts.n_docs && olmoe_trace_add_documents(tr, docs, ts.n_docs) != 0)
+    if ((!resume || !have->n_documents) && ts.n_docs &&
+        olmoe_trace_add_documents(tr, docs, ts.n_docs) != 0)
         die("%s", olmoe_error());
     free(docs);
 
