@@ -40,7 +40,7 @@ static int o_in_trace, o_force, o_quiet, o_verbose;
         OPT_STRING("csv", &o_csv, "FILE", "write the main table as CSV"),                        \
         OPT_STRING("json", &o_json, "FILE", "write every result as JSON"),                       \
         OPT_STRING("out", &o_out, "FILE", "store the results in an HDF5 results file"),          \
-        OPT_FLAG("in-trace", &o_in_trace, "store the results in the trace (/analyze/...)"),      \
+        OPT_FLAG("in-trace", &o_in_trace, "store the results beside the trace (TRACE.results.h5)"),      \
         OPT_STRING("name", &o_name, "NAME", "name of the stored result (default: policy id)"),   \
         OPT_FLAG("force", &o_force, "overwrite existing outputs and stored results"),            \
         OPT_FLAG("quiet", &o_quiet, "no tables on stdout, no notes"),                            \
@@ -84,7 +84,7 @@ static void run_begin(run *r, const char *analysis, int argc, char **argv) {
         if (f >= 0) olmoe_h5_close(f);
         if (!ok)
             die("%s: exists and is not an olmoe-analyze results file (--out adds results only to "
-                "those; --in-trace stores them in a trace)", o_out);
+                "those; --in-trace stores them beside the trace)", o_out);
         r->out_append = 1;
     } else if (o_out && olmoe_out_begin(&r->h5, o_out, o_force) != 0) {
         die("%s", olmoe_error());
@@ -135,18 +135,28 @@ static olmoe_analyze_src *open_src(const char *path, olmoe_analyze_opts so) {
 /* the default name of a stored result: the policy id */
 static const char *leaf_of(const olmoe_analyze_src *s) { return o_name ? o_name : s->policy.id; }
 
-/* refuse an existing stored result (in the trace, or in the results file
- * --out adds to) now, before the work */
+/* Results added to an existing file (the results file beside the trace with
+ * --in-trace, an olmoe-analyze file with --out) are written to a locked copy,
+ * renamed into place when complete. */
+static olmoe_results stored;
+static int stored_live;
+
+/* locks the file results are added to, and refuses an existing stored
+ * result now, before the work */
 static void check_stored(const run *r, const olmoe_analyze_src *s, const char *leaf) {
-    if (o_force || (!o_in_trace && !r->out_append)) return;
+    if (!o_in_trace && !r->out_append) return;
+    if (!stored_live) {
+        if (o_in_trace ? olmoe_results_begin(&stored, s->path, olmoe_trace_hid(s->trace))
+                       : olmoe_h5_update_begin(&stored, o_out))
+            die("%s", olmoe_error());
+        stored_live = 1;
+    }
+    if (o_force) return;
     char path[512];
     snprintf(path, sizeof path, "analyze/%s/%s", r->analysis, leaf);
-    const char *file = o_in_trace ? s->path : o_out;
-    hid_t f = o_in_trace ? olmoe_trace_hid(s->trace) : olmoe_h5_open(o_out, 0);
-    int e = f < 0 ? -1 : olmoe_h5_exists(f, path);
-    if (!o_in_trace && f >= 0) olmoe_h5_close(f);
-    if (e < 0) die("%s: %s", file, olmoe_error());
-    if (e) die("%s: /%s exists (use --force to replace it, or --name to store another)", file, path);
+    int e = olmoe_h5_exists(stored.f, path);
+    if (e < 0) die("%s: %s", stored.final, olmoe_error());
+    if (e) die("%s: /%s exists (use --force to replace it, or --name to store another)", stored.final, path);
 }
 
 /* tokenizer.json for decoding: --tokenizer, else the model's when its
@@ -204,22 +214,32 @@ static void set_attrs(hid_t g, const run *r, const olmoe_analyze_src *a, const o
         die("%s", olmoe_error());
 }
 
-static void store_h5(const char *file, int new_file, const run *r, const kind *k, const void *res,
-                     const char *leaf, const olmoe_analyze_src *a, const olmoe_analyze_src *b) {
-    hid_t f = new_file ? olmoe_h5_create(file) : olmoe_h5_open(file, 1);
-    if (f < 0) die("%s", olmoe_error());
-    if (new_file) {
-        if (olmoe_h5_set_attr_str(f, ".", "format", OLMOE_ANALYZE_FORMAT) ||
-            olmoe_h5_set_attr_i32(f, ".", "format_version", OLMOE_ANALYZE_FORMAT_VERSION) ||
-            olmoe_h5_set_attr_str(f, ".", "tool_version", OLMOE_VERSION))
-            die("%s: %s", file, olmoe_error());
-    }
+static void store_into(hid_t f, const char *file, const run *r, const kind *k, const void *res,
+                       const char *leaf, const olmoe_analyze_src *a, const olmoe_analyze_src *b) {
+    olmoe_hash ta, tb;
+    olmoe_input in[2] = {{"trace", a->path, ta.hex}, {"trace_b", b ? b->path : "", tb.hex}};
+    if (olmoe_trace_identity(olmoe_trace_hid(a->trace), &ta) != 0 ||
+        (b && olmoe_trace_identity(olmoe_trace_hid(b->trace), &tb) != 0))
+        die("%s", olmoe_error());
     hid_t g;
-    if (olmoe_analyze_h5_begin(f, r->analysis, leaf, o_force, &g) != 0 || k->h5(res, g) != 0)
+    if (olmoe_results_provenance(f, in, b ? 2 : 1) != 0 ||
+        olmoe_analyze_h5_begin(f, r->analysis, leaf, o_force, &g) != 0 || k->h5(res, g) != 0)
         die("%s: %s", file, olmoe_error());
     set_attrs(g, r, a, b);
-    if (olmoe_analyze_h5_commit(f, r->analysis, leaf, o_force, g) != 0 || olmoe_h5_close(f) != 0)
+    if (olmoe_analyze_h5_commit(f, r->analysis, leaf, o_force, g) != 0)
         die("%s: %s", file, olmoe_error());
+}
+
+static void store_h5(const char *file, const run *r, const kind *k, const void *res,
+                     const char *leaf, const olmoe_analyze_src *a, const olmoe_analyze_src *b) {
+    hid_t f = olmoe_h5_create(file);
+    if (f < 0) die("%s", olmoe_error());
+    if (olmoe_h5_set_attr_str(f, ".", "format", OLMOE_ANALYZE_FORMAT) ||
+        olmoe_h5_set_attr_i32(f, ".", "format_version", OLMOE_ANALYZE_FORMAT_VERSION) ||
+        olmoe_h5_set_attr_str(f, ".", "tool_version", OLMOE_VERSION))
+        die("%s: %s", file, olmoe_error());
+    store_into(f, file, r, k, res, leaf, a, b);
+    if (olmoe_h5_close(f) != 0) die("%s: %s", file, olmoe_error());
 }
 
 static void write_json(run *r, const kind *k, const void *res, const olmoe_analyze_src *a,
@@ -262,19 +282,13 @@ static int run_end(run *r, const kind *k, const void *res, olmoe_analyze_src *a,
         if (olmoe_out_commit(&r->csv) != 0) die("%s", olmoe_error());
     }
     if (o_json) write_json(r, k, res, a, b);
-    if (o_out && r->out_append) {
-        store_h5(o_out, 0, r, k, res, leaf, a, b);
+    if (stored_live) { /* --in-trace, or --out naming an existing results file */
+        store_into(stored.f, stored.final, r, k, res, leaf, a, b);
+        if (olmoe_results_commit(&stored) != 0) die("%s", olmoe_error());
+        stored_live = 0;
     } else if (o_out) {
-        store_h5(r->h5.tmp, 1, r, k, res, leaf, a, b);
+        store_h5(r->h5.tmp, r, k, res, leaf, a, b);
         if (olmoe_out_commit(&r->h5) != 0) die("%s", olmoe_error());
-    }
-    if (o_in_trace) {
-        /* HDF5 opens a file once per process: the read handle goes first */
-        char *path = xstrdup(a->path);
-        olmoe_trace_close(a->trace);
-        a->trace = NULL;
-        store_h5(path, 0, r, k, res, leaf, a, b);
-        free(path);
     }
     if (o_verbose) {
         char mem[32];
@@ -514,5 +528,6 @@ static const olmoe_subcmd cmds[] = {
 
 int main(int argc, char **argv) {
     olmoe_set_prog(argv[0]);
+    olmoe_save_argv(argc, argv);
     return olmoe_subcmd_run(argc, argv, cmds, usage);
 }

@@ -57,6 +57,14 @@ olmoe_trace *cmd_replay_open_trace(const char *path, long max_tokens, int64_t *N
     return t;
 }
 
+void cmd_replay_results_begin(olmoe_trace *t, int use, olmoe_results *res, olmoe_hash *tid) {
+    *res = (olmoe_results){.f = H5I_INVALID_HID};
+    if (olmoe_trace_identity(olmoe_trace_hid(t), tid) != 0)
+        die("%s: %s", olmoe_trace_path(t), olmoe_error());
+    if (use && olmoe_results_begin(res, olmoe_trace_path(t), olmoe_trace_hid(t)) != 0)
+        die("%s", olmoe_error());
+}
+
 void cmd_replay_load_null(const char *kde_path, const olmoe_policy_set *set, olmoe_trace *t,
                           olmoe_policy_model *m, olmoe_kde_null *null, olmoe_kde_cdf *cdf) {
     const char *trace_path = olmoe_trace_path(t);
@@ -108,6 +116,7 @@ static replay_args scan_args(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     olmoe_set_prog(argv[0]);
+    olmoe_save_argv(argc, argv);
     /* HDF5 1.10 crashes in its exit-time cleanup after an H5Fclose that failed
      * (full disk: "File too large"); every file we open is closed explicitly,
      * so its at-exit handler has nothing to do. Must precede any HDF5 call. */

@@ -25,6 +25,9 @@ void cmd_replay_parse(int argc, char **argv, olmoe_opt *opts, olmoe_policy_cli *
 /* the trace opened (a warning when its capture did not finish), and in *N
  * its tokens, or the first max_tokens of them when that is fewer (0: all) */
 olmoe_trace *cmd_replay_open_trace(const char *path, long max_tokens, int64_t *N);
+/* the trace's identity into *tid and, when use, the results file beside it
+ * begun (locked, written as a partial until olmoe_results_commit) */
+void cmd_replay_results_begin(olmoe_trace *t, int use, olmoe_results *res, olmoe_hash *tid);
 /* pvalue=kde: m->null from --kde (NULL: dies when a policy of set needs one) */
 void cmd_replay_load_null(const char *kde_path, const olmoe_policy_set *set, olmoe_trace *t,
                           olmoe_policy_model *m, olmoe_kde_null *null, olmoe_kde_cdf *cdf);

@@ -154,11 +154,9 @@ static void free_plan(match_plan *mp) {
 }
 
 /* The nulls the families need (m->null from --kde), and each family bound
- * once at its widest before any work; the empirical null (m->emp, into emp)
- * read from t last. */
-static void bind_families(const match_plan *mp, const match_opts *o, olmoe_trace *t, int64_t N,
-                          olmoe_policy_model *m, olmoe_kde_null *null, olmoe_kde_cdf *cdf,
-                          olmoe_policy_empirical *emp) {
+ * once at its widest before any work; 1 when one needs the empirical null */
+static int bind_families(const match_plan *mp, const match_opts *o, olmoe_trace *t,
+                         olmoe_policy_model *m, olmoe_kde_null *null, olmoe_kde_cdf *cdf) {
     const char *trace_path = olmoe_trace_path(t);
     const olmoe_trace_info *in = olmoe_trace_info_of(t);
     int need_kde = 0, need_emp = 0;
@@ -191,12 +189,7 @@ static void bind_families(const match_plan *mp, const match_opts *o, olmoe_trace
         if (olmoe_match_policy(f, f->knob.per_expert ? 1.0 : f->knob.hi, &m0, &probe) != 0)
             die("%s", olmoe_error());
     }
-    if (!o->out_path && !o->force && olmoe_h5_exists(olmoe_trace_hid(t), "match") == 1)
-        die("%s: /match already exists (--force replaces it)", trace_path);
-    if (need_emp) {
-        if (olmoe_cmd_empirical(t, N, o->empirical_max, emp) != 0) die("%s", olmoe_error());
-        m->emp = emp;
-    }
+    return need_emp;
 }
 
 /* each family solved at each target on d, and top-k's own mean there */
@@ -269,19 +262,16 @@ static void make_policy_set(olmoe_policy_set *set, match_plan *mp, const olmoe_m
 }
 
 /* every policy of the set scored by replay (and exact) on the trace */
-static void score(const match_opts *o, const char *trace_path, olmoe_policy_set *set,
-                  olmoe_replay_routing routing, const olmoe_policy_model *m, olmoe_model *model,
-                  olmoe_replay_run *run) {
+static void score(const match_opts *o, const char *trace_path, const olmoe_results *res,
+                  olmoe_policy_set *set, olmoe_replay_routing routing,
+                  const olmoe_policy_model *m, olmoe_model *model, olmoe_replay_run *run) {
     olmoe_policy **pols = xmalloc(xmul((size_t)set->n, sizeof *pols));
     for (int i = 0; i < set->n; i++) pols[i] = &set->items[i];
     if (!o->out_path && !o->force) {
-        hid_t f = olmoe_h5_open(trace_path, 0);
-        if (f < 0) die("%s", olmoe_error());
         const char *which = NULL;
-        int c = olmoe_replay_h5_conflict(f, pols, set->n, 1, o->exact, 0, &which);
-        olmoe_h5_close(f);
-        if (c < 0) die("%s: %s", trace_path, olmoe_error());
-        if (c > 0) die("%s: /%s already exists (--force replaces it)", trace_path, which);
+        int c = olmoe_replay_h5_conflict(res->f, pols, set->n, 1, o->exact, 0, &which);
+        if (c < 0) die("%s: %s", res->final, olmoe_error());
+        if (c > 0) die("%s: /%s already exists (--force replaces it)", res->final, which);
     }
     if (olmoe_model_open(o->model_dir, model) != 0) die("%s", olmoe_error());
     olmoe_replay_opts ropt = {.trace_path = trace_path, .model = model, .policies = pols,
@@ -353,22 +343,28 @@ static void fill_table(olmoe_match_table *tab, match_plan *mp, const olmoe_repla
 }
 
 /* the table on stdout, --csv, and /match (with the run's results when
- * scored) in --out or the trace; outputs committed */
+ * scored) in --out or the results file beside the trace; outputs committed */
 static void write_outputs(const olmoe_match_table *tab, const olmoe_replay_run *run,
                           const match_opts *o, const char *trace_path, const char *command,
-                          olmoe_cmd_output *rc, olmoe_cmd_output *ro) {
+                          const olmoe_hash *tid, olmoe_results *res, olmoe_cmd_output *rc,
+                          olmoe_cmd_output *ro) {
     olmoe_match_print(tab, stdout);
     if (rc->used && olmoe_match_write_csv(tab, rc->out.tmp) != 0) die("%s", olmoe_error());
-    hid_t f = ro->used ? olmoe_h5_create(ro->out.tmp) : olmoe_h5_open(trace_path, 1);
+    hid_t f = ro->used ? olmoe_h5_create(ro->out.tmp) : res->f;
     if (f < 0) die("%s", olmoe_error());
+    const olmoe_input inputs[] = {{"trace", trace_path, tid->hex},
+                                  {"model", o->model_dir ? o->model_dir : "", ""},
+                                  {"kde", o->kde_path ? o->kde_path : "", o->kde_path ? NULL : ""}};
+    if (olmoe_results_provenance(f, inputs, 3) != 0 ||
+        (ro->used && olmoe_h5_set_attr_str(f, ".", "trace_checksum", tid->hex) != 0))
+        die("%s: %s", ro->used ? o->out_path : res->final, olmoe_error());
     if (ro->used && olmoe_replay_results_attrs(f, trace_path, o->model_dir, command) != 0)
         die("%s: %s", o->out_path, olmoe_error());
     if ((run && olmoe_replay_write_h5(run, NULL, f, o->force) != 0) ||
-        olmoe_match_write_h5(tab, f, o->force) != 0) {
-        olmoe_h5_close(f);
-        die("%s: %s", ro->used ? o->out_path : trace_path, olmoe_error());
-    }
-    if (olmoe_h5_close(f) != 0) die("%s", olmoe_error());
+        olmoe_match_write_h5(tab, f, o->force) != 0)
+        die("%s: %s", ro->used ? o->out_path : res->final, olmoe_error());
+    if (ro->used ? olmoe_h5_close(f) != 0 : olmoe_results_commit(res) != 0)
+        die("%s", olmoe_error());
     if (olmoe_cmd_commit(rc) != 0 || olmoe_cmd_commit(ro) != 0) die("%s", olmoe_error());
     if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
 }
@@ -396,7 +392,7 @@ static void option_table(match_opts *o, olmoe_opt *opts) {
         OPT_FLAG("exact", &o->exact, "score with the exact forward pass too"),
         OPT_STRING("routing", &o->routing_s, "HOW", "replay: recompute (default) or captured"),
         OPT_STRING("device", &o->device, "DEV", "cpu (default) or cuda"),
-        OPT_STRING("out", &o->out_path, "FILE", "results in a new HDF5 file instead of the trace"),
+        OPT_STRING("out", &o->out_path, "FILE", "results in a new HDF5 file instead of TRACE.results.h5"),
         OPT_STRING("csv", &o->csv_path, "FILE", "write the table as CSV"),
         OPT_LONG_RANGE("max-tokens", &o->max_tokens, "N",
                        "only the windows within the first N tokens (scoring and calibration on "
@@ -449,7 +445,17 @@ int cmd_replay_match(int argc, char **argv) {
     olmoe_kde_cdf cdf = {0};
     olmoe_policy_empirical emp = {0};
     olmoe_policy_model m = {L, E, in->meta.norm_topk_prob, NULL, NULL};
-    bind_families(&mp, &o, t, N, &m, &null, &cdf, &emp);
+    int need_emp = bind_families(&mp, &o, t, &m, &null, &cdf);
+    /* without --out: the results file beside the trace, locked from now on */
+    olmoe_results res;
+    olmoe_hash tid;
+    cmd_replay_results_begin(t, !o.out_path, &res, &tid);
+    if (!o.out_path && !o.force && olmoe_h5_exists(res.f, "match") == 1)
+        die("%s: /match already exists (--force replaces it)", res.final);
+    if (need_emp) {
+        if (olmoe_cmd_empirical(t, N, o.empirical_max, &emp) != 0) die("%s", olmoe_error());
+        m.emp = &emp;
+    }
     olmoe_trace_close(t);
 
     olmoe_match_data d;
@@ -462,9 +468,9 @@ int cmd_replay_match(int argc, char **argv) {
     make_policy_set(&set, &mp, &tab, &m);
     olmoe_replay_run run = {0};
     olmoe_model model;
-    if (o.model_dir) score(&o, trace_path, &set, routing, &m, &model, &run);
+    if (o.model_dir) score(&o, trace_path, &res, &set, routing, &m, &model, &run);
     fill_table(&tab, &mp, o.model_dir ? &run : NULL, o.exact);
-    write_outputs(&tab, o.model_dir ? &run : NULL, &o, trace_path, command, &rc, &ro);
+    write_outputs(&tab, o.model_dir ? &run : NULL, &o, trace_path, command, &tid, &res, &rc, &ro);
 
     if (o.model_dir) {
         olmoe_replay_run_free(&run);

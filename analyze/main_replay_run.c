@@ -3,8 +3,8 @@
  * replay, by the exact forward pass, or both side by side.
  *
  * Order: options -> policies parsed -> outputs reserved (.partial names) ->
- * trace opened for its shapes, nulls loaded, policies bound, existing results
- * refused without --force (every error so far comes before any work) ->
+ * trace opened for its shapes, nulls loaded, policies bound, the results file
+ * beside the trace locked and existing results refused without --force (every error so far comes before any work) ->
  * empirical null if a policy needs it -> the run (checksum and residuals are
  * checked first) -> table, JSON, CSV, HDF5 -> outputs committed. */
 #include "analyze.h"
@@ -50,41 +50,48 @@ static olmoe_replay_routing check_args(run_opts *o) {
     return routing;
 }
 
-/* dies when a result this run would write is already in the trace */
-static void refuse_existing(olmoe_trace *t, olmoe_policy_set *set, int do_replay, int do_exact,
-                            int validate) {
+/* dies when a result this run would write is already in the results file */
+static void refuse_existing(const olmoe_results *res, olmoe_policy_set *set, int do_replay,
+                            int do_exact, int validate) {
     olmoe_policy **pp = xmalloc(xmul((size_t)set->n, sizeof *pp));
     for (int i = 0; i < set->n; i++) pp[i] = &set->items[i];
     const char *which = NULL;
-    int c = olmoe_replay_h5_conflict(olmoe_trace_hid(t), pp, set->n, do_replay, do_exact, validate,
-                                     &which);
-    if (c < 0) die("%s: %s", olmoe_trace_path(t), olmoe_error());
-    if (c > 0) die("%s: /%s already exists (--force replaces it)", olmoe_trace_path(t), which);
+    int c = olmoe_replay_h5_conflict(res->f, pp, set->n, do_replay, do_exact, validate, &which);
+    if (c < 0) die("%s: %s", res->final, olmoe_error());
+    if (c > 0) die("%s: /%s already exists (--force replaces it)", res->final, which);
     free(pp);
 }
 
 /* the table on stdout, --json, --csv, and the results in --out or the
- * trace (full: the unsharded run a --shard run's view comes from, or NULL);
+ * results file beside the trace (full: the unsharded run a --shard run's view comes from, or NULL);
  * outputs committed */
 static void write_outputs(const olmoe_replay_run *run, const olmoe_replay_validation *v,
                           const run_opts *o, const char *trace_path, const char *command,
                           const olmoe_replay_run *full, const olmoe_replay_opts *ropt,
+                          olmoe_model *model, const olmoe_hash *tid, olmoe_results *res,
                           olmoe_cmd_output *rj, olmoe_cmd_output *rc, olmoe_cmd_output *ro) {
     olmoe_replay_print(run, v, stdout);
     if (rj->used && olmoe_replay_write_json(run, v, rj->out.tmp, trace_path, o->model_dir,
                                             o->kde_path) != 0)
         die("%s", olmoe_error());
     if (rc->used && olmoe_replay_write_csv(run, rc->out.tmp) != 0) die("%s", olmoe_error());
-    hid_t f = ro->used ? olmoe_h5_create(ro->out.tmp) : olmoe_h5_open(trace_path, 1);
+    hid_t f = ro->used ? olmoe_h5_create(ro->out.tmp) : res->f;
     if (f < 0) die("%s", olmoe_error());
+    olmoe_hash mh;
+    if (olmoe_model_checksum(model, &mh) != 0) die("%s", olmoe_error());
+    const olmoe_input inputs[] = {{"trace", trace_path, tid->hex},
+                                  {"model", o->model_dir, mh.hex},
+                                  {"kde", o->kde_path ? o->kde_path : "", o->kde_path ? NULL : ""}};
+    if (olmoe_results_provenance(f, inputs, o->kde_path ? 3 : 2) != 0 ||
+        (ro->used && olmoe_h5_set_attr_str(f, ".", "trace_checksum", tid->hex) != 0))
+        die("%s: %s", ro->used ? o->out_path : res->final, olmoe_error());
     if (ro->used && (olmoe_replay_results_attrs(f, trace_path, o->model_dir, command) != 0 ||
                      (full && olmoe_replay_shard_attrs(f, full, ropt) != 0)))
         die("%s: %s", o->out_path, olmoe_error());
-    if (olmoe_replay_write_h5(run, v, f, o->force) != 0) {
-        olmoe_h5_close(f);
-        die("%s: %s", ro->used ? o->out_path : trace_path, olmoe_error());
-    }
-    if (olmoe_h5_close(f) != 0) die("%s", olmoe_error());
+    if (olmoe_replay_write_h5(run, v, f, o->force) != 0)
+        die("%s: %s", ro->used ? o->out_path : res->final, olmoe_error());
+    if (ro->used ? olmoe_h5_close(f) != 0 : olmoe_results_commit(res) != 0)
+        die("%s", olmoe_error());
     if (olmoe_cmd_commit(rj) != 0 || olmoe_cmd_commit(rc) != 0 || olmoe_cmd_commit(ro) != 0)
         die("%s", olmoe_error());
 }
@@ -101,7 +108,8 @@ static void option_table(run_opts *o, olmoe_opt *opts) {
         OPT_STRING("device", &o->device, "DEV", "cpu (default) or cuda"),
         OPT_FLAG("exact", &o->exact, "the exact forward pass per policy instead of replay"),
         OPT_FLAG("validate", &o->validate, "replay and exact side by side (/validate table)"),
-        OPT_STRING("out", &o->out_path, "FILE", "results in a new HDF5 file instead of the trace"),
+        OPT_STRING("out", &o->out_path, "FILE",
+                   "results in a new HDF5 file instead of TRACE.results.h5 beside the trace"),
         OPT_STRING("json", &o->json_path, "FILE", "write the results as JSON"),
         OPT_STRING("csv", &o->csv_path, "FILE", "write the results as CSV (policy x kind x group)"),
         OPT_LONG_RANGE("max-tokens", &o->max_tokens, "N", "only the windows within the first N tokens",
@@ -156,7 +164,11 @@ int cmd_replay_run(int argc, char **argv) {
     olmoe_policy_model m = {in->meta.n_layers, in->meta.n_experts, in->meta.norm_topk_prob, NULL, NULL};
     cmd_replay_load_null(o.kde_path, &set, t, &m, &null, &cdf);
     cmd_replay_bind_probe(&set, &m);
-    if (!o.out_path && !o.force) refuse_existing(t, &set, do_replay, do_exact, o.validate);
+    /* without --out: the results file beside the trace, locked from now on */
+    olmoe_results res;
+    olmoe_hash tid;
+    cmd_replay_results_begin(t, !o.out_path, &res, &tid);
+    if (!o.out_path && !o.force) refuse_existing(&res, &set, do_replay, do_exact, o.validate);
     cmd_replay_bind_empirical(&set, &m, t, N, o.empirical_max, &emp);
     olmoe_trace_close(t);
 
@@ -187,7 +199,7 @@ int cmd_replay_run(int argc, char **argv) {
     if (o.validate && olmoe_replay_validate(&run, &v) != 0) die("%s", olmoe_error());
 
     write_outputs(&run, o.validate ? &v : NULL, &o, trace_path, command,
-                  shard_n ? &full : NULL, &ropt, &rj, &rc, &ro);
+                  shard_n ? &full : NULL, &ropt, &model, &tid, &res, &rj, &rc, &ro);
     if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
     if (o.validate) olmoe_replay_validation_free(&v);
     if (shard_n) olmoe_replay_shard_view_free(&run);

@@ -32,12 +32,14 @@ typedef struct {
 
 /* the table on stdout, --json, --csv, --out and --store; outputs committed */
 static void write_outputs(const olmoe_stats *st, const stats_opts *o, const char *trace_path,
-                          const char *command, olmoe_cmd_output *rj, olmoe_cmd_output *rc,
-                          olmoe_cmd_output *ro) {
+                          const char *command, const olmoe_hash *tid, olmoe_results *res,
+                          olmoe_cmd_output *rj, olmoe_cmd_output *rc, olmoe_cmd_output *ro) {
     olmoe_stats_print_table(st, stdout, o->per_layer);
     if (rj->used && olmoe_stats_write_json(st, rj->out.tmp, trace_path, o->kde_path) != 0)
         die("%s", olmoe_error());
     if (rc->used && olmoe_stats_write_csv(st, rc->out.tmp) != 0) die("%s", olmoe_error());
+    const olmoe_input inputs[] = {{"trace", trace_path, tid->hex},
+                                  {"kde", o->kde_path ? o->kde_path : "", NULL}};
     if (ro->used) {
         hid_t f = olmoe_h5_create(ro->out.tmp);
         if (f < 0) die("%s", olmoe_error());
@@ -51,19 +53,16 @@ static void write_outputs(const olmoe_stats *st, const stats_opts *o, const char
             olmoe_h5_set_attr_str(f, ".", "trace", trace_path) != 0 ||
             olmoe_h5_set_attr_str(f, ".", "command", command) != 0 ||
             olmoe_h5_set_attr_str(f, ".", "groups", gj) != 0 ||
+            olmoe_h5_set_attr_str(f, ".", "trace_checksum", tid->hex) != 0 ||
+            olmoe_results_provenance(f, inputs, o->kde_path ? 2 : 1) != 0 ||
             olmoe_stats_write_h5(st, f, trace_path, 0) != 0 || olmoe_h5_close(f) != 0)
             die("%s", olmoe_error());
         free(gj);
     }
-    if (o->store) {
-        hid_t f = olmoe_h5_open(trace_path, 1);
-        if (f < 0) die("%s", olmoe_error());
-        if (olmoe_stats_write_h5(st, f, trace_path, o->force) != 0) {
-            olmoe_h5_close(f);
-            die("%s", olmoe_error());
-        }
-        if (olmoe_h5_close(f) != 0) die("%s", olmoe_error());
-    }
+    if (o->store && (olmoe_results_provenance(res->f, inputs, o->kde_path ? 2 : 1) != 0 ||
+                     olmoe_stats_write_h5(st, res->f, res->final, o->force) != 0 ||
+                     olmoe_results_commit(res) != 0))
+        die("%s", olmoe_error());
     if (olmoe_cmd_commit(rj) != 0) die("%s", olmoe_error());
     if (olmoe_cmd_commit(rc) != 0) die("%s", olmoe_error());
     if (olmoe_cmd_commit(ro) != 0) die("%s", olmoe_error());
@@ -78,7 +77,7 @@ int cmd_replay_stats(int argc, char **argv) {
         OPT_STRING("kde", &o.kde_path, "FILE", "null distributions for pvalue=kde (olmoe-kde fit)"),
         OPT_STRING("json", &o.json_path, "FILE", "write the statistics as JSON"),
         OPT_STRING("csv", &o.csv_path, "FILE", "write summaries as CSV (policy x group x layer)"),
-        OPT_FLAG("store", &o.store, "store the results in the trace under /stats/<policy id>"),
+        OPT_FLAG("store", &o.store, "store the results beside the trace (TRACE.results.h5, /stats/<policy id>)"),
         OPT_STRING("out", &o.out_path, "FILE", "store the results in a new HDF5 file instead"),
         OPT_LONG_RANGE("max-tokens", &o.max_tokens, "N", "only the first N tokens", 1, 1L << 62),
         OPT_LONG_RANGE("empirical-max", &o.empirical_max, "N",
@@ -114,12 +113,16 @@ int cmd_replay_stats(int argc, char **argv) {
     cmd_replay_bind_probe(&set, &m);
     cmd_replay_bind_empirical(&set, &m, t, N, o.empirical_max, &emp);
 
+    /* --store: the results file beside the trace, locked from now on */
+    olmoe_results res;
+    olmoe_hash tid;
+    cmd_replay_results_begin(t, o.store, &res, &tid);
     if (o.store && !o.force)
         for (int i = 0; i < set.n; i++) {
             char g[OLMOE_POLICY_ID_MAX + 16];
             snprintf(g, sizeof g, "stats/%s", set.items[i].id);
-            if (olmoe_h5_exists(olmoe_trace_hid(t), g) == 1)
-                die("%s: /%s already exists (--force replaces it)", trace_path, g);
+            if (olmoe_h5_exists(res.f, g) == 1)
+                die("%s: /%s already exists (--force replaces it)", res.final, g);
         }
 
     olmoe_stats st;
@@ -136,7 +139,7 @@ int cmd_replay_stats(int argc, char **argv) {
           "token-layers/s per policy and core)",
           st.seconds_total, st.seconds_read, route_s, route_s > 0 ? routed / route_s / 1e6 : 0);
 
-    write_outputs(&st, &o, trace_path, command, &rj, &rc, &ro);
+    write_outputs(&st, &o, trace_path, command, &tid, &res, &rj, &rc, &ro);
     if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
     olmoe_stats_free(&st);
     olmoe_policy_empirical_free(&emp);

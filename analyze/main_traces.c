@@ -380,7 +380,7 @@ static int cmd_export(int argc, char **argv) {
         OPT_LONG_RANGE("count", &count, "N", "positions to export (default: to the end)", 0, LONG_MAX),
         OPT_STRING("policy", &x.decisions.policy_id, "ID", "decisions: the policy (id or spec)"),
         OPT_STRING("kind", &x.decisions.kind, "KIND", "decisions: replay or exact (default: replay if present)"),
-        OPT_STRING("results", &x.decisions.results, "FILE", "decisions: olmoe-replay --out file (default: the trace)"),
+        OPT_STRING("results", &x.decisions.results, "FILE", "decisions: olmoe-replay --out file (default: TRACE.results.h5)"),
         OPT_LONG_RANGE("top", &x.decisions_top, "N", "decisions: tokens to print (default 20)", 1, 1L << 30),
         OPT_END};
     int n = olmoe_opt_parse(argc, argv, opts,
@@ -478,5 +478,6 @@ static const olmoe_subcmd cmds[] = {
 
 int main(int argc, char **argv) {
     olmoe_set_prog(argv[0]);
+    olmoe_save_argv(argc, argv);
     return olmoe_subcmd_run(argc, argv, cmds, usage);
 }

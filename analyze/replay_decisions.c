@@ -69,8 +69,13 @@ int olmoe_replay_export_decisions(olmoe_trace *t, const olmoe_decisions_opts *o,
     const olmoe_trace_info *in = olmoe_trace_info_of(t);
     const char *where = o->results ? o->results : olmoe_trace_path(t);
     int L = in->meta.n_layers, rc = -1;
-    hid_t loc = o->results ? olmoe_h5_open(o->results, 0) : olmoe_trace_hid(t);
+    /* the results file beside the trace (or results an old trace holds) */
+    hid_t loc;
+    int own = 1;
+    if (o->results) loc = olmoe_h5_open(o->results, 0);
+    else if ((own = olmoe_results_open(olmoe_trace_path(t), olmoe_trace_hid(t), &loc)) < 0) loc = -1;
     if (loc < 0) return -1;
+    if (!o->results && own) where = "the results beside the trace";
     /* a spec names its canonical id: "topk(k=2)" finds topk(k=2,norm=model) */
     olmoe_policy pol;
     const char *id = olmoe_policy_parse(o->policy_id, &pol) == 0 ? pol.id : o->policy_id;
@@ -139,6 +144,6 @@ done:
     free(base);
     free(experts);
     free(tokens);
-    if (o->results) olmoe_h5_close(loc);
+    if (own) olmoe_h5_close(loc);
     return rc;
 }

@@ -292,14 +292,22 @@ static void set_ctx(const olmoe_config *c) {
     if (stride && stride >= ctx) die_usage("--stride %ld must be below --ctx %ld", stride, ctx);
 }
 
-/* the windows of the run, then of this process (--shard: a capture of its
+/* the windows of the run (the longest in *longest), then of this process
+ * (--shard: a capture of its
  * own sub-stream, *ts becoming that stream; unsharded, the whole run); the
  * run's stream stays in *run_ts (capture/shard.h) */
 static void shard_windows(olmoe_token_stream *ts, int shard_i, int shard_n, olmoe_shard_plan *plan,
-                          olmoe_token_stream *run_ts, olmoe_window **win, int64_t *nwin) {
+                          olmoe_token_stream *run_ts, olmoe_window **win, int64_t *nwin,
+                          int64_t *longest) {
     olmoe_window *run_win;
     int64_t run_nwin;
     make_windows(ts, &run_win, &run_nwin);
+    *longest = 0; /* a window of n tokens scores n - 1 of them */
+    for (int64_t i = 0; i < run_nwin; i++)
+        if (run_win[i].length > *longest) *longest = run_win[i].length;
+    if (*longest < 2)
+        die("no token would be scored: every window holds fewer than 2 tokens (--ctx %ld%s)", ctx,
+            max_tokens ? ", --max-tokens" : "");
     if (olmoe_shard_plan_make(run_win, run_nwin, ts, shard_i, shard_n, batch, plan) != 0)
         die("%s", olmoe_error());
     *win = olmoe_shard_windows(run_win, plan);
@@ -336,7 +344,9 @@ static void describe(const olmoe_model *m, const olmoe_engine *eng, const olmoe_
 }
 
 /* the partial trace, created or (--resume) continued after its *done
- * windows; a new one gets the stream's groups and documents */
+ * windows, with the stream's groups and documents: a partial killed before
+ * its header was on disk lacks them, and its resume writes them (a partial
+ * holding another header is refused) */
 static olmoe_trace *open_trace(olmoe_capture_out *out, const olmoe_trace_meta *meta,
                                const olmoe_token_stream *ts, const olmoe_window *win, int64_t nwin,
                                const char *resume_cmd, int64_t *done) {
@@ -349,15 +359,24 @@ static olmoe_trace *open_trace(olmoe_capture_out *out, const olmoe_trace_meta *m
         olmoe_capture_out_keep(out, resume_cmd);
         notef("%s: resuming after %lld of %lld windows", out->partial, (long long)*done,
               (long long)nwin);
-        return tr; /* a resumed trace has its groups and documents */
+    } else if (!(tr = olmoe_trace_create(out->partial, meta))) {
+        die("%s", olmoe_error());
     }
-    if (!(tr = olmoe_trace_create(out->partial, meta))) die("%s", olmoe_error());
-    if (ts->n_groups && olmoe_trace_add_groups(tr, (const char *const *)ts->groups, ts->n_groups) != 0)
+    const olmoe_trace_info *have = olmoe_trace_info_of(tr);
+    if (resume && ((have->n_groups && have->n_groups != ts->n_groups) ||
+                   (have->n_documents && have->n_documents != ts->n_docs)))
+        die("%s: cannot resume: it holds %lld groups and %lld documents, this run has %lld and %lld",
+            out->partial, (long long)have->n_groups, (long long)have->n_documents,
+            (long long)ts->n_groups, (long long)ts->n_docs);
+    if ((!resume || !have->n_groups) && ts->n_groups &&
+        olmoe_trace_add_groups(tr, (const char *const *)ts->groups, ts->n_groups) != 0)
         die("%s", olmoe_error());
     olmoe_trace_document *docs = xmalloc(xmul((size_t)ts->n_docs, sizeof *docs));
     for (int64_t d = 0; d < ts->n_docs; d++)
         docs[d] = (olmoe_trace_document){ts->doc_start[d], ts->doc_length[d], ts->doc_group[d]};
-    if (ts->n_docs && olmoe_trace_add_documents(tr, docs, ts->n_docs) != 0) die("%s", olmoe_error());
+    if ((!resume || !have->n_documents) && ts->n_docs &&
+        olmoe_trace_add_documents(tr, docs, ts->n_docs) != 0)
+        die("%s", olmoe_error());
     free(docs);
     return tr;
 }
@@ -366,7 +385,7 @@ static olmoe_trace *open_trace(olmoe_capture_out *out, const olmoe_trace_meta *m
 typedef struct {
     olmoe_hash sum;
     char policy[OLMOE_POLICY_ID_MAX];
-    olmoe_trace_attr extra[OLMOE_SHARD_MAX_ATTRS];
+    olmoe_trace_attr extra[OLMOE_SHARD_MAX_ATTRS + 2];
 } meta_store;
 
 /* the trace's root attributes, their strings in *ms */
@@ -401,6 +420,14 @@ static void fill_meta(olmoe_trace_meta *meta, meta_store *ms, olmoe_model *m,
     };
     meta->extra = ms->extra;
     meta->n_extra = olmoe_shard_attrs(plan, input_sum->hex, input_bytes, max_tokens, batch, ms->extra);
+    /* both change the trace, so resume must refuse a change of either: the
+     * group field names /groups, and --policy routes through the policy
+     * code, whose numbers differ from the default top-k path even for the
+     * same top-k */
+    ms->extra[meta->n_extra++] =
+        (olmoe_trace_attr){OLMOE_ATTR_GROUP_FIELD, group_field ? group_field : "", 0, 1};
+    ms->extra[meta->n_extra++] =
+        (olmoe_trace_attr){OLMOE_ATTR_ROUTING_PATH, pol ? "policy" : "topk", 0, 1};
 }
 
 /* the windows after the first done forwarded batch by batch, each batch
@@ -444,6 +471,7 @@ static int run_batches(olmoe_engine *eng, append_job jobs[2], olmoe_worker *wk,
 
 int main(int argc, char **argv) {
     olmoe_set_prog(argv[0]);
+    olmoe_save_argv(argc, argv);
     char *command = olmoe_join_argv(argc, argv);
     char *resume_cmd = olmoe_capture_resume_command(argc, argv); /* before argv is reordered */
     int npos = olmoe_opt_parse(argc, argv, opts, usage);
@@ -479,14 +507,12 @@ int main(int argc, char **argv) {
     int64_t nwin;
     olmoe_shard_plan plan;
     olmoe_token_stream run_ts;
-    shard_windows(&ts, shard_i, shard_n, &plan, &run_ts, &win, &nwin);
+    int64_t longest;
+    shard_windows(&ts, shard_i, shard_n, &plan, &run_ts, &win, &nwin, &longest);
     olmoe_hash input_sum;
     int64_t input_bytes;
     if (olmoe_file_checksum(input_path ? input_path : tokens_path, &input_sum, &input_bytes) != 0)
         die("%s", olmoe_error());
-    int64_t longest = 0;
-    for (int64_t i = 0; i < nwin; i++)
-        if (win[i].length > longest) longest = win[i].length;
 
     olmoe_engine_opts eo = {.device = device, .max_ctx = (int)longest, .top_k = k};
     if (pol) /* the engine's max_k is the most the policy can choose */

@@ -76,6 +76,11 @@ int olmoe_capture_out_begin(olmoe_capture_out *o, const char *final, int force, 
     memcpy(o->partial, final, n);
     memcpy(o->partial + n, ".partial", sizeof ".partial");
     o->resume = resume;
+    /* before anything else: the partial may be another capture's */
+    if (olmoe_lock_output(final) != 0) return -1;
+    struct stat st;
+    if (stat(final, &st) == 0 && !S_ISREG(st.st_mode))
+        return olmoe_errorf("%s: exists and is not a file (--force replaces files only)", final);
     int have_final = olmoe_file_exists(final), have_partial = olmoe_file_exists(o->partial);
     if (resume && have_final && !have_partial)
         return olmoe_errorf("%s: already complete (nothing to resume)", final);
@@ -127,6 +132,7 @@ int olmoe_capture_out_commit(olmoe_capture_out *o) {
     if (rename(o->partial, o->final) != 0)
         return olmoe_errorf("%s: rename from %s: %s", o->final, o->partial, strerror(errno));
     olmoe_cleanup_remove(o->partial);
+    olmoe_unlock_output(o->final);
     keep.o = NULL;
     return 0;
 }

@@ -189,6 +189,21 @@ int olmoe_parse_shard(const char *s, int *index, int *count) {
 
 /* ---- argv ---- */
 
+static char **saved_argv;
+static int saved_argc;
+
+void olmoe_save_argv(int argc, char **argv) {
+    saved_argv = xmalloc(xmul((size_t)argc + 1, sizeof *saved_argv));
+    for (int i = 0; i < argc; i++) saved_argv[i] = xstrdup(argv[i]);
+    saved_argv[argc] = NULL;
+    saved_argc = argc;
+}
+
+char *const *olmoe_saved_argv(int *argc) {
+    *argc = saved_argc;
+    return saved_argv;
+}
+
 char *olmoe_join_argv(int argc, char **argv) {
     size_t n = 1;
     for (int i = 0; i < argc; i++) n += strlen(argv[i]) + 3;

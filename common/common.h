@@ -97,6 +97,11 @@ typedef struct {
 int olmoe_out_begin(olmoe_out *o, const char *final, int force);
 int olmoe_out_commit(olmoe_out *o);
 void olmoe_out_abort(olmoe_out *o);
+/* One writer per output: an exclusive lock on "<output>.lock" (recording the
+ * pid) held until olmoe_unlock_output or exit; -1 + a message naming the
+ * holder's pid when another process holds it. olmoe_out_begin takes it. */
+int olmoe_lock_output(const char *output);
+void olmoe_unlock_output(const char *output);
 /* remove these paths in die() and on SIGINT/SIGTERM */
 void olmoe_cleanup_add(const char *path);
 void olmoe_cleanup_remove(const char *path);
@@ -123,6 +128,9 @@ void olmoe_progress_step(olmoe_progress *p, double done);
 void olmoe_progress_end(olmoe_progress *p);
 
 /* ---- the command line as one string (for provenance attributes) ---- */
+/* main() saves its argv as given (before option parsing reorders it) */
+void olmoe_save_argv(int argc, char **argv);
+char *const *olmoe_saved_argv(int *argc);
 char *olmoe_join_argv(int argc, char **argv);
 
 /* ---- number formatting ---- */

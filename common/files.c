@@ -57,15 +57,20 @@ char *olmoe_path_join(const char *dir, const char *name) {
 static char *cleanup_paths[MAX_CLEANUP];
 static volatile sig_atomic_t handlers_installed;
 
+void olmoe_unlock_all(void);   /* lock.c */
+void olmoe_unlink_locks(void); /* lock.c, async-signal-safe */
+
 void olmoe_cleanup_run(void) {
     for (int i = 0; i < MAX_CLEANUP; i++)
         if (cleanup_paths[i]) unlink(cleanup_paths[i]);
+    olmoe_unlock_all(); /* an error exit skips atexit handlers (traces/h5util.c) */
 }
 
 static void on_signal(int sig) {
     /* unlink is async-signal-safe; the strings are never freed while registered */
     for (int i = 0; i < MAX_CLEANUP; i++)
         if (cleanup_paths[i]) unlink(cleanup_paths[i]);
+    olmoe_unlink_locks();
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -115,6 +120,13 @@ int olmoe_fsync_path(const char *path) {
 int olmoe_out_begin(olmoe_out *o, const char *final, int force) {
     memset(o, 0, sizeof *o);
     if (!final || !*final) return olmoe_errorf("empty output file name");
+    /* before anything else: the partial may be another writer's */
+    if (olmoe_lock_output(final) != 0) return -1;
+    struct stat st;
+    if (stat(final, &st) == 0 && S_ISDIR(st.st_mode)) {
+        olmoe_unlock_output(final);
+        return olmoe_errorf("%s: exists and is a directory (--force replaces files only)", final);
+    }
     if (!force && olmoe_file_exists(final))
         return olmoe_errorf("%s: already exists (use --force to overwrite)", final);
     size_t n = strlen(final);
@@ -146,6 +158,7 @@ int olmoe_out_commit(olmoe_out *o) {
     if (rename(o->tmp, o->final) != 0)
         return olmoe_errorf("%s: rename from %s: %s", o->final, o->tmp, strerror(errno));
     olmoe_cleanup_remove(o->tmp);
+    olmoe_unlock_output(o->final);
     free(o->tmp);
     free(o->final);
     o->tmp = o->final = NULL;
@@ -157,6 +170,7 @@ void olmoe_out_abort(olmoe_out *o) {
         unlink(o->tmp);
         olmoe_cleanup_remove(o->tmp);
     }
+    if (o->final) olmoe_unlock_output(o->final);
     free(o->tmp);
     free(o->final);
     o->tmp = o->final = NULL;

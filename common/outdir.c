@@ -169,6 +169,8 @@ int olmoe_outdir_begin(olmoe_outdir *o, const char *final, const char *marker, i
     memcpy(o->tmp + n, ".partial", sizeof ".partial");
     o->marker = marker ? xstrdup(marker) : NULL;
     o->force = force;
+    /* before anything else: the partial directory may be another writer's */
+    if (olmoe_lock_output(o->final) != 0) goto fail;
     if (check_replaceable(o) != 0) goto fail;
     char *dcopy = xstrdup(o->final);
     const char *parent = dirname(dcopy);
@@ -196,6 +198,7 @@ int olmoe_outdir_begin(olmoe_outdir *o, const char *final, const char *marker, i
     reg_live = 1;
     return 0;
 fail:
+    olmoe_unlock_output(o->final);
     free(o->final);
     free(o->tmp);
     free(o->marker);
@@ -249,6 +252,7 @@ int olmoe_outdir_commit(olmoe_outdir *o) {
         if (rc) olmoe_error_prefix("%s: the new output is in place, but the old one remains", o->final);
         free(old);
     }
+    olmoe_unlock_output(o->final);
     free(o->final);
     free(o->tmp);
     free(o->marker);
@@ -262,6 +266,7 @@ void olmoe_outdir_abort(olmoe_outdir *o) {
         if (olmoe_file_exists(o->tmp)) remove_dir(o->tmp);
     }
     reg_clear();
+    if (o->final) olmoe_unlock_output(o->final);
     free(o->final);
     free(o->tmp);
     free(o->marker);

@@ -281,6 +281,7 @@ static const olmoe_subcmd cmds[] = {
 
 int main(int argc, char **argv) {
     olmoe_set_prog(argv[0]);
+    olmoe_save_argv(argc, argv);
     /* HDF5 1.10 crashes in its exit-time cleanup after an H5Fclose that failed
      * (full disk: "File too large"); every file we open is closed explicitly,
      * so its at-exit handler has nothing to do. Must precede any HDF5 call. */

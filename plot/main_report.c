@@ -26,6 +26,7 @@ static int add_policy(const char *v, void *ctx) {
 
 int main(int argc, char **argv) {
     olmoe_set_prog(argv[0]);
+    olmoe_save_argv(argc, argv);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     char *command = olmoe_join_argv(argc, argv);
     const char *out = NULL, *kde = NULL, *formats = NULL, *gnuplot = NULL, *load_policy = NULL;

@@ -206,8 +206,10 @@ static int open_input(olmoe_report_data *d, int i, const char *path) {
     if (!strcmp(fmt, OLMOE_TRACE_FORMAT)) {
         olmoe_h5_close(h);
         d->traces[i] = olmoe_trace_open(path);
-        if (!d->traces[i]) rc = -1;
-        else d->h5[i] = olmoe_trace_hid(d->traces[i]);
+        /* its results: the results file beside it, or what an old trace holds */
+        if (!d->traces[i] ||
+            olmoe_results_open(path, olmoe_trace_hid(d->traces[i]), &d->h5[i]) < 0)
+            rc = -1;
     } else if (!strcmp(fmt, OLMOE_KDE_FORMAT)) {
         olmoe_h5_close(h);
         rc = olmoe_errorf("%s: is a null distribution (olmoe-kde), not results: give it with --kde", path);
@@ -657,8 +659,10 @@ void olmoe_report_data_free(olmoe_report_data *d) {
     }
     if (d->own_trace) olmoe_trace_close(d->trace);
     for (int i = 0; i < d->n_inputs; i++) {
+        int own = d->h5 && d->h5[i] >= 0 &&
+                  !(d->traces && d->traces[i] && d->h5[i] == olmoe_trace_hid(d->traces[i]));
+        if (own) olmoe_h5_close(d->h5[i]);
         if (d->traces && d->traces[i]) olmoe_trace_close(d->traces[i]);
-        else if (d->h5 && d->h5[i] >= 0) olmoe_h5_close(d->h5[i]);
         free(d->inputs[i]);
     }
     free(d->inputs);

@@ -93,7 +93,7 @@ expect_fail in_trace_exists 'use --force' "$A" compare "$T/t.h5" "$T/b.h5" --in-
     fail in_trace_name "$(cat "$T/err")"
 check in_trace_verifies sh -c "'$OLMOE_BIN/olmoe-traces' verify '$T/t.h5' >/dev/null"
 if command -v h5ls >/dev/null 2>&1; then
-    check in_trace_layout sh -c "h5ls -r '$T/t.h5' | grep -q '^/analyze/compare/b.h5/overlap '"
+    check in_trace_layout sh -c "h5ls -r '$T/t.results.h5' | grep -q '^/analyze/compare/b.h5/overlap '"
 fi
 usage_fail out_and_in_trace 'choose one' "$A" coactivation "$T/a.h5" --out "$T/x.h5" --in-trace
 

@@ -47,7 +47,7 @@ if R "$T/run.h5" --match-k 2 --families 'topp,skip(max_k=4)' --model "$M" --exac
 else fail exact "$(cat "$T/err")"; fi
 check exact_grid grep -q '^# exact: ' "$T/out"
 check exact_rows test "$(grep -c '^exact  ' "$T/out")" -eq 3
-check in_trace sh -c "h5ls -r '$T/run.h5' | grep -q '^/match/kind' && h5ls -r '$T/run.h5' | grep -q '^/exact/skip(beta='"
+check in_trace sh -c "h5ls -r '$T/run.results.h5' | grep -q '^/match/kind' && h5ls -r '$T/run.results.h5' | grep -q '^/exact/skip(beta='"
 expect_fail match_exists "/match already exists" R "$T/run.h5" --match-k 2 --families topp --model "$M"
 if R "$T/run.h5" --match-k 2 --families topp --model "$M" --force --quiet >/dev/null 2>"$T/err"
 then pass force; else fail force "$(cat "$T/err")"; fi

@@ -36,7 +36,8 @@ check json_format grep -q '"format": "olmoe-replay"' "$T/one.json"
 check json_self_check grep -q '"mean_nll_rel_diff"' "$T/one.json"
 check csv_rows test "$(wc -l <"$T/one.csv")" -eq 5
 check csv_row grep -q '^replay,"topk(k=2,norm=model)","all",recompute,"cpu",' "$T/one.csv"
-check results_in_trace sh -c "h5ls -r '$T/one.h5' | grep -q 'replay/topk(k=8,norm=model)/experts'"
+check results_beside_trace sh -c "h5ls -r '$T/one.results.h5' | grep -q 'replay/topk(k=8,norm=model)/experts'"
+check trace_untouched sh -c "! h5ls '$T/one.h5' | grep -q replay"
 check trace_still_verifies sh -c "'$B/olmoe-traces' verify '$T/one.h5' >/dev/null"
 
 # one layer: replay of top-k against the exact capture with --top-k. The
@@ -44,7 +45,7 @@ check trace_still_verifies sh -c "'$B/olmoe-traces' verify '$T/one.h5' >/dev/nul
 # measures it; with fp32 residuals the two agree to 1e-6), so 0.02 relative.
 for k in 1 2 4 8; do
     "$CAP" --model "$M1" --tokens "$M1/tokens.txt" --ctx 32 --device cpu --top-k $k --out "$T/k$k.h5" --quiet >/dev/null
-    close "one_layer_top$k" "$T/one.h5" "/replay/topk(k=$k,norm=model)/nll" "$T/k$k.h5" /baseline/nll 0.02
+    close "one_layer_top$k" "$T/one.results.h5" "/replay/topk(k=$k,norm=model)/nll" "$T/k$k.h5" /baseline/nll 0.02
 done
 
 # ---- --exact against capture --policy (same batching: one window at a time) ----
@@ -77,14 +78,14 @@ for j in 1 2 3 4 5; do
 done
 check capture_records_policy test "$(id_of "$T/p3.h5")" = 'bh(alpha=0.2,max_k=8,min_k=1,T=1,pvalue=kde,norm=model)'
 check out_file_format sh -c "h5dump -a /format '$T/exact.h5' | grep -q olmoe-replay"
-check out_leaves_trace sh -c "! h5ls '$T/two.h5' | grep -q exact"
+check out_leaves_trace sh -c "! h5ls '$T/two.results.h5' | grep -q exact"
 
 # ---- --validate ----
 if "$R" "$T/two.h5" --model "$M2" --validate --sweep topk --quiet >"$T/out" 2>"$T/err"; then pass validate_runs
 else fail validate_runs "$(cat "$T/err")"; fi
 check validate_table grep -q '^# validation: replay against exact' "$T/out"
 check validate_ranking grep -q '^# ranking of the 4 policies by perplexity' "$T/out"
-check validate_h5 sh -c "h5ls -r '$T/two.h5' | grep -q '^/validate/nll_corr'"
+check validate_h5 sh -c "h5ls -r '$T/two.results.h5' | grep -q '^/validate/nll_corr'"
 check validate_baseline_row grep -q '^topk(k=2,norm=model) ' "$T/out"
 check mode_validate sh -c "'$R' '$T/two.h5' --mode validate --model '$M2' --policy 'topk(k=1)' --out '$T/v.h5' --quiet | grep -q '^# validation'"
 
@@ -122,7 +123,7 @@ if "$CAP" --model $BM --input data/brown-test.jsonl --format jsonl --group-field
 else
     fail brown_replay "$(cat "$T/err")"
 fi
-check brown_groups_h5 sh -c "h5ls -r '$T/brown.h5' | grep -q 'replay/topk(k=1,norm=model)/groups/'"
+check brown_groups_h5 sh -c "h5ls -r '$T/brown.results.h5' | grep -q 'replay/topk(k=1,norm=model)/groups/'"
 check brown_groups_csv test "$(grep -c '^replay,"topk(k=1,norm=model)",' "$T/b.csv")" -gt 1
 if "$B/olmoe-traces" export "$T/brown.h5" --what decisions --policy 'topk(k=1)' --top 5 >"$T/d.csv" 2>"$T/err"
 then pass decisions; else fail decisions "$(cat "$T/err")"; fi

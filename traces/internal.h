@@ -132,4 +132,9 @@ int trace_is_hex(const char *s);
 /* windows rows as int64 triples -> structs (stored_end 0) */
 void trace_windows_from_rows(olmoe_trace_window *w, const int64_t *rows, int64_t n);
 
+/* verify_usable.c: the writer mark, unreadable objects, promised groups;
+ * returns the number of problems reported */
+int64_t olmoe_trace_verify_usable(const char *path, hid_t f, int complete, int64_t n_tokens,
+                                  olmoe_trace_report_fn fn, void *ctx);
+
 #endif

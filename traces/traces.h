@@ -44,6 +44,8 @@
 #ifndef OLMOE_TRACES_H
 #define OLMOE_TRACES_H
 
+#include "common.h"
+
 #include <hdf5.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -265,6 +267,8 @@ int64_t olmoe_trace_verify(const char *path, olmoe_trace_report_fn report, void 
 #define OLMOE_ATTR_INPUT_CHECKSUM "input_checksum" /* string, XXH3-128 of the input file */
 #define OLMOE_ATTR_INPUT_BYTES "input_bytes"
 #define OLMOE_ATTR_MAX_TOKENS "max_tokens"         /* 0: none */
+#define OLMOE_ATTR_GROUP_FIELD "group_field"       /* string, "" when none */
+#define OLMOE_ATTR_ROUTING_PATH "routing_path"     /* string: "topk" (default) or "policy" */
 #define OLMOE_ATTR_BATCH "batch"
 #define OLMOE_ATTR_PLANNED_WINDOWS "planned_windows" /* windows of this file when complete */
 #define OLMOE_ATTR_SHARD_INDEX "shard_index"
@@ -307,6 +311,52 @@ int olmoe_trace_merge(const char *path, const char *final_name, const char *cons
  * problem reported (as olmoe_trace_verify does). Returns the number of
  * problems (0 for a trace without virtual datasets). */
 int64_t olmoe_trace_check_sources(const char *path, olmoe_trace_report_fn report, void *ctx);
+
+/* ---- results beside a trace (results.c, provenance.c) ---- */
+/* A complete trace is never written to after its capture: results go to
+ * "<trace minus .h5>.results.h5" ("run.h5" -> "run.results.h5"), which has
+ * the layout results stored in a trace had (/replay, /exact, /validate,
+ * /stats, /analyze, /match) and records the trace's identity checksum:
+ *
+ *   olmoe_results w;
+ *   if (olmoe_results_begin(&w, "run.h5", olmoe_trace_hid(t)) != 0) die(...);
+ *   ... write groups into w.f, olmoe_results_provenance(w.f, in, n) ...
+ *   if (olmoe_results_commit(&w) != 0) die(...);
+ */
+#define OLMOE_RESULTS_FORMAT "olmoe-results"
+#define OLMOE_RESULTS_FORMAT_VERSION 1
+/* the results file of a trace: fresh string, caller frees */
+char *olmoe_results_path(const char *trace_path);
+/* XXH3-128 of the trace's identifying root attributes (format, created,
+ * command, checksums of model, tokenizer and input, merge provenance, sizes,
+ * complete, nll_sum): differs between any two captures, costs no data read */
+int olmoe_trace_identity(hid_t trace, olmoe_hash *out);
+/* For reading: *out is the results file beside the trace (returns 1; close it
+ * with olmoe_h5_close), or the trace itself when there is none (returns 0:
+ * an old trace may hold results in place; do not close). -1 + message when
+ * the results file is unreadable or belongs to another trace. */
+int olmoe_results_open(const char *trace_path, hid_t trace, hid_t *out);
+typedef struct {
+    char *final, *tmp; /* the results file, and "<final>.partial" written until commit */
+    hid_t f;           /* tmp, open read-write */
+} olmoe_results;
+/* Locks the results file (refusing while another process writes it), copies
+ * it, or the first time the results the trace holds in place, into the
+ * partial and opens that read-write. The trace stays untouched. */
+int olmoe_results_begin(olmoe_results *r, const char *trace_path, hid_t trace);
+/* The same for adding to any existing HDF5 file: locks final, copies it into
+ * the partial and opens that read-write. */
+int olmoe_h5_update_begin(olmoe_results *r, const char *final);
+/* closes, fsyncs and renames the partial into place; unlocks */
+int olmoe_results_commit(olmoe_results *r);
+/* removes the partial; the results file stays as it was */
+void olmoe_results_abort(olmoe_results *r);
+/* An input of a result: checksum NULL = XXH3-128 of the file's bytes. */
+typedef struct {
+    const char *role, *path, *checksum;
+} olmoe_input;
+/* adds /provenance/<n>: argv (olmoe_save_argv), tool_version, created, inputs (see provenance.c) */
+int olmoe_results_provenance(hid_t f, const olmoe_input *in, int n_in);
 
 /* ---- bfloat16 and float16 ---- */
 /* float -> 16 bits rounds to nearest, ties to even; NaN stays NaN (quiet),

@@ -708,6 +708,7 @@ int64_t olmoe_trace_verify(const char *path, olmoe_trace_report_fn report, void 
     }
     free(w.nan_at);
     for (int i = 0; i < TDS_COUNT; i++) olmoe_h5_close_id(d[i].ds);
+    v.n += olmoe_trace_verify_usable(path, f, a.complete, N, report, ctx);
 done:
     free(fmt);
     for (size_t i = 0; i < sizeof a.owned / sizeof a.owned[0]; i++) free(a.owned[i]);
