@@ -31,7 +31,7 @@ static int pick_ops(const char *device, const olmoe_engine_ops **out) {
         *out = &olmoe_engine_cuda_ops;
         return 0;
 #else
-        return olmoe_errorf("device '%s': built without CUDA (nvcc was not found at build time); "
+        return olmoe_errorf("device '%s': built without CUDA (make CUDA=1 builds it); "
                             "use --device cpu",
                             device);
 #endif

@@ -187,7 +187,7 @@ int olmoe_replay_backend_open(olmoe_model *m, const char *device, int max_tokens
 #ifdef OLMOE_HAVE_CUDA
         ops = &olmoe_replay_cuda_ops;
 #else
-        return olmoe_errorf("device '%s': built without CUDA (nvcc was not found at build time); "
+        return olmoe_errorf("device '%s': built without CUDA (make CUDA=1 builds it); "
                             "use --device cpu", device);
 #endif
     /* ---- end of the CUDA backend ---- */
