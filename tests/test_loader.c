@@ -394,7 +394,8 @@ static void config_case(const char *key, const char *value, const char *msg) {
 }
 
 static void test_config(void) {
-    config_case("model_type", "\"llama\"", "model_type is \"llama\", this tool runs \"olmoe\" models");
+    config_case("model_type", "\"llama\"",
+                "model_type \"llama\" is not supported (supported: olmoe, qwen3_moe, mixtral, qwen2_moe)");
     config_case("model_type", NULL, "missing field 'model_type'");
     config_case("hidden_size", NULL, "missing field 'hidden_size'");
     config_case("hidden_size", "32.5", "field 'hidden_size' must be an integer");
