@@ -414,6 +414,11 @@ int main(int argc, char **argv) {
      * same top-k */
     extra[meta.n_extra++] = (olmoe_trace_attr){OLMOE_ATTR_GROUP_FIELD, group_field ? group_field : "", 0, 1};
     extra[meta.n_extra++] = (olmoe_trace_attr){OLMOE_ATTR_ROUTING_PATH, pol ? "policy" : "topk", 0, 1};
+    /* the architecture (config_json says it too) and its always-on experts, which
+     * policies never route and experts-per-token counts leave out */
+    extra[meta.n_extra++] = (olmoe_trace_attr){"architecture", olmoe_arch_name(c->arch), 0, 0};
+    extra[meta.n_extra++] =
+        (olmoe_trace_attr){"shared_experts", NULL, c->shared_intermediate_size ? 1 : 0, 0};
     /* from here on SIGINT/SIGTERM stop at a batch boundary, keeping the partial */
     olmoe_capture_signals_install();
     int64_t done = 0; /* windows already in the partial (--resume) */
