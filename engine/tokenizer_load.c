@@ -54,6 +54,9 @@ static int add_normalizer(olmoe_tokenizer *t, json_t *n) {
         json_array_foreach(list, i, item) if (add_normalizer(t, item) != 0) return -1;
         return 0;
     }
+    int spm = tok_spm_normalizer(t, type, n);
+    if (spm != 0) return spm < 0 ? -1 : 0;
+    if (t->spm) return FAIL("a unicode normalizer after Prepend/Replace is not supported");
     int opts;
     if (strcmp(type, "NFC") == 0)
         opts = UTF8PROC_STABLE | UTF8PROC_COMPOSE;
@@ -64,7 +67,8 @@ static int add_normalizer(olmoe_tokenizer *t, json_t *n) {
     else if (strcmp(type, "NFKD") == 0)
         opts = UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
     else
-        return FAIL("unsupported normalizer type '%s' (supported: NFC, NFD, NFKC, NFKD, Sequence)",
+        return FAIL("unsupported normalizer type '%s' (supported: NFC, NFD, NFKC, NFKD, Prepend, "
+                    "Replace, Sequence)",
                     type);
     if (t->n_norm == TOK_MAX_NORM) return FAIL("more than %d normalizers", TOK_MAX_NORM);
     t->norm_opts[t->n_norm++] = opts;
@@ -148,14 +152,17 @@ static int load_split_sequence(olmoe_tokenizer *t, json_t *p) {
 }
 
 static int load_pre_tokenizer(olmoe_tokenizer *t, json_t *p) {
+    if ((!p || json_is_null(p)) && t->spm) return tok_spm_pre_tokenizer(t, p);
     if (!p || json_is_null(p))
         return FAIL("no pre_tokenizer (a ByteLevel pre-tokenizer is required)");
     const char *type = json_is_object(p) ? type_of(p) : NULL;
     if (!type) return FAIL("pre_tokenizer has no type");
+    if (strcmp(type, "Metaspace") == 0) return tok_spm_pre_tokenizer(t, p);
+    if (t->spm) return FAIL("pre_tokenizer %s after the Prepend/Replace normalizers is not supported", type);
     if (strcmp(type, "Sequence") == 0) return load_split_sequence(t, p);
     if (strcmp(type, "ByteLevel") != 0)
-        return FAIL("unsupported pre_tokenizer type '%s' (supported: ByteLevel, Sequence of Split "
-                    "and ByteLevel)",
+        return FAIL("unsupported pre_tokenizer type '%s' (supported: ByteLevel, Metaspace, Sequence "
+                    "of Split and ByteLevel)",
                     type);
     if (get_bool(p, "add_prefix_space", 1, &t->add_prefix_space, "pre_tokenizer") != 0 ||
         get_bool(p, "use_regex", 1, &t->use_regex, "pre_tokenizer") != 0)
@@ -164,12 +171,14 @@ static int load_pre_tokenizer(olmoe_tokenizer *t, json_t *p) {
     return compile_split(t, gpt2_regex);
 }
 
-static int load_decoder(json_t *d) {
+static int load_decoder(olmoe_tokenizer *t, json_t *d) {
     const char *type = json_is_object(d) ? type_of(d) : NULL;
     if (!d || json_is_null(d)) return FAIL("no decoder (a ByteLevel decoder is required)");
     if (!type) return FAIL("decoder has no type");
+    if (strcmp(type, "Sequence") == 0) return tok_spm_decoder(t, d);
     if (strcmp(type, "ByteLevel") != 0)
-        return FAIL("unsupported decoder type '%s' (supported: ByteLevel)", type);
+        return FAIL("unsupported decoder type '%s' (supported: ByteLevel, Sequence)", type);
+    if (t->spm) return FAIL("a ByteLevel decoder with a Metaspace-style tokenizer is not supported");
     return 0;
 }
 
@@ -377,6 +386,10 @@ static int load_added(olmoe_tokenizer *t, json_t *list) {
             t->added_of_id[a->id] = (int32_t)k;
             a->pattern = a->content;
             a->pattern_len = a->content_len;
+            if (a->normalized && t->spm)
+                return FAIL("added token '%s' is normalized: not supported with a Metaspace-style "
+                            "tokenizer",
+                            a->content);
             if (a->normalized) {
                 char *buf = NULL;
                 size_t cap2 = 0, m;
@@ -404,7 +417,7 @@ static int load(olmoe_tokenizer *t, json_t *root) {
         return FAIL("unknown tokenizer.json version (expected \"1.0\")");
     if (add_normalizer(t, json_object_get(root, "normalizer")) != 0) return -1;
     if (load_pre_tokenizer(t, json_object_get(root, "pre_tokenizer")) != 0) return -1;
-    if (load_decoder(json_object_get(root, "decoder")) != 0) return -1;
+    if (load_decoder(t, json_object_get(root, "decoder")) != 0) return -1;
     if (load_post_processor(json_object_get(root, "post_processor")) != 0) return -1;
     if (load_model(t, json_object_get(root, "model")) != 0) return -1;
     if (load_added(t, json_object_get(root, "added_tokens")) != 0) return -1;

@@ -267,9 +267,9 @@ static void test_errors(void) {
     expect_open_error("{\"normalizer\":{\"type\":\"Lowercase\"}," BL
                       "\"model\":{\"type\":\"BPE\",\"vocab\":{},\"merges\":[]}}",
                       "unsupported normalizer type 'Lowercase'");
-    expect_open_error("{\"pre_tokenizer\":{\"type\":\"Metaspace\"},\"decoder\":{\"type\":"
+    expect_open_error("{\"pre_tokenizer\":{\"type\":\"WhitespaceSplit\"},\"decoder\":{\"type\":"
                       "\"ByteLevel\"},\"model\":{\"type\":\"BPE\",\"vocab\":{},\"merges\":[]}}",
-                      "unsupported pre_tokenizer type 'Metaspace'");
+                      "unsupported pre_tokenizer type 'WhitespaceSplit'");
     expect_open_error("{" BL "\"model\":{\"type\":\"WordPiece\",\"vocab\":{}}}",
                       "unsupported model type 'WordPiece'");
     expect_open_error("{\"pre_tokenizer\":{\"type\":\"ByteLevel\"},\"decoder\":{\"type\":"
