@@ -304,6 +304,11 @@ int main(int argc, char **argv) {
     if (olmoe_model_open(model_dir, &m) != 0) die("%s", olmoe_error());
     const olmoe_config *c = &m.cfg;
     int L = c->num_hidden_layers, E = c->num_experts, D = c->hidden_size;
+    /* kde, stats and the analyses read every layer's router logits as routing */
+    if (c->n_dense_layers)
+        die("%s: %d of its %d layers are dense (mlp_only_layers, decoder_sparse_step); a trace "
+            "needs a router at every layer",
+            model_dir, c->n_dense_layers, L);
     if (top_k > E) die_usage("--top-k %ld: the model has %d experts", top_k, E);
     int k = top_k ? (int)top_k : c->num_experts_per_tok;
     policy_state ps;

@@ -10,8 +10,9 @@
  * fixtures test, test_forward_hf.c, checks the semantics against
  * transformers itself; this one checks our arithmetic at every position.)
  *
- * Also: `test_forward_ref --write-model DIR` writes a tiny model for the
- * shell tests and exits. */
+ * Also: `test_forward_ref --write-model DIR [ARCH [dense]]` writes a tiny
+ * model (of OLMoE, or of model_type ARCH with GQA and Qwen2-MoE's shared
+ * expert; "dense": layer 1 without experts) for the shell tests and exits. */
 #include "check.h"
 #include "model.h"
 
@@ -461,8 +462,14 @@ static void test_topk_ties(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc == 3 && strcmp(argv[1], "--write-model") == 0) {
+    if (argc >= 3 && argc <= 5 && strcmp(argv[1], "--write-model") == 0) {
         tt_cfg c = tt_default_cfg();
+        if (argc >= 4) { /* another architecture, with each of its parts */
+            for (c.arch = 0; c.arch < 4 && strcmp(argv[3], tt_arch_names[c.arch]) != 0; c.arch++) {}
+            if (c.arch == 4) die("--write-model: unknown architecture '%s'", argv[3]);
+            c.KVH = c.arch == TT_OLMOE ? c.KVH : 2, c.L = 3, c.DI = 40, c.SI = 48;
+            if (argc == 5 && strcmp(argv[4], "dense") == 0) c.dense = 1u << 1; /* Qwen's */
+        }
         tt_model tm;
         tt_model_make(&tm, &c, 3);
         tt_model_write(&tm, argv[2]);
