@@ -3,7 +3,8 @@
  * missing or odd is named in the message together with the file. Defaults are
  * those of transformers' config classes only where HF itself fills a field in
  * (num_key_value_heads, head_dim, clip_qkv, norm_topk_prob, tie_word_embeddings,
- * qkv_bias, decoder_sparse_step, mlp_only_layers). model_type picks the
+ * decoder_sparse_step, mlp_only_layers); Qwen2-MoE's q/k/v biases follow the
+ * checkpoint when qkv_bias is absent. model_type picks the
  * architecture (model.h says what differs); a field of a part the engine does
  * not have (sliding windows, rope scaling, other biases) is refused by name. */
 #include "model.h"
@@ -174,8 +175,9 @@ static int parse_arch_fields(json_t *root, const char *name, olmoe_config *c) {
                  : c->arch == OLMOE_ARCH_QWEN3_MOE ? OLMOE_QK_NORM_HEAD
                                                    : OLMOE_QK_NORM_NONE;
     if (c->arch == OLMOE_ARCH_QWEN2_MOE) {
-        /* Qwen2-MoE's q, k and v projections have biases unless the config says otherwise */
-        if (get_bool(root, name, "qkv_bias", 1, &c->qkv_bias) != 0) return -1;
+        /* Qwen2-MoE's q, k and v projections have biases; a config without the
+         * field leaves it to the checkpoint (-1) */
+        if (get_bool(root, name, "qkv_bias", -1, &c->qkv_bias) != 0) return -1;
         if (get_int(root, name, "shared_expert_intermediate_size", 1, 1, 1L << 18, 0, &v) != 0)
             return -1;
         c->shared_intermediate_size = (int)v;

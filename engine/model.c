@@ -108,7 +108,10 @@ static int bind_attention(olmoe_model *m, int l) {
                  l))
             return -1;
     }
-    if (c->qkv_bias &&
+    char bias_name[160];
+    snprintf(bias_name, sizeof bias_name, "%s.%d.self_attn.q_proj.bias", p, l);
+    int bias = c->qkv_bias < 0 ? olmoe_ckpt_find(ck, bias_name) != NULL : c->qkv_bias;
+    if (bias &&
         (bind(ck, &L->q_bias, 1, S1(QD), "%s.%d.self_attn.q_proj.bias", p, l) ||
          bind(ck, &L->k_bias, 1, S1(KD), "%s.%d.self_attn.k_proj.bias", p, l) ||
          bind(ck, &L->v_bias, 1, S1(KD), "%s.%d.self_attn.v_proj.bias", p, l)))

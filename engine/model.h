@@ -55,7 +55,7 @@ typedef enum { OLMOE_QK_NORM_NONE, OLMOE_QK_NORM_WHOLE, OLMOE_QK_NORM_HEAD } olm
 typedef struct {
     olmoe_arch arch;
     olmoe_qk_norm qk_norm;
-    int qkv_bias;            /* q, k and v projections have biases */
+    int qkv_bias;            /* q, k and v have biases: 1, 0, or -1: as the checkpoint has */
     int vocab_size;          /* V */
     int hidden_size;         /* D */
     int intermediate_size;   /* I, per routed expert (moe_intermediate_size for Qwen) */
