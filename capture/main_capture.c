@@ -24,10 +24,10 @@
 static const char usage[] =
     "usage: olmoe-capture --model DIR (--tokens FILE | --input FILE) --out FILE [options]\n"
     "\n"
-    "Runs an OLMoE model over token ids (one document per line) or raw text\n"
-    "(tokenized with the model's tokenizer.json), records every\n"
-    "layer's router logits and the baseline next-token loss in an HDF5 trace,\n"
-    "and prints the perplexity.";
+    "Runs an OLMoE, Qwen3-MoE, Mixtral or Qwen2-MoE model (config.json's\n"
+    "model_type) over token ids (one document per line) or raw text (tokenized\n"
+    "with the model's tokenizer.json), records every layer's router logits and\n"
+    "the baseline next-token loss in an HDF5 trace, and prints the perplexity.";
 
 static const char *model_dir, *tokens_path, *out_path, *device = "auto";
 static long ctx = 0, top_k = 0, batch = 1;
