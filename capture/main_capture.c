@@ -24,10 +24,10 @@
 static const char usage[] =
     "usage: olmoe-capture --model DIR (--tokens FILE | --input FILE) --out FILE [options]\n"
     "\n"
-    "Runs an OLMoE model over token ids (one document per line) or raw text\n"
-    "(tokenized with the model's tokenizer.json), records every\n"
-    "layer's router logits and the baseline next-token loss in an HDF5 trace,\n"
-    "and prints the perplexity.";
+    "Runs an OLMoE, Qwen3-MoE, Mixtral or Qwen2-MoE model (config.json's\n"
+    "model_type) over token ids (one document per line) or raw text (tokenized\n"
+    "with the model's tokenizer.json), records every layer's router logits and\n"
+    "the baseline next-token loss in an HDF5 trace, and prints the perplexity.";
 
 static const char *model_dir, *tokens_path, *out_path, *device = "auto";
 static long ctx = 0, top_k = 0, batch = 1;
@@ -304,6 +304,11 @@ int main(int argc, char **argv) {
     if (olmoe_model_open(model_dir, &m) != 0) die("%s", olmoe_error());
     const olmoe_config *c = &m.cfg;
     int L = c->num_hidden_layers, E = c->num_experts, D = c->hidden_size;
+    /* kde, stats and the analyses read every layer's router logits as routing */
+    if (c->n_dense_layers)
+        die("%s: %d of its %d layers are dense (mlp_only_layers, decoder_sparse_step); a trace "
+            "needs a router at every layer",
+            model_dir, c->n_dense_layers, L);
     if (top_k > E) die_usage("--top-k %ld: the model has %d experts", top_k, E);
     int k = top_k ? (int)top_k : c->num_experts_per_tok;
     policy_state ps;
@@ -414,6 +419,11 @@ int main(int argc, char **argv) {
      * same top-k */
     extra[meta.n_extra++] = (olmoe_trace_attr){OLMOE_ATTR_GROUP_FIELD, group_field ? group_field : "", 0, 1};
     extra[meta.n_extra++] = (olmoe_trace_attr){OLMOE_ATTR_ROUTING_PATH, pol ? "policy" : "topk", 0, 1};
+    /* the architecture (config_json says it too) and its always-on experts, which
+     * policies never route and experts-per-token counts leave out */
+    extra[meta.n_extra++] = (olmoe_trace_attr){"architecture", olmoe_arch_name(c->arch), 0, 0};
+    extra[meta.n_extra++] =
+        (olmoe_trace_attr){"shared_experts", NULL, c->shared_intermediate_size ? 1 : 0, 0};
     /* from here on SIGINT/SIGTERM stop at a batch boundary, keeping the partial */
     olmoe_capture_signals_install();
     int64_t done = 0; /* windows already in the partial (--resume) */

@@ -217,6 +217,11 @@ static int open_state(olmoe_engine *e, olmoe_cuda_state *s) {
 }
 
 static int cuda_open(olmoe_engine *e) {
+    const olmoe_config *c = &e->model->cfg;
+    if (c->arch != OLMOE_ARCH_OLMOE) /* its kernels are OLMoE's: whole-projection q/k norm, no biases */
+        return olmoe_errorf("the CUDA engine runs olmoe checkpoints only, this one is %s: use "
+                            "--device cpu",
+                            olmoe_arch_name(c->arch));
     if (check_shapes(e) != 0) return -1;
     olmoe_cuda_state *s = (olmoe_cuda_state *)xcalloc(1, sizeof *s);
     const char *name = e->device[0] ? e->device : "cuda"; /* "cuda" or "cuda:N", as asked */

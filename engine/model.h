@@ -27,10 +27,42 @@
 
 /* ---- config.json ---- */
 
+/* The architectures the engine runs, chosen by config.json's model_type; the
+ * per-architecture parts are fields of olmoe_config, set at parse:
+ *   olmoe      q/k RMSNorm over the whole projection, clip_qkv, softmax then
+ *              top-k (renormalised when norm_topk_prob)
+ *   qwen3_moe  GQA, q/k RMSNorm per head, softmax then top-k, renormalised
+ *              when norm_topk_prob; dense layers (mlp_only_layers,
+ *              decoder_sparse_step)
+ *   mixtral    GQA, no q/k norm, top-k with softmax over the selected logits
+ *              (= softmax then top-k, always renormalised: norm_topk_prob 1)
+ *   qwen2_moe  GQA, q/k/v biases, softmax then top-k (norm_topk_prob), an
+ *              always-on shared expert scaled by sigmoid(shared_expert_gate),
+ *              dense layers as qwen3_moe */
+typedef enum {
+    OLMOE_ARCH_OLMOE,
+    OLMOE_ARCH_QWEN3_MOE,
+    OLMOE_ARCH_MIXTRAL,
+    OLMOE_ARCH_QWEN2_MOE,
+    OLMOE_ARCH_COUNT
+} olmoe_arch;
+const char *olmoe_arch_name(olmoe_arch a); /* config.json's model_type */
+
+typedef enum { OLMOE_QK_NORM_NONE, OLMOE_QK_NORM_WHOLE, OLMOE_QK_NORM_HEAD } olmoe_qk_norm;
+
+#define OLMOE_CONFIG_MAX_LAYERS 4096
+
 typedef struct {
+    olmoe_arch arch;
+    olmoe_qk_norm qk_norm;
+    int qkv_bias;            /* q, k and v have biases: 1, 0, or -1: as the checkpoint has */
     int vocab_size;          /* V */
     int hidden_size;         /* D */
-    int intermediate_size;   /* I, per expert */
+    int intermediate_size;   /* I, per routed expert (moe_intermediate_size for Qwen) */
+    int dense_intermediate_size;  /* width of a dense layer's MLP; 0 when none */
+    int shared_intermediate_size; /* width of the shared expert; 0 when none */
+    int n_dense_layers;           /* layers without experts */
+    unsigned char dense[OLMOE_CONFIG_MAX_LAYERS]; /* [L] 1: a dense layer (no router) */
     int num_hidden_layers;   /* L */
     int num_attention_heads; /* Hq */
     int num_key_value_heads; /* Hkv (default Hq) */
@@ -53,6 +85,8 @@ typedef struct {
 int olmoe_config_parse(const char *text, size_t len, const char *name, olmoe_config *cfg);
 int olmoe_config_load(const char *path, olmoe_config *cfg);
 void olmoe_config_free(olmoe_config *cfg);
+/* the widest feed-forward of any kind (routed, shared or dense expert) */
+int olmoe_config_ffn_max(const olmoe_config *cfg);
 
 /* ---- weights ---- */
 
@@ -84,7 +118,14 @@ typedef struct {
     olmoe_tensor q_norm;     /* [Hq*hd] */
     olmoe_tensor k_norm;     /* [Hkv*hd] */
     olmoe_tensor post_norm;  /* [D] */
-    olmoe_tensor router;     /* [E, D] */
+    olmoe_tensor router;     /* [E, D]; absent in a dense layer */
+    olmoe_tensor q_bias;     /* [Hq*hd] when qkv_bias */
+    olmoe_tensor k_bias;     /* [Hkv*hd] when qkv_bias */
+    olmoe_tensor v_bias;     /* [Hkv*hd] when qkv_bias */
+    olmoe_tensor mlp_gate;   /* [F, D] the dense MLP, or the shared expert (F its width) */
+    olmoe_tensor mlp_up;     /* [F, D] */
+    olmoe_tensor mlp_down;   /* [D, F] */
+    olmoe_tensor shared_gate; /* [1, D] the shared expert's sigmoid gate */
     int fused;               /* which expert layout the checkpoint uses */
     olmoe_tensor gate_up;    /* [E, 2I, D] when fused */
     olmoe_tensor down_all;   /* [E, D, I] when fused */
@@ -103,7 +144,14 @@ typedef struct {
     const float *q_norm;     /* [Hq*hd] */
     const float *k_norm;     /* [Hkv*hd] */
     const float *post_norm;  /* [D] */
-    const float *router;     /* [E, D] */
+    const float *router;     /* [E, D]; NULL in a dense layer */
+    const float *q_bias;     /* [Hq*hd] or NULL */
+    const float *k_bias;     /* [Hkv*hd] or NULL */
+    const float *v_bias;     /* [Hkv*hd] or NULL */
+    const float *mlp_gate;   /* [F, D] dense MLP or shared expert, or NULL */
+    const float *mlp_up;     /* [F, D] */
+    const float *mlp_down;   /* [D, F] */
+    const float *shared_gate; /* [D] or NULL */
     const float **gate;      /* [E] of [I, D] */
     const float **up;        /* [E] of [I, D] */
     const float **down;      /* [E] of [D, I] */

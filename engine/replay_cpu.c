@@ -45,7 +45,7 @@ static void *take(unsigned char *base, size_t *off, size_t n, size_t size) {
 }
 
 static size_t layout(cpu_replay *s, unsigned char *base, const olmoe_config *c, size_t T, size_t K) {
-    size_t D = c->hidden_size, FF = c->intermediate_size, E = c->num_experts, V = c->vocab_size;
+    size_t D = c->hidden_size, FF = olmoe_config_ffn_max(c), E = c->num_experts, V = c->vocab_size;
     size_t off = 0;
     s->h = take(base, &off, T * D, sizeof(float));
     s->x = take(base, &off, T * D, sizeof(float));
@@ -98,6 +98,11 @@ static int experts(olmoe_replay_backend *b, cpu_replay *s, const olmoe_policy *p
     const olmoe_layer_f32 *W = &b->model->layers_f32[l];
     int D = c->hidden_size, FF = c->intermediate_size, E = c->num_experts, K = b->max_k;
     int L = c->num_hidden_layers;
+    if (c->dense[l]) { /* nothing to route: the layer's MLP, as the engine runs it */
+        for (int t = 0; t < T; t++) o->n_experts[(size_t)t * L + l] = 0;
+        olmoe_cpu_dense_mlp(c, W, s->x, T, s->g, s->u, s->a);
+        return 0;
+    }
     for (int t = 0; t < T; t++) {
         int *ex = s->sel_e + (size_t)t * K;
         float *wt = s->sel_w + (size_t)t * K;
@@ -116,6 +121,7 @@ static int experts(olmoe_replay_backend *b, cpu_replay *s, const olmoe_policy *p
     }
     olmoe_moe_scratch m = {s->first, s->fill, s->btok, s->bw, s->xe, s->g, s->u, s->y};
     olmoe_cpu_moe(W, s->x, T, D, FF, E, K, s->sel_e, s->sel_w, s->sel_n, &m, s->a);
+    olmoe_cpu_shared_expert(c, W, s->x, T, s->g, s->u, s->y, s->a);
     return 0;
 }
 
@@ -149,7 +155,7 @@ static int cpu_run(olmoe_replay_backend *b, const olmoe_policy *pol, olmoe_repla
                 memcpy(s->r + (size_t)t * E, ch->router_logits + ((size_t)t * L + l) * E,
                        (size_t)E * sizeof(float));
         else
-            olmoe_cpu_linear(s->x, W->router, s->r, T, E, D);
+            olmoe_cpu_router(c, W, l, s->x, T, s->r);
         if (experts(b, s, pol, l, T, o) != 0) return -1;
         add(s->h, s->a, (size_t)T * D);
     }

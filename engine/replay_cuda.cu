@@ -237,6 +237,10 @@ static int open_state(olmoe_replay_backend *b, cuda_replay *r) {
 }
 
 static int cuda_open(olmoe_replay_backend *b) {
+    if (b->model->cfg.arch != OLMOE_ARCH_OLMOE)
+        return olmoe_errorf("the CUDA replay runs olmoe checkpoints only, this one is %s: use "
+                            "--device cpu",
+                            olmoe_arch_name(b->model->cfg.arch));
     cuda_replay *r = (cuda_replay *)xcalloc(1, sizeof *r);
     if (open_state(b, r) != 0) {
         char msg[1024];
