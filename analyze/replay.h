@@ -55,6 +55,7 @@ typedef struct {
     const float *residual;         /* [T, L, D] A_l in fp32, or NULL */
     const uint16_t *residual_bf16; /* [T, L, D] A_l as bfloat16 bits, or NULL */
     const float *router_logits;    /* [T, L, E] captured router logits, or NULL */
+    int64_t row0;                  /* the trace row (stream position) of row 0 */
 } olmoe_replay_chunk;
 
 /* One policy's outputs for the loaded chunk (caller's arrays). */

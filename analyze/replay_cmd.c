@@ -106,7 +106,7 @@ int olmoe_replay_main(int argc, char **argv) {
     olmoe_kde_cdf cdf;
     memset(&null, 0, sizeof null);
     memset(&cdf, 0, sizeof cdf);
-    olmoe_policy_model m = {in->meta.n_layers, in->meta.n_experts, in->meta.norm_topk_prob, NULL, NULL};
+    olmoe_policy_model m = {in->meta.n_layers, in->meta.n_experts, in->meta.norm_topk_prob, NULL, NULL, NULL, 0};
     if (kde_path) {
         olmoe_cmd_load_null(kde_path, trace_path, &in->meta, &null, &cdf);
         m.null = &cdf;
@@ -116,6 +116,7 @@ int olmoe_replay_main(int argc, char **argv) {
     }
     olmoe_policy_empirical emp;
     memset(&emp, 0, sizeof emp);
+    int32_t *trace_tokens = olmoe_cmd_trace_tokens(t, &set, &m);
     olmoe_policy_model m0 = m;
     int need_emp = olmoe_policy_set_needs(&set, OLMOE_PVALUE_EMPIRICAL);
     static float one = 0;
@@ -212,6 +213,7 @@ int olmoe_replay_main(int argc, char **argv) {
     olmoe_kde_cdf_free(&cdf);
     olmoe_kde_null_free(&null);
     olmoe_policy_set_free(&set);
+    free(trace_tokens);
     free(command);
     return 0;
 }
