@@ -253,6 +253,14 @@ int olmoe_replay_write_h5(const olmoe_replay_run *r, const olmoe_replay_validati
 int olmoe_replay_h5_conflict(hid_t loc, olmoe_policy *const *policies, int n, int do_replay,
                              int do_exact, int validate, const char **which);
 
+/* Stored results read back (replay_h5.c): the per-token NLL [*n] of kind
+ * ("replay", "exact") and policy id under loc: 1 read (*nll is the caller's
+ * to free), 0 absent, -1 + message. */
+int olmoe_replay_h5_read_nll(hid_t loc, const char *kind, const char *id, float **nll, int64_t *n);
+/* the policy ids stored under loc for kind, name order (caller frees each and
+ * the array); none: *n = 0 */
+int olmoe_replay_h5_ids(hid_t loc, const char *kind, char ***ids, int *n);
+
 /* ---- olmoe-traces export --what decisions (replay_decisions.c) ---- */
 typedef struct {
     const char *policy_id; /* canonical id (or a spec, canonicalised) */
