@@ -48,6 +48,13 @@ if "$B/olmoe-replay" "$T/t.h5" --model "$M" --exact --routing-file "$T/oracle.h5
     >/dev/null 2>"$T/err"; then pass oracle_realised; else fail oracle_realised "$(cat "$T/err")"; fi
 check oracle_row grep -q '^exact,"file(path=oracle.h5,sum=[0-9a-f]*,norm=model)"' "$T/o.csv"
 
+# ---- the report's tables ----
+if "$B/olmoe-report" "$T/t.h5" --out "$T/rep" --quiet >/dev/null 2>"$T/err"; then pass report_runs
+else fail report_runs "$(cat "$T/err")"; fi
+check report_error_bars grep -q '^| `topk(k=1,norm=model)` | exact | [0-9.]* | \[[0-9.]*, [0-9.]*\] |' "$T/rep/report.md"
+check report_headroom grep -q '^| 0.01 | [0-9.]* | [0-9.]* |' "$T/rep/report.md"
+check report_realised grep -q '^| `file(path=oracle.h5,sum=' "$T/rep/report.md"
+
 # ---- --help and the man page ----
 for c in intervals compare-policies headroom; do
     "$A" "$c" --help >"$T/help" 2>&1
