@@ -100,9 +100,6 @@ static int read_checked(hid_t f, const olmoe_policy_model *m, struct olmoe_routi
             return olmoe_errorf("/weights must have the shape of /experts [%lld, %d, %d]", (long long)r->n,
                                 r->L, r->K);
     }
-    if (!m->tokens)
-        return olmoe_errorf("the routing file needs the trace's tokens to check against (this "
-                            "command does not give them)");
     if (r->n != m->n_tokens)
         return olmoe_errorf("/experts has %lld tokens, the trace %lld", (long long)r->n,
                             (long long)m->n_tokens);
@@ -123,6 +120,9 @@ static int read_checked(hid_t f, const olmoe_policy_model *m, struct olmoe_routi
 
 int olmoe_policy_bind_file(olmoe_policy *p) {
     olmoe_policy_free_routing(p);
+    if (!p->model.tokens)
+        return olmoe_errorf("%s: a routing file is checked against the trace's tokens, which this "
+                            "command does not give", p->id);
     struct olmoe_routing_file *r = xcalloc(1, sizeof *r);
     hid_t f = olmoe_h5_open(p->path, 0);
     int rc = f < 0 ? -1 : read_checked(f, &p->model, r);
