@@ -4,7 +4,7 @@
 # router logits; --exact with that file must give top-4's exact numbers bit
 # for bit (same experts, same weights, so the same arithmetic); capture
 # --routing-file must reproduce capture --top-k 4; malformed files are each
-# refused with one line and nothing written.
+# refused with one line and nothing written; --mode stats routes it too.
 . tests/lib.sh
 B=$OLMOE_BIN
 CAP="$B/olmoe-capture"
@@ -42,6 +42,9 @@ check csv_two_rows test "$(grep -c '^exact,' "$T/x.csv")" -eq 2
 if "$R" "$T/k4.h5" --model "$M" --policy 'topk(k=4)' --routing-file "$T/top4.h5" --out "$T/rp.h5" \
     --quiet >/dev/null 2>"$T/err"; then pass replay_runs; else fail replay_runs "$(cat "$T/err")"; fi
 close replay_equals_top4 "$T/rp.h5" "/replay/$id/nll" "$T/rp.h5" "/replay/topk(k=4,norm=model)/nll" 0
+
+"$R" "$T/k4.h5" --mode stats --routing-file "$T/top4.h5" --quiet >"$T/st" 2>"$T/err" || fail stats_runs "$(cat "$T/err")"
+check stats_same_as_top4 grep -q '^file(path=top4.h5,sum=[0-9a-f]*,norm=model) *4.000 *0.00 0.000 1.000 1.0000 1.0000' "$T/st"
 
 # ---- capture --routing-file reproduces capture --policy 'topk(k=4)' ----
 "$CAP" --model "$M" --tokens "$M/tokens.txt" --ctx 24 --device cpu --policy 'topk(k=4)' --out "$T/cp.h5" --quiet >/dev/null
