@@ -110,7 +110,10 @@ int olmoe_boot_paired(const olmoe_boot_units *u, int R, uint64_t seed, olmoe_boo
     for (int64_t k = 0; k < U; k++) sa += u->sum_a[k], sb += u->sum_b[k], n += u->n[k];
     if (n == 0 || U == 0) return olmoe_errorf("bootstrap: no token is scored by both");
     if (R < 1) return olmoe_errorf("bootstrap: %d resamples (at least 1)", R);
-    r->resamples = R, r->seed = seed, r->n_units = U, r->n_tokens = n;
+    int64_t *idx = xmalloc(xmul((size_t)U, sizeof *idx)), V = 0; /* units holding scored tokens */
+    for (int64_t k = 0; k < U; k++)
+        if (u->n[k] > 0) idx[V++] = k;
+    r->resamples = R, r->seed = seed, r->n_units = V, r->n_tokens = n;
     r->ppl_a = exp(sa / n), r->ppl_b = exp(sb / n);
     r->delta = r->ppl_a / r->ppl_b - 1, r->dnll = (sa - sb) / n;
     double *pa = xmalloc(xmul((size_t)R, 4 * sizeof *pa)), *pb = pa + R, *dl = pb + R, *dn = dl + R;
@@ -119,8 +122,8 @@ int olmoe_boot_paired(const olmoe_boot_units *u, int R, uint64_t seed, olmoe_boo
     for (int i = 0; i < R; i++) {
         double a = 0, b = 0;
         int64_t m = 0;
-        for (int64_t j = 0; j < U; j++) {
-            uint64_t k = (uint64_t)(((unsigned __int128)splitmix64(&s) * (uint64_t)U) >> 64);
+        for (int64_t j = 0; j < V; j++) {
+            int64_t k = idx[(uint64_t)(((unsigned __int128)splitmix64(&s) * (uint64_t)V) >> 64)];
             a += u->sum_a[k], b += u->sum_b[k], m += u->n[k];
         }
         if (m == 0) m = 1; /* a draw of units without scored tokens: NLL 0 */
@@ -135,5 +138,6 @@ int olmoe_boot_paired(const olmoe_boot_units *u, int R, uint64_t seed, olmoe_boo
     double p = 2.0 * (double)((le < ge ? le : ge) + 1) / (double)(R + 1);
     r->p_value = p > 1 ? 1 : p;
     free(pa);
+    free(idx);
     return 0;
 }

@@ -18,7 +18,8 @@
  * share (the text) cancels in their difference. Perplexity of a draw is
  * exp(sum of NLL / number of tokens) over the drawn units. Token i (whose
  * NLL scores token i + 1) belongs to the unit holding position i. Only tokens
- * scored by both a and b count. The generator is splitmix64 from the seed,
+ * scored by both a and b count, and only units holding such tokens are
+ * drawn (a run over the first N tokens leaves the rest out). The generator is splitmix64 from the seed,
  * so a seed gives the same draws on every machine. Intervals are the 2.5th
  * and 97.5th percentiles of the R draws (linear interpolation).
  */

@@ -127,6 +127,9 @@ typedef struct {
     double *mean_k_layer; /* [L] */
     olmoe_replay_summary all;
     olmoe_replay_summary *group; /* [n_groups] */
+    /* 95 % paired bootstrap (olmoe_replay_bootstrap): perplexity lo, hi and
+     * perplexity / baseline - 1 lo, hi; NaN when not computed */
+    double ci[4];
 } olmoe_replay_result;
 
 typedef struct {
@@ -184,7 +187,17 @@ typedef struct {
     int64_t row_begin, row_end; /* the rows replayed: [0, n_tokens) unless sharded */
     int64_t n_chunks_run;       /* chunks of the whole (unsharded) run */
     /* ---- end --shard ---- */
+    /* the bootstrap behind res[].ci: 0 resamples when none ran */
+    int boot_resamples;
+    uint64_t boot_seed;
+    int64_t boot_units;
+    const char *boot_unit; /* "document" or "window" */
 } olmoe_replay_run;
+
+/* Paired bootstrap over the trace's documents (windows when it has none) of
+ * every stored result against the trace's baseline NLL (analyze/bootstrap.h):
+ * fills res[].ci and the boot_* fields. 0, or -1 + message. */
+int olmoe_replay_bootstrap(olmoe_replay_run *r, const char *trace_path, int resamples, uint64_t seed);
 
 /* What a run checks before any work (olmoe-replay calls it first too): the
  * model's checksum and shapes against the trace's, and the residuals when

@@ -36,6 +36,7 @@ void olmoe_replay_result_init(olmoe_replay_result *res, olmoe_policy *p, olmoe_r
                               olmoe_replay_routing routing, int64_t N, int L, int E, int n_groups,
                               int stored) {
     memset(res, 0, sizeof *res);
+    for (int i = 0; i < 4; i++) res->ci[i] = NAN;
     res->policy = p;
     res->kind = kind;
     res->routing = kind == OLMOE_KIND_EXACT ? OLMOE_ROUTING_RECOMPUTE : routing;

@@ -3,7 +3,7 @@
 # The man page's own Python example (h5py) writes top-4 of a top-4 trace's
 # router logits; --exact with that file must give top-4's exact numbers bit
 # for bit (same experts, same weights, so the same arithmetic); capture
-# --routing-file must reproduce capture --top-k 4; malformed files are each
+# --routing-file must reproduce capture --policy 'topk(k=4)'; malformed files are each
 # refused with one line and nothing written; --mode stats routes it too.
 . tests/lib.sh
 B=$OLMOE_BIN
