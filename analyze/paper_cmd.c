@@ -2,8 +2,9 @@
  * numbers a routing paper quotes from stored results (man/olmoe-analyze.1):
  * paired bootstrap intervals over documents (bootstrap.h) and the headroom of
  * any adaptive policy over the exact top-k ladder (headroom.h). Stored results
- * are read only through replay_h5.c's readers, from the trace and then each
- * --results file in turn. */
+ * are read only through replay_h5.c's readers, from the trace's results file
+ * (olmoe_results_open: beside it, or the trace itself for an old trace that
+ * holds them) and then each --results file in turn. */
 #include "common.h"
 #include "bootstrap.h"
 #include "headroom.h"
@@ -45,8 +46,8 @@ static int results_cb(const char *v, void *ctx) {
 /* ---- where stored results are: the trace, then each --results file ---- */
 typedef struct {
     olmoe_trace *t;
-    hid_t file[33]; /* [0] the trace's */
-    int n;
+    hid_t file[33]; /* [0] the trace's results (own_first: a file to close) */
+    int n, own_first;
     int64_t N;
     float *base; /* [N] the captured baseline NLL */
 } sources;
@@ -54,7 +55,9 @@ typedef struct {
 static void sources_open(sources *s, const char *trace) {
     memset(s, 0, sizeof *s);
     if (!(s->t = olmoe_trace_open(trace))) die("%s", olmoe_error());
-    s->file[s->n++] = olmoe_trace_hid(s->t);
+    int own = olmoe_results_open(trace, olmoe_trace_hid(s->t), &s->file[s->n++]);
+    if (own < 0) die("%s", olmoe_error());
+    s->own_first = own;
     for (int i = 0; i < o_n_results; i++)
         if ((s->file[s->n++] = olmoe_h5_open(o_results[i], 0)) < 0) die("%s", olmoe_error());
     s->N = olmoe_trace_info_of(s->t)->n_tokens;
@@ -63,7 +66,7 @@ static void sources_open(sources *s, const char *trace) {
 }
 
 static void sources_close(sources *s) {
-    for (int i = 1; i < s->n; i++) olmoe_h5_close(s->file[i]);
+    for (int i = s->own_first ? 0 : 1; i < s->n; i++) olmoe_h5_close(s->file[i]);
     olmoe_trace_close(s->t);
     free(s->base);
 }

@@ -34,9 +34,9 @@ if "$R" "$T/k4.h5" --model "$M" --exact --policy 'topk(k=4)' --routing-file "$T/
     --csv "$T/x.csv" --quiet >"$T/out" 2>"$T/err"; then pass exact_runs; else fail exact_runs "$(cat "$T/err")"; fi
 id=$(grep -o 'file(path=top4.h5,sum=[0-9a-f]*,norm=model)' "$T/out" | head -n 1)
 check id_has_name_and_sum test -n "$id"
-close exact_equals_top4 "$T/k4.h5" "/exact/$id/nll" "$T/k4.h5" "/exact/topk(k=4,norm=model)/nll" 0
+close exact_equals_top4 "$T/k4.results.h5" "/exact/$id/nll" "$T/k4.results.h5" "/exact/topk(k=4,norm=model)/nll" 0
 # the capture's own hook (engine/route.c) and batching round differently: close, not equal
-close exact_near_capture "$T/k4.h5" "/exact/$id/nll" "$T/k4.h5" /baseline/nll 1e-5
+close exact_near_capture "$T/k4.results.h5" "/exact/$id/nll" "$T/k4.h5" /baseline/nll 1e-5
 check csv_two_rows test "$(grep -c '^exact,' "$T/x.csv")" -eq 2
 # replay (frozen attention) and stats route it too
 if "$R" "$T/k4.h5" --model "$M" --policy 'topk(k=4)' --routing-file "$T/top4.h5" --out "$T/rp.h5" \
