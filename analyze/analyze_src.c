@@ -236,7 +236,7 @@ int olmoe_analyze_src_next(olmoe_analyze_src *s, olmoe_analyze_chunk *c) {
                 s->n_sel[rl] = 0;
                 continue;
             }
-            int k = olmoe_policy_route(&s->policy, l, s->logits + rl * E, E, ex, NULL);
+            int k = olmoe_policy_route_at(&s->policy, l, st + r, s->logits + rl * E, E, ex, NULL);
             if (k < 1 || k > K || k > 255)
                 return olmoe_errorf("%s: policy %s selected %d experts at position %lld, layer %d "
                                     "(a bug)", s->path, s->policy.id, k, (long long)(st + r), l);

@@ -1,4 +1,5 @@
-/* main_analyze.c: olmoe-analyze coactivation|specialization|flow|compare, the
+/* main_analyze.c: olmoe-analyze coactivation|specialization|flow|compare (and
+ * intervals|compare-policies|headroom, paper_cmd.c), the
  * OLMoE paper's routing analyses over traces (definitions and the HDF5
  * layout of the results in man/olmoe-analyze.1).
  *
@@ -9,6 +10,7 @@
 #include "common.h"
 #include "analyze.h"
 #include "opt.h"
+#include "paper.h"
 #include "traces.h"
 
 #include <libgen.h>
@@ -525,6 +527,9 @@ static const olmoe_subcmd cmds[] = {
     {"specialization", cmd_specialization, "domain (--by group) or token-id (--by token) specialization"},
     {"flow", cmd_flow, "expert i at layer L followed by expert j at layer M"},
     {"compare", cmd_compare, "two traces of the same tokens: overlap, rank correlation"},
+    {"intervals", olmoe_cmd_intervals, "stored results' perplexity vs the baseline, bootstrap intervals"},
+    {"compare-policies", olmoe_cmd_compare_policies, "two stored policies: a paired bootstrap test"},
+    {"headroom", olmoe_cmd_headroom, "the exact top-k ladder: per token the smallest k within eps"},
     {NULL, NULL, NULL}};
 
 int main(int argc, char **argv) {

@@ -198,7 +198,7 @@ int olmoe_match_main(int argc, char **argv) {
     olmoe_kde_cdf cdf;
     memset(&null, 0, sizeof null);
     memset(&cdf, 0, sizeof cdf);
-    olmoe_policy_model m = {L, E, in->meta.norm_topk_prob, NULL, NULL};
+    olmoe_policy_model m = {L, E, in->meta.norm_topk_prob, NULL, NULL, NULL, 0};
     int need_kde = 0, need_emp = 0;
     olmoe_policy probe;
     for (int i = 0; i < nf; i++) {

@@ -55,6 +55,7 @@ typedef struct {
     const float *residual;         /* [T, L, D] A_l in fp32, or NULL */
     const uint16_t *residual_bf16; /* [T, L, D] A_l as bfloat16 bits, or NULL */
     const float *router_logits;    /* [T, L, E] captured router logits, or NULL */
+    int64_t row0;                  /* the trace row (stream position) of row 0 */
 } olmoe_replay_chunk;
 
 /* One policy's outputs for the loaded chunk (caller's arrays). */
@@ -126,6 +127,9 @@ typedef struct {
     double *mean_k_layer; /* [L] */
     olmoe_replay_summary all;
     olmoe_replay_summary *group; /* [n_groups] */
+    /* 95 % paired bootstrap (olmoe_replay_bootstrap): perplexity lo, hi and
+     * perplexity / baseline - 1 lo, hi; NaN when not computed */
+    double ci[4];
 } olmoe_replay_result;
 
 typedef struct {
@@ -183,7 +187,17 @@ typedef struct {
     int64_t row_begin, row_end; /* the rows replayed: [0, n_tokens) unless sharded */
     int64_t n_chunks_run;       /* chunks of the whole (unsharded) run */
     /* ---- end --shard ---- */
+    /* the bootstrap behind res[].ci: 0 resamples when none ran */
+    int boot_resamples;
+    uint64_t boot_seed;
+    int64_t boot_units;
+    const char *boot_unit; /* "document" or "window" */
 } olmoe_replay_run;
+
+/* Paired bootstrap over the trace's documents (windows when it has none) of
+ * every stored result against the trace's baseline NLL (analyze/bootstrap.h):
+ * fills res[].ci and the boot_* fields. 0, or -1 + message. */
+int olmoe_replay_bootstrap(olmoe_replay_run *r, const char *trace_path, int resamples, uint64_t seed);
 
 /* What a run checks before any work (olmoe-replay calls it first too): the
  * model's checksum and shapes against the trace's, and the residuals when
@@ -251,6 +265,14 @@ int olmoe_replay_write_h5(const olmoe_replay_run *r, const olmoe_replay_validati
  * *which, static storage), 0 if none, -1 on error */
 int olmoe_replay_h5_conflict(hid_t loc, olmoe_policy *const *policies, int n, int do_replay,
                              int do_exact, int validate, const char **which);
+
+/* Stored results read back (replay_h5.c): the per-token NLL [*n] of kind
+ * ("replay", "exact") and policy id under loc: 1 read (*nll is the caller's
+ * to free), 0 absent, -1 + message. */
+int olmoe_replay_h5_read_nll(hid_t loc, const char *kind, const char *id, float **nll, int64_t *n);
+/* the policy ids stored under loc for kind, name order (caller frees each and
+ * the array); none: *n = 0 */
+int olmoe_replay_h5_ids(hid_t loc, const char *kind, char ***ids, int *n);
 
 /* ---- olmoe-traces export --what decisions (replay_decisions.c) ---- */
 typedef struct {

@@ -27,13 +27,13 @@ static const char usage[] =
 
 static const char *mode, *model_dir, *kde_path, *routing_s = "recompute", *device = "cpu";
 static const char *json_path, *csv_path, *out_path;
-static long max_tokens = 0, chunk = 4096, empirical_max = 32768;
+static long max_tokens = 0, chunk = 4096, empirical_max = 32768, boot_seed = 1, boot_resamples = 1000;
 static int exact, validate, force, quiet;
 static const char *shard_spec; /* --shard (replay_shard.c) */
 
 int olmoe_replay_main(int argc, char **argv) {
     static olmoe_policy_cli cli;
-    enum { OWN = 18 };
+    enum { OWN = 20 };
     olmoe_opt opts[OWN + OLMOE_POLICY_CLI_NOPTS + 1] = {
         OPT_STRING("mode", &mode, "MODE", "replay (default), exact or validate"),
         OPT_STRING("model", &model_dir, "DIR", "the checkpoint the trace was captured with"),
@@ -56,6 +56,10 @@ int olmoe_replay_main(int argc, char **argv) {
                        1L << 40),
         OPT_STRING("shard", &shard_spec, "I/N",
                    "only part I of N of the run's chunks (needs --out; join with --mode merge)"),
+        OPT_LONG_RANGE("seed", &boot_seed, "N", "seed of the bootstrap intervals in JSON and CSV (default 1)", 0,
+                       1L << 62),
+        OPT_LONG_RANGE("resamples", &boot_resamples, "N",
+                       "bootstrap resamples over documents (default 1000; 0: no intervals)", 0, 10000000),
         OPT_FLAG("force", &force, "overwrite existing outputs and results"),
         OPT_FLAG("quiet", &quiet, "no notes or progress"),
         OPT_END};
@@ -106,7 +110,7 @@ int olmoe_replay_main(int argc, char **argv) {
     olmoe_kde_cdf cdf;
     memset(&null, 0, sizeof null);
     memset(&cdf, 0, sizeof cdf);
-    olmoe_policy_model m = {in->meta.n_layers, in->meta.n_experts, in->meta.norm_topk_prob, NULL, NULL};
+    olmoe_policy_model m = {in->meta.n_layers, in->meta.n_experts, in->meta.norm_topk_prob, NULL, NULL, NULL, 0};
     if (kde_path) {
         olmoe_cmd_load_null(kde_path, trace_path, &in->meta, &null, &cdf);
         m.null = &cdf;
@@ -116,6 +120,7 @@ int olmoe_replay_main(int argc, char **argv) {
     }
     olmoe_policy_empirical emp;
     memset(&emp, 0, sizeof emp);
+    int32_t *trace_tokens = olmoe_cmd_trace_tokens(t, &set, &m);
     olmoe_policy_model m0 = m;
     int need_emp = olmoe_policy_set_needs(&set, OLMOE_PVALUE_EMPIRICAL);
     static float one = 0;
@@ -174,6 +179,9 @@ int olmoe_replay_main(int argc, char **argv) {
     if (validate && olmoe_replay_validate(&run, &v) != 0) die("%s", olmoe_error());
 
     olmoe_replay_print(&run, validate ? &v : NULL, stdout);
+    if ((rj.used || rc.used) && boot_resamples > 0 && !shard_n &&
+        olmoe_replay_bootstrap(&run, trace_path, (int)boot_resamples, (uint64_t)boot_seed) != 0)
+        die("%s", olmoe_error());
     if (rj.used && olmoe_replay_write_json(&run, validate ? &v : NULL, rj.out.tmp, trace_path,
                                            model_dir, kde_path) != 0)
         die("%s", olmoe_error());
@@ -212,6 +220,7 @@ int olmoe_replay_main(int argc, char **argv) {
     olmoe_kde_cdf_free(&cdf);
     olmoe_kde_null_free(&null);
     olmoe_policy_set_free(&set);
+    free(trace_tokens);
     free(command);
     return 0;
 }

@@ -26,16 +26,17 @@ typedef struct {
 
 /* the engine's route hook dispatches to whichever policy runs now, so one
  * engine (weights loaded once) serves the whole sweep */
-static int route_current(void *ctx, int layer, const float *logits, int E, int *experts,
-                         float *weights) {
+static int route_current(void *ctx, int layer, int64_t pos, const float *logits, int E,
+                         int *experts, float *weights) {
     olmoe_policy *const *cur = ctx;
-    return olmoe_policy_route(*cur, layer, logits, E, experts, weights);
+    return olmoe_policy_route_at(*cur, layer, pos, logits, E, experts, weights);
 }
 
 void olmoe_replay_result_init(olmoe_replay_result *res, olmoe_policy *p, olmoe_replay_kind kind,
                               olmoe_replay_routing routing, int64_t N, int L, int E, int n_groups,
                               int stored) {
     memset(res, 0, sizeof *res);
+    for (int i = 0; i < 4; i++) res->ci[i] = NAN;
     res->policy = p;
     res->kind = kind;
     res->routing = kind == OLMOE_KIND_EXACT ? OLMOE_ROUTING_RECOMPUTE : routing;
@@ -339,7 +340,7 @@ static int run_replay_chunk(run_state *s, const chunk_plan *p, int n_replay) {
         return -1;
     if (s->logits && olmoe_trace_read_router_logits(s->t, p->r0, rows, s->logits) != 0) return -1;
     r->read_seconds += olmoe_now() - t0;
-    olmoe_replay_chunk ch = {(int)rows, r->tokens + p->r0, s->target, s->res_f32, s->res_bf16, s->logits};
+    olmoe_replay_chunk ch = {(int)rows, r->tokens + p->r0, s->target, s->res_f32, s->res_bf16, s->logits, p->r0};
     if (olmoe_replay_backend_load(s->be, &ch) != 0) return -1;
     for (int k = 0; k < n_replay; k++) {
         olmoe_replay_result *res = &r->res[k];
@@ -363,7 +364,8 @@ static int run_exact_chunk(run_state *s, const chunk_plan *p, olmoe_replay_resul
         const olmoe_trace_window *w = &s->win[p->w0 + b];
         s->io[b] = (olmoe_window_io){.n = (int)w->length, .tokens = r->tokens + w->start,
                                      .router_logits = s->x_logits + (size_t)off * L * E,
-                                     .nll = s->x_nll + off, .argmax = s->x_argmax + off};
+                                     .nll = s->x_nll + off, .argmax = s->x_argmax + off,
+                                     .stream_pos1 = w->start + 1};
         off += w->length;
     }
     double a = olmoe_now(), ca = cpu_now();
@@ -384,7 +386,7 @@ static int run_exact_chunk(run_state *s, const chunk_plan *p, olmoe_replay_resul
              * the logits, so routing them again gives its choice exactly */
             for (int l = 0; l < L; l++) {
                 const float *lg = s->x_logits + ((size_t)(off + i) * L + l) * E;
-                int n = olmoe_policy_route(res->policy, l, lg, E, ex, wt);
+                int n = olmoe_policy_route_at(res->policy, l, at, lg, E, ex, wt);
                 if (n < 0) return -1;
                 res->experts[(size_t)at * L + l] = (uint8_t)n;
                 for (int j = 0; j < n; j++) res->load[(size_t)l * E + ex[j]]++;

@@ -74,7 +74,7 @@ int olmoe_replay_stats_main(int argc, char **argv) {
     olmoe_kde_cdf cdf;
     memset(&null, 0, sizeof null);
     memset(&cdf, 0, sizeof cdf);
-    olmoe_policy_model m = {in->meta.n_layers, in->meta.n_experts, in->meta.norm_topk_prob, NULL, NULL};
+    olmoe_policy_model m = {in->meta.n_layers, in->meta.n_experts, in->meta.norm_topk_prob, NULL, NULL, NULL, 0};
     if (kde_path) {
         if (olmoe_kde_read(kde_path, &null) != 0) die("%s", olmoe_error());
         if (null.n_layers != m.n_layers)
@@ -93,6 +93,7 @@ int olmoe_replay_stats_main(int argc, char **argv) {
     olmoe_policy_empirical emp;
     memset(&emp, 0, sizeof emp);
     /* bind before the empirical pass so that bad parameters fail first */
+    int32_t *trace_tokens = olmoe_cmd_trace_tokens(t, &set, &m);
     olmoe_policy_model m0 = m;
     int need_emp = olmoe_policy_set_needs(&set, OLMOE_PVALUE_EMPIRICAL);
     if (need_emp) {
@@ -174,6 +175,7 @@ int olmoe_replay_stats_main(int argc, char **argv) {
     olmoe_kde_cdf_free(&cdf);
     olmoe_kde_null_free(&null);
     olmoe_policy_set_free(&set);
+    free(trace_tokens);
     free(command);
     return 0;
 }

@@ -125,7 +125,7 @@ int olmoe_generate_command(const olmoe_generate_env *env) {
               c->max_position_embeddings);
     olmoe_engine_opts eo = {.device = env->device, .max_ctx = (int)positions, .max_tokens = (int)positions,
                             .top_k = k};
-    if (pol) eo.top_k = olmoe_policy_max_experts(pol), eo.route = olmoe_policy_route, eo.route_ctx = pol;
+    if (pol) eo.top_k = olmoe_policy_max_experts(pol), eo.route = olmoe_policy_route_at, eo.route_ctx = pol;
     olmoe_engine *eng;
     if (olmoe_engine_open(&m, &eo, &eng) != 0) die("%s", olmoe_error());
     char policy[OLMOE_POLICY_ID_MAX];

@@ -41,7 +41,7 @@ static const char *input_path, *input_format, *input_field, *group_field;
 static long max_tokens = 0, stride = 0;
 static olmoe_hash tokenizer_sum;
 /* ---- --policy: the exact forward pass under any routing policy ---- */
-static const char *policy_spec, *kde_path, *empirical_path;
+static const char *policy_spec, *kde_path, *empirical_path, *routing_file;
 static long empirical_max = 32768;
 /* ---- end --policy ---- */
 
@@ -63,6 +63,7 @@ static const olmoe_opt opts[] = {
     OPT_LONG_RANGE("batch", &batch, "B", "windows per forward pass (default 1)", 1, 4096),
     OPT_FLAG("save-residuals", &save_residuals, "also store attention residuals (for replay)"),
     OPT_STRING("policy", &policy_spec, "SPEC", "route with this policy (olmoe-replay(1)) instead of top-k"),
+    OPT_STRING("routing-file", &routing_file, "FILE", "route as FILE says: short for --policy 'file(path=FILE)'"),
     OPT_STRING("kde", &kde_path, "FILE", "--policy with pvalue=kde: the null (olmoe-kde fit)"),
     OPT_STRING("empirical", &empirical_path, "TRACE",
                "--policy with pvalue=empirical: the trace whose logits are the null"),
@@ -105,12 +106,14 @@ static void load_empirical(const olmoe_config *c, olmoe_policy_empirical *emp) {
     olmoe_trace_close(t);
 }
 
-/* the one policy of --policy, bound to the model (and its nulls) */
-static olmoe_policy *make_policy(const olmoe_config *c, policy_state *ps) {
+/* the one policy of --policy, bound to the model (and its nulls); a file
+ * policy checks its tokens against the stream's */
+static olmoe_policy *make_policy(const olmoe_config *c, policy_state *ps, const olmoe_token_stream *ts) {
     memset(ps, 0, sizeof *ps);
     if (olmoe_policy_set_add_spec(&ps->set, policy_spec, "--policy") != 0) die_usage("%s", olmoe_error());
     if (ps->set.n != 1) die_usage("--policy: one policy, not a set of %d", ps->set.n);
-    olmoe_policy_model pm = {c->num_hidden_layers, c->num_experts, c->norm_topk_prob, NULL, NULL};
+    olmoe_policy_model pm = {c->num_hidden_layers, c->num_experts, c->norm_topk_prob, NULL, NULL,
+                             ts->tokens, ts->n_tokens};
     olmoe_policy *p = &ps->set.items[0];
     if (olmoe_policy_needs(p, OLMOE_PVALUE_KDE)) {
         if (!kde_path) die_usage("--policy %s needs --kde NULL.h5 (olmoe-kde fit)", p->id);
@@ -145,7 +148,8 @@ static void policy_state_free(policy_state *ps) {
 /* --generate builds its policy as the capture does (its state lives to exit) */
 static olmoe_policy *generate_policy(const olmoe_config *c) {
     static policy_state ps;
-    return make_policy(c, &ps);
+    static const olmoe_token_stream none; /* generation has no trace to route a file by */
+    return make_policy(c, &ps, &none);
 }
 /* ---- end --policy ---- */
 
@@ -277,6 +281,14 @@ int main(int argc, char **argv) {
     int npos = olmoe_opt_parse(argc, argv, opts, usage);
     if (npos > 0) die_usage("unexpected argument '%s'", argv[0]);
     if (!model_dir) die_usage("--model DIR is required");
+    static char routing_spec[OLMOE_POLICY_ID_MAX];
+    if (routing_file) {
+        if (policy_spec) die_usage("--routing-file and --policy: choose one");
+        if (strpbrk(routing_file, ",)")) die_usage("--routing-file '%s': the name cannot hold ',' or ')'", routing_file);
+        if ((size_t)snprintf(routing_spec, sizeof routing_spec, "file(path=%s)", routing_file) >= sizeof routing_spec)
+            die_usage("--routing-file: path too long");
+        policy_spec = routing_spec;
+    }
     if (olmoe_generate_cli.prompts || olmoe_generate_cli.n_new) /* --generate */
         exit(olmoe_generate_command(&(olmoe_generate_env){
             .model_dir = model_dir, .device = device, .out_path = out_path, .command = command, .force = force,
@@ -312,7 +324,6 @@ int main(int argc, char **argv) {
     if (top_k > E) die_usage("--top-k %ld: the model has %d experts", top_k, E);
     int k = top_k ? (int)top_k : c->num_experts_per_tok;
     policy_state ps;
-    olmoe_policy *pol = policy_spec ? make_policy(c, &ps) : NULL;
     /* RoPE runs past it, but those positions were never trained: the
        numbers would describe extrapolation, not the model */
     if (!ctx) ctx = c->max_position_embeddings && c->max_position_embeddings < 2048
@@ -348,6 +359,9 @@ int main(int argc, char **argv) {
         notef("shard %d/%d: windows [%lld, %lld) of %lld, positions [%lld, %lld) of %lld", shard_i,
               shard_n, (long long)plan.w_begin, (long long)plan.w_end, (long long)plan.run_windows,
               (long long)plan.stored_begin, (long long)plan.stored_end, (long long)plan.run_tokens);
+    if (policy_spec && shard_n && strncmp(policy_spec, "file", 4) == 0)
+        die_usage("--policy %s: a routing file is for a whole run, not --shard", policy_spec);
+    olmoe_policy *pol = policy_spec ? make_policy(c, &ps, &ts) : NULL;
     olmoe_hash input_sum;
     int64_t input_bytes;
     if (olmoe_file_checksum(input_path ? input_path : tokens_path, &input_sum, &input_bytes) != 0)
@@ -355,7 +369,7 @@ int main(int argc, char **argv) {
 
     olmoe_engine_opts eo = {.device = device, .max_ctx = (int)longest, .top_k = k};
     if (pol) /* the engine's max_k is the most the policy can choose */
-        eo.top_k = olmoe_policy_max_experts(pol), eo.route = olmoe_policy_route, eo.route_ctx = pol,
+        eo.top_k = olmoe_policy_max_experts(pol), eo.route = olmoe_policy_route_at, eo.route_ctx = pol,
         eo.route_threads = -1; /* policies are thread-safe: route on every core */
     eo.max_tokens = (int)(longest * (batch < nwin ? batch : nwin));
     olmoe_engine *eng;
@@ -479,6 +493,7 @@ int main(int argc, char **argv) {
             j->io[b] = (olmoe_window_io){
                 .n = (int)w->length,
                 .tokens = ts.tokens + w->start,
+                .stream_pos1 = w->start + 1,
                 .router_logits = j->bb.router_logits + row * L * E,
                 .nll = j->bb.nll + row,
                 .argmax = j->bb.argmax + row,

@@ -83,7 +83,7 @@ static int moe(olmoe_engine *e, olmoe_cuda_state *s, cuda_kv *kv, int l, int n) 
     if (default_route(e)) {
         CUDA_TRY(olmoe_cuda_route_topk(s->rl + (size_t)l * E, LE, E, K, e->topk.norm, s->sel_e, s->sel_w, s->sel_n, n,
                                        st));
-    } else if (olmoe_cuda_route_on_host(e, s, l, n) != 0) {
+    } else if (olmoe_cuda_route_on_host(e, s, l, n, NULL) != 0) {
         return -1;
     }
     CUDA_TRY(olmoe_cuda_bucket(s->sel_e, s->sel_w, s->sel_n, n, K, E, s->blk, s->first, s->perm_tok, s->perm_w,

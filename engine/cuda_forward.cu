@@ -88,7 +88,7 @@ int olmoe_cuda_expert_gemms(olmoe_cuda_state *s, int which, int E, int n_out, in
 
 /* a routing hook that is not the default top-k runs on the host, per token,
  * on the bf16-rounded logits; its choices are checked as the CPU engine does */
-int olmoe_cuda_route_on_host(olmoe_engine *e, olmoe_cuda_state *s, int l, int T) {
+int olmoe_cuda_route_on_host(olmoe_engine *e, olmoe_cuda_state *s, int l, int T, const int64_t *pos) {
     const olmoe_config *c = &e->model->cfg;
     int E = c->num_experts, L = c->num_hidden_layers, K = s->K;
     float *rl = s->rl + (size_t)l * E;
@@ -104,7 +104,7 @@ int olmoe_cuda_route_on_host(olmoe_engine *e, olmoe_cuda_state *s, int l, int T)
     int32_t *ex = s->h_sel, *nsel = s->h_sel + 2 * (size_t)s->T * K;
     float *wt = (float *)(s->h_sel + (size_t)s->T * K);
     /* on s->pool's threads when the caller allowed it */
-    if (olmoe_route_rows(s->pool, e->route, e->route_ctx, l, s->h_rl, (size_t)E, T, E, K, ex, wt, nsel) != 0)
+    if (olmoe_route_rows(s->pool, e->route, e->route_ctx, l, pos, s->h_rl, (size_t)E, T, E, K, ex, wt, nsel) != 0)
         return -1;
     size_t tk = (size_t)T * K;
     CUDA_TRY(cudaMemcpyAsync(s->sel_e, ex, tk * 4, cudaMemcpyHostToDevice, s->stream));
@@ -311,7 +311,7 @@ int olmoe_cuda_forward(olmoe_engine *e, olmoe_window_io *w, int nw) {
         if (dflt) {
             CUDA_TRY(olmoe_cuda_route_topk(s->rl + (size_t)l * E, LE, E, K, e->topk.norm, s->sel_e, s->sel_w, s->sel_n,
                                            T, st));
-        } else if (olmoe_cuda_route_on_host(e, s, l, T) != 0) {
+        } else if (olmoe_cuda_route_on_host(e, s, l, T, e->route_pos) != 0) {
             return -1;
         }
         if (l == L - 1 && early) {

@@ -143,6 +143,7 @@ int olmoe_cuda_expert_gemms(olmoe_cuda_state *s, int which, int E, int n_out, in
  * given (the replay backend's own); kind OLMOE_G_GATEUP or OLMOE_G_DOWN */
 int olmoe_cuda_expert_gemms_streams(olmoe_cuda_state *s, int kind, int E, const int32_t *first, int n_out,
                                     int k_in, const olmoe_bf16 *W, const olmoe_bf16 *X, olmoe_bf16 *Y);
-int olmoe_cuda_route_on_host(olmoe_engine *e, olmoe_cuda_state *s, int l, int T);
+/* pos: the hook's pos of each of the T rows, or NULL (-1 each) */
+int olmoe_cuda_route_on_host(olmoe_engine *e, olmoe_cuda_state *s, int l, int T, const int64_t *pos);
 
 #endif

@@ -224,7 +224,7 @@ int olmoe_cpu_experts(olmoe_engine *e, cpu_state *s, const olmoe_layer_f32 *W, i
     for (int t = 0; t < T; t++) {
         int *ex = s->sel_e + (size_t)t * K;
         float *wt = s->sel_w + (size_t)t * K;
-        int n = e->route(e->route_ctx, l, s->r + (size_t)t * E, E, ex, wt);
+        int n = e->route(e->route_ctx, l, e->route_pos[t], s->r + (size_t)t * E, E, ex, wt);
         if (n < 0) return olmoe_error_prefix("layer %d: routing", l);
         if (n < 1 || n > K)
             return olmoe_errorf("layer %d: the routing policy chose %d experts (allowed 1 to %d)", l, n,

@@ -195,9 +195,13 @@ void olmoe_model_close(olmoe_model *m);
 /* ---- routing ---- */
 
 /* contracts.md: given one token's router logits at one layer, choose 1..max_k
- * experts and their weights; return the count, or -1 after olmoe_errorf. */
-typedef int (*olmoe_route_fn)(void *ctx, int layer, const float *logits /*[E]*/, int E,
-                              int *experts /*[max_k]*/, float *weights /*[max_k]*/);
+ * experts and their weights; return the count, or -1 after olmoe_errorf.
+ * pos is the token's position in the caller's token stream
+ * (olmoe_window_io.stream_pos1 - 1 + its index in the window), or -1 when the
+ * caller gave none; only hooks that route from a stored decision per token
+ * (a routing file) need it. */
+typedef int (*olmoe_route_fn)(void *ctx, int layer, int64_t pos, const float *logits /*[E]*/,
+                              int E, int *experts /*[max_k]*/, float *weights /*[max_k]*/);
 
 /* the default hook: top-k of softmax(logits), ties toward the lower index,
  * weights p_e (renormalised over the k chosen when norm) */
@@ -205,8 +209,8 @@ typedef struct {
     int k;
     int norm;
 } olmoe_topk_route;
-int olmoe_route_topk(void *ctx /* olmoe_topk_route* */, int layer, const float *logits, int E,
-                     int *experts, float *weights);
+int olmoe_route_topk(void *ctx /* olmoe_topk_route* */, int layer, int64_t pos, const float *logits,
+                     int E, int *experts, float *weights);
 
 /* ---- many rows at once, on a thread pool (host routing of the CUDA
  * engine and of the CUDA replay; cuda_route_rows.cu, built with CUDA only) ---- */
@@ -218,6 +222,7 @@ struct olmoe_pool;
  * engines do (1..K experts in [0, E), no repeats). Writes ex, w [T, K] (slots
  * past a row's count: -1 and 0) and n [T]. 0, or -1 + message. */
 int olmoe_route_rows(struct olmoe_pool *pool, olmoe_route_fn fn, void *ctx, int layer,
+                     const int64_t *pos /*[T], or NULL: -1 each*/,
                      const float *logits /*[T, ld]*/, size_t ld, int T, int E, int K,
                      int32_t *ex /*[T, K]*/, float *w /*[T, K]*/, int32_t *n /*[T]*/);
 /* ---- end of many rows ---- */
@@ -253,6 +258,9 @@ typedef struct {
      * CUDA engine copies its bf16 values as they are; others round their fp32
      * values to nearest even. Either or both of the two may be given. */
     uint16_t *attn_residual_bf16; /* [n, L, D] */
+    /* 1 + the stream position of tokens[0], passed on to the routing hook
+     * (pos); 0 (the default): not given, the hook gets pos -1 */
+    int64_t stream_pos1;
 } olmoe_window_io;
 
 typedef struct olmoe_engine olmoe_engine;

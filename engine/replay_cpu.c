@@ -106,7 +106,7 @@ static int experts(olmoe_replay_backend *b, cpu_replay *s, const olmoe_policy *p
     for (int t = 0; t < T; t++) {
         int *ex = s->sel_e + (size_t)t * K;
         float *wt = s->sel_w + (size_t)t * K;
-        int n = olmoe_policy_route((void *)pol, l, s->r + (size_t)t * E, E, ex, wt);
+        int n = olmoe_policy_route_at((void *)pol, l, b->chunk->row0 + t, s->r + (size_t)t * E, E, ex, wt);
         if (n < 0) return olmoe_error_prefix("layer %d: routing", l);
         if (n < 1 || n > K)
             return olmoe_errorf("layer %d: policy %s chose %d experts (allowed 1 to %d)", l, pol->id,

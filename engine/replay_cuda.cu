@@ -68,6 +68,7 @@ typedef struct {
     int32_t *h_io;      /* pinned [2T] tokens, targets */
     float *h_nll;       /* pinned [T] */
     int32_t *h_am;      /* pinned [T] */
+    int64_t *pos;       /* [T] the stream position of each row (the hook's pos) */
     olmoe_bf16 *stage[2]; /* pinned [stage_rows, L, D] each, laid out [L, rows, D] */
     cudaEvent_t staged[2];
     int stage_rows;
@@ -118,6 +119,7 @@ static void release(cuda_replay *r) {
                       r->stage[1]};
     for (size_t i = 0; i < sizeof pinned / sizeof *pinned; i++)
         if (pinned[i]) cudaFreeHost(pinned[i]);
+    free(r->pos);
     for (int i = 0; i < 2; i++)
         if (r->staged[i]) cudaEventDestroy(r->staged[i]);
     if (s->ev_fork) cudaEventDestroy(s->ev_fork);
@@ -294,6 +296,8 @@ static int cuda_load(olmoe_replay_backend *b, const olmoe_replay_chunk *c) {
     if (n == 0) return 0;
     CUDA_TRY(cudaStreamSynchronize(st)); /* h_io may still be in flight from the last load */
     memcpy(r->h_io, c->tokens, (size_t)n * 4);
+    if (!r->pos) r->pos = (int64_t *)xmalloc(xmul((size_t)T, sizeof *r->pos));
+    for (int i = 0; i < n; i++) r->pos[i] = c->row0 + i;
     memcpy(r->h_io + T, c->target, (size_t)n * 4);
     CUDA_TRY(cudaMemcpyAsync(r->tok, r->h_io, (size_t)n * 4, cudaMemcpyHostToDevice, st));
     CUDA_TRY(cudaMemcpyAsync(r->tgt, r->h_io + T, (size_t)n * 4, cudaMemcpyHostToDevice, st));
@@ -366,7 +370,7 @@ static int route_host(cuda_replay *r, const olmoe_policy *p, int l, int Kp, olmo
         CUDA_TRY(cudaStreamSynchronize(st));
         lg = r->h_rl, ld = (size_t)E;
     }
-    if (olmoe_route_rows(r->pool, olmoe_policy_route, (void *)p, l, lg, ld, T, E, Kp, r->h_ex, r->h_w, r->h_n) != 0)
+    if (olmoe_route_rows(r->pool, olmoe_policy_route_at, (void *)p, l, r->pos, lg, ld, T, E, Kp, r->h_ex, r->h_w, r->h_n) != 0)
         return -1;
     int32_t *cnt = r->h_first + 1;
     memset(r->h_first, 0, (size_t)(E + 1) * 4);

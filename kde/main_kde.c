@@ -5,6 +5,7 @@
  * sample of as many layers at a time as --mem allows, fits each layer and
  * writes null.h5 through a .partial name. */
 #include "bigmem.h"
+#include "check_cmd.h"
 #include "common.h"
 #include "kde.h"
 #include "opt.h"
@@ -279,6 +280,7 @@ static const olmoe_subcmd cmds[] = {
     {"fit", cmd_fit, "fit per-layer null distributions to a trace's router logits"},
     {"show", cmd_show, "print a null distribution's summary table"},
     {"pvalue", cmd_pvalue, "p-value of logits under a layer's null"},
+    {"check", olmoe_kde_cmd_check, "goodness of fit of a null on a held-out trace (QQ, KS, BH discoveries)"},
     {NULL, NULL, NULL}};
 
 int main(int argc, char **argv) {

@@ -27,6 +27,9 @@ char *rep_attr_str(hid_t loc, const char *obj, const char *name);
 int rep_h5_read_shape(hid_t loc, const char *file, const char *path, olmoe_h5_kind kind,
                       int rank, const int64_t *dims, void *out);
 
+/* ---- error bars and headroom (report_paper.c): sections of report.md ---- */
+int rep_paper_sections(FILE *md, const olmoe_report_data *d);
+
 /* ---- policy ids (report_ids.c) ---- */
 /* fills family, k, alpha, min_k, max_k, label and sweep_key from p->id */
 void rep_describe_policy(olmoe_report_policy *p);

@@ -33,6 +33,17 @@ void olmoe_cmd_empirical(olmoe_trace *t, int64_t N, long max_per_expert, olmoe_p
     if (olmoe_policy_empirical_finish(emp) != 0) die("%s: %s", olmoe_trace_path(t), olmoe_error());
 }
 
+int32_t *olmoe_cmd_trace_tokens(olmoe_trace *t, const olmoe_policy_set *set, olmoe_policy_model *m) {
+    int any = 0;
+    for (int i = 0; i < set->n; i++) any |= set->items[i].family->route_at != NULL;
+    if (!any) return NULL;
+    int64_t N = olmoe_trace_info_of(t)->n_tokens;
+    int32_t *tok = xmalloc(xmul((size_t)(N ? N : 1), sizeof *tok));
+    if (N && olmoe_trace_read_tokens(t, 0, N, tok) != 0) die("%s", olmoe_error());
+    m->tokens = tok, m->n_tokens = N;
+    return tok;
+}
+
 void olmoe_cmd_load_null(const char *kde_path, const char *trace_path, const olmoe_trace_meta *tm,
                          olmoe_kde_null *null, olmoe_kde_cdf *cdf) {
     if (olmoe_kde_read(kde_path, null) != 0) die("%s", olmoe_error());

@@ -32,4 +32,8 @@ void olmoe_cmd_empirical(olmoe_trace *t, int64_t N, long max_per_expert, olmoe_p
 void olmoe_cmd_load_null(const char *kde_path, const char *trace_path, const olmoe_trace_meta *tm,
                          olmoe_kde_null *null, olmoe_kde_cdf *cdf);
 
+/* a file policy in the set: the trace's tokens, which it is checked against,
+ * into m->tokens (the caller frees the returned array; NULL when none needs them) */
+int32_t *olmoe_cmd_trace_tokens(olmoe_trace *t, const olmoe_policy_set *set, olmoe_policy_model *m);
+
 #endif

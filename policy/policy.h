@@ -67,6 +67,16 @@
  *          k* = the i in 1..m of largest HC_i (the smallest such i on ties),
  *          clamped to [min_k, max_k]; S = the k* smallest q.
  *   All use the weights of norm= above; max_k defaults to 8, min_k to 1.
+ *   file:  file(path=FILE,norm=model): the experts (and weights, if the file
+ *          has them) stored for the token at stream position pos and the
+ *          layer (policy_file.c, man/olmoe-trace.5); without stored weights
+ *          those of norm= above over softmax(r). Routes only through
+ *          olmoe_policy_route_at with pos, and binds only with the trace's
+ *          tokens (olmoe_policy_model.tokens), which the file's must equal.
+ *          Bound, its id reads file(path=<FILE's base name>,sum=<12 hex
+ *          digits of the XXH3-128 of /tokens, /experts and /weights as
+ *          stored>,norm=...): ids name HDF5 groups, which may not hold '/';
+ *          a spec that gives sum= refuses a file of another checksum.
  *
  * Families are table entries (olmoe_policy_families): a name, its parameters
  * in canonical order with defaults, a cross-parameter check, a bind step and a
@@ -160,6 +170,9 @@ typedef struct {
     int (*bind)(olmoe_policy *p);
     int (*route)(const olmoe_policy *p, int layer, const float *logits, int E, int *experts,
                  float *weights);
+    /* instead of route, for a family that needs the token's stream position */
+    int (*route_at)(const olmoe_policy *p, int layer, int64_t pos, const float *logits, int E,
+                    int *experts, float *weights);
 } olmoe_policy_family;
 
 extern const olmoe_policy_family olmoe_policy_families[];
@@ -196,6 +209,8 @@ typedef struct {
     int norm_topk_prob;                 /* the checkpoint's config (norm=model) */
     const olmoe_kde_cdf *null;          /* pvalue=kde; may be NULL otherwise */
     const olmoe_policy_empirical *emp;  /* pvalue=empirical; may be NULL otherwise */
+    const int32_t *tokens;              /* [n_tokens] the trace's tokens (file); may be NULL */
+    int64_t n_tokens;
 } olmoe_policy_model;
 
 /* ---- a policy ---- */
@@ -225,6 +240,12 @@ struct olmoe_policy {
     int calib_k;            /* the max_k it was resolved for */
     float calib_T;
     char calib_sum[33];     /* its checksum (hex) */
+
+    /* file: the routing file's path, and its contents once bound (owned:
+     * olmoe_policy_free / olmoe_policy_set_free release it) */
+    char path[OLMOE_POLICY_ID_MAX];
+    char sum[13]; /* 12 hex digits of the file's XXH3-128, set at bind; a spec's must match */
+    struct olmoe_routing_file *routing;
 };
 
 /* One policy from a spec without sets ("topk(k=8)", "bh", "bh(alpha=0.1)"). */
@@ -236,6 +257,12 @@ int olmoe_policy_bind(olmoe_policy *p, const olmoe_policy_model *m);
  * the policy is not bound or E differs from the bound model (a bug). */
 int olmoe_policy_route(void *policy, int layer, const float *logits /*[E]*/, int E,
                        int *experts /*[max_k]*/, float *weights /*[max_k]*/);
+/* The same with the token's position in the trace's token stream (-1: not
+ * known), the engine's hook (olmoe_route_fn); a file policy needs it. */
+int olmoe_policy_route_at(void *policy, int layer, int64_t pos, const float *logits /*[E]*/,
+                          int E, int *experts /*[max_k]*/, float *weights /*[max_k]*/);
+/* Releases what bind loaded (a file policy's routing); the policy stays parsed. */
+void olmoe_policy_free(olmoe_policy *p);
 /* The most experts this policy can select (the size experts[] must have). */
 int olmoe_policy_max_experts(const olmoe_policy *p);
 /* Whether the policy reads p-values of this kind (to know what to load). */
@@ -294,8 +321,10 @@ struct olmoe_policy_cli {
     const char *value[OLMOE_PARAM_COUNT];   /* --alpha 0.1 (a list "0.05,0.1" is a set) */
     olmoe_policy_cli_slot slot[OLMOE_PARAM_COUNT + 1];
     const char *calibrate;                  /* --calibrate FILE: skip(beta=median) */
+    char routing[8][OLMOE_POLICY_ID_MAX];   /* --routing-file FILE: file(path=FILE) */
+    int n_routing;
 };
-#define OLMOE_POLICY_CLI_NOPTS (OLMOE_PARAM_COUNT + 3)
+#define OLMOE_POLICY_CLI_NOPTS (OLMOE_PARAM_COUNT + 4)
 /* Writes the policy options into opts[0..OLMOE_POLICY_CLI_NOPTS) (not
  * terminated): append them to a command's option table before OPT_END. */
 void olmoe_policy_cli_options(olmoe_policy_cli *cli, olmoe_opt *opts);

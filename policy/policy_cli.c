@@ -90,6 +90,18 @@ static int policy_cb(const char *value, void *ctx) {
     return 0;
 }
 
+static int routing_cb(const char *value, void *ctx) {
+    olmoe_policy_cli *cli = ctx;
+    int max = (int)(sizeof cli->routing / sizeof cli->routing[0]);
+    if (cli->n_routing == max) return olmoe_errorf("more than %d routing files", max);
+    char *spec = cli->routing[cli->n_routing];
+    if ((size_t)snprintf(spec, sizeof cli->routing[0], "file(path=%s)", value) >= sizeof cli->routing[0])
+        return olmoe_errorf("'%.40s...': path too long", value);
+    if (strpbrk(value, ",)")) return olmoe_errorf("'%s': a routing file's name cannot hold ',' or ')'", value);
+    cli->n_routing++;
+    return policy_cb(spec, cli);
+}
+
 static int param_cb(const char *value, void *ctx) {
     olmoe_policy_cli_slot *s = ctx;
     if (s->cli->value[s->param]) return olmoe_errorf("given twice (a set is 'a,b,c')");
@@ -104,6 +116,9 @@ void olmoe_policy_cli_options(olmoe_policy_cli *cli, olmoe_opt *opts) {
                             0, 0, policy_cb};
     opts[n++] = (olmoe_opt){"sweep", OLMOE_OPT_STRING, &cli->sweep, "NAME|FILE",
                             "policies of a preset (seed, seed-final, topk) or a file", 0, 0, NULL};
+    opts[n++] = (olmoe_opt){"routing-file", OLMOE_OPT_CALLBACK, cli, "FILE",
+                            "the routing stored in FILE: short for --policy 'file(path=FILE)'", 0, 0,
+                            routing_cb};
     opts[n++] = (olmoe_opt){"calibrate", OLMOE_OPT_STRING, &cli->calibrate, "TRACE",
                             "skip(beta=median): the trace its betas are measured on", 0, 0, NULL};
     for (int i = 0; i < OLMOE_PARAM_COUNT; i++) {

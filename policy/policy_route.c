@@ -189,16 +189,27 @@ int olmoe_policy_bind(olmoe_policy *p, const olmoe_policy_model *m) {
     return 0;
 }
 
-int olmoe_policy_route(void *policy, int layer, const float *logits, int E, int *experts,
-                       float *weights) {
+int olmoe_policy_route_at(void *policy, int layer, int64_t pos, const float *logits, int E,
+                          int *experts, float *weights) {
     const olmoe_policy *pol = policy;
     if (!pol->bound || E != pol->model.n_experts || layer < 0 || layer >= pol->model.n_layers)
         return -1;
+    if (pol->family->route_at) return pol->family->route_at(pol, layer, pos, logits, E, experts, weights);
     return pol->family->route(pol, layer, logits, E, experts, weights);
+}
+
+int olmoe_policy_route(void *policy, int layer, const float *logits, int E, int *experts,
+                       float *weights) {
+    return olmoe_policy_route_at(policy, layer, -1, logits, E, experts, weights);
+}
+
+void olmoe_policy_free(olmoe_policy *p) {
+    olmoe_policy_free_routing(p);
 }
 
 int olmoe_policy_max_experts(const olmoe_policy *p) {
     double k = p->param[OLMOE_PARAM_K], mk = p->param[OLMOE_PARAM_MAX_K];
+    if (p->family && p->family->route_at) return p->bound ? p->max_k : OLMOE_POLICY_MAX_E;
     if (!isnan(mk)) return (int)mk;
     if (!isnan(k)) return (int)k;
     return p->bound ? p->model.n_experts : OLMOE_POLICY_MAX_E;

@@ -371,8 +371,8 @@ typedef struct {
     int calls, E;
 } fixed_ctx;
 
-static int fixed_route(void *ctx, int layer, const float *logits, int E, int *ex, float *w) {
-    (void)logits;
+static int fixed_route(void *ctx, int layer, int64_t pos, const float *logits, int E, int *ex, float *w) {
+    (void)logits, (void)pos;
     fixed_ctx *f = ctx;
     f->calls++;
     f->E = E;
@@ -388,8 +388,8 @@ static int fixed_ref(int layer, const double *r, int E, int *ex, double *w) {
     return 2;
 }
 
-static int bad_route(void *ctx, int layer, const float *logits, int E, int *ex, float *w) {
-    (void)ctx, (void)layer, (void)logits;
+static int bad_route(void *ctx, int layer, int64_t pos, const float *logits, int E, int *ex, float *w) {
+    (void)ctx, (void)layer, (void)logits, (void)pos;
     ex[0] = E, w[0] = 1;
     return 1;
 }
@@ -449,14 +449,14 @@ static void test_topk_ties(void) {
     int ex[4];
     float w[4];
     olmoe_topk_route r = {4, 0};
-    CHECK(olmoe_route_topk(&r, 0, lg, 6, ex, w) == 4, "count");
+    CHECK(olmoe_route_topk(&r, 0, -1, lg, 6, ex, w) == 4, "count");
     CHECK(ex[0] == 1 && ex[1] == 2 && ex[2] == 4 && ex[3] == 0, "ties toward the lower index: %d %d %d %d", ex[0],
           ex[1], ex[2], ex[3]);
     double z = 3 * exp(3.0) + exp(1.0) + exp(0.0) + exp(-1.0);
     CHECK_CLOSE(w[0], exp(3.0) / z, 1e-6, "weight is the softmax probability");
     CHECK_CLOSE(w[3], exp(1.0) / z, 1e-6, "weight of expert 0");
     r.norm = 1;
-    olmoe_route_topk(&r, 0, lg, 6, ex, w);
+    olmoe_route_topk(&r, 0, -1, lg, 6, ex, w);
     CHECK_CLOSE(w[0] + w[1] + w[2] + w[3], 1.0, 1e-6, "renormalised");
     CHECK_CLOSE(w[0], exp(3.0) / (3 * exp(3.0) + exp(1.0)), 1e-6, "renormalised weight");
 }

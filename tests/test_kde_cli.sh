@@ -55,7 +55,17 @@ expect_fail unknown_cmd "unknown command" "$B/olmoe-kde" fits
 check help sh -c "'$B/olmoe-kde' pvalue --help | grep -q 'usage: olmoe-kde pvalue'"
 
 # the man page lists exactly the options the subcommands' --help list
-for c in fit show pvalue; do "$B/olmoe-kde" $c --help; done | grep -o -- '--[a-z][a-z-]*' |
+for c in fit show pvalue check; do "$B/olmoe-kde" $c --help; done | grep -o -- '--[a-z][a-z-]*' |
     grep -v -- '--help' | sort -u >"$T/help_opts"
 grep -o -- '\\-\\-[a-z][a-z\\-]*' man/olmoe-kde.1 | sed 's/\\//g' | sort -u >"$T/man_opts"
 check man_matches_help cmp -s "$T/help_opts" "$T/man_opts"
+
+# ---- check: the null of the fixture trace on its own tokens, CSV and figure ----
+if "$B/olmoe-kde" check "$T/null.h5" "$T/run.h5" --start 10 --csv "$T/check.csv" >"$T/check" 2>"$T/err"; then
+    pass check_runs
+else fail check_runs "$(cat "$T/err")"; fi
+check check_table grep -q '^ *0 *[0-9]* *0\.[0-9]*' "$T/check"
+check check_csv_qq test "$(grep -c '^qq,0,' "$T/check.csv")" -eq 99
+check check_csv_disc test "$(grep -c '^discoveries,0,' "$T/check.csv")" -eq 12
+check check_help sh -c "'$B/olmoe-kde' check --help | grep -q 'usage: olmoe-kde check'"
+expect_fail check_png_needs_csv "give --csv" "$B/olmoe-kde" check "$T/null.h5" "$T/run.h5" --png "$T/x.png"

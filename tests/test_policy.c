@@ -29,7 +29,7 @@ static olmoe_policy bound(const char *spec, int L, int E, int ntp, const olmoe_k
         fprintf(stderr, "parse %s: %s\n", spec, olmoe_error());
         exit(2);
     }
-    olmoe_policy_model m = {L, E, ntp, null, emp};
+    olmoe_policy_model m = {L, E, ntp, null, emp, NULL, 0};
     if (olmoe_policy_bind(&p, &m) != 0) {
         fprintf(stderr, "bind %s: %s\n", spec, olmoe_error());
         exit(2);
@@ -160,7 +160,7 @@ static void test_misuse(void) {
     float r[8] = {0};
     CHECK(olmoe_policy_parse("topk(k=2)", &p) == 0, "parse");
     CHECK(olmoe_policy_route(&p, 0, r, 8, ex, NULL) == -1, "unbound -> -1");
-    olmoe_policy_model m = {2, 8, 0, NULL, NULL};
+    olmoe_policy_model m = {2, 8, 0, NULL, NULL, NULL, 0};
     CHECK(olmoe_policy_bind(&p, &m) == 0, "bind");
     CHECK(olmoe_policy_route(&p, 0, r, 7, ex, NULL) == -1, "E mismatch -> -1");
     CHECK(olmoe_policy_route(&p, 2, r, 8, ex, NULL) == -1, "layer out of range -> -1");
@@ -251,7 +251,7 @@ static void test_random_vs_reference(void) {
                     for (int t = 0; t < NT; t++)
                         ref_emp[((size_t)l * E + e) * NT + t] = tok[((size_t)t * L + l) * E + e];
             int ntp = (int)(s % 2);
-            olmoe_policy_model m = {L, E, ntp, &null, &emp};
+            olmoe_policy_model m = {L, E, ntp, &null, &emp, NULL, 0};
             CHECK(olmoe_policy_bind(&pol, &m) == 0, "%s: %s", specs[s], olmoe_error());
             ref_policy rp = ref_from_policy(&pol);
             for (int trial = 0; trial < 400; trial++) {

@@ -31,7 +31,7 @@ static olmoe_policy bound(const char *spec, int L, int E, const olmoe_kde_cdf *n
         fprintf(stderr, "parse %s: %s\n", spec, olmoe_error());
         exit(2);
     }
-    olmoe_policy_model m = {L, E, 0, null, NULL};
+    olmoe_policy_model m = {L, E, 0, null, NULL, NULL, 0};
     if (olmoe_policy_bind(&p, &m) != 0) {
         fprintf(stderr, "bind %s: %s\n", spec, olmoe_error());
         exit(2);
@@ -134,7 +134,7 @@ static void test_hc_cases(void) {
 
 static void test_misuse(void) {
     olmoe_policy p;
-    olmoe_policy_model m = {1, 64, 0, NULL, NULL};
+    olmoe_policy_model m = {1, 64, 0, NULL, NULL, NULL, 0};
     CHECK(olmoe_policy_parse("hc(beta=0.01,pvalue=pseudo)", &p) == 0, "parse");
     CHECK(olmoe_policy_bind(&p, &m) == -1 && strstr(olmoe_error(), "searches no rank among 64"),
           "%s", olmoe_error());
@@ -218,7 +218,7 @@ static void test_random_vs_reference(void) {
                     for (int t = 0; t < NT; t++)
                         ref_emp[((size_t)l * E + e) * NT + t] = tok[((size_t)t * L + l) * E + e];
             int ntp = (int)(s % 2);
-            olmoe_policy_model m = {L, E, ntp, &null, &emp};
+            olmoe_policy_model m = {L, E, ntp, &null, &emp, NULL, 0};
             CHECK(olmoe_policy_bind(&pol, &m) == 0, "%s: %s", specs[s], olmoe_error());
             lit_policy rp = lit_from_policy(&pol);
             for (int trial = 0; trial < 400; trial++) {
@@ -393,7 +393,7 @@ static void test_skip_median(void) {
         olmoe_policy_set s = {0};
         CHECK(olmoe_policy_set_add_spec(&s, spec, NULL) == 0, "%s", olmoe_error());
         olmoe_policy_set_calibration(&s, path, 0);
-        olmoe_policy_model m = {L, E, 0, NULL, NULL};
+        olmoe_policy_model m = {L, E, 0, NULL, NULL, NULL, 0};
         CHECK(olmoe_policy_set_bind(&s, &m) == 0, "%s: %s", spec, olmoe_error());
         olmoe_policy *p = &s.items[0];
         /* the median of p_(k) / p_(1) measured here with the fp32 softmax */
@@ -445,7 +445,7 @@ static void test_skip_median(void) {
             CHECK(olmoe_policy_bind(&back, &m) == -1 &&
                       strstr(olmoe_error(), "was calibrated on another trace"),
                   "%s", olmoe_error());
-            olmoe_policy_model m2 = {L + 1, E, 0, NULL, NULL};
+            olmoe_policy_model m2 = {L + 1, E, 0, NULL, NULL, NULL, 0};
             CHECK(olmoe_policy_parse(spec, &back) == 0, "parse");
             back.calib_path = path;
             CHECK(olmoe_policy_bind(&back, &m2) == -1 && strstr(olmoe_error(), "has 3 layers x 16"),

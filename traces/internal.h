@@ -30,6 +30,13 @@ void olmoe_h5_close_id(hid_t id);
 /* the innermost message of the current HDF5 error stack (static buffer) */
 const char *olmoe_h5_reason(void);
 
+/* ---- netCDF dimensions of /windows, /documents, /groups (dims.c) ---- */
+/* creates /window, /window_field, /document (empty) and attaches them; makes
+ * /groups its own dimension "groups" */
+int trace_dims_make(hid_t f, hid_t windows, hid_t documents, hid_t groups);
+/* /window and /document as long as /windows and /documents (no-op without them) */
+int trace_dims_sync(hid_t f);
+
 /* ---- datasets of a trace ---- */
 typedef enum {
     TDS_TOKENS = 0,

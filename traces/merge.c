@@ -367,6 +367,11 @@ static int write_merged(const char *path, mshard *s, int n, const olmoe_trace_me
                                        sizeof(olmoe_trace_document), put_documents, &dc)) < 0 ||
         write_groups(f, path, &s[0]) != 0)
         goto out;
+    hid_t gr = H5I_INVALID_HID;
+    H5_CHECK(gr = H5Dopen2(f, "groups", H5P_DEFAULT), "%s: /groups", path);
+    int dims_rc = trace_dims_make(f, ds[TDS_WINDOWS], ds[TDS_DOCUMENTS], gr);
+    H5Dclose(gr);
+    if (dims_rc != 0 || trace_dims_sync(f) != 0) goto out;
     if (scale(sc_tok, "token", path) || scale(sc_l, "layer", path) ||
         scale(sc_e, "expert", path) || (res && scale(sc_h, "hidden", path)) ||
         attach(ds[TDS_TOKENS], sc_tok, 0, "/tokens", path) ||

@@ -177,6 +177,7 @@ static int create_datasets(olmoe_trace *t, const olmoe_trace_meta *m) {
         goto fail;
     H5_CHECK(st = trace_vstr_type(), "%s: string type", t->path);
     if ((ds[TDS_GROUPS] = make_ds(f, "groups", st, 1, NULL, 64, 0, NULL, 0)) < 0) goto fail;
+    if (trace_dims_make(f, ds[TDS_WINDOWS], ds[TDS_DOCUMENTS], ds[TDS_GROUPS]) != 0) goto fail;
     if (m->save_residuals) {
         /* residual rows are big (L * D * 2 bytes): keep chunks near 4 MiB */
         size_t row = (size_t)m->n_layers * (size_t)m->hidden_size * 2;
@@ -437,7 +438,8 @@ int olmoe_trace_append_windows(olmoe_trace *t, int64_t nw, const olmoe_trace_win
         wrows[3 * k + 1] = w[k].length;
         wrows[3 * k + 2] = w[k].stored_from;
     }
-    if (put_rows(t, TDS_WINDOWS, H5T_NATIVE_INT64, t->info.n_windows, nw, wrows)) goto fail;
+    if (put_rows(t, TDS_WINDOWS, H5T_NATIVE_INT64, t->info.n_windows, nw, wrows) || trace_dims_sync(t->file))
+        goto fail;
     H5_CHECK(H5Fflush(t->file, H5F_SCOPE_GLOBAL), "%s: flush", t->path);
     /* the commit: n_tokens, rewritten in place, says which windows count */
     int64_t nwin = t->info.n_windows + nw, ntok = N + n;
@@ -520,7 +522,8 @@ int olmoe_trace_add_documents(olmoe_trace *t, const olmoe_trace_document *docs, 
     }
     if (n == 0) return 0;
     H5_CHECK(mt = trace_doc_mem_type(), "%s: documents type", t->path);
-    if (put_rows(t, TDS_DOCUMENTS, mt, t->info.n_documents, n, docs) != 0) goto fail;
+    if (put_rows(t, TDS_DOCUMENTS, mt, t->info.n_documents, n, docs) != 0 || trace_dims_sync(t->file) != 0)
+        goto fail;
     if (t->swmr) H5_CHECK(H5Fflush(t->file, H5F_SCOPE_GLOBAL), "%s: flush", t->path);
     t->info.n_documents += n;
     H5Tclose(mt);
@@ -561,6 +564,7 @@ static int finish(olmoe_trace *t, double nll_sum, int64_t n_scored) {
         H5_CHECK(st = trace_vstr_type(), "%s: string type", t->path);
         if (put_rows(t, TDS_GROUPS, st, old, t->n_late_groups, t->late_groups) != 0) goto fail;
     }
+    if (trace_dims_sync(t->file) != 0) goto fail;
     double ppl = n_scored > 0 ? exp(nll_sum / (double)n_scored) : NAN;
     const int32_t one = 1;
     if (update_attr(t, TRACE_ATTR_N_TOKENS, H5T_NATIVE_INT64, &t->info.n_tokens) ||

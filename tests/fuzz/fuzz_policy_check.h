@@ -45,7 +45,7 @@ static void pc_env_init(pc_env *v, int E, int norm_topk_prob) {
     olmoe_policy_empirical_add(&v->emp, 0, lg, 8);
     free(lg);
     FUZZ_ASSERT(olmoe_policy_empirical_finish(&v->emp) == 0, "emp finish: %s", olmoe_error());
-    v->model = (olmoe_policy_model){PC_LAYERS, E, norm_topk_prob, &v->cdf, &v->emp};
+    v->model = (olmoe_policy_model){PC_LAYERS, E, norm_topk_prob, &v->cdf, &v->emp, NULL, 0};
 }
 
 /* one environment per (E, norm), built on first use and kept: the
