@@ -26,12 +26,6 @@ typedef struct {
 
 /* the engine's route hook dispatches to whichever policy runs now, so one
  * engine (weights loaded once) serves the whole sweep */
-static int route_current(void *ctx, int layer, const float *logits, int E, int *experts,
-                         float *weights) {
-    olmoe_policy *const *cur = ctx;
-    return olmoe_policy_route(*cur, layer, logits, E, experts, weights);
-}
-
 void olmoe_replay_result_init(olmoe_replay_result *res, olmoe_policy *p, olmoe_replay_kind kind,
                               olmoe_replay_routing routing, int64_t N, int L, int E, int n_groups,
                               int stored) {
@@ -312,7 +306,6 @@ typedef struct {
     olmoe_trace *t;
     olmoe_replay_backend *be;
     olmoe_engine *eng;
-    olmoe_policy *current;      /* the engine's route hook reads it */
     olmoe_trace_window *win;    /* [n_windows] */
     int32_t *target;            /* [max_rows] */
     uint16_t *res_bf16;         /* [max_rows, L, D] bfloat16 residuals, or */
@@ -323,6 +316,10 @@ typedef struct {
     float *x_nll;               /* [max_sum_len] */
     int32_t *x_argmax;          /* [max_sum_len] */
     float *x_logits;            /* [max_sum_len, L, E] */
+    /* what the engine routed, when it says so (the CUDA engine) */
+    uint8_t *x_nexp;            /* [max_sum_len, L] */
+    int32_t *x_exp;             /* [max_sum_len, L, max_k] */
+    int x_k;                    /* max_k */
 } run_state;
 
 static int run_replay_chunk(run_state *s, const chunk_plan *p, int n_replay) {
@@ -364,10 +361,14 @@ static int run_exact_chunk(run_state *s, const chunk_plan *p, olmoe_replay_resul
         s->io[b] = (olmoe_window_io){.n = (int)w->length, .tokens = r->tokens + w->start,
                                      .router_logits = s->x_logits + (size_t)off * L * E,
                                      .nll = s->x_nll + off, .argmax = s->x_argmax + off};
+        if (s->x_nexp) {
+            s->io[b].n_experts = s->x_nexp + (size_t)off * L;
+            s->io[b].experts = s->x_exp + (size_t)off * L * s->x_k;
+        }
         off += w->length;
     }
     double a = olmoe_now(), ca = cpu_now();
-    s->current = res->policy;
+    olmoe_engine_set_route(s->eng, olmoe_policy_route, res->policy);
     if (olmoe_engine_forward(s->eng, s->io, nw) != 0)
         return olmoe_error_prefix("exact forward of %s", res->policy->id);
     int ex[256];
@@ -380,6 +381,15 @@ static int run_exact_chunk(run_state *s, const chunk_plan *p, olmoe_replay_resul
             int64_t at = w->start + i;
             res->nll[at] = s->x_nll[off + i];
             res->argmax[at] = s->x_argmax[off + i];
+            if (s->x_nexp) { /* the experts the engine reports it used */
+                for (int l = 0; l < L; l++) {
+                    size_t at_l = (size_t)(off + i) * L + l;
+                    int n = s->x_nexp[at_l];
+                    res->experts[(size_t)at * L + l] = (uint8_t)n;
+                    for (int j = 0; j < n; j++) res->load[(size_t)l * E + s->x_exp[at_l * s->x_k + j]]++;
+                }
+                continue;
+            }
             /* the experts the engine used: the policy is a pure function of
              * the logits, so routing them again gives its choice exactly */
             for (int l = 0; l < L; l++) {
@@ -474,8 +484,7 @@ static int setup(const olmoe_replay_opts *o, olmoe_replay_run *r, run_state *s, 
     }
     if (o->do_exact) {
         olmoe_engine_opts eo = {.device = o->device ? o->device : "cpu", .max_tokens = (int)max_sum,
-                                .max_ctx = (int)max_len, .top_k = max_k, .route = route_current,
-                                .route_ctx = &s->current};
+                                .max_ctx = (int)max_len, .top_k = max_k};
         if (olmoe_engine_open(o->model, &eo, &s->eng) != 0) return -1;
         int64_t most_windows = 0;
         for (int c = 0; c < *n_chunks; c++)
@@ -487,6 +496,11 @@ static int setup(const olmoe_replay_opts *o, olmoe_replay_run *r, run_state *s, 
         size_t lb = xmul(xmul((size_t)max_sum, (size_t)L * E), sizeof *s->x_logits);
         s->x_logits = olmoe_engine_host_alloc(lb);
         olmoe_engine_host_buffer(s->eng, s->x_logits, lb);
+        if (strncmp(olmoe_engine_device(s->eng), "cuda", 4) == 0) { /* it reports its routing */
+            s->x_k = olmoe_engine_max_experts(s->eng);
+            s->x_nexp = xmalloc(xmul(xmul((size_t)max_sum, (size_t)L), 1));
+            s->x_exp = xmalloc(xmul(xmul((size_t)max_sum, (size_t)L * s->x_k), sizeof *s->x_exp));
+        }
     }
 
     /* results: replay (policy order), exact, then the self-check's own */
@@ -549,6 +563,8 @@ done:
     free(s.x_nll);
     free(s.x_argmax);
     free(s.x_logits);
+    free(s.x_nexp);
+    free(s.x_exp);
     free(plan);
     if (olmoe_trace_close(s.t) != 0 && rc == 0) rc = -1;
     if (rc != 0) {

@@ -133,7 +133,8 @@ def main():
                     help="--chunk for --exact (the engine takes max_tokens x max_k x D <= 2e9: 8192 at max_k 64)")
     ap.add_argument("--sweep", default="seed")
     ap.add_argument("--device", default="cuda", help="cuda; cpu only to try the script on a small model")
-    ap.add_argument("--skip", default="", help="comma list of steps to skip: capture,kde,replay,exact,hf")
+    ap.add_argument("--skip", default="",
+                    help="comma list of steps to skip: capture-plain,capture,kde,replay,exact,hf")
     ap.add_argument("--step-timeout", type=int, default=300)
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -154,6 +155,16 @@ def main():
         f"~{n_tokens * (16 * 2048 * 2 + 16 * 64 * 4 + 12) / 2**30:.1f} GiB")
     res = dict(tokens=n_tokens, windows=args.windows, chunk=args.chunk, sweep=args.sweep)
 
+    if "capture-plain" not in skip:  # the trace without residuals: capture's own speed
+        plain = os.path.join(W, "plain.h5")
+        wall, rc, out, err = run_cmd("capture-plain", [f"{B}/olmoe-capture", "--model", model, "--tokens", tok,
+                                                       "--ctx", str(args.ctx), "--batch", str(args.batch), "--device",
+                                                       args.device, "--out", plain, "--force"],
+                                     timeout=args.step_timeout)
+        m = re.search(r"steady state: ([0-9.]+) tokens/s", err)
+        res["capture_plain"] = dict(wall_s=wall, rc=rc, steady_tokens_per_s=float(m.group(1)) if m else None)
+        if os.path.exists(plain):
+            os.remove(plain)
     if "capture" not in skip:
         wall, rc, out, err = run_cmd("capture", [f"{B}/olmoe-capture", "--model", model, "--tokens", tok, "--ctx",
                                                  str(args.ctx), "--batch", str(args.batch), "--device", args.device,
@@ -178,7 +189,7 @@ def main():
                 res["hf"] = dict(failed=repr(e))
             continue
         extra = ["--exact", "--chunk", str(args.exact_chunk)] if kind == "exact" else ["--chunk", str(args.chunk)]
-        env = {"OLMOE_CUDA_ROUTE_THREADS": "-1"} if kind == "exact" else {}
+        env = {}
         jpath = os.path.join(W, f"{kind}.json")
         wall, rc, out, err = run_cmd(kind, [f"{B}/olmoe-replay"] + common + extra +
                                      ["--out", os.path.join(W, f"{kind}.h5"), "--json", jpath],
@@ -194,6 +205,10 @@ def main():
         f"({P} policies), {hf.get('gpu_name', '?')}")
     log("| step | wall s | notes |")
     log("| --- | ---: | --- |")
+    if "capture_plain" in res:
+        c = res["capture_plain"]
+        log(f"| olmoe-capture --device {args.device} (no residuals) | {c['wall_s']:.1f} | rc {c['rc']}; steady state "
+            f"{c['steady_tokens_per_s'] or 0:,.0f} tokens/s |")
     if "capture" in res:
         c = res["capture"]
         log(f"| olmoe-capture --device {args.device} --save-residuals | {c['wall_s']:.1f} | rc {c['rc']}; trace "
@@ -210,6 +225,11 @@ def main():
         log(f"| HF transformers {hf['transformers']} top-8 forward (sdpa, {hf['experts']}), batch {args.batch} | "
             f"{hf['seconds']:.1f} | {hf['tokens_per_s']:,.0f} tokens/s, load {hf['load_s']:.0f} s not counted |")
         log(f"| HF x {P} policies (at best) | {hf['seconds'] * P:.1f} | |")
+        for key, what in (("capture_plain", "capture"), ("capture", "capture --save-residuals")):
+            c = res.get(key, {})
+            if c.get("steady_tokens_per_s"):
+                log(f"ratio {what} / HF top-8 forward: {c['steady_tokens_per_s'] / hf['tokens_per_s']:.2f}x "
+                    f"(steady state), {n_tokens / c['wall_s'] / hf['tokens_per_s']:.2f}x (wall, load included)")
         for kind in ("replay", "exact"):
             if kind in res and res[kind]["rc"] == 0:
                 log(f"ratio HF x {P} / olmoe-replay {kind}: {hf['seconds'] * P / res[kind]['wall_s']:.2f}x "
