@@ -34,6 +34,10 @@ if has bench; then
     mk=$!
 fi
 if has tests; then
+    # device vs host decisions first: the check this work stands on
+    OLMOE_BIN=$B timeout ${POLICY_TIMEOUT:-90} "$TB/test_policy_gpu" >"$OUT/test-policy-gpu.log" 2>&1
+    echo "test_policy_gpu rc=$?"
+    grep -E '^(PASS|FAIL|#)|check failed' "$OUT/test-policy-gpu.log" | head -n 120
     OLMOE_BIN=$B OLMOE_TESTBIN=$TB timeout ${TEST_TIMEOUT:-240} sh tests/run gpu >"$OUT/test-gpu.log" 2>&1
     echo "test-gpu: $(tail -n 1 "$OUT/test-gpu.log")"
     grep -E '^(FAIL|#)|check failed' "$OUT/test-gpu.log" | grep -v '^# batch' | head -n 90

@@ -18,7 +18,11 @@
  * operation (cuda_policy.h). The one documented exception, entropy, whose
  * exp(H) goes through the GPU's and the host's libm in double, may differ
  * where scale * exp(H) is within ~1e-15 of a half-integer; such rows are
- * counted and must stay under 1 in 10^5. Counts print as "# ..." lines.
+ * counted and must stay under 1 in 10^5. Likewise the softmax's exp in
+ * double (CUDA's exp and glibc's each within an ulp of a double) rounds to
+ * another fp32 where exp(x) lies within a double ulp of an fp32 midpoint,
+ * ~1 argument in 2^29: rows whose weights differ in a bit are counted and
+ * must stay under 1 in 10^5 too. Counts print as "# ..." lines.
  * The forward pass: experts per token-layer identical and the NLL the same
  * bits, device against host routing. */
 #include "check.h"
@@ -150,7 +154,7 @@ static void sweep(const char *what, logit_set *s, int norm_topk_prob) {
                d.decisions, d.weights);
         long allowed = strncmp(p.id, "entropy", 7) == 0 ? d.rows / 100000 : 0;
         CHECK(d.decisions <= allowed, "%s %s: %ld of %ld decisions differ", what, p.id, d.decisions, d.rows);
-        CHECK(d.weights == 0, "%s %s: %ld rows' weights differ", what, p.id, d.weights);
+        CHECK(d.weights <= d.rows / 100000, "%s %s: %ld rows' weights differ", what, p.id, d.weights);
         gpu_free_all();
     }
     olmoe_cuda_nulls_free(nulls);
