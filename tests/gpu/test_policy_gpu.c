@@ -245,8 +245,13 @@ static void test_bundled(void) {
     }
     fwd_out a = {xmalloc((size_t)N * 4), xmalloc((size_t)N * L * E * 4), xmalloc((size_t)N * L)};
     fwd_out b = {xmalloc((size_t)N * 4), xmalloc((size_t)N * L * E * 4), xmalloc((size_t)N * L)};
-    /* the engine's top-8 logits: the policies' input (rounded to bf16 as routed) */
-    int rc = forward(eng, tok, L, E, &a);
+    /* the logits of the model's own top-8 forward: the policies' input
+     * (rounded to bf16 as routed); the engine was opened for up to 64 */
+    olmoe_policy top8;
+    olmoe_policy_model pm0 = {L, E, m.cfg.norm_topk_prob, NULL, NULL};
+    int rc = olmoe_policy_parse("topk(k=8)", &top8) || olmoe_policy_bind(&top8, &pm0);
+    olmoe_engine_set_route(eng, olmoe_policy_route, &top8);
+    if (rc == 0) rc = forward(eng, tok, L, E, &a);
     CHECK(rc == 0, "%s", olmoe_error());
     logit_set s;
     memset(&s, 0, sizeof s);
