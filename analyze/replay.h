@@ -182,6 +182,7 @@ typedef struct {
     olmoe_policy *own_policy;   /* the self-check's policy when none asked for it */
     olmoe_replay_selfcheck self;
     double read_seconds;        /* wall s reading the trace */
+    double read_wait_seconds;   /* of which the run waited for (a reader thread reads ahead) */
     double total_seconds;
     /* ---- --shard (replay_shard.c) ---- */
     int64_t row_begin, row_end; /* the rows replayed: [0, n_tokens) unless sharded */

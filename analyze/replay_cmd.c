@@ -166,7 +166,8 @@ int olmoe_replay_main(int argc, char **argv) {
     /* --shard: the results over this shard's rows only */
     if (shard_n) olmoe_replay_shard_view(&full, &run);
     else run = full;
-    notef("%.2f s wall, %.2f s reading the trace", run.total_seconds, run.read_seconds);
+    notef("%.2f s wall, %.2f s reading the trace (%.2f s of it waited for)", run.total_seconds,
+          run.read_seconds, run.read_wait_seconds);
     /* bfloat16 residuals flip near-tied routing decisions now and then, so
      * single tokens move (up to ~0.5 nats on random fixtures) but the mean
      * NLL stays within 1e-4 of itself (tests/test_replay.c); more than 1e-3

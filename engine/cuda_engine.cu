@@ -93,6 +93,7 @@ static void release(olmoe_cuda_state *s) {
     if (s->ev_rl) cudaEventDestroy(s->ev_rl);
     if (s->ev_res) cudaEventDestroy(s->ev_res); 
     olmoe_pool_close(s->pool);
+    olmoe_cuda_route_release(s);
     if (s->ev_fork) cudaEventDestroy(s->ev_fork);
     for (int i = 1; i < s->n_streams; i++) {
         if (s->xs[i]) cudaStreamSynchronize(s->xs[i]), cudaStreamDestroy(s->xs[i]);

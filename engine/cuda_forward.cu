@@ -113,9 +113,6 @@ int olmoe_cuda_route_on_host(olmoe_engine *e, olmoe_cuda_state *s, int l, int T,
     return 0;
 }
 
-static int default_route(const olmoe_engine *e) {
-    return e->route == olmoe_route_topk && e->route_ctx == (const void *)&e->topk;
-}
 
 /* bf16 device rows [n, width] (row stride = width) to float host rows */
 static int stash_to_host(olmoe_cuda_state *s, const olmoe_bf16 *src, size_t elems, float *dst) {
@@ -280,7 +277,8 @@ int olmoe_cuda_forward(olmoe_engine *e, olmoe_window_io *w, int nw) {
     if (want_hid && ensure_stash(&s->stash_hid, (size_t)s->T * (L + 1) * D) != 0) return -1;
     int early = router_logits_pinned(s, w, nw, LE);
     int res_early = want_res && residual_bf16_pinned(s, w, nw, (size_t)L * D); 
-    const int dflt = default_route(e);
+    int want_routes = 0;
+    for (int b = 0; b < nw; b++) want_routes |= w[b].n_experts != NULL || w[b].experts != NULL;
 
     MARK(s, PH_START);
     CUDA_TRY(olmoe_cuda_embed_rmsnorm(d_tok, s->w.embed, s->w.layers[0].input_norm, s->h, s->x, T, D, eps, st));
@@ -308,12 +306,7 @@ int olmoe_cuda_forward(olmoe_engine *e, olmoe_window_io *w, int nw) {
         MARK(s, PH_NORM);
         if (olmoe_cuda_gemm(s, OLMOE_G_ROUTER, T, s->x, D, W->router, s->rl + (size_t)l * E, LE) != 0) return -1;
         MARK(s, PH_ROUTER);
-        if (dflt) {
-            CUDA_TRY(olmoe_cuda_route_topk(s->rl + (size_t)l * E, LE, E, K, e->topk.norm, s->sel_e, s->sel_w, s->sel_n,
-                                           T, st));
-        } else if (olmoe_cuda_route_on_host(e, s, l, T, e->route_pos) != 0) {
-            return -1;
-        }
+        if (olmoe_cuda_route_layer(e, s, l, T, want_routes, e->route_pos) != 0) return -1;
         if (l == L - 1 && early) {
             CUDA_TRY(cudaEventRecord(s->ev_rl, st));
             CUDA_TRY(cudaStreamWaitEvent(s->copy_stream, s->ev_rl, 0));
@@ -356,6 +349,7 @@ int olmoe_cuda_forward(olmoe_engine *e, olmoe_window_io *w, int nw) {
     MARK(s, PH_COPY);
     CUDA_TRY(cudaStreamSynchronize(st));
     CUDA_TRY(cudaStreamSynchronize(s->copy_stream));
+    if (want_routes) olmoe_cuda_routes_out(e, s, w, nw, woff);
     for (int b = 0; b < nw; b++) {
         size_t off = (size_t)woff[b], n = (size_t)w[b].n;
         if (w[b].attn_residual &&

@@ -39,6 +39,11 @@ static int pick_ops(const char *device, const olmoe_engine_ops **out) {
     return olmoe_errorf("unknown device '%s' (auto, cpu, cuda or cuda:N)", device);
 }
 
+void olmoe_engine_set_route(olmoe_engine *e, olmoe_route_fn route, void *ctx) {
+    e->route = route ? route : olmoe_route_topk;
+    e->route_ctx = route ? ctx : &e->topk;
+}
+
 int olmoe_engine_open(olmoe_model *m, const olmoe_engine_opts *o, olmoe_engine **out) {
     const olmoe_config *c = &m->cfg;
     const olmoe_engine_ops *ops = NULL;

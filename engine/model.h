@@ -261,6 +261,11 @@ typedef struct {
     /* 1 + the stream position of tokens[0], passed on to the routing hook
      * (pos); 0 (the default): not given, the hook gets pos -1 */
     int64_t stream_pos1;
+    /* what the routing chose at each layer, filled by the CUDA engine only
+     * (others leave them as they are): how many experts, and which in rank
+     * order, -1 padded to olmoe_engine_max_experts */
+    uint8_t *n_experts;    /* [n, L] */
+    int32_t *experts;      /* [n, L, max_experts] */
 } olmoe_window_io;
 
 typedef struct olmoe_engine olmoe_engine;
@@ -281,6 +286,11 @@ int olmoe_engine_host_buffer(olmoe_engine *e, void *p, size_t bytes);
 /* a buffer of whole pages, owning them (free it with free()) */
 void *olmoe_engine_host_alloc(size_t bytes);
 void olmoe_engine_close(olmoe_engine *e);
+/* Replaces the routing hook between forward calls (NULL: the default top-k);
+ * the policy must choose at most olmoe_engine_max_experts. The CUDA engine
+ * routes olmoe_policy_route with a bound policy as ctx on the GPU
+ * (engine/cuda_policy.h), any other hook on the host. */
+void olmoe_engine_set_route(olmoe_engine *e, olmoe_route_fn route, void *ctx);
 /* the most experts its routing may choose per token (top_k, or the policy's
  * max_k): the row width of olmoe_decode_io's experts and weights */
 int olmoe_engine_max_experts(const olmoe_engine *e);

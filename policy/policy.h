@@ -18,7 +18,9 @@
  * to experts[0..n) in rank order (most preferred first) with their weights.
  *
  * Definitions, exactly (p = softmax(r / T) in fp32: x = r / (float)T,
- * e_i = expf(x_i - max x), s = sum of e_i in index order, p_i = e_i / s):
+ * e_i = (float)exp((double)(x_i - max x)) (exp in double, rounded once: any
+ * libm and the GPU, engine/cuda_policy.cu, give the same bits), s = sum of
+ * e_i in index order in fp32, p_i = e_i / s):
  *   topk:  the k largest p; ties toward the lower expert index.
  *   topp:  in that order, the fewest experts whose fp32 running sum of p
  *          reaches (float)p, then clamped to [min_k, max_k].

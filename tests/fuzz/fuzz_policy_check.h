@@ -67,7 +67,7 @@ static void pc_softmax(const float *r, int E, float T, float *p) {
     for (int e = 0; e < E; e++) x[e] = T == 1.0f ? r[e] : r[e] / T;
     for (int e = 0; e < E; e++) m = x[e] > m ? x[e] : m;
     for (int e = 0; e < E; e++) {
-        p[e] = expf(x[e] - m);
+        p[e] = (float)exp((double)(x[e] - m));
         s += p[e];
     }
     for (int e = 0; e < E; e++) p[e] = p[e] / s;

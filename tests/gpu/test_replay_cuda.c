@@ -3,8 +3,8 @@
  * fixture, on the same bf16 residuals (the CPU engine's, rounded as a trace
  * stores them); the host routing path against the device top-k; chunking,
  * determinism and the fp32 residual input; the driver with device "cuda"
- * for replay and for --exact (the CUDA engine with the policy as route hook,
- * on several host threads) against the same on the CPU; olmoe-capture
+ * for replay and for --exact (the CUDA engine with the policy routed on the
+ * GPU, engine/cuda_policy.cu) against the same on the CPU; olmoe-capture
  * --device cuda --save-residuals (bf16 residuals copied from the GPU as they
  * are) replayed by olmoe-replay --device cuda.
  *
@@ -21,8 +21,9 @@
  * count changes wherever the running sum of p crosses p within the bf16
  * rounding of the router logits, and tiny random routers have flat p. For
  * --exact, where bf16 attention changes the router's input too, >= 90 %.
- * With captured routing both backends route the same logits with the same C
- * code, so the decisions must be identical. Host vs device top-k: identical decisions,
+ * With captured routing both backends route the same logits (the CPU with
+ * the C code, the GPU with its bit-exact twin), so the decisions must be
+ * identical. Host vs device top-k: identical decisions,
  * NLL within 1e-3. Same input twice: identical bits (no atomics in any
  * order); in chunks of other sizes (other GEMM shapes, the same algorithms):
  * the same decisions, NLL within 1e-3. Achieved values print as "# ..." lines. */
