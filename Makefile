@@ -100,8 +100,10 @@ LIB_common := $(COMMON_SRC)
 LIBS := $(foreach l,$(LIBNAMES),$(if $(LIB_$(l)),$(BUILD)/lib$(l).a))
 CU_OBJ := $(patsubst %.cu,$(BUILD)/%.cu.o,$(CU_SRC))
 CUDA_LIB := $(if $(CU_OBJ),$(BUILD)/libcuda_engine.a)
+# the CUDA engine calls back into the C engine (top-k, host routing), so libengine
+# is named again after it
 LINK_LIBS = $(filter-out $(BUILD)/libpolicy.a $(BUILD)/libkde.a $(BUILD)/libtraces.a $(BUILD)/libcommon.a,$(LIBS)) \
-            $(CUDA_LIB) $(filter $(BUILD)/libpolicy.a $(BUILD)/libkde.a $(BUILD)/libtraces.a $(BUILD)/libcommon.a,$(LIBS))
+            $(CUDA_LIB) $(if $(CUDA_LIB),$(BUILD)/libengine.a) $(filter $(BUILD)/libpolicy.a $(BUILD)/libkde.a $(BUILD)/libtraces.a $(BUILD)/libcommon.a,$(LIBS))
 
 CMDS := $(patsubst main_%,$(BIN)/olmoe-%,$(basename $(notdir $(MAINS))))
 

@@ -140,7 +140,7 @@ static diff_count compare(const olmoe_policy *p, const logit_set *s, olmoe_cuda_
 }
 
 static void sweep(const char *what, logit_set *s, int norm_topk_prob) {
-    olmoe_policy_model pm = {s->L, s->E, norm_topk_prob, &s->cdf, &s->emp};
+    olmoe_policy_model pm = {s->L, s->E, norm_topk_prob, &s->cdf, &s->emp, NULL, 0};
     olmoe_cuda_nulls *nulls = NULL;
     for (int i = 0; i < NSPEC; i++) {
         olmoe_policy p;
@@ -248,7 +248,7 @@ static void test_bundled(void) {
     /* the logits of the model's own top-8 forward: the policies' input
      * (rounded to bf16 as routed); the engine was opened for up to 64 */
     olmoe_policy top8;
-    olmoe_policy_model pm0 = {L, E, m.cfg.norm_topk_prob, NULL, NULL};
+    olmoe_policy_model pm0 = {L, E, m.cfg.norm_topk_prob, NULL, NULL, NULL, 0};
     int rc = olmoe_policy_parse("topk(k=8)", &top8) || olmoe_policy_bind(&top8, &pm0);
     olmoe_engine_set_route(eng, olmoe_policy_route_at, &top8);
     if (rc == 0) rc = forward(eng, tok, L, E, &a);
@@ -260,7 +260,7 @@ static void test_bundled(void) {
     if (rc == 0 && make_nulls(&s) == 0) {
         sweep("olmoe-brown", &s, m.cfg.norm_topk_prob);
         /* the forward pass: the policy routed on the GPU and on the host */
-        olmoe_policy_model pm = {L, E, m.cfg.norm_topk_prob, &s.cdf, &s.emp};
+        olmoe_policy_model pm = {L, E, m.cfg.norm_topk_prob, &s.cdf, &s.emp, NULL, 0};
         for (int i = 0; i < NSPEC; i++) {
             olmoe_policy p;
             if (olmoe_policy_parse(specs[i], &p) != 0 || olmoe_policy_bind(&p, &pm) != 0) continue;
