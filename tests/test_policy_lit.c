@@ -328,14 +328,14 @@ static void test_ids(void) {
     cli.value[OLMOE_PARAM_TAU] = "0.1";
     CHECK(olmoe_policy_cli_build(&cli, &s) == 0 && s.n == 5, "%d %s", s.n, olmoe_error());
     olmoe_policy_set_free(&s);
-    cli.calibrate = "calib.h5";
-    CHECK(olmoe_policy_cli_build(&cli, &s) == -1 && strstr(olmoe_error(), "--calibrate: no policy"),
+    cli.beta_trace = "calib.h5";
+    CHECK(olmoe_policy_cli_build(&cli, &s) == -1 && strstr(olmoe_error(), "--beta-trace: no policy"),
           "%s", olmoe_error());
     olmoe_policy_set_free(&s);
     cli.value[OLMOE_PARAM_BETA] = "median";
     cli.policies[1] = "skip(max_k=4)";
-    CHECK(olmoe_policy_cli_build(&cli, &s) == 0 && s.n == 3 && s.items[0].calib_path == cli.calibrate &&
-              s.items[1].calib_path == cli.calibrate && !s.items[2].calib_path,
+    CHECK(olmoe_policy_cli_build(&cli, &s) == 0 && s.n == 3 && s.items[0].calib_path == cli.beta_trace &&
+              s.items[1].calib_path == cli.beta_trace && !s.items[2].calib_path,
           "calibrate applied: %s", olmoe_error());
     olmoe_policy_set_free(&s);
 }
