@@ -136,7 +136,7 @@ int olmoe_match_main(int argc, char **argv) {
                        0, 1L << 40),
         OPT_LONG_RANGE("threads", &threads, "N", "threads for calibration (default: every CPU)",
                        1, 64),
-        OPT_STRING("model", &model_dir, "DIR", "the checkpoint, to score (without it: calibrate only)"),
+        OPT_STRING("model", &model_dir, "DIR", "the checkpoint, to score (default: the trace's; none: calibrate only)"),
         OPT_STRING("calibrate", &calib_trace, "CALIB",
                    "the trace whose logits the knobs are calibrated on (default: TRACE)"),
         OPT_FLAG("exact", &exact, "score with the exact forward pass too"),
@@ -178,8 +178,6 @@ int olmoe_match_main(int argc, char **argv) {
     if (strcmp(routing_s, "recompute") == 0) routing = OLMOE_ROUTING_RECOMPUTE;
     else if (strcmp(routing_s, "captured") == 0) routing = OLMOE_ROUTING_CAPTURED;
     else die_usage("--routing: '%s' is neither recompute nor captured", routing_s);
-    if (exact && !model_dir) die_usage("--exact needs --model DIR");
-    if (calibrate_scored && !model_dir) die_usage("--calibrate-scored needs --model DIR (it scores)");
     if (calibrate_scored && calib_trace)
         die_usage("--calibrate-scored measures on TRACE itself: leave out --calibrate");
     olmoe_match_table tab;
@@ -199,6 +197,18 @@ int olmoe_match_main(int argc, char **argv) {
     const olmoe_trace_info *in = olmoe_trace_info_of(t);
     const int L = in->meta.n_layers, E = in->meta.n_experts;
     if (!in->complete) warnf("%s: the trace is incomplete (its capture did not finish)", trace_path);
+    /* the model: --model, else the one the trace records when it can be
+     * replayed (residuals) and is there; without one, calibration only */
+    int calib_only = mode && strcmp(mode, "stats") == 0;
+    if (model_dir || (!calib_only && in->has_residuals && in->meta.model_dir && in->meta.model_dir[0])) {
+        char *dir = olmoe_model_for_trace(model_dir, in->meta.model_dir, trace_path);
+        if (!dir && model_dir) die("%s", olmoe_error());
+        if (!dir && (exact || calibrate_scored)) die_usage("%s", olmoe_error());
+        if (dir && !model_dir) notef("--model: %s (recorded in %s)", dir, trace_path);
+        model_dir = dir;
+    }
+    if (exact && !model_dir) die_usage("--exact needs --model DIR");
+    if (calibrate_scored && !model_dir) die_usage("--calibrate-scored needs --model DIR (it scores)");
     if (model_dir && !in->has_residuals)
         die("%s: no attention residuals to replay (capture with --save-residuals)", trace_path);
     for (int j = 0; j < tab.n_targets; j++)

@@ -17,7 +17,7 @@
 #include <string.h>
 
 static const char usage[] =
-    "usage: olmoe-replay TRACE --model DIR (--policy SPEC | --sweep NAME|FILE) [--exact] "
+    "usage: olmoe-replay TRACE [--model DIR] (--policy SPEC | --sweep NAME|FILE) [--exact] "
     "[--validate] [options]\n"
     "\n"
     "Evaluates routing policies on a captured trace by perplexity: replay re-runs\n"
@@ -36,7 +36,8 @@ int olmoe_replay_main(int argc, char **argv) {
     enum { OWN = 20 };
     olmoe_opt opts[OWN + OLMOE_POLICY_CLI_NOPTS + 1] = {
         OPT_STRING("mode", &mode, "MODE", "replay (default), exact or validate"),
-        OPT_STRING("model", &model_dir, "DIR", "the checkpoint the trace was captured with"),
+        OPT_STRING("model", &model_dir, "DIR",
+                   "the checkpoint the trace was captured with (default: the one it records)"),
         OPT_STRING("routing", &routing_s, "HOW",
                    "replay: recompute (default: router on the replayed stream) or captured"),
         OPT_STRING("device", &device, "DEV", "auto (default: cuda when built with it and a GPU is there), cpu or cuda"),
@@ -71,7 +72,6 @@ int olmoe_replay_main(int argc, char **argv) {
     if (mode && strcmp(mode, "exact") == 0) exact = 1;
     else if (mode && strcmp(mode, "validate") == 0) validate = 1;
     else if (mode && strcmp(mode, "replay") != 0) die_usage("--mode: unknown mode '%s'", mode);
-    if (!model_dir) die_usage("--model DIR is required (the checkpoint the trace was captured with)");
     olmoe_replay_routing routing;
     if (strcmp(routing_s, "recompute") == 0) routing = OLMOE_ROUTING_RECOMPUTE;
     else if (strcmp(routing_s, "captured") == 0) routing = OLMOE_ROUTING_CAPTURED;
@@ -100,6 +100,8 @@ int olmoe_replay_main(int argc, char **argv) {
     int64_t N = in->n_tokens;
     if (max_tokens > 0 && max_tokens < N) N = max_tokens;
     olmoe_model model; /* its checksum first: a wrong model is the likeliest mistake */
+    if (!(model_dir = olmoe_model_for_trace(model_dir, in->meta.model_dir, trace_path)))
+        die("%s", olmoe_error());
     if (olmoe_model_open(model_dir, &model) != 0) die("%s", olmoe_error());
     if (olmoe_replay_check_trace(trace_path, t, &model, do_replay, NULL) != 0) die("%s", olmoe_error());
     olmoe_kde_null null;

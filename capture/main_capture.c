@@ -268,6 +268,35 @@ static int append_batch(void *arg) {
 }
 /* ---- end of the writer thread ---- */
 
+/* --input without --format: JSON lines when the name says so (.jsonl,
+ * .json) or when --field/--group-field are given, else text */
+static const char *detect_format(const char *path, const char *given) {
+    if (given || !path) return given;
+    size_t n = strlen(path);
+    int json = (n >= 6 && strcmp(path + n - 6, ".jsonl") == 0) ||
+               (n >= 5 && strcmp(path + n - 5, ".json") == 0);
+    if (json || input_field || group_field) {
+        notef("--input %s: read as JSON lines (--format jsonl; --format text reads it as text)", path);
+        return "jsonl";
+    }
+    return NULL;
+}
+
+/* --model as an absolute directory (stored in the trace, so that later
+ * commands find it from anywhere); without it, the bundled model */
+static const char *resolve_model(const char *name) {
+    if (!name) {
+        char *dir = olmoe_model_bundled_dir(OLMOE_MODEL_DEFAULT);
+        if (!dir)
+            die_usage("--model DIR is required (a checkpoint directory; the bundled model %s is "
+                      "not installed: make install)", OLMOE_MODEL_DEFAULT);
+        return dir;
+    }
+    char *dir = olmoe_model_find(name);
+    if (!dir) die("%s", olmoe_error());
+    return dir;
+}
+
 int main(int argc, char **argv) {
     olmoe_set_prog(argv[0]);
     olmoe_save_argv(argc, argv);
@@ -280,7 +309,7 @@ int main(int argc, char **argv) {
     opts[nopt] = (olmoe_opt)OPT_END;
     int npos = olmoe_opt_parse(argc, argv, opts, usage);
     if (npos > 0) die_usage("unexpected argument '%s'", argv[0]);
-    if (!model_dir) die_usage("--model DIR is required");
+    model_dir = resolve_model(model_dir);
     static char routing_spec[OLMOE_POLICY_ID_MAX];
     if (routing_file) {
         if (cli.n_policies) die_usage("--routing-file and --policy: choose one");
@@ -298,6 +327,7 @@ int main(int argc, char **argv) {
     if (!tokens_path == !input_path) die_usage("give one of --tokens FILE and --input FILE");
     if (!input_path && (input_format || input_field || group_field || max_tokens || stride))
         die_usage("--format, --field, --group-field, --max-tokens and --stride need --input");
+    input_format = detect_format(input_path, input_format);
     if (!out_path) die_usage("--out FILE is required");
     if (cli.n_policies && top_k) die_usage("--policy and --top-k: choose one way to route");
     if (!cli.n_policies && olmoe_policy_cli_given(&cli))

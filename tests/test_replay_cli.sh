@@ -102,7 +102,6 @@ fi
 expect_fail unknown_device "unknown device 'tpu'" "$R" "$T/two.h5" --model "$M2" --policy topk --device tpu --out "$T/c.h5"
 expect_fail exists "already exists (--force replaces it)" "$R" "$T/two.h5" --model "$M2" --policy 'topk(k=4)'
 check force_replaces sh -c "'$R' '$T/two.h5' --model '$M2' --policy 'topk(k=4)' --force --quiet >/dev/null"
-expect_fail needs_model "--model DIR is required" "$R" "$T/two.h5" --policy topk
 expect_fail bad_routing "neither recompute nor captured" "$R" "$T/two.h5" --model "$M2" --policy topk --routing sometimes
 expect_fail needs_kde "needs --kde" "$R" "$T/two.h5" --model "$M2" --policy 'bh(alpha=0.1)'
 expect_fail bad_mode "unknown mode" "$R" "$T/two.h5" --mode replayy --model "$M2" --policy topk
