@@ -141,7 +141,7 @@ static void test_misuse(void) {
     CHECK(olmoe_policy_parse("hc(beta=0.5)", &p) == 0 && olmoe_policy_bind(&p, &m) == -1 &&
               strstr(olmoe_error(), "--kde"), "hc kde needs a null: %s", olmoe_error());
     CHECK(olmoe_policy_parse("skip(beta=median)", &p) == 0 && olmoe_policy_bind(&p, &m) == -1 &&
-              strstr(olmoe_error(), "needs a calibration trace (--calibrate"),
+              strstr(olmoe_error(), "needs a calibration trace (--beta-trace"),
           "%s", olmoe_error());
     CHECK(olmoe_policy_parse("threshold(tau=0.1,max_k=65)", &p) == 0 &&
               olmoe_policy_bind(&p, &m) == -1 && strstr(olmoe_error(), "max_k=65"), "%s",
@@ -318,7 +318,7 @@ static void test_ids(void) {
     CHECK(!olmoe_policy_set_needs_calibration(&s), "no median");
     olmoe_policy_set_free(&s);
 
-    /* the command-line form: --beta applies to skip and hc; --calibrate needs a median */
+    /* the command-line form: --beta applies to skip and hc; --beta-trace needs a median */
     olmoe_policy_cli cli;
     memset(&cli, 0, sizeof cli);
     cli.policies[cli.n_policies++] = "skip";
