@@ -283,6 +283,7 @@ typedef struct {
     int context;           /* tokens of context before each */
     const char *tokenizer; /* tokenizer.json, NULL: the trace's model_dir */
     const char *results;   /* results file (--out of olmoe-replay), NULL: in the trace */
+    int64_t start, count;  /* only positions [start, start + count) (count < 0: to the end) */
 } olmoe_decisions_opts;
 /* CSV on out: the top tokens by |nll_policy - nll_baseline| */
 int olmoe_replay_export_decisions(olmoe_trace *t, const olmoe_decisions_opts *o, FILE *out);
