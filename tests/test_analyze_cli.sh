@@ -142,3 +142,10 @@ for cmd in coactivation "specialization --by group" "specialization --by token -
         fail "$name" "peak ${m1:-?} MiB at 10000 tokens, ${m2:-?} MiB at 40000"
     fi
 done
+
+# ---- --top bounds every list; an empty top list says why ----
+"$A" specialization "$T/a.h5" --by token --top 3 --min-count 1 >"$T/st" 2>/dev/null
+nl=$(awk '/^layer +top_share/ { on = 1; next } on && /^$/ { exit } on { n++ } END { print n }' "$T/st")
+check spec_token_top_lines test "$(grep -c '^ *[0-9][0-9]* *[0-9][0-9]*:' "$T/st")" -eq $((3 * nl))
+"$A" coactivation "$T/a.h5" --min-count 1000000000 >"$T/co_empty" 2>/dev/null
+check empty_pairs_say_why grep -q '^(none: no expert i was selected 1000000000 times' "$T/co_empty"
