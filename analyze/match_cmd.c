@@ -163,6 +163,7 @@ int olmoe_match_main(int argc, char **argv) {
     char *command = olmoe_join_argv(argc, argv);
     int npos = olmoe_opt_parse(argc, argv, opts, usage);
     olmoe_quiet = quiet;
+    device = olmoe_device_resolve(device);
     if (npos != 1) die_usage(npos ? "one trace, please" : "which trace? (olmoe-replay TRACE --match-k 1,2,4,8 ...)");
     if (!match_k) die_usage("--match-k LIST is required here");
     if (mode && strcmp(mode, "exact") == 0) exact = 1;

@@ -95,6 +95,9 @@ extern const olmoe_replay_backend_ops olmoe_replay_cpu_ops;
 
 /* device "cpu" (or NULL); "cuda" fails with "not built" until a CUDA backend
  * exists. max_k must be in 1..min(E, 255) (experts are stored as uint8). */
+/* "auto": "cuda" when built with CUDA and a GPU is present, else "cpu";
+ * any other name as it is */
+const char *olmoe_device_resolve(const char *device);
 int olmoe_replay_backend_open(olmoe_model *m, const char *device, int max_tokens, int max_k,
                               olmoe_replay_routing routing, olmoe_replay_backend **out);
 int olmoe_replay_backend_load(olmoe_replay_backend *b, const olmoe_replay_chunk *c);

@@ -68,6 +68,7 @@ int olmoe_replay_main(int argc, char **argv) {
     char *command = olmoe_join_argv(argc, argv);
     int npos = olmoe_opt_parse(argc, argv, opts, usage);
     olmoe_quiet = quiet;
+    device = olmoe_device_resolve(device);
     if (npos != 1) die_usage(npos ? "one trace, please" : "which trace? (olmoe-replay TRACE --model DIR ...)");
     if (mode && strcmp(mode, "exact") == 0) exact = 1;
     else if (mode && strcmp(mode, "validate") == 0) validate = 1;

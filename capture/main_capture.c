@@ -32,6 +32,8 @@ static const char usage[] =
 static const char *model_dir, *tokens_path, *out_path, *device = "auto";
 static long ctx = 0, top_k = 0, batch = 1;
 static int force, quiet, save_residuals;
+static const char *logits_dtype_s = "float32"; /* --logits-dtype */
+static long compress_level = 0;                /* --compress: deflate level of the big datasets */
 /* ---- --resume, --shard (capture/resume.c, capture/shard.c) ---- */
 static int resume;
 static const char *shard_spec;
@@ -64,6 +66,10 @@ static const olmoe_opt own_opts[] = {
     OPT_LONG_RANGE("batch", &batch, "B", "windows per forward pass (default 1)", 1, 4096),
     OPT_FLAG("save-residuals", &save_residuals, "also store attention residuals (for replay)"),
     OPT_STRING("routing-file", &routing_file, "FILE", "route as FILE says: short for --policy 'file(path=FILE)'"),
+    OPT_STRING("logits-dtype", &logits_dtype_s, "DTYPE",
+               "router logits stored as float32 (default), float16 or bfloat16"),
+    OPT_LONG_RANGE("compress", &compress_level, "N",
+                   "gzip (deflate) level 1..9 of the big datasets (default 0: none)", 0, 9),
     OPT_FLAG("resume", &resume, "continue the interrupted capture in FILE.partial"),
     OPT_STRING("shard", &shard_spec, "I/N", "capture only shard I of N (contiguous windows; "
                "join with olmoe-traces merge)"),
@@ -327,7 +333,9 @@ int main(int argc, char **argv) {
     if (!tokens_path == !input_path) die_usage("give one of --tokens FILE and --input FILE");
     if (!input_path && (input_format || input_field || group_field || max_tokens || stride))
         die_usage("--format, --field, --group-field, --max-tokens and --stride need --input");
-    input_format = detect_format(input_path, input_format);
+    olmoe_trace_dtype logits_dtype;
+    if (olmoe_trace_dtype_parse(logits_dtype_s, &logits_dtype) != 0)
+        die_usage("--logits-dtype: %s", olmoe_error());
     if (!out_path) die_usage("--out FILE is required");
     if (cli.n_policies && top_k) die_usage("--policy and --top-k: choose one way to route");
     if (!cli.n_policies && olmoe_policy_cli_given(&cli))
@@ -337,6 +345,7 @@ int main(int argc, char **argv) {
         die_usage("%s", olmoe_error());
     if (resume && force) die_usage("--resume and --force: choose one");
     olmoe_quiet = quiet;
+    input_format = detect_format(input_path, input_format);
 
     /* <out>.partial, kept for --resume once it holds windows (capture/resume.c) */
     olmoe_capture_out out;
@@ -451,8 +460,9 @@ int main(int argc, char **argv) {
         .norm_topk_prob = c->norm_topk_prob,
         .ctx = (int)ctx,
         .stride = (int)stride,
-        .logits_dtype = OLMOE_DTYPE_F32,
+        .logits_dtype = logits_dtype,
         .save_residuals = save_residuals,
+        .gzip = (int)compress_level,
     };
     olmoe_trace_attr extra[OLMOE_SHARD_MAX_ATTRS + 2];
     meta.extra = extra;

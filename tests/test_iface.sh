@@ -13,6 +13,7 @@ CAP="$B/olmoe-capture"
 R="$B/olmoe-replay"
 M=$FIX/tiny-f32
 BROWN=models/olmoe-brown
+ROOT=$PWD
 # the attribute ATTR of OBJECT in FILE (a string), as stored
 stored() { h5dump -y -w 0 -a "$2/$3" "$1" 2>/dev/null | sed -n 's/^ *"\(.*\)"$/\1/p' | sed 's/\\"/"/g; s/\\\\/\\/g'; }
 if ! command -v h5dump >/dev/null 2>&1 || ! command -v h5diff >/dev/null 2>&1; then
@@ -109,4 +110,16 @@ roundtrip replay "$cmd_rep" h5diff "$T/rt1/rep.h5" rep.h5 '/replay/topp(p=0.6,ma
 roundtrip stats "$cmd_st" cmp -s "$T/rt1/st.csv" st.csv
 roundtrip match_k "$cmd_mk" h5diff "$T/rt1/mk.h5" mk.h5 /match/perplexity
 check coactivation_and_flow_differ test "$cmd_co" != "$cmd_flow"
-cd - >/dev/null || exit 1
+cd "$ROOT" || exit 1
+
+# ---- what man/olmoe-trace.5 promises: float16/bfloat16 logits, gzip ----
+for dt in float16 bfloat16; do
+    "$CAP" --model "$M" --tokens "$M/tokens.txt" --ctx 24 --device cpu --logits-dtype $dt --compress 4 \
+        --out "$T/$dt.h5" --quiet >/dev/null 2>"$T/err"
+    check "logits_$dt" sh -c "h5ls -v '$T/$dt.h5/router_logits' | grep -q '16-bit little-endian floating-point' &&
+                              h5ls -v '$T/$dt.h5/router_logits' | grep -q 'deflate.*{4}' &&
+                              '$B/olmoe-traces' verify '$T/$dt.h5' >/dev/null"
+done
+# the tokens and the baseline are those of a float32 capture (only the storage differs)
+check logits_dtype_same_nll h5diff "$T/float16.h5" "$T/spec.h5" /tokens
+expect_fail logits_dtype_bad "float32, float16" "$CAP" --model "$M" --tokens "$M/tokens.txt" --logits-dtype int8 --out "$T/x.h5"
