@@ -22,7 +22,7 @@ static olmoe_kde_cdf lin_null(int L) {
         lin_present[l] = 1, lin_x0[l] = 0.0, lin_inv[l] = 1.0;
         lin_sf[2 * l] = 1.0f, lin_sf[2 * l + 1] = 0.0f;
     }
-    return (olmoe_kde_cdf){L, 2, lin_present, lin_x0, lin_inv, lin_sf};
+    return (olmoe_kde_cdf){L, 0, 2, lin_present, lin_x0, lin_inv, lin_sf};
 }
 
 static olmoe_policy bound(const char *spec, int L, int E, const olmoe_kde_cdf *null) {
@@ -183,7 +183,7 @@ static void test_random_vs_reference(void) {
         for (int j = 0; j < G; j++) sf[l * G + j] = (float)(0.5 * erfc((x0[l] + j / inv[l]) / sqrt(2.0)));
         sf[l * G + 5] = sf[l * G + 6]; /* a flat stretch: p-value ties */
     }
-    olmoe_kde_cdf null = {L, G, present, x0, inv, sf};
+    olmoe_kde_cdf null = {L, 0, G, present, x0, inv, sf};
     static const char *const specs[] = {
         "threshold(tau=0.1)", "threshold(tau=0.02,max_k=64)", "threshold(tau=0.3,max_k=4,min_k=2)",
         "threshold(tau=1)", "threshold(tau=1e-30,max_k=16)", "threshold(tau=0.05,max_k=16,T=0.5,norm=selected)",
