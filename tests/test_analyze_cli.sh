@@ -119,7 +119,7 @@ if command -v h5dump >/dev/null 2>&1; then
     cp "$T/a.h5" "$T/rc.h5"
     "$A" coactivation "$T/rc.h5" --top 3 --in-trace --quiet 2>/dev/null
     "$A" flow "$T/rc.h5" --top 3 --in-trace --quiet 2>/dev/null
-    h5dump -A "$T/rc.h5" >"$T/rc.dump" 2>/dev/null
+    h5dump -A "$T/rc.results.h5" >"$T/rc.dump" 2>/dev/null
     check command_has_subcommand sh -c "grep -q '\"[^\"]*olmoe-analyze coactivation [^\"]*rc.h5 --top 3' '$T/rc.dump' &&
                                         grep -q '\"[^\"]*olmoe-analyze flow [^\"]*rc.h5 --top 3' '$T/rc.dump'"
 fi
