@@ -275,13 +275,13 @@ static int append_batch(void *arg) {
 /* ---- end of the writer thread ---- */
 
 /* --input without --format: JSON lines when the name says so (.jsonl,
- * .json) or when --field/--group-field are given, else text */
+ * .json), else text */
 static const char *detect_format(const char *path, const char *given) {
     if (given || !path) return given;
     size_t n = strlen(path);
     int json = (n >= 6 && strcmp(path + n - 6, ".jsonl") == 0) ||
                (n >= 5 && strcmp(path + n - 5, ".json") == 0);
-    if (json || input_field || group_field) {
+    if (json) {
         notef("--input %s: read as JSON lines (--format jsonl; --format text reads it as text)", path);
         return "jsonl";
     }

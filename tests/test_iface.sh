@@ -123,3 +123,10 @@ done
 # the tokens and the baseline are those of a float32 capture (only the storage differs)
 check logits_dtype_same_nll h5diff "$T/float16.h5" "$T/spec.h5" /tokens
 expect_fail logits_dtype_bad "float32, float16" "$CAP" --model "$M" --tokens "$M/tokens.txt" --logits-dtype int8 --out "$T/x.h5"
+
+# ---- progress without a terminal: whole lines on stderr; --quiet: none ----
+OLMOE_PROGRESS_SECONDS=0 "$R" "$T/run/run.h5" --policy topk --k 1 --out "$T/p1.h5" --chunk 24 >/dev/null 2>"$T/prog"
+check progress_lines sh -c "test \$(grep -c '^olmoe-replay: [0-9]*/[0-9]* tokens (.*tokens/s, ETA' '$T/prog') -ge 2"
+check progress_no_cr sh -c "! grep -q \"\$(printf '\\r')\" '$T/prog'"
+OLMOE_PROGRESS_SECONDS=0 "$R" "$T/run/run.h5" --policy topk --k 1 --out "$T/p2.h5" --chunk 24 --quiet >/dev/null 2>"$T/prog"
+check progress_quiet test ! -s "$T/prog"
