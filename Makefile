@@ -1,8 +1,9 @@
 # olmoe-routing: `make` builds every command into bin/ (the CUDA engine too when a
 # GPU is present, or with CUDA=1), `make test` runs the CPU suite, `make asan-test`
 # the same under AddressSanitizer/UBSan, `make test-gpu` the GPU checks, `make demo`
-# the main job on the bundled model, `make install PREFIX=...` binaries and man
-# pages. `make demo` and `make test` first check the Debian packages (.ci/install-deps).
+# the main job on the bundled model, `make install PREFIX=...` binaries, man
+# pages, the bundled model and the Brown test split (PREFIX/share/olmoe-routing/).
+# `make demo` and `make test` first check the Debian packages (.ci/install-deps).
 #
 # Layout: each directory is one layer and builds a static library from its .c
 # files, plus one command per main_<name>.c (bin/olmoe-<name>). Layers, bottom
@@ -208,6 +209,13 @@ install: $(CMDS)
 	install -m 755 $(CMDS) $(DESTDIR)$(PREFIX)/bin
 	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 644 $(wildcard man/*.5) $(DESTDIR)$(PREFIX)/share/man/man5
+	# the bundled model (commands find it as --model olmoe-brown, and use it
+	# when --model is not given) and the Brown test split the demo captures
+	install -d $(DESTDIR)$(PREFIX)/share/olmoe-routing/models/olmoe-brown $(DESTDIR)$(PREFIX)/share/olmoe-routing/data
+	install -m 644 models/olmoe-brown/config.json models/olmoe-brown/model.safetensors \
+	    models/olmoe-brown/tokenizer.json models/olmoe-brown/generation_config.json \
+	    models/olmoe-brown/MODEL.md $(DESTDIR)$(PREFIX)/share/olmoe-routing/models/olmoe-brown
+	install -m 644 data/brown-test.jsonl $(DESTDIR)$(PREFIX)/share/olmoe-routing/data
 
 clean:
 	rm -rf build build-asan build-fuzz bin bin-asan

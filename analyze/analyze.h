@@ -41,7 +41,9 @@
 typedef struct {
     const char *policy;       /* one policy spec; NULL = the trace's baseline top-k */
     const char *null_path;    /* null.h5 (olmoe-kde) for pvalue=kde policies */
-    int64_t empirical_max;    /* pvalue=empirical: logits kept per expert (0 = 20000) */
+    const char *empirical_path; /* pvalue=empirical: another trace's logits (NULL: this one's) */
+    int64_t empirical_max;    /* pvalue=empirical: logits kept per expert (0 = all) */
+    const char *beta_trace;   /* skip(beta=median): the calibration trace */
     const char *layers;       /* NULL / "all" or a list "0,3,8-15" */
     int64_t chunk_rows;       /* 0 = OLMOE_ANALYZE_CHUNK_ROWS */
     int64_t max_tokens;       /* analyse the first N tokens; 0 = all */

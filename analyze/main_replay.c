@@ -34,7 +34,8 @@ static void general_help(FILE *f) {
     fprintf(f, "usage: olmoe-replay TRACE [--mode MODE] (--policy SPEC | --sweep NAME|FILE) "
                "[options]\n\nEvaluates routing policies on a captured trace.\n\nmodes:\n");
     for (const replay_mode *m = modes; m->name; m++) fprintf(f, "  %-10s %s\n", m->name, m->summary);
-    fprintf(f, "  --match-k  matched compute: families calibrated to mean k, then scored\n");
+    fprintf(f, "  match-k    matched compute: families calibrated to mean k, then scored "
+               "(= --match-k LIST)\n");
     fprintf(f, "\n'olmoe-replay --mode MODE --help' lists the options of a mode\n");
 }
 
@@ -59,7 +60,7 @@ int main(int argc, char **argv) {
             return 0;
         }
     }
-    if (match) return olmoe_match_main(argc, argv);
+    if (match || strcmp(mode, "match-k") == 0) return olmoe_match_main(argc, argv);
     for (const replay_mode *m = modes; m->name; m++) {
         if (strcmp(m->name, mode) != 0) continue;
         if (m->run && help && !explicit_mode) { /* the modes, then the default mode's options */
@@ -77,5 +78,5 @@ int main(int argc, char **argv) {
         general_help(stdout);
         return 0;
     }
-    die_usage("unknown mode '%s' (stats, replay, exact, validate, merge)", mode);
+    die_usage("unknown mode '%s' (stats, replay, exact, validate, match-k, merge)", mode);
 }

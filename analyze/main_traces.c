@@ -334,12 +334,36 @@ static int ex_text(export_ctx *x) {
 
 /* ---- decisions: where a policy spends or saves experts (
  * analyze/replay_decisions.c) ---- */
-static olmoe_decisions_opts decisions = {.top = 20, .context = 8};
+static olmoe_decisions_opts decisions = {.top = 20, .context = 8, .count = -1};
 static long decisions_top = 20;
+static olmoe_policy_cli decisions_cli; /* the policy options of every routing command */
+
+/* the policy of --policy and the parameter options, canonical; a spec that
+ * does not make a policy ("bh" without alpha) is looked up as a family */
+static const char *decisions_policy(void) {
+    olmoe_policy_cli *cli = &decisions_cli;
+    if (cli->kde || cli->empirical || cli->beta_trace || cli->empirical_max_given)
+        die_usage("--kde, --empirical, --empirical-max and --beta-trace: export reads stored "
+                  "results and needs none of them");
+    if (cli->n_policies != 1) die_usage("--what decisions needs --policy ID or SPEC (one)");
+    olmoe_policy_set set = {0};
+    if (olmoe_policy_cli_build(cli, &set) != 0) {
+        int params = 0;
+        for (int i = 0; i < OLMOE_PARAM_COUNT; i++) params |= cli->value[i] != NULL;
+        if (params) die_usage("%s", olmoe_error());
+        return cli->policies[0];
+    }
+    if (set.n != 1) die_usage("--policy: one policy, not a set of %d", set.n);
+    const char *id = xstrdup(set.items[0].id);
+    olmoe_policy_set_free(&set);
+    return id;
+}
 
 static int ex_decisions(export_ctx *x) {
     if (!x->csv) die_usage("--what decisions is csv only");
-    if (!decisions.policy_id) die_usage("--what decisions needs --policy ID");
+    decisions.policy_id = decisions_policy();
+    decisions.start = x->start;
+    decisions.count = x->count;
     decisions.tokenizer = export_tokenizer;
     decisions.top = (int)decisions_top;
     if (olmoe_replay_export_decisions(x->t, &decisions, x->out) != 0) die("%s", olmoe_error());
@@ -370,7 +394,7 @@ static int cmd_export(int argc, char **argv) {
     static const char *what = NULL, *format = "csv", *outp = NULL;
     static long start = 0, count = -1;
     static int force = 0;
-    static const olmoe_opt opts[] = {
+    static const olmoe_opt own[] = {
         OPT_STRING("what", &what, "KIND", "tokens, text, nll, argmax, logits, windows or decisions"),
         OPT_STRING("tokenizer", &export_tokenizer, "FILE",
                    "text: tokenizer.json (default: the trace's model_dir)"),
@@ -379,11 +403,15 @@ static int cmd_export(int argc, char **argv) {
         OPT_FLAG("force", &force, "overwrite an existing --out file"),
         OPT_LONG_RANGE("start", &start, "N", "first position (per-token kinds)", 0, LONG_MAX),
         OPT_LONG_RANGE("count", &count, "N", "positions to export (default: to the end)", 0, LONG_MAX),
-        OPT_STRING("policy", &decisions.policy_id, "ID", "decisions: the policy (id or spec)"),
         OPT_STRING("kind", &decisions.kind, "KIND", "decisions: replay or exact (default: replay if present)"),
         OPT_STRING("results", &decisions.results, "FILE", "decisions: olmoe-replay --out file (default: TRACE.results.h5)"),
         OPT_LONG_RANGE("top", &decisions_top, "N", "decisions: tokens to print (default 20)", 1, 1L << 30),
         OPT_END};
+    enum { OWN = sizeof own / sizeof own[0] - 1 };
+    olmoe_opt opts[OWN + OLMOE_POLICY_CLI_NOPTS + 1];
+    memcpy(opts, own, sizeof own);
+    int nopt = OWN + olmoe_policy_cli_options(&decisions_cli, opts + OWN, 0);
+    opts[nopt] = (olmoe_opt)OPT_END;
     int n = olmoe_opt_parse(argc, argv, opts,
                             "usage: olmoe-traces export FILE --what KIND [--format csv|raw] "
                             "[--out F]\n\nWrites one dataset of a trace as CSV or raw binary.\n");
@@ -396,8 +424,9 @@ static int cmd_export(int argc, char **argv) {
         die_usage("--what: unknown kind '%s' (tokens, text, nll, argmax, logits, windows, decisions)", what);
     if (export_tokenizer && ex->fn != ex_text && ex->fn != ex_decisions)
         die_usage("--tokenizer goes with --what text or decisions");
-    if ((decisions.policy_id || decisions.kind || decisions.results) && ex->fn != ex_decisions)
-        die_usage("--policy, --kind and --results go with --what decisions");
+    if ((olmoe_policy_cli_given(&decisions_cli) || decisions.kind || decisions.results) &&
+        ex->fn != ex_decisions)
+        die_usage("--policy, its options, --kind and --results go with --what decisions");
     if (decisions.kind && strcmp(decisions.kind, "replay") != 0 && strcmp(decisions.kind, "exact") != 0)
         die_usage("--kind: '%s' is neither replay nor exact", decisions.kind);
     int csv = strcmp(format, "csv") == 0;
@@ -406,7 +435,7 @@ static int cmd_export(int argc, char **argv) {
         die_usage("raw output to a terminal: give --out FILE or redirect");
     export_ctx x = {open_or_die(argv[0]), NULL, stdout, csv, start, 0};
     x.in = olmoe_trace_info_of(x.t);
-    if (ex->per_token) {
+    if (ex->per_token || ex->fn == ex_decisions) { /* decisions: among these positions */
         if (start > x.in->n_tokens)
             die("%s: --start %ld is past the end (%lld tokens)", argv[0], start,
                 (long long)x.in->n_tokens);

@@ -32,12 +32,38 @@ static const char usage[] =
     "--model only the calibration is done.";
 
 static const char *mode, *match_k, *families = "topp,bh,threshold,skip,entropy,hc";
-static const char *model_dir, *kde_path, *routing_s = "recompute", *device = "cpu";
-static const char *out_path, *csv_path;
-static long max_tokens = 0, chunk = 4096, empirical_max = 32768, calib_tokens = 262144;
+static const char *model_dir, *routing_s = "recompute", *device = "auto", *calib_trace;
+static const char *out_path, *csv_path, *json_path;
+static long max_tokens = 0, chunk = 4096, calib_tokens = 262144;
 static long match_max_k = 0, threads = 0;
 static double tol = 0.01;
-static int exact, force, quiet;
+static int exact, force, quiet, calibrate_scored;
+
+/* --calibrate-scored: a policy's mean k as the scoring run measures it (the
+ * replayed stream's router under replay, the exact forward under --exact),
+ * so that "matched" means matched in what is scored */
+typedef struct {
+    olmoe_replay_opts o;
+    int evaluations;
+} scored_measure;
+
+static double measure_scored(void *ctx, const olmoe_policy *p) {
+    scored_measure *sm = ctx;
+    olmoe_policy copy = *p, *pp = &copy;
+    olmoe_replay_opts o = sm->o;
+    o.policies = &pp;
+    o.n_policies = 1;
+    olmoe_replay_run run;
+    memset(&run, 0, sizeof run);
+    if (olmoe_replay_run_all(&o, &run) != 0) return NAN;
+    const olmoe_replay_result *res =
+        olmoe_replay_find(&run, o.do_exact ? OLMOE_KIND_EXACT : OLMOE_KIND_REPLAY, p->id);
+    double k = res ? res->all.mean_k : NAN;
+    if (!res) olmoe_errorf("%s: the scoring run returned no result", p->id);
+    olmoe_replay_run_free(&run);
+    sm->evaluations++;
+    return k;
+}
 
 /* "a,b(c=1,d={2,3}),e" -> items split at top-level commas (xstrdup'd) */
 static int split_top(const char *s, char **items, int max) {
@@ -96,7 +122,7 @@ int olmoe_match_main(int argc, char **argv) {
     static olmoe_policy_cli cli;
     enum { OWN = 24 };
     olmoe_opt opts[OWN + OLMOE_POLICY_CLI_NOPTS + 1] = {
-        OPT_STRING("mode", &mode, "MODE", "replay (default), exact (= --exact) or stats (calibrate only)"),
+        OPT_STRING("mode", &mode, "MODE", "match-k; with --match-k: replay (default), exact (= --exact) or stats (calibrate only)"),
         OPT_STRING("match-k", &match_k, "LIST", "target mean experts per token-layer, e.g. 1,2,4,8"),
         OPT_STRING("families", &families, "LIST",
                    "families to calibrate, specs without their knob (default "
@@ -110,38 +136,41 @@ int olmoe_match_main(int argc, char **argv) {
                        0, 1L << 40),
         OPT_LONG_RANGE("threads", &threads, "N", "threads for calibration (default: every CPU)",
                        1, 64),
-        OPT_STRING("model", &model_dir, "DIR", "the checkpoint, to score (without it: calibrate only)"),
-        OPT_STRING("kde", &kde_path, "FILE", "null distributions for pvalue=kde (olmoe-kde fit)"),
+        OPT_STRING("model", &model_dir, "DIR", "the checkpoint, to score (default: the trace's; none: calibrate only)"),
+        OPT_STRING("calibrate", &calib_trace, "CALIB",
+                   "the trace whose logits the knobs are calibrated on (default: TRACE)"),
         OPT_FLAG("exact", &exact, "score with the exact forward pass too"),
         OPT_STRING("routing", &routing_s, "HOW", "replay: recompute (default) or captured"),
-        OPT_STRING("device", &device, "DEV", "cpu (default) or cuda"),
+        OPT_STRING("device", &device, "DEV", "auto (default: cuda when built with it and a GPU is there), cpu or cuda"),
         OPT_STRING("out", &out_path, "FILE", "results in a new HDF5 file instead of TRACE.results.h5"),
         OPT_STRING("csv", &csv_path, "FILE", "write the table as CSV"),
+        OPT_STRING("json", &json_path, "FILE", "write the table as JSON"),
+        OPT_FLAG("calibrate-scored", &calibrate_scored,
+                 "calibrate on the mean k the scoring run measures (replay, or exact with --exact)"),
         OPT_LONG_RANGE("max-tokens", &max_tokens, "N",
                        "only the windows within the first N tokens (scoring and calibration on "
                        "the trace itself)", 1, 1L << 62),
         OPT_LONG_RANGE("chunk", &chunk, "N", "tokens per chunk of whole windows (default 4096)", 1,
                        1L << 24),
-        OPT_LONG_RANGE("empirical-max", &empirical_max, "N",
-                       "pvalue=empirical: at most N tokens per expert (default 32768; 0 = all)", 0,
-                       1L << 40),
         OPT_FLAG("force", &force, "overwrite existing outputs and results"),
         OPT_FLAG("quiet", &quiet, "no notes or progress"),
         OPT_END};
     int own = 0;
     while (opts[own].name) own++;
-    olmoe_policy_cli_options(&cli, opts + own);
-    opts[own + OLMOE_POLICY_CLI_NOPTS] = (olmoe_opt)OPT_END;
+    own += olmoe_policy_cli_options(&cli, opts + own, OLMOE_POLICY_CLI_SWEEP);
+    opts[own] = (olmoe_opt)OPT_END;
 
     char *command = olmoe_join_argv(argc, argv);
     int npos = olmoe_opt_parse(argc, argv, opts, usage);
     olmoe_quiet = quiet;
+    device = olmoe_device_resolve(device);
     if (npos != 1) die_usage(npos ? "one trace, please" : "which trace? (olmoe-replay TRACE --match-k 1,2,4,8 ...)");
     if (!match_k) die_usage("--match-k LIST is required here");
     if (mode && strcmp(mode, "exact") == 0) exact = 1;
     else if (mode && strcmp(mode, "stats") == 0 && model_dir)
         die_usage("--mode stats with --match-k calibrates only: leave out --model");
-    else if (mode && strcmp(mode, "replay") != 0 && strcmp(mode, "stats") != 0)
+    else if (mode && strcmp(mode, "replay") != 0 && strcmp(mode, "stats") != 0 &&
+             strcmp(mode, "match-k") != 0)
         die_usage("--match-k goes with --mode replay, exact or stats, not '%s'", mode);
     if (cli.n_policies || cli.sweep)
         die_usage("--policy and --sweep do not go with --match-k (choose families with --families)");
@@ -150,15 +179,18 @@ int olmoe_match_main(int argc, char **argv) {
     if (strcmp(routing_s, "recompute") == 0) routing = OLMOE_ROUTING_RECOMPUTE;
     else if (strcmp(routing_s, "captured") == 0) routing = OLMOE_ROUTING_CAPTURED;
     else die_usage("--routing: '%s' is neither recompute nor captured", routing_s);
-    if (exact && !model_dir) die_usage("--exact needs --model DIR");
+    if (calibrate_scored && calib_trace)
+        die_usage("--calibrate-scored measures on TRACE itself: leave out --calibrate");
     olmoe_match_table tab;
     memset(&tab, 0, sizeof tab);
     tab.n_targets = parse_targets(match_k, tab.targets, 64);
     const char *trace_path = argv[0];
-    const char *calib_path = cli.calibrate ? cli.calibrate : trace_path;
+    const char *calib_path = calib_trace ? calib_trace : trace_path;
 
     olmoe_cmd_output rc, ro;
+    olmoe_cmd_output rjs;
     olmoe_cmd_reserve(&rc, csv_path, force);
+    olmoe_cmd_reserve(&rjs, json_path, force);
     olmoe_cmd_reserve(&ro, out_path, force);
 
     olmoe_trace *t = olmoe_trace_open(trace_path);
@@ -166,6 +198,18 @@ int olmoe_match_main(int argc, char **argv) {
     const olmoe_trace_info *in = olmoe_trace_info_of(t);
     const int L = in->meta.n_layers, E = in->meta.n_experts;
     if (!in->complete) warnf("%s: the trace is incomplete (its capture did not finish)", trace_path);
+    /* the model: --model, else the one the trace records when it can be
+     * replayed (residuals) and is there; without one, calibration only */
+    int calib_only = mode && strcmp(mode, "stats") == 0;
+    if (model_dir || (!calib_only && in->has_residuals && in->meta.model_dir && in->meta.model_dir[0])) {
+        char *dir = olmoe_model_for_trace(model_dir, in->meta.model_dir, trace_path);
+        if (!dir && model_dir) die("%s", olmoe_error());
+        if (!dir && (exact || calibrate_scored)) die_usage("%s", olmoe_error());
+        if (dir && !model_dir) notef("--model: %s (recorded in %s)", dir, trace_path);
+        model_dir = dir;
+    }
+    if (exact && !model_dir) die_usage("--exact needs --model DIR");
+    if (calibrate_scored && !model_dir) die_usage("--calibrate-scored needs --model DIR (it scores)");
     if (model_dir && !in->has_residuals)
         die("%s: no attention residuals to replay (capture with --save-residuals)", trace_path);
     for (int j = 0; j < tab.n_targets; j++)
@@ -208,8 +252,8 @@ int olmoe_match_main(int argc, char **argv) {
         need_kde |= olmoe_policy_needs(&probe, OLMOE_PVALUE_KDE);
         need_emp |= olmoe_policy_needs(&probe, OLMOE_PVALUE_EMPIRICAL);
     }
-    if (kde_path) {
-        olmoe_cmd_load_null(kde_path, trace_path, &in->meta, &null, &cdf);
+    if (cli.kde) {
+        olmoe_cmd_load_null(cli.kde, trace_path, &in->meta, &null, &cdf);
         m.null = &cdf;
     } else if (need_kde) {
         die_usage("pvalue=kde needs --kde NULL.h5 (make one with olmoe-kde fit %s --out null.h5), "
@@ -237,7 +281,7 @@ int olmoe_match_main(int argc, char **argv) {
     olmoe_policy_empirical emp;
     memset(&emp, 0, sizeof emp);
     if (need_emp) {
-        olmoe_cmd_empirical(t, N, empirical_max, &emp);
+        olmoe_cmd_empirical_cli(&cli, t, N, &emp);
         m.emp = &emp;
     }
     olmoe_trace_close(t);
@@ -252,6 +296,20 @@ int olmoe_match_main(int argc, char **argv) {
             trace_path, L, E);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     d.n_threads = threads ? (int)threads : (ncpu > 0 ? (int)(ncpu < 64 ? ncpu : 64) : 1);
+    olmoe_model model;
+    int scored = model_dir != NULL;
+    if (scored && olmoe_model_open(model_dir, &model) != 0) die("%s", olmoe_error());
+    scored_measure sm = {.o = {.trace_path = trace_path, .model = &model, .do_replay = !exact,
+                               .do_exact = exact, .routing = routing, .device = device,
+                               .max_tokens = max_tokens, .chunk_tokens = chunk,
+                               .bind_model = &m}};
+    tab.calibrated_on = "logits";
+    if (calibrate_scored) {
+        d.measure = measure_scored, d.measure_ctx = &sm;
+        tab.calibrated_on = exact ? "exact" : "replay";
+        notef("--calibrate-scored: every step of the search is a %s run over %s",
+              tab.calibrated_on, trace_path);
+    }
     notef("calibrating %d famil%s x %d targets on %s (%lld tokens%s)", nf, nf == 1 ? "y" : "ies",
           tab.n_targets, calib_path, (long long)d.n_rows, d.stride > 1 ? ", subsampled" : "");
     tab.trace = trace_path;
@@ -304,8 +362,6 @@ int olmoe_match_main(int argc, char **argv) {
 
     olmoe_replay_run run;
     memset(&run, 0, sizeof run);
-    olmoe_model model;
-    int scored = model_dir != NULL;
     olmoe_policy **pols = xmalloc(xmul((size_t)set.n, sizeof *pols));
     for (int i = 0; i < set.n; i++) pols[i] = &set.items[i];
     if (scored) {
@@ -315,7 +371,6 @@ int olmoe_match_main(int argc, char **argv) {
             if (c < 0) die("%s: %s", res.final, olmoe_error());
             if (c > 0) die("%s: /%s already exists (--force replaces it)", res.final, which);
         }
-        if (olmoe_model_open(model_dir, &model) != 0) die("%s", olmoe_error());
         olmoe_replay_opts o = {.trace_path = trace_path, .model = &model, .policies = pols,
                                .n_policies = set.n, .do_replay = 1, .do_exact = exact,
                                .routing = routing, .device = device, .max_tokens = max_tokens,
@@ -373,11 +428,12 @@ int olmoe_match_main(int argc, char **argv) {
 
     olmoe_match_print(&tab, stdout);
     if (rc.used && olmoe_match_write_csv(&tab, rc.out.tmp) != 0) die("%s", olmoe_error());
+    if (rjs.used && olmoe_match_write_json(&tab, rjs.out.tmp) != 0) die("%s", olmoe_error());
     hid_t f = ro.used ? olmoe_h5_create(ro.out.tmp) : res.f;
     if (f < 0) die("%s", olmoe_error());
     const olmoe_input inputs[] = {{"trace", trace_path, tid.hex},
                                   {"model", model_dir ? model_dir : "", ""},
-                                  {"kde", kde_path ? kde_path : "", kde_path ? NULL : ""}};
+                                  {"kde", cli.kde ? cli.kde : "", cli.kde ? NULL : ""}};
     if (olmoe_results_provenance(f, inputs, 3) != 0 ||
         (ro.used && olmoe_h5_set_attr_str(f, ".", "trace_checksum", tid.hex) != 0))
         die("%s: %s", ro.used ? out_path : res.final, olmoe_error());
@@ -393,6 +449,7 @@ int olmoe_match_main(int argc, char **argv) {
     if (ro.used ? olmoe_h5_close(f) != 0 : olmoe_results_commit(&res) != 0)
         die("%s", olmoe_error());
     olmoe_cmd_commit(&rc);
+    olmoe_cmd_commit(&rjs);
     olmoe_cmd_commit(&ro);
     if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
 

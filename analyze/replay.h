@@ -95,6 +95,9 @@ extern const olmoe_replay_backend_ops olmoe_replay_cpu_ops;
 
 /* device "cpu" (or NULL); "cuda" fails with "not built" until a CUDA backend
  * exists. max_k must be in 1..min(E, 255) (experts are stored as uint8). */
+/* "auto": "cuda" when built with CUDA and a GPU is present, else "cpu";
+ * any other name as it is */
+const char *olmoe_device_resolve(const char *device);
 int olmoe_replay_backend_open(olmoe_model *m, const char *device, int max_tokens, int max_k,
                               olmoe_replay_routing routing, olmoe_replay_backend **out);
 int olmoe_replay_backend_load(olmoe_replay_backend *b, const olmoe_replay_chunk *c);
@@ -283,6 +286,7 @@ typedef struct {
     int context;           /* tokens of context before each */
     const char *tokenizer; /* tokenizer.json, NULL: the trace's model_dir */
     const char *results;   /* results file (--out of olmoe-replay), NULL: in the trace */
+    int64_t start, count;  /* only positions [start, start + count) (count < 0: to the end) */
 } olmoe_decisions_opts;
 /* CSV on out: the top tokens by |nll_policy - nll_baseline| */
 int olmoe_replay_export_decisions(olmoe_trace *t, const olmoe_decisions_opts *o, FILE *out);

@@ -17,7 +17,7 @@
 #include <string.h>
 
 static const char usage[] =
-    "usage: olmoe-replay TRACE --model DIR (--policy SPEC | --sweep NAME|FILE) [--exact] "
+    "usage: olmoe-replay TRACE [--model DIR] (--policy SPEC | --sweep NAME|FILE) [--exact] "
     "[--validate] [options]\n"
     "\n"
     "Evaluates routing policies on a captured trace by perplexity: replay re-runs\n"
@@ -25,9 +25,9 @@ static const char usage[] =
     "--exact runs the whole forward pass under each policy (the true number);\n"
     "--validate runs both and tabulates how far apart they are.";
 
-static const char *mode, *model_dir, *kde_path, *routing_s = "recompute", *device = "cpu";
+static const char *mode, *model_dir, *routing_s = "recompute", *device = "auto";
 static const char *json_path, *csv_path, *out_path;
-static long max_tokens = 0, chunk = 4096, empirical_max = 32768, boot_seed = 1, boot_resamples = 1000;
+static long max_tokens = 0, chunk = 4096, boot_seed = 1, boot_resamples = 1000;
 static int exact, validate, force, quiet;
 static const char *shard_spec; /* --shard (replay_shard.c) */
 
@@ -36,11 +36,11 @@ int olmoe_replay_main(int argc, char **argv) {
     enum { OWN = 20 };
     olmoe_opt opts[OWN + OLMOE_POLICY_CLI_NOPTS + 1] = {
         OPT_STRING("mode", &mode, "MODE", "replay (default), exact or validate"),
-        OPT_STRING("model", &model_dir, "DIR", "the checkpoint the trace was captured with"),
-        OPT_STRING("kde", &kde_path, "FILE", "null distributions for pvalue=kde (olmoe-kde fit)"),
+        OPT_STRING("model", &model_dir, "DIR",
+                   "the checkpoint the trace was captured with (default: the one it records)"),
         OPT_STRING("routing", &routing_s, "HOW",
                    "replay: recompute (default: router on the replayed stream) or captured"),
-        OPT_STRING("device", &device, "DEV", "cpu (default) or cuda"),
+        OPT_STRING("device", &device, "DEV", "auto (default: cuda when built with it and a GPU is there), cpu or cuda"),
         OPT_FLAG("exact", &exact, "the exact forward pass per policy instead of replay"),
         OPT_FLAG("validate", &validate, "replay and exact side by side (/validate table)"),
         OPT_STRING("out", &out_path, "FILE",
@@ -51,9 +51,6 @@ int olmoe_replay_main(int argc, char **argv) {
                        1, 1L << 62),
         OPT_LONG_RANGE("chunk", &chunk, "N", "tokens per chunk of whole windows (default 4096)", 1,
                        1L << 24),
-        OPT_LONG_RANGE("empirical-max", &empirical_max, "N",
-                       "pvalue=empirical: at most N tokens per expert (default 32768; 0 = all)", 0,
-                       1L << 40),
         OPT_STRING("shard", &shard_spec, "I/N",
                    "only part I of N of the run's chunks (needs --out; join with --mode merge)"),
         OPT_LONG_RANGE("seed", &boot_seed, "N", "seed of the bootstrap intervals in JSON and CSV (default 1)", 0,
@@ -65,17 +62,17 @@ int olmoe_replay_main(int argc, char **argv) {
         OPT_END};
     int own = 0;
     while (opts[own].name) own++;
-    olmoe_policy_cli_options(&cli, opts + own);
-    opts[own + OLMOE_POLICY_CLI_NOPTS] = (olmoe_opt)OPT_END;
+    own += olmoe_policy_cli_options(&cli, opts + own, OLMOE_POLICY_CLI_SWEEP);
+    opts[own] = (olmoe_opt)OPT_END;
 
     char *command = olmoe_join_argv(argc, argv);
     int npos = olmoe_opt_parse(argc, argv, opts, usage);
     olmoe_quiet = quiet;
+    device = olmoe_device_resolve(device);
     if (npos != 1) die_usage(npos ? "one trace, please" : "which trace? (olmoe-replay TRACE --model DIR ...)");
     if (mode && strcmp(mode, "exact") == 0) exact = 1;
     else if (mode && strcmp(mode, "validate") == 0) validate = 1;
     else if (mode && strcmp(mode, "replay") != 0) die_usage("--mode: unknown mode '%s'", mode);
-    if (!model_dir) die_usage("--model DIR is required (the checkpoint the trace was captured with)");
     olmoe_replay_routing routing;
     if (strcmp(routing_s, "recompute") == 0) routing = OLMOE_ROUTING_RECOMPUTE;
     else if (strcmp(routing_s, "captured") == 0) routing = OLMOE_ROUTING_CAPTURED;
@@ -104,6 +101,8 @@ int olmoe_replay_main(int argc, char **argv) {
     int64_t N = in->n_tokens;
     if (max_tokens > 0 && max_tokens < N) N = max_tokens;
     olmoe_model model; /* its checksum first: a wrong model is the likeliest mistake */
+    if (!(model_dir = olmoe_model_for_trace(model_dir, in->meta.model_dir, trace_path)))
+        die("%s", olmoe_error());
     if (olmoe_model_open(model_dir, &model) != 0) die("%s", olmoe_error());
     if (olmoe_replay_check_trace(trace_path, t, &model, do_replay, NULL) != 0) die("%s", olmoe_error());
     olmoe_kde_null null;
@@ -111,8 +110,8 @@ int olmoe_replay_main(int argc, char **argv) {
     memset(&null, 0, sizeof null);
     memset(&cdf, 0, sizeof cdf);
     olmoe_policy_model m = {in->meta.n_layers, in->meta.n_experts, in->meta.norm_topk_prob, NULL, NULL, NULL, 0};
-    if (kde_path) {
-        olmoe_cmd_load_null(kde_path, trace_path, &in->meta, &null, &cdf);
+    if (cli.kde) {
+        olmoe_cmd_load_null(cli.kde, trace_path, &in->meta, &null, &cdf);
         m.null = &cdf;
     } else if (olmoe_policy_set_needs(&set, OLMOE_PVALUE_KDE)) {
         die_usage("pvalue=kde needs --kde NULL.h5 (make one with olmoe-kde fit %s --out null.h5), "
@@ -146,7 +145,7 @@ int olmoe_replay_main(int argc, char **argv) {
         free(pp);
     }
     if (need_emp) {
-        olmoe_cmd_empirical(t, N, empirical_max, &emp);
+        olmoe_cmd_empirical_cli(&cli, t, N, &emp);
         m.emp = &emp;
         if (olmoe_policy_set_bind(&set, &m) != 0) die("%s", olmoe_error());
     }
@@ -184,7 +183,7 @@ int olmoe_replay_main(int argc, char **argv) {
         olmoe_replay_bootstrap(&run, trace_path, (int)boot_resamples, (uint64_t)boot_seed) != 0)
         die("%s", olmoe_error());
     if (rj.used && olmoe_replay_write_json(&run, validate ? &v : NULL, rj.out.tmp, trace_path,
-                                           model_dir, kde_path) != 0)
+                                           model_dir, cli.kde) != 0)
         die("%s", olmoe_error());
     if (rc.used && olmoe_replay_write_csv(&run, rc.out.tmp) != 0) die("%s", olmoe_error());
     hid_t f = ro.used ? olmoe_h5_create(ro.out.tmp) : res.f;
@@ -193,8 +192,8 @@ int olmoe_replay_main(int argc, char **argv) {
     if (olmoe_model_checksum(&model, &mh) != 0) die("%s", olmoe_error());
     const olmoe_input inputs[] = {{"trace", trace_path, tid.hex},
                                   {"model", model_dir, mh.hex},
-                                  {"kde", kde_path ? kde_path : "", kde_path ? NULL : ""}};
-    if (olmoe_results_provenance(f, inputs, kde_path ? 3 : 2) != 0 ||
+                                  {"kde", cli.kde ? cli.kde : "", cli.kde ? NULL : ""}};
+    if (olmoe_results_provenance(f, inputs, cli.kde ? 3 : 2) != 0 ||
         (ro.used && olmoe_h5_set_attr_str(f, ".", "trace_checksum", tid.hex) != 0))
         die("%s: %s", ro.used ? out_path : res.final, olmoe_error());
     if (ro.used && (olmoe_h5_set_attr_str(f, ".", "format", "olmoe-replay") != 0 ||

@@ -22,8 +22,8 @@ static const char usage[] =
     "model: experts per token, expert load, overlap with the baseline top-k, expert\n"
     "compute relative to the baseline; overall, per layer and per document group.";
 
-static const char *mode, *kde_path, *json_path, *csv_path, *out_path;
-static long max_tokens = 0, empirical_max = 32768;
+static const char *mode, *json_path, *csv_path, *out_path;
+static long max_tokens = 0;
 static int store, force, quiet, per_layer;
 
 int olmoe_replay_stats_main(int argc, char **argv) {
@@ -31,23 +31,19 @@ int olmoe_replay_stats_main(int argc, char **argv) {
     enum { OWN = 12 };
     olmoe_opt opts[OWN + OLMOE_POLICY_CLI_NOPTS + 1] = {
         OPT_STRING("mode", &mode, "MODE", "stats"),
-        OPT_STRING("kde", &kde_path, "FILE", "null distributions for pvalue=kde (olmoe-kde fit)"),
         OPT_STRING("json", &json_path, "FILE", "write the statistics as JSON"),
         OPT_STRING("csv", &csv_path, "FILE", "write summaries as CSV (policy x group x layer)"),
         OPT_FLAG("store", &store, "store the results beside the trace (TRACE.results.h5, /stats/<policy id>)"),
         OPT_STRING("out", &out_path, "FILE", "store the results in a new HDF5 file instead"),
         OPT_LONG_RANGE("max-tokens", &max_tokens, "N", "only the first N tokens", 1, 1L << 62),
-        OPT_LONG_RANGE("empirical-max", &empirical_max, "N",
-                       "pvalue=empirical: at most N tokens per expert (default 32768; 0 = all)", 0,
-                       1L << 40),
         OPT_FLAG("per-layer", &per_layer, "print a row per layer too"),
         OPT_FLAG("force", &force, "overwrite existing outputs and /stats groups"),
         OPT_FLAG("quiet", &quiet, "no notes or progress"),
         OPT_END};
     int own = 0;
     while (opts[own].name) own++;
-    olmoe_policy_cli_options(&cli, opts + own);
-    opts[own + OLMOE_POLICY_CLI_NOPTS] = (olmoe_opt)OPT_END;
+    own += olmoe_policy_cli_options(&cli, opts + own, OLMOE_POLICY_CLI_SWEEP);
+    opts[own] = (olmoe_opt)OPT_END;
 
     char *command = olmoe_join_argv(argc, argv);
     int npos = olmoe_opt_parse(argc, argv, opts, usage);
@@ -75,16 +71,16 @@ int olmoe_replay_stats_main(int argc, char **argv) {
     memset(&null, 0, sizeof null);
     memset(&cdf, 0, sizeof cdf);
     olmoe_policy_model m = {in->meta.n_layers, in->meta.n_experts, in->meta.norm_topk_prob, NULL, NULL, NULL, 0};
-    if (kde_path) {
-        if (olmoe_kde_read(kde_path, &null) != 0) die("%s", olmoe_error());
+    if (cli.kde) {
+        if (olmoe_kde_read(cli.kde, &null) != 0) die("%s", olmoe_error());
         if (null.n_layers != m.n_layers)
-            die("%s: fitted to a model of %d layers, %s has %d", kde_path, null.n_layers,
+            die("%s: fitted to a model of %d layers, %s has %d", cli.kde, null.n_layers,
                 trace_path, m.n_layers);
         if (null.model_checksum[0] && in->meta.model_checksum[0] &&
             strcmp(null.model_checksum, in->meta.model_checksum) != 0)
             warnf("%s: fitted on a trace of another model (checksum %.12s..., this trace %.12s...)",
-                  kde_path, null.model_checksum, in->meta.model_checksum);
-        if (olmoe_kde_cdf_init(&cdf, &null, m.n_layers) != 0) die("%s: %s", kde_path, olmoe_error());
+                  cli.kde, null.model_checksum, in->meta.model_checksum);
+        if (olmoe_kde_cdf_init(&cdf, &null, m.n_layers) != 0) die("%s: %s", cli.kde, olmoe_error());
         m.null = &cdf;
     } else if (olmoe_policy_set_needs(&set, OLMOE_PVALUE_KDE)) {
         die_usage("pvalue=kde needs --kde NULL.h5 (make one with olmoe-kde fit %s --out null.h5), "
@@ -105,7 +101,7 @@ int olmoe_replay_stats_main(int argc, char **argv) {
     }
     if (olmoe_policy_set_bind(&set, &m0) != 0) die("%s", olmoe_error());
     if (need_emp) {
-        olmoe_cmd_empirical(t, N, empirical_max, &emp);
+        olmoe_cmd_empirical_cli(&cli, t, N, &emp);
         m.emp = &emp;
         if (olmoe_policy_set_bind(&set, &m) != 0) die("%s", olmoe_error());
     }
@@ -139,11 +135,11 @@ int olmoe_replay_stats_main(int argc, char **argv) {
           st.seconds_total, st.seconds_read, route_s, route_s > 0 ? routed / route_s / 1e6 : 0);
 
     olmoe_stats_print_table(&st, stdout, per_layer);
-    if (rj.used && olmoe_stats_write_json(&st, rj.out.tmp, trace_path, kde_path) != 0)
+    if (rj.used && olmoe_stats_write_json(&st, rj.out.tmp, trace_path, cli.kde) != 0)
         die("%s", olmoe_error());
     if (rc.used && olmoe_stats_write_csv(&st, rc.out.tmp) != 0) die("%s", olmoe_error());
     const olmoe_input inputs[] = {{"trace", trace_path, tid.hex},
-                                  {"kde", kde_path ? kde_path : "", NULL}};
+                                  {"kde", cli.kde ? cli.kde : "", NULL}};
     if (ro.used) {
         hid_t f = olmoe_h5_create(ro.out.tmp);
         if (f < 0) die("%s", olmoe_error());
@@ -157,12 +153,12 @@ int olmoe_replay_stats_main(int argc, char **argv) {
             olmoe_h5_set_attr_str(f, ".", "command", command) != 0 ||
             olmoe_h5_set_attr_str(f, ".", "groups", gj) != 0 ||
             olmoe_h5_set_attr_str(f, ".", "trace_checksum", tid.hex) != 0 ||
-            olmoe_results_provenance(f, inputs, kde_path ? 2 : 1) != 0 ||
+            olmoe_results_provenance(f, inputs, cli.kde ? 2 : 1) != 0 ||
             olmoe_stats_write_h5(&st, f, trace_path, 0) != 0 || olmoe_h5_close(f) != 0)
             die("%s", olmoe_error());
         free(gj);
     }
-    if (store && (olmoe_results_provenance(res.f, inputs, kde_path ? 2 : 1) != 0 ||
+    if (store && (olmoe_results_provenance(res.f, inputs, cli.kde ? 2 : 1) != 0 ||
                   olmoe_stats_write_h5(&st, res.f, res.final, force) != 0 ||
                   olmoe_results_commit(&res) != 0))
         die("%s", olmoe_error());

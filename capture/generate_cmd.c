@@ -93,7 +93,7 @@ int olmoe_generate_command(const olmoe_generate_env *env) {
     if (env->stream_options)
         die_usage("--generate: --tokens, --input and the other capture options do not apply");
     if (env->make_policy && env->top_k) die_usage("--policy and --top-k: choose one way to route");
-    if (env->policy_options) die_usage("--kde and --empirical go with --policy");
+    if (env->policy_options) die_usage("--kde, --empirical and the policy parameters (--alpha, ...) go with --policy");
     olmoe_prompts_format fmt;
     if (olmoe_prompts_parse_format(a->prompt_format, &fmt) != 0) die_usage("--prompt-format: %s", olmoe_error());
     olmoe_quiet = env->quiet;

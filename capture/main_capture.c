@@ -32,6 +32,8 @@ static const char usage[] =
 static const char *model_dir, *tokens_path, *out_path, *device = "auto";
 static long ctx = 0, top_k = 0, batch = 1;
 static int force, quiet, save_residuals;
+static const char *logits_dtype_s = "float32"; /* --logits-dtype */
+static long compress_level = 0;                /* --compress: deflate level of the big datasets */
 /* ---- --resume, --shard (capture/resume.c, capture/shard.c) ---- */
 static int resume;
 static const char *shard_spec;
@@ -40,12 +42,13 @@ static const char *shard_spec;
 static const char *input_path, *input_format, *input_field, *group_field;
 static long max_tokens = 0, stride = 0;
 static olmoe_hash tokenizer_sum;
-/* ---- --policy: the exact forward pass under any routing policy ---- */
-static const char *policy_spec, *kde_path, *empirical_path, *routing_file;
-static long empirical_max = 32768;
+/* ---- --policy: the exact forward pass under any routing policy (the
+ * policy options every routing command shares, policy/policy_cli.c) ---- */
+static olmoe_policy_cli cli;
+static const char *routing_file; /* --routing-file: short for --policy file(path=...) */
 /* ---- end --policy ---- */
 
-static const olmoe_opt opts[] = {
+static const olmoe_opt own_opts[] = {
     OPT_STRING("model", &model_dir, "DIR", "checkpoint directory (config.json, *.safetensors)"),
     OPT_STRING("tokens", &tokens_path, "FILE", "token ids as text, one document per line"),
     OPT_STRING("input", &input_path, "FILE", "raw text instead of --tokens (see --format)"),
@@ -62,13 +65,11 @@ static const olmoe_opt opts[] = {
     OPT_LONG_RANGE("top-k", &top_k, "K", "experts per token (default: the config's)", 1, 1L << 16),
     OPT_LONG_RANGE("batch", &batch, "B", "windows per forward pass (default 1)", 1, 4096),
     OPT_FLAG("save-residuals", &save_residuals, "also store attention residuals (for replay)"),
-    OPT_STRING("policy", &policy_spec, "SPEC", "route with this policy (olmoe-replay(1)) instead of top-k"),
     OPT_STRING("routing-file", &routing_file, "FILE", "route as FILE says: short for --policy 'file(path=FILE)'"),
-    OPT_STRING("kde", &kde_path, "FILE", "--policy with pvalue=kde: the null (olmoe-kde fit)"),
-    OPT_STRING("empirical", &empirical_path, "TRACE",
-               "--policy with pvalue=empirical: the trace whose logits are the null"),
-    OPT_LONG_RANGE("empirical-max", &empirical_max, "N",
-                   "pvalue=empirical: at most N tokens per expert (default 32768; 0 = all)", 0, 1L << 40),
+    OPT_STRING("logits-dtype", &logits_dtype_s, "DTYPE",
+               "router logits stored as float32 (default), float16 or bfloat16"),
+    OPT_LONG_RANGE("compress", &compress_level, "N",
+                   "gzip (deflate) level 1..9 of the big datasets (default 0: none)", 0, 9),
     OPT_FLAG("resume", &resume, "continue the interrupted capture in FILE.partial"),
     OPT_STRING("shard", &shard_spec, "I/N", "capture only shard I of N (contiguous windows; "
                "join with olmoe-traces merge)"),
@@ -95,14 +96,14 @@ typedef struct {
 
 /* pvalue=empirical: every logit of --empirical TRACE, as olmoe-replay builds it */
 static void load_empirical(const olmoe_config *c, olmoe_policy_empirical *emp) {
-    olmoe_trace *t = olmoe_trace_open(empirical_path);
+    olmoe_trace *t = olmoe_trace_open(cli.empirical);
     if (!t) die("%s", olmoe_error());
     const olmoe_trace_info *in = olmoe_trace_info_of(t);
     int L = c->num_hidden_layers, E = c->num_experts;
     if (in->meta.n_layers != L || in->meta.n_experts != E)
-        die("%s: a trace of %d layers x %d experts, the model has %d x %d", empirical_path,
+        die("%s: a trace of %d layers x %d experts, the model has %d x %d", cli.empirical,
             in->meta.n_layers, in->meta.n_experts, L, E);
-    olmoe_cmd_empirical(t, in->n_tokens, empirical_max, emp);
+    olmoe_cmd_empirical(t, in->n_tokens, cli.empirical_max, emp);
     olmoe_trace_close(t);
 }
 
@@ -110,28 +111,28 @@ static void load_empirical(const olmoe_config *c, olmoe_policy_empirical *emp) {
  * policy checks its tokens against the stream's */
 static olmoe_policy *make_policy(const olmoe_config *c, policy_state *ps, const olmoe_token_stream *ts) {
     memset(ps, 0, sizeof *ps);
-    if (olmoe_policy_set_add_spec(&ps->set, policy_spec, "--policy") != 0) die_usage("%s", olmoe_error());
+    if (olmoe_policy_cli_build(&cli, &ps->set) != 0) die_usage("%s", olmoe_error());
     if (ps->set.n != 1) die_usage("--policy: one policy, not a set of %d", ps->set.n);
     olmoe_policy_model pm = {c->num_hidden_layers, c->num_experts, c->norm_topk_prob, NULL, NULL,
                              ts->tokens, ts->n_tokens};
     olmoe_policy *p = &ps->set.items[0];
     if (olmoe_policy_needs(p, OLMOE_PVALUE_KDE)) {
-        if (!kde_path) die_usage("--policy %s needs --kde NULL.h5 (olmoe-kde fit)", p->id);
-        if (olmoe_kde_read(kde_path, &ps->null) != 0) die("%s", olmoe_error());
+        if (!cli.kde) die_usage("--policy %s needs --kde NULL.h5 (olmoe-kde fit)", p->id);
+        if (olmoe_kde_read(cli.kde, &ps->null) != 0) die("%s", olmoe_error());
         if (ps->null.n_layers != c->num_hidden_layers)
-            die("%s: fitted to a model of %d layers, %s has %d", kde_path, ps->null.n_layers,
+            die("%s: fitted to a model of %d layers, %s has %d", cli.kde, ps->null.n_layers,
                 model_dir, c->num_hidden_layers);
         if (olmoe_kde_cdf_init(&ps->cdf, &ps->null, c->num_hidden_layers) != 0)
-            die("%s: %s", kde_path, olmoe_error());
+            die("%s: %s", cli.kde, olmoe_error());
         pm.null = &ps->cdf;
-    } else if (kde_path) {
+    } else if (cli.kde) {
         die_usage("--kde: policy %s does not use it", p->id);
     }
     if (olmoe_policy_needs(p, OLMOE_PVALUE_EMPIRICAL)) {
-        if (!empirical_path) die_usage("--policy %s needs --empirical TRACE", p->id);
+        if (!cli.empirical) die_usage("--policy %s needs --empirical TRACE", p->id);
         load_empirical(c, &ps->emp);
         pm.emp = &ps->emp;
-    } else if (empirical_path) {
+    } else if (cli.empirical) {
         die_usage("--empirical: policy %s does not use it", p->id);
     }
     if (olmoe_policy_bind(p, &pm) != 0) die("%s", olmoe_error());
@@ -273,40 +274,78 @@ static int append_batch(void *arg) {
 }
 /* ---- end of the writer thread ---- */
 
+/* --input without --format: JSON lines when the name says so (.jsonl,
+ * .json), else text */
+static const char *detect_format(const char *path, const char *given) {
+    if (given || !path) return given;
+    size_t n = strlen(path);
+    int json = (n >= 6 && strcmp(path + n - 6, ".jsonl") == 0) ||
+               (n >= 5 && strcmp(path + n - 5, ".json") == 0);
+    if (json) {
+        notef("--input %s: read as JSON lines (--format jsonl; --format text reads it as text)", path);
+        return "jsonl";
+    }
+    return NULL;
+}
+
+/* --model as an absolute directory (stored in the trace, so that later
+ * commands find it from anywhere); without it, the bundled model */
+static const char *resolve_model(const char *name) {
+    if (!name) {
+        char *dir = olmoe_model_bundled_dir(OLMOE_MODEL_DEFAULT);
+        if (!dir)
+            die_usage("--model DIR is required (a checkpoint directory; the bundled model %s is "
+                      "not installed: make install)", OLMOE_MODEL_DEFAULT);
+        return dir;
+    }
+    char *dir = olmoe_model_find(name);
+    if (!dir) die("%s", olmoe_error());
+    return dir;
+}
+
 int main(int argc, char **argv) {
     olmoe_set_prog(argv[0]);
     olmoe_save_argv(argc, argv);
     char *command = olmoe_join_argv(argc, argv);
     char *resume_cmd = olmoe_capture_resume_command(argc, argv); /* before argv is reordered */
+    enum { OWN = sizeof own_opts / sizeof own_opts[0] - 1 };
+    olmoe_opt opts[OWN + OLMOE_POLICY_CLI_NOPTS + 1];
+    memcpy(opts, own_opts, sizeof own_opts);
+    int nopt = OWN + olmoe_policy_cli_options(&cli, opts + OWN, 0);
+    opts[nopt] = (olmoe_opt)OPT_END;
     int npos = olmoe_opt_parse(argc, argv, opts, usage);
     if (npos > 0) die_usage("unexpected argument '%s'", argv[0]);
-    if (!model_dir) die_usage("--model DIR is required");
+    model_dir = resolve_model(model_dir);
     static char routing_spec[OLMOE_POLICY_ID_MAX];
     if (routing_file) {
-        if (policy_spec) die_usage("--routing-file and --policy: choose one");
+        if (cli.n_policies) die_usage("--routing-file and --policy: choose one");
         if (strpbrk(routing_file, ",)")) die_usage("--routing-file '%s': the name cannot hold ',' or ')'", routing_file);
         if ((size_t)snprintf(routing_spec, sizeof routing_spec, "file(path=%s)", routing_file) >= sizeof routing_spec)
             die_usage("--routing-file: path too long");
-        policy_spec = routing_spec;
+        cli.policies[cli.n_policies++] = routing_spec;
     }
     if (olmoe_generate_cli.prompts || olmoe_generate_cli.n_new) /* --generate */
         exit(olmoe_generate_command(&(olmoe_generate_env){
             .model_dir = model_dir, .device = device, .out_path = out_path, .command = command, .force = force,
             .quiet = quiet, .top_k = top_k, .stream_options = tokens_path || input_path || save_residuals,
-            .policy_options = !policy_spec && (kde_path || empirical_path),
-            .make_policy = policy_spec ? generate_policy : NULL}));
+            .policy_options = !cli.n_policies && olmoe_policy_cli_given(&cli),
+            .make_policy = cli.n_policies ? generate_policy : NULL}));
     if (!tokens_path == !input_path) die_usage("give one of --tokens FILE and --input FILE");
     if (!input_path && (input_format || input_field || group_field || max_tokens || stride))
         die_usage("--format, --field, --group-field, --max-tokens and --stride need --input");
+    olmoe_trace_dtype logits_dtype;
+    if (olmoe_trace_dtype_parse(logits_dtype_s, &logits_dtype) != 0)
+        die_usage("--logits-dtype: %s", olmoe_error());
     if (!out_path) die_usage("--out FILE is required");
-    if (policy_spec && top_k) die_usage("--policy and --top-k: choose one way to route");
-    if (!policy_spec && (kde_path || empirical_path))
-        die_usage("--kde and --empirical go with --policy");
+    if (cli.n_policies && top_k) die_usage("--policy and --top-k: choose one way to route");
+    if (!cli.n_policies && olmoe_policy_cli_given(&cli))
+        die_usage("--kde, --empirical and the policy parameters (--alpha, ...) go with --policy");
     int shard_i = 0, shard_n = 0;
     if (shard_spec && olmoe_shard_parse(shard_spec, &shard_i, &shard_n) != 0)
         die_usage("%s", olmoe_error());
     if (resume && force) die_usage("--resume and --force: choose one");
     olmoe_quiet = quiet;
+    input_format = detect_format(input_path, input_format);
 
     /* <out>.partial, kept for --resume once it holds windows (capture/resume.c) */
     olmoe_capture_out out;
@@ -359,9 +398,9 @@ int main(int argc, char **argv) {
         notef("shard %d/%d: windows [%lld, %lld) of %lld, positions [%lld, %lld) of %lld", shard_i,
               shard_n, (long long)plan.w_begin, (long long)plan.w_end, (long long)plan.run_windows,
               (long long)plan.stored_begin, (long long)plan.stored_end, (long long)plan.run_tokens);
-    if (policy_spec && shard_n && strncmp(policy_spec, "file", 4) == 0)
-        die_usage("--policy %s: a routing file is for a whole run, not --shard", policy_spec);
-    olmoe_policy *pol = policy_spec ? make_policy(c, &ps, &ts) : NULL;
+    if (cli.n_policies && shard_n && strncmp(cli.policies[0], "file", 4) == 0)
+        die_usage("--policy %s: a routing file is for a whole run, not --shard", cli.policies[0]);
+    olmoe_policy *pol = cli.n_policies ? make_policy(c, &ps, &ts) : NULL;
     olmoe_hash input_sum;
     int64_t input_bytes;
     if (olmoe_file_checksum(input_path ? input_path : tokens_path, &input_sum, &input_bytes) != 0)
@@ -421,8 +460,9 @@ int main(int argc, char **argv) {
         .norm_topk_prob = c->norm_topk_prob,
         .ctx = (int)ctx,
         .stride = (int)stride,
-        .logits_dtype = OLMOE_DTYPE_F32,
+        .logits_dtype = logits_dtype,
         .save_residuals = save_residuals,
+        .gzip = (int)compress_level,
     };
     olmoe_trace_attr extra[OLMOE_SHARD_MAX_ATTRS + 2];
     meta.extra = extra;

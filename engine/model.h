@@ -192,6 +192,20 @@ int olmoe_model_checksum(olmoe_model *m, olmoe_hash *out);
 size_t olmoe_model_file_bytes(const olmoe_model *m);
 void olmoe_model_close(olmoe_model *m);
 
+/* What --model names, as an absolute directory (model_find.c): a directory,
+ * or the name of a bundled model (PREFIX/share/olmoe-routing/models/NAME,
+ * or $OLMOE_DATADIR/models/NAME). NULL + a message that says what --model
+ * needs and how to get a checkpoint. Caller frees. */
+char *olmoe_model_find(const char *name);
+/* The model of a command that reads a trace: --model when given (as
+ * olmoe_model_find), else the directory the trace recorded (whose weights'
+ * checksum the caller checks against the trace's). NULL + message. */
+char *olmoe_model_for_trace(const char *given, const char *recorded, const char *trace_path);
+/* the bundled model NAME's directory, or NULL when it is not installed */
+char *olmoe_model_bundled_dir(const char *name);
+/* the model used when --model is not given (and no trace names one) */
+#define OLMOE_MODEL_DEFAULT "olmoe-brown"
+
 /* ---- routing ---- */
 
 /* contracts.md: given one token's router logits at one layer, choose 1..max_k

@@ -10,6 +10,7 @@
 #include "replay.h"
 #ifdef OLMOE_HAVE_CUDA /* ---- the CUDA backend ---- */
 #include "replay_cuda.h"
+#include "cuda_engine.h"
 #endif
 
 #include <math.h>
@@ -178,6 +179,15 @@ const olmoe_replay_backend_ops olmoe_replay_cpu_ops = {"cpu", cpu_open, cpu_load
 
 /* ---- the dispatching calls ---- */
 
+const char *olmoe_device_resolve(const char *device) {
+    if (!device || strcmp(device, "auto") != 0) return device;
+#ifdef OLMOE_HAVE_CUDA /* cuda when built with it and a GPU is there */
+    return olmoe_cuda_device_count() > 0 ? "cuda" : "cpu";
+#else
+    return "cpu";
+#endif
+}
+
 const char *olmoe_replay_kind_name(olmoe_replay_kind k) { return k == OLMOE_KIND_EXACT ? "exact" : "replay"; }
 const char *olmoe_replay_routing_name(olmoe_replay_routing r) {
     return r == OLMOE_ROUTING_CAPTURED ? "captured" : "recompute";
@@ -186,6 +196,7 @@ const char *olmoe_replay_routing_name(olmoe_replay_routing r) {
 int olmoe_replay_backend_open(olmoe_model *m, const char *device, int max_tokens, int max_k,
                               olmoe_replay_routing routing, olmoe_replay_backend **out) {
     const olmoe_replay_backend_ops *ops = NULL;
+    device = olmoe_device_resolve(device);
     if (!device || strcmp(device, "cpu") == 0)
         ops = &olmoe_replay_cpu_ops;
     /* ---- the CUDA backend (replay_cuda.cu) ---- */
@@ -198,7 +209,7 @@ int olmoe_replay_backend_open(olmoe_model *m, const char *device, int max_tokens
 #endif
     /* ---- end of the CUDA backend ---- */
     else
-        return olmoe_errorf("unknown device '%s' (cpu or cuda)", device);
+        return olmoe_errorf("unknown device '%s' (auto, cpu or cuda)", device);
     int E = m->cfg.num_experts;
     if (max_tokens < 1) return olmoe_errorf("replay chunks of %d tokens", max_tokens);
     if (max_k < 1 || max_k > E || max_k > 255)

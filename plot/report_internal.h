@@ -38,6 +38,8 @@ int rep_cmp_policy(const void *a, const void *b);
 
 /* ---- the output: directory, gnuplot, figures (report_gp.c) ---- */
 enum { REP_PNG = 1, REP_SVG = 2, REP_PDF = 4 };
+/* gnuplot's own messages (warnings included), per figure, in the report */
+#define REP_GNUPLOT_LOG "gnuplot.log"
 
 typedef struct {
     char name[96];     /* file stem: name.gp, name.png, ... */
@@ -65,6 +67,7 @@ typedef struct {
     int quiet;
     int n_failed;
     char *first_error;
+    int log_used;      /* gnuplot.log holds gnuplot's messages */
     int n_files;       /* data and script files written */
     char **files;      /* [n_files] their names, for report.md's list */
 } rep_out;

@@ -44,6 +44,22 @@ int32_t *olmoe_cmd_trace_tokens(olmoe_trace *t, const olmoe_policy_set *set, olm
     return tok;
 }
 
+void olmoe_cmd_empirical_cli(const olmoe_policy_cli *cli, olmoe_trace *t, int64_t N,
+                             olmoe_policy_empirical *emp) {
+    if (!cli->empirical) {
+        olmoe_cmd_empirical(t, N, cli->empirical_max, emp);
+        return;
+    }
+    olmoe_trace *e = olmoe_trace_open(cli->empirical);
+    if (!e) die("--empirical: %s", olmoe_error());
+    const olmoe_trace_meta *a = &olmoe_trace_info_of(t)->meta, *b = &olmoe_trace_info_of(e)->meta;
+    if (a->n_layers != b->n_layers || a->n_experts != b->n_experts)
+        die("--empirical %s: a trace of %d layers x %d experts, %s has %d x %d", cli->empirical,
+            b->n_layers, b->n_experts, olmoe_trace_path(t), a->n_layers, a->n_experts);
+    olmoe_cmd_empirical(e, olmoe_trace_info_of(e)->n_tokens, cli->empirical_max, emp);
+    olmoe_trace_close(e);
+}
+
 void olmoe_cmd_load_null(const char *kde_path, const char *trace_path, const olmoe_trace_meta *tm,
                          olmoe_kde_null *null, olmoe_kde_cdf *cdf) {
     if (olmoe_kde_read(kde_path, null) != 0) die("%s", olmoe_error());

@@ -310,7 +310,9 @@ typedef struct {
 } olmoe_policy_preset;
 extern const olmoe_policy_preset olmoe_policy_presets[];
 
-/* ---- the command-line form: --policy bh --alpha 0.1 --max-k 8, --sweep seed ---- */
+/* ---- the command-line form, one for every command that routes ----
+ * --policy bh --alpha 0.1 --max-k 8, --sweep seed, --kde NULL.h5,
+ * --empirical TRACE, --empirical-max N, --beta-trace TRACE. */
 typedef struct olmoe_policy_cli olmoe_policy_cli;
 typedef struct {
     olmoe_policy_cli *cli;
@@ -322,19 +324,31 @@ struct olmoe_policy_cli {
     const char *sweep;                      /* --sweep PRESET|FILE */
     const char *value[OLMOE_PARAM_COUNT];   /* --alpha 0.1 (a list "0.05,0.1" is a set) */
     olmoe_policy_cli_slot slot[OLMOE_PARAM_COUNT + 1];
-    const char *calibrate;                  /* --calibrate FILE: skip(beta=median) */
+    const char *beta_trace;                 /* --beta-trace FILE: skip(beta=median) */
     char routing[8][OLMOE_POLICY_ID_MAX];   /* --routing-file FILE: file(path=FILE) */
     int n_routing;
+    const char *kde;                        /* --kde FILE (--null: its old name) */
+    const char *empirical;                  /* --empirical TRACE: pvalue=empirical's logits */
+    long empirical_max;                     /* --empirical-max N (default 32768; 0 = all) */
+    int empirical_max_given;
 };
-#define OLMOE_POLICY_CLI_NOPTS (OLMOE_PARAM_COUNT + 4)
-/* Writes the policy options into opts[0..OLMOE_POLICY_CLI_NOPTS) (not
- * terminated): append them to a command's option table before OPT_END. */
-void olmoe_policy_cli_options(olmoe_policy_cli *cli, olmoe_opt *opts);
+/* which options a command takes beyond --policy, the parameters, --kde,
+ * --empirical, --empirical-max and --beta-trace: --sweep and --routing-file
+ * (OLMOE_POLICY_CLI_SWEEP), --null (OLMOE_POLICY_CLI_NULL_ALIAS) */
+enum { OLMOE_POLICY_CLI_SWEEP = 1, OLMOE_POLICY_CLI_NULL_ALIAS = 2 };
+#define OLMOE_POLICY_CLI_NOPTS (OLMOE_PARAM_COUNT + 9)
+#define OLMOE_POLICY_CLI_EMPIRICAL_MAX 32768
+/* Writes the policy options into opts[0..n) and returns n (at most
+ * OLMOE_POLICY_CLI_NOPTS, not terminated): append them to a command's option
+ * table before OPT_END. Sets the defaults in cli. */
+int olmoe_policy_cli_options(olmoe_policy_cli *cli, olmoe_opt *opts, int flags);
 /* Builds the set from what was given. Parameter options apply to every policy
- * whose family takes them (an error if none does); --calibrate to every
+ * whose family takes them (an error if none does); --beta-trace to every
  * policy that needs a calibration trace (an error if none does). 0, or -1 +
  * message (nothing given is an error too). */
 int olmoe_policy_cli_build(const olmoe_policy_cli *cli, olmoe_policy_set *set);
+/* whether any policy option was given */
+int olmoe_policy_cli_given(const olmoe_policy_cli *cli);
 
 /* shortest decimal form that reads back as the same double ("0.1", "1e-07") */
 void olmoe_policy_fmt_number(double v, char *buf, size_t n);

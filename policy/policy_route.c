@@ -56,7 +56,7 @@ int olmoe_policy_pvalues(const olmoe_policy *pol, int layer, const float *r, int
     const float lo = pol->pv_lo, hi = pol->pv_hi;
     switch (pol->pvalue) {
     case OLMOE_PVALUE_KDE:
-        for (int e = 0; e < E; e++) q[e] = olmoe_kde_cdf_pvalue(pol->model.null, layer, r[e], lo);
+        for (int e = 0; e < E; e++) q[e] = olmoe_kde_cdf_pvalue_expert(pol->model.null, layer, e, r[e], lo);
         return 0;
     case OLMOE_PVALUE_EMPIRICAL:
         for (int e = 0; e < E; e++)
@@ -146,9 +146,14 @@ int olmoe_policy_bind_bh(olmoe_policy *p) {
         if (m->null->n_layers != m->n_layers)
             return olmoe_errorf("the null distribution has %d layers, the model %d",
                                 m->null->n_layers, m->n_layers);
+        if (m->null->n_experts && m->null->n_experts != E)
+            return olmoe_errorf("the per-expert null distribution has %d experts, the model %d",
+                                m->null->n_experts, E);
         for (int l = 0; l < m->n_layers; l++)
-            if (!m->null->present[l])
-                return olmoe_errorf("the null distribution has no fit for layer %d", l);
+            for (int e = 0; e < (m->null->n_experts ? E : 1); e++)
+                if (!m->null->present[olmoe_kde_cdf_slot(m->null, l, e)])
+                    return olmoe_errorf("the null distribution has no fit for layer %d%s", l,
+                                        m->null->n_experts ? " (an expert of it)" : "");
     } else if (p->pvalue == OLMOE_PVALUE_EMPIRICAL) {
         if (!m->emp || !m->emp->sorted)
             return olmoe_errorf("pvalue=empirical needs the trace's logits (built by the caller)");

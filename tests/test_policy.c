@@ -14,7 +14,7 @@ static unsigned char lin_present[64];
 static double lin_x0[64], lin_inv[64];
 static olmoe_kde_cdf lin_null(int L) {
     for (int l = 0; l < L; l++) lin_present[l] = 1, lin_x0[l] = 0.0, lin_inv[l] = 1.0;
-    olmoe_kde_cdf c = {L, 2, lin_present, lin_x0, lin_inv, NULL};
+    olmoe_kde_cdf c = {L, 0, 2, lin_present, lin_x0, lin_inv, NULL};
     /* every layer shares the same two points: sf is [L, 2] */
     static float sf[64 * 2];
     for (int l = 0; l < L; l++) sf[2 * l] = lin_sf[0], sf[2 * l + 1] = lin_sf[1];
@@ -217,7 +217,7 @@ static void test_random_vs_reference(void) {
         }
         sf[l * G + 5] = sf[l * G + 6]; /* a flat stretch: p-value ties */
     }
-    olmoe_kde_cdf null = {L, G, present, x0, inv, sf};
+    olmoe_kde_cdf null = {L, 0, G, present, x0, inv, sf};
 
     static const char *const specs[] = {
         "topk(k=1)", "topk(k=8)", "topk(k=3,T=0.7)", "topk(k=64)", "topk(k=5,norm=selected)",

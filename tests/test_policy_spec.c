@@ -170,8 +170,8 @@ static void test_cli(void) {
     olmoe_policy_cli cli;
     olmoe_opt opts[OLMOE_POLICY_CLI_NOPTS + 1];
     memset(&cli, 0, sizeof cli);
-    olmoe_policy_cli_options(&cli, opts);
-    opts[OLMOE_POLICY_CLI_NOPTS] = (olmoe_opt)OPT_END;
+    int n = olmoe_policy_cli_options(&cli, opts, OLMOE_POLICY_CLI_SWEEP);
+    opts[n] = (olmoe_opt)OPT_END;
     char *argv[] = {"prog", "--policy", "bh", "--alpha", "0.1", "--max-k=8", "run.h5", NULL};
     int npos = olmoe_opt_parse(7, argv, opts, "usage");
     CHECK(npos == 1 && strcmp(argv[0], "run.h5") == 0, "positional");

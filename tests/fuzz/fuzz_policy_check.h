@@ -37,7 +37,7 @@ static void pc_env_init(pc_env *v, int E, int norm_topk_prob) {
         v->inv_dx[l] = 1.0;
         for (int g = 0; g < PC_GRID; g++) v->sf[l * PC_GRID + g] = 1.0f - (float)g / (PC_GRID - 1);
     }
-    v->cdf = (olmoe_kde_cdf){PC_LAYERS, PC_GRID, v->present, v->x0, v->inv_dx, v->sf};
+    v->cdf = (olmoe_kde_cdf){PC_LAYERS, 0, PC_GRID, v->present, v->x0, v->inv_dx, v->sf};
     FUZZ_ASSERT(olmoe_policy_empirical_init(&v->emp, PC_LAYERS, E, 8, 0) == 0, "emp init");
     float *lg = malloc(sizeof(float) * 8 * PC_LAYERS * (size_t)E);
     if (!lg) abort();
@@ -113,7 +113,7 @@ static int pc_reference(const olmoe_policy *pol, int layer, const float *r, int 
         float lo = pol->pv_lo, hi = 1.0f - lo;
         for (int e = 0; e < E; e++) {
             if (pol->pvalue == OLMOE_PVALUE_KDE)
-                q[e] = olmoe_kde_cdf_pvalue(pol->model.null, layer, r[e], lo);
+                q[e] = olmoe_kde_cdf_pvalue_expert(pol->model.null, layer, e, r[e], lo);
             else if (pol->pvalue == OLMOE_PVALUE_EMPIRICAL)
                 q[e] = olmoe_policy_empirical_pvalue(pol->model.emp, layer, e, r[e]);
             else
