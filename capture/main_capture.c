@@ -366,6 +366,8 @@ int main(int argc, char **argv) {
     int64_t input_bytes;
     if (olmoe_file_checksum(input_path ? input_path : tokens_path, &input_sum, &input_bytes) != 0)
         die("%s", olmoe_error());
+    if (input_bytes < 0) /* a pipe, read once: what identifies it is the bytes it gave */
+        input_sum = run_ts.input_sum, input_bytes = run_ts.input_bytes;
 
     olmoe_engine_opts eo = {.device = device, .max_ctx = (int)longest, .top_k = k};
     if (pol) /* the engine's max_k is the most the policy can choose */
