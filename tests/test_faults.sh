@@ -8,8 +8,8 @@
 #   - a rerun (results) or --resume (capture) gives the uninterrupted result.
 # Also: results never go into the trace; two writers of one output (capture,
 # --resume beside a running capture, two replays) are refused with the
-# holder's pid; a capture killed before its first window keeps its documents
-# and groups through --resume; resume refuses another --group-field and the
+# holder's pid; a capture killed at any write has its documents and groups
+# in its partial (and after --resume); resume refuses another --group-field and the
 # policy path; runs that score no token and --out DIR --force fail at once.
 # OLMOE_FAULT_POINTS=N: injection points per writer and signal (default 8).
 . tests/lib.sh
@@ -132,6 +132,23 @@ for i in $(points "$NC"); do
 done
 echo "test_faults: capture --group-field: $NC writes, $runs injected runs ($kept resumed), $bad failures" >&2
 [ "$bad" -eq 0 ] && pass "capture_killed_at_writes_$runs" || fail capture_killed "$bad of $runs runs failed"
+
+# the header goes in before the partial appears: a kill at any write from the
+# partial's appearance to its first commit leaves one with documents and groups
+R=$(strace -f -o "$T/cr" -e trace=pwrite64,rename "$CAP" $J --out "$T/h.h5" >/dev/null 2>&1;
+    awk '/rename\(.*partial.creating/ { print n; exit } /pwrite64/ { n++ }' "$T/cr")
+bad=0 runs=0
+for i in $(seq $((R + 1)) $((R + 10))); do
+    rm -f "$T/h.h5" "$T/h.h5.partial"
+    strace -f -o /dev/null -e trace=pwrite64 -e inject=pwrite64:signal=SIGKILL:when=$i \
+        "$CAP" $J --out "$T/h.h5" >/dev/null 2>&1
+    [ -e "$T/h.h5.partial" ] || continue
+    runs=$((runs + 1))
+    "$TR" info "$T/h.h5.partial" 2>&1 | grep -q '^documents: *9 in 2 groups' ||
+        { bad=$((bad + 1)); echo "capture killed at write $i: partial without its header" >&2; }
+done
+[ "$runs" -gt 5 ] && [ "$bad" -eq 0 ] && pass "partial_has_header_at_$runs" ||
+    fail partial_has_header "$bad of $runs partials lack documents or groups"
 
 # resume refuses what changes the trace
 rm -f "$T/g.h5" "$T/g.h5.partial"
