@@ -405,6 +405,8 @@ int main(int argc, char **argv) {
     int64_t input_bytes;
     if (olmoe_file_checksum(input_path ? input_path : tokens_path, &input_sum, &input_bytes) != 0)
         die("%s", olmoe_error());
+    if (input_bytes < 0) /* a pipe, read once: what identifies it is the bytes it gave */
+        input_sum = run_ts.input_sum, input_bytes = run_ts.input_bytes;
 
     olmoe_engine_opts eo = {.device = device, .max_ctx = (int)longest, .top_k = k};
     if (pol) /* the engine's max_k is the most the policy can choose */
@@ -482,6 +484,9 @@ int main(int argc, char **argv) {
     olmoe_capture_signals_install();
     int64_t done = 0; /* windows already in the partial (--resume) */
     olmoe_trace *tr;
+    olmoe_trace_document *docs = xmalloc(xmul((size_t)ts.n_docs + 1, sizeof *docs));
+    for (int64_t d = 0; d < ts.n_docs; d++)
+        docs[d] = (olmoe_trace_document){ts.doc_start[d], ts.doc_length[d], ts.doc_group[d]};
     if (resume) {
         if (!(tr = olmoe_trace_resume(out.partial, &meta)) ||
             olmoe_capture_resume_check(tr, win, nwin, &done) != 0 ||
@@ -490,24 +495,23 @@ int main(int argc, char **argv) {
         olmoe_capture_out_keep(&out, resume_cmd);
         notef("%s: resuming after %lld of %lld windows", out.partial, (long long)done,
               (long long)nwin);
-    } else if (!(tr = olmoe_trace_create(out.partial, &meta))) {
-        die("%s", olmoe_error());
+    } else {
+        /* the header goes in before the partial appears: any partial has it */
+        olmoe_trace_header h = {(const char *const *)ts.groups, ts.n_groups, docs, ts.n_docs};
+        if (!(tr = olmoe_trace_create_with_header(out.partial, &meta, &h))) die("%s", olmoe_error());
     }
-    /* the header: a partial killed before it was on disk lacks it, and its
-     * resume writes it (a partial holding another header is refused) */
+    /* a partial of an earlier version killed before its header was on disk
+     * lacks it, and its resume writes it (one holding another is refused) */
     const olmoe_trace_info *have = olmoe_trace_info_of(tr);
     if (resume && ((have->n_groups && have->n_groups != ts.n_groups) ||
                    (have->n_documents && have->n_documents != ts.n_docs)))
         die("%s: cannot resume: it holds %lld groups and %lld documents, this run has %lld and %lld",
             out.partial, (long long)have->n_groups, (long long)have->n_documents,
             (long long)ts.n_groups, (long long)ts.n_docs);
-    if ((!resume || !have->n_groups) && ts.n_groups &&
+    if (resume && !have->n_groups && ts.n_groups &&
         olmoe_trace_add_groups(tr, (const char *const *)ts.groups, ts.n_groups) != 0)
         die("%s", olmoe_error());
-    olmoe_trace_document *docs = xmalloc(xmul((size_t)ts.n_docs, sizeof *docs));
-    for (int64_t d = 0; d < ts.n_docs; d++)
-        docs[d] = (olmoe_trace_document){ts.doc_start[d], ts.doc_length[d], ts.doc_group[d]};
-    if ((!resume || !have->n_documents) && ts.n_docs &&
+    if (resume && !have->n_documents && ts.n_docs &&
         olmoe_trace_add_documents(tr, docs, ts.n_docs) != 0)
         die("%s", olmoe_error());
     free(docs);

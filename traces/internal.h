@@ -116,6 +116,9 @@ struct olmoe_trace {
 /* opens every dataset present and reads sizes and meta into t->info; commits
  * = windows prefix that tiles [0, N) */
 int trace_load(olmoe_trace *t);
+/* a merged trace's virtual datasets read shards that are present and match
+ * (merge_sources.c); -1 naming the first problem and the fix otherwise */
+int trace_check_sources_open(olmoe_trace *t);
 /* rows of a dataset along axis 0 */
 int trace_ds_rows(olmoe_trace *t, trace_ds which, int64_t *rows);
 /* elements per row of a per-token dataset */

@@ -404,21 +404,31 @@ out:
     return rc;
 }
 
-/* the close-time totals, from the merged /baseline/nll in stream order */
+/* The close-time totals, from the merged /baseline/nll in stream order.
+ * HDF5 opens a virtual dataset's sources with the access of the file that
+ * maps them: reading through a file open for writing would open the shards
+ * for writing too, marking them open by a writer, and a kill then would
+ * leave every input shard marked. So the totals are read from a read-only
+ * open, and the file is opened for writing only to set attributes, which
+ * touch no source. */
 static int finish(const char *path) {
-    olmoe_trace *t = olmoe_trace_open_rw(path);
+    olmoe_trace *t = olmoe_trace_open(path);
     if (!t) return -1;
     double sum;
     int64_t scored;
-    hid_t f = olmoe_trace_hid(t);
     int rc = olmoe_trace_nll_total(t, &sum, &scored);
+    olmoe_trace_close(t);
+    if (rc != 0) return -1;
     double ppl = scored > 0 ? exp(sum / (double)scored) : NAN;
-    if (rc == 0 && (olmoe_h5_set_attr_i64(f, ".", TRACE_ATTR_N_SCORED, scored) ||
-                    olmoe_h5_set_attr_f64(f, ".", TRACE_ATTR_NLL_SUM, sum) ||
-                    olmoe_h5_set_attr_f64(f, ".", TRACE_ATTR_PERPLEXITY, ppl) ||
-                    olmoe_h5_set_attr_i32(f, ".", TRACE_ATTR_COMPLETE, 1)))
+    hid_t f = olmoe_h5_open(path, 1);
+    if (f < 0) return -1;
+    if (olmoe_h5_set_attr_i64(f, ".", TRACE_ATTR_N_SCORED, scored) ||
+        olmoe_h5_set_attr_f64(f, ".", TRACE_ATTR_NLL_SUM, sum) ||
+        olmoe_h5_set_attr_f64(f, ".", TRACE_ATTR_PERPLEXITY, ppl) ||
+        olmoe_h5_set_attr_i32(f, ".", TRACE_ATTR_COMPLETE, 1))
         rc = olmoe_error_prefix("%s", path);
-    if (olmoe_trace_close(t) != 0) rc = -1;
+    if (H5Fclose(f) < 0 && rc == 0)
+        rc = olmoe_h5_failf(__FILE__, __LINE__, "H5Fclose()", "%s: close", path);
     return rc;
 }
 

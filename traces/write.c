@@ -11,8 +11,9 @@
  * [0, N) describes rows that are all on disk. In SWMR mode nothing but
  * appends and in-place attribute writes happens (every attribute exists from
  * creation on); only group names given after the first window are written
- * at close, as variable-length data. The empty trace is built under
- * "<path>.creating" and renamed into place, so a file at path always opens. */
+ * at close, as variable-length data. The empty trace (with its header,
+ * /groups and /documents, when given) is built under "<path>.creating" and
+ * renamed into place, so a file at path always opens and has its header. */
 #include "internal.h"
 
 #include <errno.h>
@@ -222,6 +223,11 @@ fail:
 static int start_swmr(olmoe_trace *t);
 
 olmoe_trace *olmoe_trace_create(const char *path, const olmoe_trace_meta *meta) {
+    return olmoe_trace_create_with_header(path, meta, NULL);
+}
+
+olmoe_trace *olmoe_trace_create_with_header(const char *path, const olmoe_trace_meta *meta,
+                                            const olmoe_trace_header *h) {
     olmoe_h5_init();
     hid_t fapl = H5I_INVALID_HID;
     char *tmp = NULL;
@@ -244,6 +250,9 @@ olmoe_trace *olmoe_trace_create(const char *path, const olmoe_trace_meta *meta) 
     H5Pclose(fapl);
     fapl = H5I_INVALID_HID;
     if (write_root_attrs(t, meta) != 0 || create_datasets(t, meta) != 0) goto fail;
+    if (h && (olmoe_trace_add_groups(t, h->groups, h->n_groups) != 0 ||
+              olmoe_trace_add_documents(t, h->documents, h->n_documents) != 0))
+        goto fail;
     /* SWMR from here on: a file at path is always in a state readers open */
     if (start_swmr(t) != 0) goto fail;
     if (rename(tmp, path) != 0) {
