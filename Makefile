@@ -1,7 +1,9 @@
-# olmoe-routing: `make` builds every command into bin/ (CUDA parts when nvcc is
-# found), `make test` runs the CPU suite, `make asan-test` the same under
-# AddressSanitizer/UBSan, `make test-gpu` the GPU checks, `make demo` the main job
-# on the bundled model, `make install PREFIX=...` binaries and man pages.
+# olmoe-routing: `make` builds every command into bin/ (the CUDA engine too when a
+# GPU is present, or with CUDA=1), `make test` runs the CPU suite, `make asan-test`
+# the same under AddressSanitizer/UBSan, `make test-gpu` the GPU checks, `make demo`
+# the main job on the bundled model, `make install PREFIX=...` binaries, man
+# pages, the bundled model and the Brown test split (PREFIX/share/olmoe-routing/).
+# `make demo` and `make test` first check the Debian packages (.ci/install-deps).
 #
 # Layout: each directory is one layer and builds a static library from its .c
 # files, plus one command per main_<name>.c (bin/olmoe-<name>). Layers, bottom
@@ -19,6 +21,13 @@ CUDA_ARCH ?= -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90,code
 SANITIZE ?=
 
 # ---- dependencies (Debian packages: see .ci/install-deps) ----
+# demo and test check them before anything is compiled: as root the missing ones
+# are installed; otherwise the apt-get line to run is printed and make stops here.
+ifneq ($(filter demo test,$(MAKECMDGOALS)),)
+ifneq ($(shell sh .ci/install-deps --quiet >&2 && echo ok),ok)
+$(error missing Debian packages (above); nothing was compiled)
+endif
+endif
 HDF5_CFLAGS := $(shell pkg-config --cflags hdf5 2>/dev/null)
 HDF5_LIBS_L := $(shell pkg-config --libs-only-L hdf5 2>/dev/null)
 DEP_CFLAGS := $(HDF5_CFLAGS) $(shell pkg-config --cflags gsl jansson libpcre2-8 libutf8proc 2>/dev/null)
@@ -52,8 +61,26 @@ INC_plot := $(INC_analyze) -Iplot
 INC_ALL := $(INC_engine) -Icapture -Ianalyze -Iplot
 layer_inc = $(INC_$(firstword $(subst /, ,$(1))))
 
-# ---- CUDA, only when nvcc is on the PATH (NO_CUDA=1 forces it off) ----
-NVCC := $(if $(NO_CUDA),,$(shell command -v nvcc 2>/dev/null))
+# ---- CUDA: built when a GPU can use it (nvidia-smi lists one, or /dev/nvidia0
+# exists), or when asked (CUDA=1; make test-gpu asks); NO_CUDA=1 forces it off.
+# nvcc on the PATH of a machine without a GPU is not enough: the CPU build there
+# never waits for the CUDA code. ----
+ifneq ($(filter test-gpu,$(MAKECMDGOALS)),)
+CUDA := 1
+endif
+ifeq ($(origin CUDA),undefined)
+CUDA := $(shell { nvidia-smi -L 2>/dev/null | grep -q '^GPU' || [ -e /dev/nvidia0 ]; } && echo 1)
+endif
+ifneq ($(NO_CUDA),)
+NVCC :=
+else
+NVCC := $(if $(filter 1,$(CUDA)),$(shell command -v nvcc 2>/dev/null))
+ifeq ($(CUDA)$(NVCC),1)
+ifneq ($(origin CUDA),file)
+$(error CUDA=1 but nvcc is not on the PATH)
+endif
+endif
+endif
 CU_SRC := $(if $(NVCC),$(wildcard engine/*.cu),)
 ifneq ($(CU_SRC),)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
@@ -94,8 +121,10 @@ LIB_common := $(COMMON_SRC)
 LIBS := $(foreach l,$(LIBNAMES),$(if $(LIB_$(l)),$(BUILD)/lib$(l).a))
 CU_OBJ := $(patsubst %.cu,$(BUILD)/%.cu.o,$(CU_SRC))
 CUDA_LIB := $(if $(CU_OBJ),$(BUILD)/libcuda_engine.a)
+# the CUDA engine calls back into the C engine (top-k, host routing), so libengine
+# is named again after it
 LINK_LIBS = $(filter-out $(BUILD)/libpolicy.a $(BUILD)/libkde.a $(BUILD)/libtraces.a $(BUILD)/libcommon.a,$(LIBS)) \
-            $(CUDA_LIB) $(filter $(BUILD)/libpolicy.a $(BUILD)/libkde.a $(BUILD)/libtraces.a $(BUILD)/libcommon.a,$(LIBS))
+            $(CUDA_LIB) $(if $(CUDA_LIB),$(BUILD)/libengine.a) $(filter $(BUILD)/libpolicy.a $(BUILD)/libkde.a $(BUILD)/libtraces.a $(BUILD)/libcommon.a,$(LIBS))
 
 CMDS := $(patsubst main_%,$(BIN)/olmoe-%,$(basename $(notdir $(CMD_MAINS))))
 
@@ -104,11 +133,18 @@ TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 GPU_TEST_SRC := $(if $(NVCC),$(wildcard tests/gpu/test_*.c),)
 GPU_TEST_BINS := $(patsubst tests/gpu/%.c,$(BUILD)/tests/gpu/%,$(GPU_TEST_SRC))
 
-.PHONY: all test asan-test test-gpu install demo deps data clean fuzz fuzz-build
+.PHONY: all test asan-test test-gpu install demo deps data clean fuzz fuzz-build FORCE
 all: $(CMDS) $(TEST_BINS)
-	@echo "built: $(notdir $(CMDS))$(if $(NVCC), (with CUDA: $(NVCC)), (no nvcc found: CPU only))"
+	@echo "built: $(notdir $(CMDS))$(if $(NVCC), (with CUDA: $(NVCC)), (CPU only: $(if $(NO_CUDA),NO_CUDA set,$(if $(filter 1,$(CUDA)),no nvcc found,no GPU here; CUDA=1 builds the CUDA engine))))"
 
-$(BUILD)/%.o: %.c
+# $(BUILD)/.mode says whether the objects were compiled for the CUDA engine or
+# CPU only; it changes (and every object is recompiled) when that does
+BUILD_MODE := $(if $(NVCC),cuda,cpu)
+$(BUILD)/.mode: FORCE
+	@mkdir -p $(dir $@); echo $(BUILD_MODE) | cmp -s - $@ || echo $(BUILD_MODE) >$@
+FORCE:
+
+$(BUILD)/%.o: %.c $(BUILD)/.mode
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(call layer_inc,$<) -c $< -o $@
 
@@ -169,7 +205,7 @@ $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(LIBS)
 	$(CC) $(ALL_CFLAGS) $(INC_ALL) -fsanitize=fuzzer -Itests/fuzz $< $(LINK_LIBS) $(DEP_LIBS) -o $@
 
 test-gpu: $(CMDS) $(GPU_TEST_BINS)
-	@if [ -z "$(NVCC)" ]; then echo "test-gpu: nvcc not found, nothing to run"; exit 1; fi
+	@if [ -z "$(NVCC)" ]; then echo "test-gpu: no CUDA build (nvcc not found, or NO_CUDA set)"; exit 1; fi
 	@OLMOE_BIN=$(abspath $(BIN)) OLMOE_TESTBIN=$(abspath $(BUILD)/tests/gpu) sh tests/run gpu
 
 $(BUILD)/tests/gpu/%: tests/gpu/%.c tests/check.h $(LIBS) $(CUDA_LIB)
@@ -193,6 +229,13 @@ install: $(CMDS)
 	install -m 755 $(CMDS) $(DESTDIR)$(PREFIX)/bin
 	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 644 $(wildcard man/*.5) $(DESTDIR)$(PREFIX)/share/man/man5
+	# the bundled model (commands find it as --model olmoe-brown, and use it
+	# when --model is not given) and the Brown test split the demo captures
+	install -d $(DESTDIR)$(PREFIX)/share/olmoe-routing/models/olmoe-brown $(DESTDIR)$(PREFIX)/share/olmoe-routing/data
+	install -m 644 models/olmoe-brown/config.json models/olmoe-brown/model.safetensors \
+	    models/olmoe-brown/tokenizer.json models/olmoe-brown/generation_config.json \
+	    models/olmoe-brown/MODEL.md $(DESTDIR)$(PREFIX)/share/olmoe-routing/models/olmoe-brown
+	install -m 644 data/brown-test.jsonl $(DESTDIR)$(PREFIX)/share/olmoe-routing/data
 
 clean:
 	rm -rf build build-asan build-fuzz bin bin-asan

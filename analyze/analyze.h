@@ -1,6 +1,7 @@
 /* analyze.h: the analyze layer, the one public header of analyze/ (above the
  * engine, beside capture/): olmoe-replay (replay.h: replay, exact, validate;
- * stats.h: routing statistics; match.h: matched compute), olmoe-analyze and
+ * stats.h: routing statistics; match.h: matched compute; bootstrap.h and
+ * headroom.h: intervals and headroom), olmoe-analyze and
  * olmoe-traces; the parts are included at the end of this file. This file:
  * the OLMoE paper's routing analyses over traces (olmoe-analyze): expert co-activation, domain and token specialization, cross-layer flow,
  * and the comparison of two traces of the same tokens (router saturation).
@@ -44,7 +45,9 @@
 typedef struct {
     const char *policy;       /* one policy spec; NULL = the trace's baseline top-k */
     const char *null_path;    /* null.h5 (olmoe-kde) for pvalue=kde policies */
-    int64_t empirical_max;    /* pvalue=empirical: logits kept per expert (0 = 20000) */
+    const char *empirical_path; /* pvalue=empirical: another trace's logits (NULL: this one's) */
+    int64_t empirical_max;    /* pvalue=empirical: logits kept per expert (0 = all) */
+    const char *beta_trace;   /* skip(beta=median): the calibration trace */
     const char *layers;       /* NULL / "all" or a list "0,3,8-15" */
     int64_t chunk_rows;       /* 0 = OLMOE_ANALYZE_CHUNK_ROWS */
     int64_t max_tokens;       /* analyse the first N tokens; 0 = all */
@@ -247,6 +250,8 @@ int olmoe_analyze_decode_ids(const char *tokenizer_json, const int32_t *ids, int
 double olmoe_analyze_peak_rss(void);
 
 /* the parts of this header, each in a file of its own */
+#include "bootstrap.h"
+#include "headroom.h"
 #include "match.h"
 #include "replay.h"
 #include "stats.h"

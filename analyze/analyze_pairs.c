@@ -191,11 +191,13 @@ void olmoe_analyze_pairs_print(const olmoe_analyze_pairs *p, FILE *f, int top) {
     else
         fprintf(f, "%4s %4s %4s %4s %14s %10s %10s\n", "from", "to", "i", "j", cond, "n(i,j)",
                 "n(i)");
+    int shown = 0;
     for (int b = 0; b < p->n_blocks; b++)
         for (int t = 0; t < top; t++) {
             size_t at = (size_t)b * p->top + t;
             int i = p->top_i[at], j = p->top_j[at];
             if (i < 0) break;
+            shown++;
             int64_t nij = p->count[((size_t)b * p->E + i) * p->E + j];
             int64_t ni = p->count_from[(size_t)b * p->E + i];
             if (p->same_layer)
@@ -205,6 +207,14 @@ void olmoe_analyze_pairs_print(const olmoe_analyze_pairs *p, FILE *f, int top) {
                 fprintf(f, "%4d %4d %4d %4d %14.4f %10lld %10lld\n", p->from[b], p->to[b], i, j,
                         p->top_prob[at], (long long)nij, (long long)ni);
         }
+    if (shown == 0) { /* an empty table says why */
+        int64_t most = 0;
+        for (size_t k = 0; k < (size_t)p->n_blocks * p->E; k++)
+            if (p->count_from[k] > most) most = p->count_from[k];
+        fprintf(f, "(none: no expert i was selected %lld times; the most selected one was "
+                   "selected %lld times: lower --min-count or analyse more tokens)\n",
+                (long long)p->min_count, (long long)most);
+    }
 }
 
 int olmoe_analyze_pairs_csv(const olmoe_analyze_pairs *p, FILE *f) {

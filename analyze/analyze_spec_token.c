@@ -192,6 +192,12 @@ static int cmp_share_desc(const void *a, const void *b, void *ctx) {
     return 0;
 }
 
+/* the share of expert e's first token id at layer li; -1 when it has none */
+static double first_share(const olmoe_analyze_tokenspec *t, int li, int e) {
+    size_t at = ((size_t)li * t->E + e) * t->top;
+    return t->expert_top_ids[at] < 0 ? -1 : t->expert_top_share[at];
+}
+
 void olmoe_analyze_tokenspec_print(const olmoe_analyze_tokenspec *t, FILE *f) {
     const int E = t->E, T = t->top, n = t->n_ids;
     char b[160];
@@ -215,9 +221,21 @@ void olmoe_analyze_tokenspec_print(const olmoe_analyze_tokenspec *t, FILE *f) {
         }
     }
     free(order);
-    fprintf(f, "\n# top token ids of each expert (share of the id's occurrences routed to it)\n");
-    for (int li = 0; li < t->n_layers; li++)
-        for (int e = 0; e < E; e++) {
+    /* per layer, the --top experts whose first token id is most exclusively theirs */
+    fprintf(f, "\n# top token ids of the %d most exclusive experts of each layer (share of the id's "
+               "occurrences routed to it; --json has every expert)\n", T < E ? T : E);
+    int *eo = xmalloc((size_t)E * sizeof *eo);
+    for (int li = 0; li < t->n_layers; li++) {
+        for (int e = 0; e < E; e++) eo[e] = e;
+        for (int i = 0; i < T && i < E; i++) { /* selection: T is small */
+            int best = i;
+            for (int j = i + 1; j < E; j++)
+                if (first_share(t, li, eo[j]) > first_share(t, li, eo[best])) best = j;
+            int tmp = eo[i];
+            eo[i] = eo[best], eo[best] = tmp;
+        }
+        for (int i = 0; i < T && i < E; i++) {
+            int e = eo[i];
             fprintf(f, "%5d %4d:", t->layers[li], e);
             for (int i = 0; i < T; i++) {
                 size_t at = ((size_t)li * E + e) * T + i;
@@ -227,6 +245,8 @@ void olmoe_analyze_tokenspec_print(const olmoe_analyze_tokenspec *t, FILE *f) {
             }
             fputc('\n', f);
         }
+    }
+    free(eo);
 }
 
 int olmoe_analyze_tokenspec_csv(const olmoe_analyze_tokenspec *t, FILE *f) {

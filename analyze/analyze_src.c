@@ -15,7 +15,6 @@
 #include <sys/resource.h>
 
 #define DOC_BLOCK 4096
-#define EMPIRICAL_DEFAULT 20000
 
 typedef struct {
     int64_t n_docs, n_blocks;
@@ -114,19 +113,34 @@ static int doc_paint(olmoe_analyze_src *s, int64_t start, int64_t n, int32_t *gr
     return 0;
 }
 
-/* pvalue=empirical: one pass over the trace to collect each expert's logits */
+/* pvalue=empirical: one pass over the trace (or over opts.empirical_path's
+ * trace) to collect each expert's logits */
 static int build_empirical(olmoe_analyze_src *s) {
-    int64_t maxper = s->opts.empirical_max > 0 ? s->opts.empirical_max : EMPIRICAL_DEFAULT;
-    s->emp = xcalloc(1, sizeof *s->emp);
-    if (olmoe_policy_empirical_init(s->emp, s->L, s->E, s->n_tokens, maxper) != 0)
-        return olmoe_error_prefix("%s", s->path);
-    for (int64_t st = 0; st < s->n_tokens; st += s->chunk_rows) {
-        int64_t n = s->n_tokens - st < s->chunk_rows ? s->n_tokens - st : s->chunk_rows;
-        if (olmoe_trace_read_router_logits(s->trace, st, n, s->logits) != 0) return -1;
-        olmoe_policy_empirical_add(s->emp, st, s->logits, n);
+    olmoe_trace *t = s->trace;
+    int64_t N = s->n_tokens;
+    const char *path = s->path;
+    if (s->opts.empirical_path) {
+        path = s->opts.empirical_path;
+        if (!(t = olmoe_trace_open(path))) return olmoe_error_prefix("--empirical");
+        const olmoe_trace_info *in = olmoe_trace_info_of(t);
+        N = in->n_tokens;
+        if (in->meta.n_layers != s->L || in->meta.n_experts != s->E) {
+            olmoe_trace_close(t);
+            return olmoe_errorf("--empirical %s: a trace of %d layers x %d experts, %s has %d x %d",
+                                path, in->meta.n_layers, in->meta.n_experts, s->path, s->L, s->E);
+        }
     }
-    if (olmoe_policy_empirical_finish(s->emp) != 0) return olmoe_error_prefix("%s", s->path);
-    return 0;
+    s->emp = xcalloc(1, sizeof *s->emp);
+    int rc = olmoe_policy_empirical_init(s->emp, s->L, s->E, N, s->opts.empirical_max);
+    if (rc != 0) olmoe_error_prefix("%s", path);
+    for (int64_t st = 0; rc == 0 && st < N; st += s->chunk_rows) {
+        int64_t n = N - st < s->chunk_rows ? N - st : s->chunk_rows;
+        rc = olmoe_trace_read_router_logits(t, st, n, s->logits);
+        if (rc == 0) olmoe_policy_empirical_add(s->emp, st, s->logits, n);
+    }
+    if (rc == 0 && olmoe_policy_empirical_finish(s->emp) != 0) rc = olmoe_error_prefix("%s", path);
+    if (t != s->trace) olmoe_trace_close(t);
+    return rc;
 }
 
 static int bind_policy(olmoe_analyze_src *s) {
@@ -138,10 +152,11 @@ static int bind_policy(olmoe_analyze_src *s) {
         sp = spec;
     }
     if (olmoe_policy_parse(sp, &s->policy) != 0) return olmoe_error_prefix("--policy '%s'", sp);
+    if (olmoe_policy_needs_calibration(&s->policy)) s->policy.calib_path = s->opts.beta_trace;
     olmoe_policy_model pm = {.n_layers = s->L, .n_experts = s->E, .norm_topk_prob = m->norm_topk_prob};
     if (olmoe_policy_needs(&s->policy, OLMOE_PVALUE_KDE)) {
         if (!s->opts.null_path)
-            return olmoe_errorf("policy %s needs a null distribution: give --null FILE (from "
+            return olmoe_errorf("policy %s needs a null distribution: give --kde FILE (from "
                                 "olmoe-kde fit)", s->policy.id);
         s->null = xcalloc(1, sizeof *s->null);
         if (olmoe_kde_read(s->opts.null_path, s->null) != 0) return -1;
@@ -236,7 +251,7 @@ int olmoe_analyze_src_next(olmoe_analyze_src *s, olmoe_analyze_chunk *c) {
                 s->n_sel[rl] = 0;
                 continue;
             }
-            int k = olmoe_policy_route(&s->policy, l, s->logits + rl * E, E, ex, NULL);
+            int k = olmoe_policy_route_at(&s->policy, l, st + r, s->logits + rl * E, E, ex, NULL);
             if (k < 1 || k > K || k > 255)
                 return olmoe_errorf("%s: policy %s selected %d experts at position %lld, layer %d "
                                     "(a bug)", s->path, s->policy.id, k, (long long)(st + r), l);

@@ -1,4 +1,5 @@
-/* main_analyze.c: olmoe-analyze coactivation|specialization|flow|compare, the
+/* main_analyze.c: olmoe-analyze coactivation|specialization|flow|compare (and
+ * intervals|compare-policies|headroom, main_analyze_paper.c), the
  * OLMoE paper's routing analyses over traces (definitions and the HDF5
  * layout of the results in man/olmoe-analyze.1).
  *
@@ -8,6 +9,7 @@
  * under a temporary name until complete. */
 #include "analyze.h"
 #include "common.h"
+#include "main_analyze.h"
 #include "traces.h"
 
 #include <libgen.h>
@@ -22,17 +24,42 @@ static const char usage[] =
     "The OLMoE paper's routing analyses over traces, for any routing policy.";
 
 /* ---- options (one set: each subcommand's table lists the ones it takes) ---- */
-static const char *o_policy, *o_null, *o_layers, *o_csv, *o_json, *o_out, *o_name, *o_tokenizer;
+static const char *o_layers, *o_csv, *o_json, *o_out, *o_name, *o_tokenizer;
 static const char *o_by, *o_policy_b, *o_null_b;
-static long o_top = 10, o_min_pairs = 100, o_max_tokens, o_chunk_rows, o_empirical_max, o_min_count = 10,
+static long o_top = 10, o_min_pairs = 100, o_max_tokens, o_chunk_rows, o_min_count = 10,
             o_mem = 2048, o_from = -1, o_to = -1;
 static int o_in_trace, o_force, o_quiet, o_verbose;
 
-#define OPTS_POLICY                                                                              \
-    OPT_STRING("policy", &o_policy, "SPEC", "routing policy (default: the trace's top-k)"),      \
-        OPT_STRING("null", &o_null, "FILE", "null distribution (olmoe-kde) for pvalue=kde"),     \
-        OPT_LONG_RANGE("empirical-max", &o_empirical_max, "N",                                   \
-                       "pvalue=empirical: logits kept per expert (default 20000)", 1, 1L << 40)
+/* the policy options every routing command shares (policy/policy_cli.c);
+ * without --policy, the trace's own top-k */
+static olmoe_policy_cli cli;
+static char *o_policy;
+#define o_null cli.kde
+
+/* a subcommand's table: its own options, then the policy options */
+static olmoe_opt *with_policy(const olmoe_opt *own) {
+    int n = 0;
+    while (own[n].name) n++;
+    olmoe_opt *opts = xmalloc(xmul((size_t)(n + OLMOE_POLICY_CLI_NOPTS + 1), sizeof *opts));
+    memcpy(opts, own, (size_t)n * sizeof *opts);
+    n += olmoe_policy_cli_options(&cli, opts + n, OLMOE_POLICY_CLI_NULL_ALIAS);
+    opts[n] = (olmoe_opt)OPT_END;
+    return opts;
+}
+
+/* the one policy of the policy options, canonical; NULL when none was given */
+static void policy_of_cli(void) {
+    if (!cli.n_policies) {
+        if (olmoe_policy_cli_given(&cli))
+            die_usage("--kde, --empirical and the policy parameters (--alpha, ...) go with --policy");
+        return;
+    }
+    olmoe_policy_set set = {0};
+    if (olmoe_policy_cli_build(&cli, &set) != 0) die_usage("%s", olmoe_error());
+    if (set.n != 1) die_usage("--policy: one policy, not a set of %d", set.n);
+    o_policy = xstrdup(set.items[0].id);
+    olmoe_policy_set_free(&set);
+}
 #define OPTS_COMMON                                                                              \
     OPT_LONG_RANGE("max-tokens", &o_max_tokens, "N", "analyse the first N tokens (default all)", \
                    1, 1L << 62),                                                                 \
@@ -47,6 +74,10 @@ static int o_in_trace, o_force, o_quiet, o_verbose;
         OPT_FLAG("verbose", &o_verbose, "print throughput and peak memory at the end"),          \
         OPT_LONG_RANGE("chunk-rows", &o_chunk_rows, "N", "rows read per step (default 1024)", 1, \
                        1L << 24)
+
+/* the command line as given, subcommand included (joined before the parser
+ * moves the positionals to the front) */
+static char *command_line;
 
 /* ---- what every run shares ---- */
 typedef struct {
@@ -67,7 +98,7 @@ typedef struct {
 } kind;
 
 /* after every usage check: outputs are refused or begun here */
-static void run_begin(run *r, const char *analysis, int argc, char **argv) {
+static void run_begin(run *r, const char *analysis) {
     memset(r, 0, sizeof *r);
     r->analysis = analysis;
     olmoe_quiet = o_quiet;
@@ -89,12 +120,13 @@ static void run_begin(run *r, const char *analysis, int argc, char **argv) {
     } else if (o_out && olmoe_out_begin(&r->h5, o_out, o_force) != 0) {
         die("%s", olmoe_error());
     }
-    r->command = olmoe_join_argv(argc + 1, argv - 1);
+    r->command = xstrdup(command_line);
 }
 
 static olmoe_analyze_opts src_opts(const char *policy, const char *null_path) {
     olmoe_analyze_opts so = {.policy = policy, .null_path = null_path,
-                             .empirical_max = o_empirical_max, .layers = o_layers,
+                             .empirical_path = cli.empirical, .beta_trace = cli.beta_trace,
+                             .empirical_max = cli.empirical_max, .layers = o_layers,
                              .chunk_rows = o_chunk_rows, .max_tokens = o_max_tokens};
     return so;
 }
@@ -323,20 +355,21 @@ static const kind pairs_kind = {pairs_print, pairs_csv, pairs_json, pairs_h5};
     OPT_LONG_RANGE("min-count", &o_min_pairs, "N",                                        \
                    "top pairs: experts i selected >= N times (default 100)", 1, 1L << 62)
 
-static const olmoe_opt coact_opts[] = {
-    OPTS_POLICY, OPT_MIN_PAIRS,
+static const olmoe_opt coact_opts_own[] = {
+    OPT_MIN_PAIRS,
     OPT_STRING("layers", &o_layers, "LIST", "layers to analyse: all (default) or e.g. 0,3,8-15"),
     OPTS_COMMON, OPT_END};
 
 static int cmd_coactivation(int argc, char **argv) {
-    int npos = olmoe_opt_parse(argc, argv, coact_opts,
+    int npos = olmoe_opt_parse(argc, argv, with_policy(coact_opts_own),
                                "usage: olmoe-analyze coactivation TRACE [options]\n\n"
                                "Per layer, P(expert j selected | expert i selected) over tokens,\n"
                                "the most co-activated pairs and a summary (olmoe-analyze(1)).");
+    policy_of_cli();
     if (npos != 1) die_usage(npos ? "one trace, please" : "which trace?");
     check_usage(argv[0]);
     run r;
-    run_begin(&r, "coactivation", argc, argv);
+    run_begin(&r, "coactivation");
     olmoe_analyze_src *s = open_src(argv[0], src_opts(o_policy, o_null));
     check_stored(&r, s, leaf_of(s));
     r.t0 = olmoe_now();
@@ -350,19 +383,20 @@ static int cmd_coactivation(int argc, char **argv) {
 }
 
 /* ---- flow ---- */
-static const olmoe_opt flow_opts[] = {
-    OPTS_POLICY, OPT_MIN_PAIRS,
+static const olmoe_opt flow_opts_own[] = {
+    OPT_MIN_PAIRS,
     OPT_LONG_RANGE("from", &o_from, "L", "first layer of the pair", 0, 1L << 20),
     OPT_LONG_RANGE("to", &o_to, "M", "second layer (default L + 1)", 0, 1L << 20),
     OPT_STRING("layers", &o_layers, "LIST", "without --from: each consecutive pair of these"),
     OPTS_COMMON, OPT_END};
 
 static int cmd_flow(int argc, char **argv) {
-    int npos = olmoe_opt_parse(argc, argv, flow_opts,
+    int npos = olmoe_opt_parse(argc, argv, with_policy(flow_opts_own),
                                "usage: olmoe-analyze flow TRACE [--from L [--to M]] [options]\n\n"
                                "How often expert i at layer L is followed by expert j at layer M\n"
                                "for the same token (rows normalised); without --from, every pair\n"
                                "of consecutive analysed layers.");
+    policy_of_cli();
     if (npos != 1) die_usage(npos ? "one trace, please" : "which trace?");
     if (o_to >= 0 && o_from < 0) die_usage("--to needs --from");
     if (o_from >= 0 && o_layers) die_usage("--layers and --from: give one or the other");
@@ -374,7 +408,7 @@ static int cmd_flow(int argc, char **argv) {
             die_usage("--from %ld --to %ld: %s has layers 0..%d", o_from, o_to, argv[0], L - 1);
     }
     run r;
-    run_begin(&r, "flow", argc, argv);
+    run_begin(&r, "flow");
     int *from = xmalloc((size_t)L * sizeof *from), *to = xmalloc((size_t)L * sizeof *to);
     char lay[64];
     olmoe_analyze_opts so = src_opts(o_policy, o_null);
@@ -412,7 +446,7 @@ static json_t *token_json(const void *r) { return olmoe_analyze_tokenspec_json(r
 static int token_h5(const void *r, hid_t g) { return olmoe_analyze_tokenspec_h5(r, g); }
 static const kind token_kind = {token_print, token_csv, token_json, token_h5};
 
-static const olmoe_opt spec_opts[] = {
+static const olmoe_opt spec_opts_own[] = {
     OPT_STRING("by", &o_by, "group|token", "by document group or by token id (required)"),
     OPT_LONG_RANGE("min-count", &o_min_count, "N",
                    "token ids seen >= N times; top cells of >= N selections (default 10)", 1,
@@ -420,24 +454,24 @@ static const olmoe_opt spec_opts[] = {
     OPT_STRING("tokenizer", &o_tokenizer, "FILE", "tokenizer.json to decode ids (default: the model's)"),
     OPT_LONG_RANGE("mem", &o_mem, "MIB", "--by token: memory for counters (default 2048)", 1,
                    1L << 30),
-    OPTS_POLICY,
     OPT_STRING("layers", &o_layers, "LIST", "layers to analyse: all (default) or e.g. 0,3,8-15"),
     OPTS_COMMON, OPT_END};
 
 static int cmd_specialization(int argc, char **argv) {
-    int npos = olmoe_opt_parse(argc, argv, spec_opts,
+    int npos = olmoe_opt_parse(argc, argv, with_policy(spec_opts_own),
                                "usage: olmoe-analyze specialization TRACE --by group|token [options]\n\n"
                                "--by group: how much of each expert's work comes from each document\n"
                                "group, against the group's share of the text (domain specialization).\n"
                                "--by token: how consistently each token id goes to one expert, and\n"
                                "the token ids each expert serves most exclusively.");
+    policy_of_cli();
     if (npos != 1) die_usage(npos ? "one trace, please" : "which trace?");
     if (!o_by) die_usage("--by group or --by token, please");
     int by_group = strcmp(o_by, "group") == 0;
     if (!by_group && strcmp(o_by, "token") != 0) die_usage("--by '%s': group or token", o_by);
     check_usage(argv[0]);
     run r;
-    run_begin(&r, by_group ? "specialization_group" : "specialization_token", argc, argv);
+    run_begin(&r, by_group ? "specialization_group" : "specialization_token");
     olmoe_analyze_opts so = src_opts(o_policy, o_null);
     so.want_groups = by_group;
     olmoe_analyze_src *s = open_src(argv[0], so);
@@ -466,30 +500,38 @@ static int cmd_specialization(int argc, char **argv) {
 }
 
 /* ---- compare ---- */
+static int null_b_cb(const char *value, void *ctx) {
+    (void)ctx;
+    warnf("--null-b is deprecated: say --kde-b %s", value);
+    o_null_b = value;
+    return 0;
+}
+
 static void cmp_print(const void *r, FILE *f) { olmoe_analyze_compare_print(r, f); }
 static int cmp_csv(const void *r, FILE *f) { return olmoe_analyze_compare_csv(r, f); }
 static json_t *cmp_json(const void *r) { return olmoe_analyze_compare_json(r); }
 static int cmp_h5(const void *r, hid_t g) { return olmoe_analyze_compare_h5(r, g); }
 static const kind cmp_kind = {cmp_print, cmp_csv, cmp_json, cmp_h5};
 
-static const olmoe_opt cmp_opts[] = {
-    OPTS_POLICY,
+static const olmoe_opt cmp_opts_own[] = {
     OPT_STRING("policy-b", &o_policy_b, "SPEC", "policy for the second trace (default: its top-k)"),
-    OPT_STRING("null-b", &o_null_b, "FILE", "null distribution for the second trace's policy"),
+    OPT_STRING("kde-b", &o_null_b, "FILE", "pvalue=kde: the null for the second trace's policy"),
+    OPT_CALLBACK("null-b", null_b_cb, NULL, "FILE", "deprecated name of --kde-b"),
     OPT_STRING("layers", &o_layers, "LIST", "layers to compare: all (default) or e.g. 0,3,8-15"),
     OPT_STRING("tokenizer", &o_tokenizer, "FILE", "tokenizer.json to decode ids (default: the model's)"),
     OPTS_COMMON, OPT_END};
 
 static int cmd_compare(int argc, char **argv) {
-    int npos = olmoe_opt_parse(argc, argv, cmp_opts,
+    int npos = olmoe_opt_parse(argc, argv, with_policy(cmp_opts_own),
                                "usage: olmoe-analyze compare A.h5 B.h5 [options]\n\n"
                                "Two traces of the same tokens: per layer the overlap of the selected\n"
                                "sets (router saturation), the Spearman correlation of the router\n"
                                "logits, and the positions where the routing differs most.");
+    policy_of_cli();
     if (npos != 2) die_usage("two traces, please (olmoe-analyze compare A.h5 B.h5)");
     check_usage(argv[0]);
     run r;
-    run_begin(&r, "compare", argc, argv);
+    run_begin(&r, "compare");
     olmoe_analyze_opts sa = src_opts(o_policy, o_null), sb = src_opts(o_policy_b, o_null_b);
     sa.want_logits = sb.want_logits = 1;
     if (!o_null_b) sb.null_path = o_null;
@@ -524,10 +566,14 @@ static const olmoe_subcmd cmds[] = {
     {"specialization", cmd_specialization, "domain (--by group) or token-id (--by token) specialization"},
     {"flow", cmd_flow, "expert i at layer L followed by expert j at layer M"},
     {"compare", cmd_compare, "two traces of the same tokens: overlap, rank correlation"},
+    {"intervals", olmoe_cmd_intervals, "stored results' perplexity vs the baseline, bootstrap intervals"},
+    {"compare-policies", olmoe_cmd_compare_policies, "two stored policies: a paired bootstrap test"},
+    {"headroom", olmoe_cmd_headroom, "the exact top-k ladder: per token the smallest k within eps"},
     {NULL, NULL, NULL}};
 
 int main(int argc, char **argv) {
     olmoe_set_prog(argv[0]);
     olmoe_save_argv(argc, argv);
+    command_line = olmoe_join_argv(argc, argv);
     return olmoe_subcmd_run(argc, argv, cmds, usage);
 }

@@ -30,7 +30,8 @@ static void general_help(FILE *f) {
     fprintf(f, "usage: olmoe-replay TRACE [--mode MODE] (--policy SPEC | --sweep NAME|FILE) "
                "[options]\n\nEvaluates routing policies on a captured trace.\n\nmodes:\n");
     for (const replay_mode *m = modes; m->name; m++) fprintf(f, "  %-10s %s\n", m->name, m->summary);
-    fprintf(f, "  --match-k  matched compute: families calibrated to mean k, then scored\n");
+    fprintf(f, "  match-k    matched compute: families calibrated to mean k, then scored "
+               "(= --match-k LIST)\n");
     fprintf(f, "\n'olmoe-replay --mode MODE --help' lists the options of a mode\n");
 }
 
@@ -39,8 +40,8 @@ void cmd_replay_parse(int argc, char **argv, olmoe_opt *opts, olmoe_policy_cli *
                       char **command) {
     int own = 0;
     while (opts[own].name) own++;
-    olmoe_policy_cli_options(cli, opts + own);
-    opts[own + OLMOE_POLICY_CLI_NOPTS] = (olmoe_opt)OPT_END;
+    own += olmoe_policy_cli_options(cli, opts + own, OLMOE_POLICY_CLI_SWEEP);
+    opts[own] = (olmoe_opt)OPT_END;
     *command = olmoe_join_argv(argc, argv);
     int npos = olmoe_opt_parse(argc, argv, opts, usage);
     olmoe_quiet = *quiet;
@@ -86,10 +87,16 @@ void cmd_replay_bind_probe(olmoe_policy_set *set, const olmoe_policy_model *m) {
     if (olmoe_policy_set_bind(set, &m0) != 0) die("%s", olmoe_error());
 }
 
+int32_t *cmd_replay_trace_tokens(olmoe_trace *t, const olmoe_policy_set *set, olmoe_policy_model *m) {
+    int32_t *tokens;
+    if (olmoe_cmd_trace_tokens(t, set, m, &tokens) != 0) die("%s", olmoe_error());
+    return tokens;
+}
+
 void cmd_replay_bind_empirical(olmoe_policy_set *set, olmoe_policy_model *m, olmoe_trace *t,
-                               int64_t N, long empirical_max, olmoe_policy_empirical *emp) {
+                               int64_t N, const olmoe_policy_cli *cli, olmoe_policy_empirical *emp) {
     if (!olmoe_policy_set_needs(set, OLMOE_PVALUE_EMPIRICAL)) return;
-    if (olmoe_cmd_empirical(t, N, empirical_max, emp) != 0) die("%s", olmoe_error());
+    if (olmoe_cmd_empirical_cli(cli, t, N, emp) != 0) die("%s", olmoe_error());
     m->emp = emp;
     if (olmoe_policy_set_bind(set, m) != 0) die("%s", olmoe_error());
 }
@@ -126,8 +133,8 @@ int main(int argc, char **argv) {
         printf("%s %s\n", olmoe_prog(), OLMOE_VERSION);
         return 0;
     }
-    if (a.match) return cmd_replay_match(argc, argv);
     const char *mode = a.mode ? a.mode : "replay";
+    if (a.match || strcmp(mode, "match-k") == 0) return cmd_replay_match(argc, argv);
     for (const replay_mode *m = modes; m->name; m++) {
         if (strcmp(m->name, mode) != 0) continue;
         if (a.help && !a.mode) { /* the modes, then the default mode's options */
@@ -140,5 +147,5 @@ int main(int argc, char **argv) {
         general_help(stdout);
         return 0;
     }
-    die_usage("unknown mode '%s' (stats, replay, exact, validate, merge)", mode);
+    die_usage("unknown mode '%s' (stats, replay, exact, validate, match-k, merge)", mode);
 }

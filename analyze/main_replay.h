@@ -34,9 +34,13 @@ void cmd_replay_load_null(const char *kde_path, const olmoe_policy_set *set, olm
 /* set bound to m before any work, so that bad parameters fail first (a
  * placeholder of the right shape stands for an empirical null still to read) */
 void cmd_replay_bind_probe(olmoe_policy_set *set, const olmoe_policy_model *m);
-/* pvalue=empirical: when set needs it, the null read from t's first N
- * tokens into emp, m->emp set and set bound again */
+/* a file policy in set: the trace's tokens into m->tokens (the caller
+ * frees the array returned; NULL when no policy needs them) */
+int32_t *cmd_replay_trace_tokens(olmoe_trace *t, const olmoe_policy_set *set, olmoe_policy_model *m);
+/* pvalue=empirical: when set needs it, the null read from --empirical TRACE
+ * or else t's first N tokens into emp (cli's options), m->emp set and set
+ * bound again */
 void cmd_replay_bind_empirical(olmoe_policy_set *set, olmoe_policy_model *m, olmoe_trace *t,
-                               int64_t N, long empirical_max, olmoe_policy_empirical *emp);
+                               int64_t N, const olmoe_policy_cli *cli, olmoe_policy_empirical *emp);
 
 #endif

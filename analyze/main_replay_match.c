@@ -88,13 +88,40 @@ static void topk_spec(int k, const olmoe_policy_cli *cli, int *used, char *buf, 
 /* the command line of --match-k */
 typedef struct {
     const char *mode, *match_k, *families;
-    const char *model_dir, *kde_path, *routing_s, *device;
-    const char *out_path, *csv_path;
-    long max_tokens, chunk, empirical_max, calib_tokens;
+    const char *model_dir, *routing_s, *device, *calib_trace;
+    const char *kde_path; /* the policy options' --kde */
+    const char *out_path, *csv_path, *json_path;
+    long max_tokens, chunk, calib_tokens;
     long match_max_k, threads;
     double tol;
-    int exact, force, quiet;
+    int exact, force, quiet, calibrate_scored;
 } match_opts;
+
+/* --calibrate-scored: a policy's mean k as the scoring run measures it (the
+ * replayed stream's router under replay, the exact forward under --exact),
+ * so that "matched" means matched in what is scored */
+typedef struct {
+    olmoe_replay_opts o;
+    int evaluations;
+} scored_measure;
+
+static double measure_scored(void *ctx, const olmoe_policy *p) {
+    scored_measure *sm = ctx;
+    olmoe_policy copy = *p, *pp = &copy;
+    olmoe_replay_opts o = sm->o;
+    o.policies = &pp;
+    o.n_policies = 1;
+    olmoe_replay_run run;
+    memset(&run, 0, sizeof run);
+    if (olmoe_replay_run_all(&o, &run) != 0) return NAN;
+    const olmoe_replay_result *res =
+        olmoe_replay_find(&run, o.do_exact ? OLMOE_KIND_EXACT : OLMOE_KIND_REPLAY, p->id);
+    double k = res ? res->all.mean_k : NAN;
+    if (!res) olmoe_errorf("%s: the scoring run returned no result", p->id);
+    olmoe_replay_run_free(&run);
+    sm->evaluations++;
+    return k;
+}
 
 /* the checks of the command line that need no file; the routing it asks for */
 static olmoe_replay_routing check_args(match_opts *o, const olmoe_policy_cli *cli) {
@@ -102,7 +129,8 @@ static olmoe_replay_routing check_args(match_opts *o, const olmoe_policy_cli *cl
     if (o->mode && strcmp(o->mode, "exact") == 0) o->exact = 1;
     else if (o->mode && strcmp(o->mode, "stats") == 0 && o->model_dir)
         die_usage("--mode stats with --match-k calibrates only: leave out --model");
-    else if (o->mode && strcmp(o->mode, "replay") != 0 && strcmp(o->mode, "stats") != 0)
+    else if (o->mode && strcmp(o->mode, "replay") != 0 && strcmp(o->mode, "stats") != 0 &&
+             strcmp(o->mode, "match-k") != 0)
         die_usage("--match-k goes with --mode replay, exact or stats, not '%s'", o->mode);
     if (cli->n_policies || cli->sweep)
         die_usage("--policy and --sweep do not go with --match-k (choose families with --families)");
@@ -111,7 +139,8 @@ static olmoe_replay_routing check_args(match_opts *o, const olmoe_policy_cli *cl
     if (strcmp(o->routing_s, "captured") == 0) routing = OLMOE_ROUTING_CAPTURED;
     else if (strcmp(o->routing_s, "recompute") != 0)
         die_usage("--routing: '%s' is neither recompute nor captured", o->routing_s);
-    if (o->exact && !o->model_dir) die_usage("--exact needs --model DIR");
+    if (o->calibrate_scored && o->calib_trace)
+        die_usage("--calibrate-scored measures on TRACE itself: leave out --calibrate");
     return routing;
 }
 
@@ -192,6 +221,26 @@ static int bind_families(const match_plan *mp, const match_opts *o, olmoe_trace 
     return need_emp;
 }
 
+/* the model: --model, else the one the trace records when it can be
+ * replayed (residuals) and is there; without one, calibration only. Into
+ * o->model_dir (the caller frees what is returned). */
+static char *find_model(match_opts *o, const olmoe_trace_info *in, const char *trace_path) {
+    int calib_only = o->mode && strcmp(o->mode, "stats") == 0;
+    char *dir = NULL;
+    if (o->model_dir ||
+        (!calib_only && in->has_residuals && in->meta.model_dir && in->meta.model_dir[0])) {
+        dir = olmoe_model_for_trace(o->model_dir, in->meta.model_dir, trace_path);
+        if (!dir && o->model_dir) die("%s", olmoe_error());
+        if (!dir && (o->exact || o->calibrate_scored)) die_usage("%s", olmoe_error());
+        if (dir && !o->model_dir) notef("--model: %s (recorded in %s)", dir, trace_path);
+        o->model_dir = dir;
+    }
+    if (o->exact && !o->model_dir) die_usage("--exact needs --model DIR");
+    if (o->calibrate_scored && !o->model_dir)
+        die_usage("--calibrate-scored needs --model DIR (it scores)");
+    return dir;
+}
+
 /* each family solved at each target on d, and top-k's own mean there */
 static void calibrate(match_plan *mp, const olmoe_match_data *d, const olmoe_match_table *tab,
                       const olmoe_policy_model *m, double tol) {
@@ -222,10 +271,10 @@ static void calibrate(match_plan *mp, const olmoe_match_data *d, const olmoe_mat
 }
 
 /* the calibration data of --calibrate (or the trace's first N tokens), into
- * tab's provenance */
+ * tab's provenance; with --calibrate-scored, measured by scoring runs (sm) */
 static void load_calibration(olmoe_match_data *d, olmoe_match_table *tab, const match_opts *o,
                              const char *calib_path, const char *trace_path, int64_t N, int L,
-                             int E, int nf) {
+                             int E, int nf, scored_measure *sm) {
     int same = strcmp(calib_path, trace_path) == 0;
     if (olmoe_match_data_load(d, calib_path, same ? N : 0, o->calib_tokens) != 0)
         die("%s", olmoe_error());
@@ -234,6 +283,13 @@ static void load_calibration(olmoe_match_data *d, olmoe_match_table *tab, const 
             trace_path, L, E);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     d->n_threads = o->threads ? (int)o->threads : (ncpu > 0 ? (int)(ncpu < 64 ? ncpu : 64) : 1);
+    tab->calibrated_on = "logits";
+    if (o->calibrate_scored) {
+        d->measure = measure_scored, d->measure_ctx = sm;
+        tab->calibrated_on = o->exact ? "exact" : "replay";
+        notef("--calibrate-scored: every step of the search is a %s run over %s",
+              tab->calibrated_on, trace_path);
+    }
     notef("calibrating %d famil%s x %d targets on %s (%lld tokens%s)", nf, nf == 1 ? "y" : "ies",
           tab->n_targets, calib_path, (long long)d->n_rows, d->stride > 1 ? ", subsampled" : "");
     tab->trace = trace_path;
@@ -273,7 +329,6 @@ static void score(const match_opts *o, const char *trace_path, const olmoe_resul
         if (c < 0) die("%s: %s", res->final, olmoe_error());
         if (c > 0) die("%s: /%s already exists (--force replaces it)", res->final, which);
     }
-    if (olmoe_model_open(o->model_dir, model) != 0) die("%s", olmoe_error());
     olmoe_replay_opts ropt = {.trace_path = trace_path, .model = model, .policies = pols,
                               .n_policies = set->n, .do_replay = 1, .do_exact = o->exact,
                               .routing = routing, .device = o->device, .max_tokens = o->max_tokens,
@@ -281,7 +336,8 @@ static void score(const match_opts *o, const char *trace_path, const olmoe_resul
                               .progress = !o->quiet};
     notef("scoring %d policies: replay%s on %s", set->n, o->exact ? " and exact" : "", o->device);
     if (olmoe_replay_run_all(&ropt, run) != 0) die("%s", olmoe_error());
-    notef("%.2f s wall, %.2f s reading the trace", run->total_seconds, run->read_seconds);
+    notef("%.2f s wall, %.2f s reading the trace (%.2f s of it waited for)", run->total_seconds,
+          run->read_seconds, run->read_wait_seconds);
     free(pols);
 }
 
@@ -342,14 +398,15 @@ static void fill_table(olmoe_match_table *tab, match_plan *mp, const olmoe_repla
     }
 }
 
-/* the table on stdout, --csv, and /match (with the run's results when
+/* the table on stdout, --csv, --json, and /match (with the run's results when
  * scored) in --out or the results file beside the trace; outputs committed */
 static void write_outputs(const olmoe_match_table *tab, const olmoe_replay_run *run,
                           const match_opts *o, const char *trace_path, const char *command,
                           const olmoe_hash *tid, olmoe_results *res, olmoe_cmd_output *rc,
-                          olmoe_cmd_output *ro) {
+                          olmoe_cmd_output *rjs, olmoe_cmd_output *ro) {
     olmoe_match_print(tab, stdout);
     if (rc->used && olmoe_match_write_csv(tab, rc->out.tmp) != 0) die("%s", olmoe_error());
+    if (rjs->used && olmoe_match_write_json(tab, rjs->out.tmp) != 0) die("%s", olmoe_error());
     hid_t f = ro->used ? olmoe_h5_create(ro->out.tmp) : res->f;
     if (f < 0) die("%s", olmoe_error());
     const olmoe_input inputs[] = {{"trace", trace_path, tid->hex},
@@ -365,7 +422,8 @@ static void write_outputs(const olmoe_match_table *tab, const olmoe_replay_run *
         die("%s: %s", ro->used ? o->out_path : res->final, olmoe_error());
     if (ro->used ? olmoe_h5_close(f) != 0 : olmoe_results_commit(res) != 0)
         die("%s", olmoe_error());
-    if (olmoe_cmd_commit(rc) != 0 || olmoe_cmd_commit(ro) != 0) die("%s", olmoe_error());
+    if (olmoe_cmd_commit(rc) != 0 || olmoe_cmd_commit(rjs) != 0 || olmoe_cmd_commit(ro) != 0)
+        die("%s", olmoe_error());
     if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
 }
 
@@ -373,7 +431,7 @@ static void write_outputs(const olmoe_match_table *tab, const olmoe_replay_run *
 enum { OWN_OPTS = 24 };
 static void option_table(match_opts *o, olmoe_opt *opts) {
     const olmoe_opt own[OWN_OPTS] = {
-        OPT_STRING("mode", &o->mode, "MODE", "replay (default), exact (= --exact) or stats (calibrate only)"),
+        OPT_STRING("mode", &o->mode, "MODE", "match-k; with --match-k: replay (default), exact (= --exact) or stats (calibrate only)"),
         OPT_STRING("match-k", &o->match_k, "LIST", "target mean experts per token-layer, e.g. 1,2,4,8"),
         OPT_STRING("families", &o->families, "LIST",
                    "families to calibrate, specs without their knob (default "
@@ -387,21 +445,22 @@ static void option_table(match_opts *o, olmoe_opt *opts) {
                        0, 1L << 40),
         OPT_LONG_RANGE("threads", &o->threads, "N", "threads for calibration (default: every CPU)",
                        1, 64),
-        OPT_STRING("model", &o->model_dir, "DIR", "the checkpoint, to score (without it: calibrate only)"),
-        OPT_STRING("kde", &o->kde_path, "FILE", "null distributions for pvalue=kde (olmoe-kde fit)"),
+        OPT_STRING("model", &o->model_dir, "DIR", "the checkpoint, to score (default: the trace's; none: calibrate only)"),
+        OPT_STRING("calibrate", &o->calib_trace, "CALIB",
+                   "the trace whose logits the knobs are calibrated on (default: TRACE)"),
         OPT_FLAG("exact", &o->exact, "score with the exact forward pass too"),
         OPT_STRING("routing", &o->routing_s, "HOW", "replay: recompute (default) or captured"),
-        OPT_STRING("device", &o->device, "DEV", "cpu (default) or cuda"),
+        OPT_STRING("device", &o->device, "DEV", "auto (default: cuda when built with it and a GPU is there), cpu or cuda"),
         OPT_STRING("out", &o->out_path, "FILE", "results in a new HDF5 file instead of TRACE.results.h5"),
         OPT_STRING("csv", &o->csv_path, "FILE", "write the table as CSV"),
+        OPT_STRING("json", &o->json_path, "FILE", "write the table as JSON"),
+        OPT_FLAG("calibrate-scored", &o->calibrate_scored,
+                 "calibrate on the mean k the scoring run measures (replay, or exact with --exact)"),
         OPT_LONG_RANGE("max-tokens", &o->max_tokens, "N",
                        "only the windows within the first N tokens (scoring and calibration on "
                        "the trace itself)", 1, 1L << 62),
         OPT_LONG_RANGE("chunk", &o->chunk, "N", "tokens per chunk of whole windows (default 4096)", 1,
                        1L << 24),
-        OPT_LONG_RANGE("empirical-max", &o->empirical_max, "N",
-                       "pvalue=empirical: at most N tokens per expert (default 32768; 0 = all)", 0,
-                       1L << 40),
         OPT_FLAG("force", &o->force, "overwrite existing outputs and results"),
         OPT_FLAG("quiet", &o->quiet, "no notes or progress"),
         OPT_END};
@@ -410,7 +469,7 @@ static void option_table(match_opts *o, olmoe_opt *opts) {
 
 int cmd_replay_match(int argc, char **argv) {
     match_opts o = {.families = "topp,bh,threshold,skip,entropy,hc", .routing_s = "recompute",
-                    .device = "cpu", .chunk = 4096, .empirical_max = 32768,
+                    .device = "auto", .chunk = 4096,
                     .calib_tokens = 262144, .tol = 0.01};
     olmoe_policy_cli cli = {0};
     olmoe_opt opts[OWN_OPTS + OLMOE_POLICY_CLI_NOPTS + 1];
@@ -418,14 +477,17 @@ int cmd_replay_match(int argc, char **argv) {
     char *command;
     cmd_replay_parse(argc, argv, opts, &cli, usage, &o.quiet,
                      "which trace? (olmoe-replay TRACE --match-k 1,2,4,8 ...)", &command);
+    o.device = olmoe_device_resolve(o.device);
+    o.kde_path = cli.kde;
     olmoe_replay_routing routing = check_args(&o, &cli);
     olmoe_match_table tab;
     memset(&tab, 0, sizeof tab);
     tab.n_targets = parse_targets(o.match_k, tab.targets, 64);
     const char *trace_path = argv[0];
-    const char *calib_path = cli.calibrate ? cli.calibrate : trace_path;
-    olmoe_cmd_output rc, ro;
+    const char *calib_path = o.calib_trace ? o.calib_trace : trace_path;
+    olmoe_cmd_output rc, rjs, ro;
     if (olmoe_cmd_reserve(&rc, o.csv_path, o.force) != 0 ||
+        olmoe_cmd_reserve(&rjs, o.json_path, o.force) != 0 ||
         olmoe_cmd_reserve(&ro, o.out_path, o.force) != 0)
         die("%s", olmoe_error());
 
@@ -433,6 +495,7 @@ int cmd_replay_match(int argc, char **argv) {
     olmoe_trace *t = cmd_replay_open_trace(trace_path, o.max_tokens, &N);
     const olmoe_trace_info *in = olmoe_trace_info_of(t);
     const int L = in->meta.n_layers, E = in->meta.n_experts;
+    char *model_dir = find_model(&o, in, trace_path);
     if (o.model_dir && !in->has_residuals)
         die("%s: no attention residuals to replay (capture with --save-residuals)", trace_path);
     for (int j = 0; j < tab.n_targets; j++)
@@ -444,7 +507,7 @@ int cmd_replay_match(int argc, char **argv) {
     olmoe_kde_null null = {0};
     olmoe_kde_cdf cdf = {0};
     olmoe_policy_empirical emp = {0};
-    olmoe_policy_model m = {L, E, in->meta.norm_topk_prob, NULL, NULL};
+    olmoe_policy_model m = {L, E, in->meta.norm_topk_prob, NULL, NULL, NULL, 0};
     int need_emp = bind_families(&mp, &o, t, &m, &null, &cdf);
     /* without --out: the results file beside the trace, locked from now on */
     olmoe_results res;
@@ -453,13 +516,19 @@ int cmd_replay_match(int argc, char **argv) {
     if (!o.out_path && !o.force && olmoe_h5_exists(res.f, "match") == 1)
         die("%s: /match already exists (--force replaces it)", res.final);
     if (need_emp) {
-        if (olmoe_cmd_empirical(t, N, o.empirical_max, &emp) != 0) die("%s", olmoe_error());
+        if (olmoe_cmd_empirical_cli(&cli, t, N, &emp) != 0) die("%s", olmoe_error());
         m.emp = &emp;
     }
     olmoe_trace_close(t);
 
     olmoe_match_data d;
-    load_calibration(&d, &tab, &o, calib_path, trace_path, N, L, E, mp.nf);
+    olmoe_model model;
+    if (o.model_dir && olmoe_model_open(o.model_dir, &model) != 0) die("%s", olmoe_error());
+    scored_measure sm = {.o = {.trace_path = trace_path, .model = &model, .do_replay = !o.exact,
+                               .do_exact = o.exact, .routing = routing, .device = o.device,
+                               .max_tokens = o.max_tokens, .chunk_tokens = o.chunk,
+                               .bind_model = &m}};
+    load_calibration(&d, &tab, &o, calib_path, trace_path, N, L, E, mp.nf, &sm);
     tab.tol = o.tol;
     tab.default_max_k = dmax;
     tab.command = command;
@@ -467,10 +536,10 @@ int cmd_replay_match(int argc, char **argv) {
     olmoe_policy_set set = {0};
     make_policy_set(&set, &mp, &tab, &m);
     olmoe_replay_run run = {0};
-    olmoe_model model;
     if (o.model_dir) score(&o, trace_path, &res, &set, routing, &m, &model, &run);
     fill_table(&tab, &mp, o.model_dir ? &run : NULL, o.exact);
-    write_outputs(&tab, o.model_dir ? &run : NULL, &o, trace_path, command, &tid, &res, &rc, &ro);
+    write_outputs(&tab, o.model_dir ? &run : NULL, &o, trace_path, command, &tid, &res, &rc, &rjs,
+                  &ro);
 
     if (o.model_dir) {
         olmoe_replay_run_free(&run);
@@ -483,6 +552,7 @@ int cmd_replay_match(int argc, char **argv) {
     olmoe_kde_cdf_free(&cdf);
     olmoe_kde_null_free(&null);
     free_plan(&mp);
+    free(model_dir);
     free(command);
     return 0;
 }

@@ -17,7 +17,7 @@
 #include <string.h>
 
 static const char usage[] =
-    "usage: olmoe-replay TRACE --model DIR (--policy SPEC | --sweep NAME|FILE) [--exact] "
+    "usage: olmoe-replay TRACE [--model DIR] (--policy SPEC | --sweep NAME|FILE) [--exact] "
     "[--validate] [options]\n"
     "\n"
     "Evaluates routing policies on a captured trace by perplexity: replay re-runs\n"
@@ -28,9 +28,10 @@ static const char usage[] =
 
 /* the command line of the replay modes */
 typedef struct {
-    const char *mode, *model_dir, *kde_path, *routing_s, *device;
+    const char *mode, *model_dir, *routing_s, *device;
+    const char *kde_path; /* the policy options' --kde */
     const char *json_path, *csv_path, *out_path;
-    long max_tokens, chunk, empirical_max;
+    long max_tokens, chunk, boot_seed, boot_resamples;
     int exact, validate, force, quiet;
     const char *shard_spec; /* --shard (replay_shard.c) */
 } run_opts;
@@ -40,7 +41,6 @@ static olmoe_replay_routing check_args(run_opts *o) {
     if (o->mode && strcmp(o->mode, "exact") == 0) o->exact = 1;
     else if (o->mode && strcmp(o->mode, "validate") == 0) o->validate = 1;
     else if (o->mode && strcmp(o->mode, "replay") != 0) die_usage("--mode: unknown mode '%s'", o->mode);
-    if (!o->model_dir) die_usage("--model DIR is required (the checkpoint the trace was captured with)");
     olmoe_replay_routing routing = OLMOE_ROUTING_RECOMPUTE;
     if (strcmp(o->routing_s, "captured") == 0) routing = OLMOE_ROUTING_CAPTURED;
     else if (strcmp(o->routing_s, "recompute") != 0)
@@ -96,16 +96,30 @@ static void write_outputs(const olmoe_replay_run *run, const olmoe_replay_valida
         die("%s", olmoe_error());
 }
 
+/* the model of --model, else the one the trace records, opened into *model
+ * and checked against the trace (its checksum first: a wrong model is the
+ * likeliest mistake); o->model_dir becomes its directory, which the caller
+ * frees */
+static char *open_model(run_opts *o, olmoe_trace *t, int do_replay, olmoe_model *model) {
+    const char *trace_path = olmoe_trace_path(t);
+    char *dir = olmoe_model_for_trace(o->model_dir, olmoe_trace_info_of(t)->meta.model_dir, trace_path);
+    if (!dir) die("%s", olmoe_error());
+    o->model_dir = dir;
+    if (olmoe_model_open(dir, model) != 0) die("%s", olmoe_error());
+    if (olmoe_replay_check_trace(trace_path, t, model, do_replay, NULL) != 0) die("%s", olmoe_error());
+    return dir;
+}
+
 /* the mode's own options, into opts (room for the policy options after them) */
-enum { OWN_OPTS = 18 };
+enum { OWN_OPTS = 20 };
 static void option_table(run_opts *o, olmoe_opt *opts) {
     const olmoe_opt own[OWN_OPTS] = {
         OPT_STRING("mode", &o->mode, "MODE", "replay (default), exact or validate"),
-        OPT_STRING("model", &o->model_dir, "DIR", "the checkpoint the trace was captured with"),
-        OPT_STRING("kde", &o->kde_path, "FILE", "null distributions for pvalue=kde (olmoe-kde fit)"),
+        OPT_STRING("model", &o->model_dir, "DIR",
+                   "the checkpoint the trace was captured with (default: the one it records)"),
         OPT_STRING("routing", &o->routing_s, "HOW",
                    "replay: recompute (default: router on the replayed stream) or captured"),
-        OPT_STRING("device", &o->device, "DEV", "cpu (default) or cuda"),
+        OPT_STRING("device", &o->device, "DEV", "auto (default: cuda when built with it and a GPU is there), cpu or cuda"),
         OPT_FLAG("exact", &o->exact, "the exact forward pass per policy instead of replay"),
         OPT_FLAG("validate", &o->validate, "replay and exact side by side (/validate table)"),
         OPT_STRING("out", &o->out_path, "FILE",
@@ -116,11 +130,12 @@ static void option_table(run_opts *o, olmoe_opt *opts) {
                        1, 1L << 62),
         OPT_LONG_RANGE("chunk", &o->chunk, "N", "tokens per chunk of whole windows (default 4096)", 1,
                        1L << 24),
-        OPT_LONG_RANGE("empirical-max", &o->empirical_max, "N",
-                       "pvalue=empirical: at most N tokens per expert (default 32768; 0 = all)", 0,
-                       1L << 40),
         OPT_STRING("shard", &o->shard_spec, "I/N",
                    "only part I of N of the run's chunks (needs --out; join with --mode merge)"),
+        OPT_LONG_RANGE("seed", &o->boot_seed, "N", "seed of the bootstrap intervals in JSON and CSV (default 1)", 0,
+                       1L << 62),
+        OPT_LONG_RANGE("resamples", &o->boot_resamples, "N",
+                       "bootstrap resamples over documents (default 1000; 0: no intervals)", 0, 10000000),
         OPT_FLAG("force", &o->force, "overwrite existing outputs and results"),
         OPT_FLAG("quiet", &o->quiet, "no notes or progress"),
         OPT_END};
@@ -128,13 +143,16 @@ static void option_table(run_opts *o, olmoe_opt *opts) {
 }
 
 int cmd_replay_run(int argc, char **argv) {
-    run_opts o = {.routing_s = "recompute", .device = "cpu", .chunk = 4096, .empirical_max = 32768};
+    run_opts o = {.routing_s = "recompute", .device = "auto", .chunk = 4096, .boot_seed = 1,
+                  .boot_resamples = 1000};
     olmoe_policy_cli cli = {0};
     olmoe_opt opts[OWN_OPTS + OLMOE_POLICY_CLI_NOPTS + 1];
     option_table(&o, opts);
     char *command;
     cmd_replay_parse(argc, argv, opts, &cli, usage, &o.quiet,
                      "which trace? (olmoe-replay TRACE --model DIR ...)", &command);
+    o.device = olmoe_device_resolve(o.device);
+    o.kde_path = cli.kde;
     olmoe_replay_routing routing = check_args(&o);
     int do_replay = o.validate || !o.exact, do_exact = o.validate || o.exact;
     olmoe_policy_set set = {0};
@@ -155,21 +173,22 @@ int cmd_replay_run(int argc, char **argv) {
     int64_t N;
     olmoe_trace *t = cmd_replay_open_trace(trace_path, o.max_tokens, &N);
     const olmoe_trace_info *in = olmoe_trace_info_of(t);
-    olmoe_model model; /* its checksum first: a wrong model is the likeliest mistake */
-    if (olmoe_model_open(o.model_dir, &model) != 0) die("%s", olmoe_error());
-    if (olmoe_replay_check_trace(trace_path, t, &model, do_replay, NULL) != 0) die("%s", olmoe_error());
+    olmoe_model model;
+    char *model_dir = open_model(&o, t, do_replay, &model);
     olmoe_kde_null null = {0};
     olmoe_kde_cdf cdf = {0};
     olmoe_policy_empirical emp = {0};
-    olmoe_policy_model m = {in->meta.n_layers, in->meta.n_experts, in->meta.norm_topk_prob, NULL, NULL};
+    olmoe_policy_model m = {in->meta.n_layers, in->meta.n_experts, in->meta.norm_topk_prob,
+                            NULL, NULL, NULL, 0};
     cmd_replay_load_null(o.kde_path, &set, t, &m, &null, &cdf);
+    int32_t *trace_tokens = cmd_replay_trace_tokens(t, &set, &m);
     cmd_replay_bind_probe(&set, &m);
     /* without --out: the results file beside the trace, locked from now on */
     olmoe_results res;
     olmoe_hash tid;
     cmd_replay_results_begin(t, !o.out_path, &res, &tid);
     if (!o.out_path && !o.force) refuse_existing(&res, &set, do_replay, do_exact, o.validate);
-    cmd_replay_bind_empirical(&set, &m, t, N, o.empirical_max, &emp);
+    cmd_replay_bind_empirical(&set, &m, t, N, &cli, &emp);
     olmoe_trace_close(t);
 
     olmoe_policy **pols = xmalloc(xmul((size_t)set.n, sizeof *pols));
@@ -186,7 +205,8 @@ int cmd_replay_run(int argc, char **argv) {
     /* --shard: the results over this shard's rows only */
     if (shard_n) olmoe_replay_shard_view(&full, &run);
     else run = full;
-    notef("%.2f s wall, %.2f s reading the trace", run.total_seconds, run.read_seconds);
+    notef("%.2f s wall, %.2f s reading the trace (%.2f s of it waited for)", run.total_seconds,
+          run.read_seconds, run.read_wait_seconds);
     /* bfloat16 residuals flip near-tied routing decisions now and then, so
      * single tokens move (up to ~0.5 nats on random fixtures) but the mean
      * NLL stays within 1e-4 of itself (tests/test_replay.c); more than 1e-3
@@ -197,6 +217,10 @@ int cmd_replay_run(int argc, char **argv) {
               run.self.policy, run.self.nll_rel_diff, run.self.ppl_rel_diff, trace_path);
     olmoe_replay_validation v;
     if (o.validate && olmoe_replay_validate(&run, &v) != 0) die("%s", olmoe_error());
+    /* the intervals of --json and --csv (not of a shard: its rows are not whole documents) */
+    if ((rj.used || rc.used) && o.boot_resamples > 0 && !shard_n &&
+        olmoe_replay_bootstrap(&run, trace_path, (int)o.boot_resamples, (uint64_t)o.boot_seed) != 0)
+        die("%s", olmoe_error());
 
     write_outputs(&run, o.validate ? &v : NULL, &o, trace_path, command,
                   shard_n ? &full : NULL, &ropt, &model, &tid, &res, &rj, &rc, &ro);
@@ -210,6 +234,8 @@ int cmd_replay_run(int argc, char **argv) {
     olmoe_kde_cdf_free(&cdf);
     olmoe_kde_null_free(&null);
     olmoe_policy_set_free(&set);
+    free(trace_tokens);
+    free(model_dir);
     free(command);
     return 0;
 }

@@ -25,8 +25,9 @@ static const char usage[] =
 
 /* the command line of --mode stats */
 typedef struct {
-    const char *mode, *kde_path, *json_path, *csv_path, *out_path;
-    long max_tokens, empirical_max;
+    const char *mode, *json_path, *csv_path, *out_path;
+    const char *kde_path; /* the policy options' --kde */
+    long max_tokens;
     int store, force, quiet, per_layer;
 } stats_opts;
 
@@ -69,20 +70,16 @@ static void write_outputs(const olmoe_stats *st, const stats_opts *o, const char
 }
 
 int cmd_replay_stats(int argc, char **argv) {
-    stats_opts o = {.empirical_max = 32768};
+    stats_opts o = {0};
     olmoe_policy_cli cli = {0};
     enum { OWN = 12 };
     olmoe_opt opts[OWN + OLMOE_POLICY_CLI_NOPTS + 1] = {
         OPT_STRING("mode", &o.mode, "MODE", "stats"),
-        OPT_STRING("kde", &o.kde_path, "FILE", "null distributions for pvalue=kde (olmoe-kde fit)"),
         OPT_STRING("json", &o.json_path, "FILE", "write the statistics as JSON"),
         OPT_STRING("csv", &o.csv_path, "FILE", "write summaries as CSV (policy x group x layer)"),
         OPT_FLAG("store", &o.store, "store the results beside the trace (TRACE.results.h5, /stats/<policy id>)"),
         OPT_STRING("out", &o.out_path, "FILE", "store the results in a new HDF5 file instead"),
         OPT_LONG_RANGE("max-tokens", &o.max_tokens, "N", "only the first N tokens", 1, 1L << 62),
-        OPT_LONG_RANGE("empirical-max", &o.empirical_max, "N",
-                       "pvalue=empirical: at most N tokens per expert (default 32768; 0 = all)", 0,
-                       1L << 40),
         OPT_FLAG("per-layer", &o.per_layer, "print a row per layer too"),
         OPT_FLAG("force", &o.force, "overwrite existing outputs and /stats groups"),
         OPT_FLAG("quiet", &o.quiet, "no notes or progress"),
@@ -90,6 +87,7 @@ int cmd_replay_stats(int argc, char **argv) {
     char *command;
     cmd_replay_parse(argc, argv, opts, &cli, usage, &o.quiet,
                      "which trace? (olmoe-replay TRACE --mode stats ...)", &command);
+    o.kde_path = cli.kde;
     if (o.store && o.out_path) die_usage("--store and --out: choose one place for the results");
     olmoe_policy_set set = {0};
     if (olmoe_policy_cli_build(&cli, &set) != 0) die_usage("%s", olmoe_error());
@@ -108,10 +106,12 @@ int cmd_replay_stats(int argc, char **argv) {
     olmoe_kde_null null = {0};
     olmoe_kde_cdf cdf = {0};
     olmoe_policy_empirical emp = {0};
-    olmoe_policy_model m = {in->meta.n_layers, in->meta.n_experts, in->meta.norm_topk_prob, NULL, NULL};
+    olmoe_policy_model m = {in->meta.n_layers, in->meta.n_experts, in->meta.norm_topk_prob,
+                            NULL, NULL, NULL, 0};
     cmd_replay_load_null(o.kde_path, &set, t, &m, &null, &cdf);
+    int32_t *trace_tokens = cmd_replay_trace_tokens(t, &set, &m);
     cmd_replay_bind_probe(&set, &m);
-    cmd_replay_bind_empirical(&set, &m, t, N, o.empirical_max, &emp);
+    cmd_replay_bind_empirical(&set, &m, t, N, &cli, &emp);
 
     /* --store: the results file beside the trace, locked from now on */
     olmoe_results res;
@@ -146,6 +146,7 @@ int cmd_replay_stats(int argc, char **argv) {
     olmoe_kde_cdf_free(&cdf);
     olmoe_kde_null_free(&null);
     olmoe_policy_set_free(&set);
+    free(trace_tokens);
     free(command);
     return 0;
 }

@@ -209,8 +209,9 @@ typedef struct {
     int csv;
     int64_t start, count; /* rows of what is exported */
     const char *tokenizer; /* --tokenizer, else the trace's model_dir/tokenizer.json */
-    olmoe_decisions_opts decisions; /* --what decisions: --policy, --kind, --results */
+    olmoe_decisions_opts decisions; /* --what decisions: --kind, --results */
     long decisions_top;             /* --top */
+    olmoe_policy_cli decisions_cli; /* --policy and the options of every routing command */
 } export_ctx;
 
 static void put_raw(export_ctx *x, const void *p, size_t size, size_t n) {
@@ -335,9 +336,31 @@ static int ex_text(export_ctx *x) {
 
 /* ---- decisions: where a policy spends or saves experts (
  * analyze/replay_decisions.c) ---- */
+/* the policy of --policy and the parameter options, canonical; a spec that
+ * does not make a policy ("bh" without alpha) is looked up as a family */
+static const char *decisions_policy(olmoe_policy_cli *cli) {
+    if (cli->kde || cli->empirical || cli->beta_trace || cli->empirical_max_given)
+        die_usage("--kde, --empirical, --empirical-max and --beta-trace: export reads stored "
+                  "results and needs none of them");
+    if (cli->n_policies != 1) die_usage("--what decisions needs --policy ID or SPEC (one)");
+    olmoe_policy_set set = {0};
+    if (olmoe_policy_cli_build(cli, &set) != 0) {
+        int params = 0;
+        for (int i = 0; i < OLMOE_PARAM_COUNT; i++) params |= cli->value[i] != NULL;
+        if (params) die_usage("%s", olmoe_error());
+        return cli->policies[0];
+    }
+    if (set.n != 1) die_usage("--policy: one policy, not a set of %d", set.n);
+    const char *id = xstrdup(set.items[0].id);
+    olmoe_policy_set_free(&set);
+    return id;
+}
+
 static int ex_decisions(export_ctx *x) {
     if (!x->csv) die_usage("--what decisions is csv only");
-    if (!x->decisions.policy_id) die_usage("--what decisions needs --policy ID");
+    x->decisions.policy_id = decisions_policy(&x->decisions_cli);
+    x->decisions.start = x->start;
+    x->decisions.count = x->count;
     x->decisions.tokenizer = x->tokenizer;
     x->decisions.top = (int)x->decisions_top;
     if (olmoe_replay_export_decisions(x->t, &x->decisions, x->out) != 0) die("%s", olmoe_error());
@@ -368,8 +391,9 @@ static int cmd_export(int argc, char **argv) {
     const char *what = NULL, *format = "csv", *outp = NULL;
     long start = 0, count = -1;
     int force = 0;
-    export_ctx x = {.out = stdout, .decisions = {.top = 20, .context = 8}, .decisions_top = 20};
-    const olmoe_opt opts[] = {
+    export_ctx x = {.out = stdout, .decisions = {.top = 20, .context = 8, .count = -1},
+                    .decisions_top = 20};
+    const olmoe_opt own[] = {
         OPT_STRING("what", &what, "KIND", "tokens, text, nll, argmax, logits, windows or decisions"),
         OPT_STRING("tokenizer", &x.tokenizer, "FILE",
                    "text: tokenizer.json (default: the trace's model_dir)"),
@@ -378,11 +402,15 @@ static int cmd_export(int argc, char **argv) {
         OPT_FLAG("force", &force, "overwrite an existing --out file"),
         OPT_LONG_RANGE("start", &start, "N", "first position (per-token kinds)", 0, LONG_MAX),
         OPT_LONG_RANGE("count", &count, "N", "positions to export (default: to the end)", 0, LONG_MAX),
-        OPT_STRING("policy", &x.decisions.policy_id, "ID", "decisions: the policy (id or spec)"),
         OPT_STRING("kind", &x.decisions.kind, "KIND", "decisions: replay or exact (default: replay if present)"),
         OPT_STRING("results", &x.decisions.results, "FILE", "decisions: olmoe-replay --out file (default: TRACE.results.h5)"),
         OPT_LONG_RANGE("top", &x.decisions_top, "N", "decisions: tokens to print (default 20)", 1, 1L << 30),
         OPT_END};
+    enum { OWN = sizeof own / sizeof own[0] - 1 };
+    olmoe_opt opts[OWN + OLMOE_POLICY_CLI_NOPTS + 1];
+    memcpy(opts, own, sizeof own);
+    int nopt = OWN + olmoe_policy_cli_options(&x.decisions_cli, opts + OWN, 0);
+    opts[nopt] = (olmoe_opt)OPT_END;
     int n = olmoe_opt_parse(argc, argv, opts,
                             "usage: olmoe-traces export FILE --what KIND [--format csv|raw] "
                             "[--out F]\n\nWrites one dataset of a trace as CSV or raw binary.\n");
@@ -395,8 +423,9 @@ static int cmd_export(int argc, char **argv) {
         die_usage("--what: unknown kind '%s' (tokens, text, nll, argmax, logits, windows, decisions)", what);
     if (x.tokenizer && ex->fn != ex_text && ex->fn != ex_decisions)
         die_usage("--tokenizer goes with --what text or decisions");
-    if ((x.decisions.policy_id || x.decisions.kind || x.decisions.results) && ex->fn != ex_decisions)
-        die_usage("--policy, --kind and --results go with --what decisions");
+    if ((olmoe_policy_cli_given(&x.decisions_cli) || x.decisions.kind || x.decisions.results) &&
+        ex->fn != ex_decisions)
+        die_usage("--policy, its options, --kind and --results go with --what decisions");
     if (x.decisions.kind && strcmp(x.decisions.kind, "replay") != 0 &&
         strcmp(x.decisions.kind, "exact") != 0)
         die_usage("--kind: '%s' is neither replay nor exact", x.decisions.kind);
@@ -408,7 +437,7 @@ static int cmd_export(int argc, char **argv) {
     x.csv = csv;
     x.start = start;
     x.in = olmoe_trace_info_of(x.t);
-    if (ex->per_token) {
+    if (ex->per_token || ex->fn == ex_decisions) { /* decisions: among these positions */
         if (start > x.in->n_tokens)
             die("%s: --start %ld is past the end (%lld tokens)", argv[0], start,
                 (long long)x.in->n_tokens);

@@ -44,6 +44,11 @@ typedef struct {
     float *logits;     /* [n_rows, L, E] */
     char checksum[33]; /* XXH3-128 of the rows held (hex) */
     int n_threads;     /* for olmoe_match_mean_k; 1 by default */
+    /* when set, the search measures a policy's mean k with this instead of
+     * on the logits above (--calibrate-scored: the scoring run itself);
+     * NaN + message on error */
+    double (*measure)(void *ctx, const olmoe_policy *p);
+    void *measure_ctx;
 } olmoe_match_data;
 
 /* The first first_n tokens of a trace (0: all), every stride-th so that at
@@ -139,6 +144,7 @@ typedef struct {
     char calib_checksum[33];
     double tol;
     int default_max_k;
+    const char *calibrated_on; /* "logits" (the captured router logits), "replay" or "exact" */
     int n_targets;
     double targets[64];
     const char *command;
@@ -149,6 +155,8 @@ void olmoe_match_table_free(olmoe_match_table *t);
 /* the perplexity grid (family x target, per kind) with deltas, then the rows */
 void olmoe_match_print(const olmoe_match_table *t, FILE *f);
 int olmoe_match_write_csv(const olmoe_match_table *t, const char *path);
+/* the table as JSON (match_json.c) */
+int olmoe_match_write_json(const olmoe_match_table *t, const char *path);
 /* /match under loc (layout in man/olmoe-replay.1); replace: delete an
  * existing /match first, else refuse it */
 int olmoe_match_write_h5(const olmoe_match_table *t, hid_t loc, int replace);

@@ -266,6 +266,7 @@ static double eval_at(solver *s, double x) {
     olmoe_policy p;
     s->pt->evaluations++;
     if (olmoe_match_policy(s->f, x, s->m, &p) != 0) return NAN;
+    if (s->d->measure) return s->d->measure(s->d->measure_ctx, &p);
     double k = olmoe_match_mean_k(s->d, &p);
     if (isnan(k)) olmoe_errorf("%s: routing failed on the calibration data", p.id);
     return k;

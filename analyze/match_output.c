@@ -45,13 +45,15 @@ static void grid(const olmoe_match_table *t, const char *kind, FILE *f) {
     fprintf(f, "\n# %s: %s\n", kind,
             calib ? "calibrated parameter (mean experts per token-layer on the calibration data)"
             : !strcmp(kind, "replay")
-                ? "perplexity (relative to top-k at the same k), frozen attention: optimistic"
-                : "perplexity (relative to top-k at the same k), the exact forward pass");
+                ? "perplexity (relative to top-k at the same k) @ the mean k scored, frozen "
+                  "attention: optimistic"
+                : "perplexity (relative to top-k at the same k) @ the mean k scored, the exact "
+                  "forward pass");
     fprintf(f, "%-10s", "family");
     for (int j = 0; j < t->n_targets; j++) {
         char h[32];
         snprintf(h, sizeof h, "k=%g", t->targets[j]);
-        fprintf(f, " %-20s", h);
+        fprintf(f, " %-26s", h);
     }
     fputc('\n', f);
     /* families in the order of their first row */
@@ -71,26 +73,34 @@ static void grid(const olmoe_match_table *t, const char *kind, FILE *f) {
                 olmoe_policy_fmt_number(r->param_value, v, sizeof v);
                 snprintf(c, sizeof c, "%s=%.8s%s", r->param_name, v, r->reached ? "" : " (no)");
             } else if (r && !isnan(r->perplexity)) {
+                /* every scored cell says the mean k the scoring measured */
                 if (!r->reached)
-                    snprintf(c, sizeof c, "%.2f (k %.2f)", r->perplexity, r->achieved_k);
+                    snprintf(c, sizeof c, "%.2f (not reached) @%.2f", r->perplexity, r->scored_k);
                 else if (!isnan(r->rel_vs_topk) && strcmp(r->family, "topk") != 0)
-                    snprintf(c, sizeof c, "%.2f (%+.1f%%)", r->perplexity, 100 * r->rel_vs_topk);
+                    snprintf(c, sizeof c, "%.2f (%+.1f%%) @%.2f", r->perplexity,
+                             100 * r->rel_vs_topk, r->scored_k);
                 else
-                    snprintf(c, sizeof c, "%.2f", r->perplexity);
+                    snprintf(c, sizeof c, "%.2f @%.2f", r->perplexity, r->scored_k);
             }
-            fprintf(f, " %-20s", c);
+            fprintf(f, " %-26s", c);
         }
         fputc('\n', f);
     }
 }
 
 void olmoe_match_print(const olmoe_match_table *t, FILE *f) {
-    fprintf(f, "# matched compute on %s: parameters calibrated on %s (%lld of its %lld tokens%s), "
-               "mean experts per token-layer within %g of each target; max_k=%d where neither a "
-               "family's spec nor --max-k gives one; \"(k x)\": target not reached, the nearest "
-               "point, of mean k x\n",
-            t->trace, t->calibration, (long long)t->calib_rows, (long long)t->calib_trace_tokens,
-            t->calib_stride > 1 ? ", every few" : "", t->tol, t->default_max_k);
+    if (t->calibrated_on && strcmp(t->calibrated_on, "logits") != 0)
+        fprintf(f, "# matched compute on %s: parameters calibrated on the mean k the %s run "
+                   "itself measures (--calibrate-scored), within %g of each target",
+                t->trace, t->calibrated_on, t->tol);
+    else
+        fprintf(f, "# matched compute on %s: parameters calibrated on %s's captured logits (%lld "
+                   "of its %lld tokens%s), mean experts per token-layer within %g of each target",
+                t->trace, t->calibration, (long long)t->calib_rows,
+                (long long)t->calib_trace_tokens, t->calib_stride > 1 ? ", every few" : "", t->tol);
+    fprintf(f, "; max_k=%d where neither a family's spec nor --max-k gives one; \"@x\": the "
+               "mean k scored; \"(not reached)\": the nearest point\n",
+            t->default_max_k);
     for (int k = 0; k < 3; k++) {
         int any = 0;
         for (int i = 0; i < t->n && !any; i++) any = !strcmp(t->rows[i].kind, kinds[k]);
@@ -194,6 +204,8 @@ int olmoe_match_write_h5(const olmoe_match_table *t, hid_t loc, int replace) {
         olmoe_h5_set_attr_i64(loc, "match", "calibration_tokens", t->calib_rows) != 0 ||
         olmoe_h5_set_attr_i64(loc, "match", "calibration_stride", t->calib_stride) != 0 ||
         olmoe_h5_set_attr_f64(loc, "match", "tolerance", t->tol) != 0 ||
+        olmoe_h5_set_attr_str(loc, "match", "calibrated_on",
+                              t->calibrated_on ? t->calibrated_on : "logits") != 0 ||
         olmoe_h5_set_attr_i32(loc, "match", "default_max_k", t->default_max_k) != 0 ||
         olmoe_h5_set_attr_str(loc, "match", "command", t->command ? t->command : "") != 0 ||
         olmoe_h5_set_attr_str(loc, "match", "created", created) != 0)

@@ -68,6 +68,9 @@ typedef struct {
     double *mean_k_layer; /* [L] */
     olmoe_replay_summary all;
     olmoe_replay_summary *group; /* [n_groups] */
+    /* 95 % paired bootstrap (olmoe_replay_bootstrap): perplexity lo, hi and
+     * perplexity / baseline - 1 lo, hi; NaN when not computed */
+    double ci[4];
 } olmoe_replay_result;
 
 typedef struct {
@@ -120,12 +123,23 @@ typedef struct {
     olmoe_policy *own_policy;   /* the self-check's policy when none asked for it */
     olmoe_replay_selfcheck self;
     double read_seconds;        /* wall s reading the trace */
+    double read_wait_seconds;   /* of which the run waited for (a reader thread reads ahead) */
     double total_seconds;
     /* ---- --shard (replay_shard.c) ---- */
     int64_t row_begin, row_end; /* the rows replayed: [0, n_tokens) unless sharded */
     int64_t n_chunks_run;       /* chunks of the whole (unsharded) run */
     /* ---- end --shard ---- */
+    /* the bootstrap behind res[].ci: 0 resamples when none ran */
+    int boot_resamples;
+    uint64_t boot_seed;
+    int64_t boot_units;
+    const char *boot_unit; /* "document" or "window" */
 } olmoe_replay_run;
+
+/* Paired bootstrap over the trace's documents (windows when it has none) of
+ * every stored result against the trace's baseline NLL (analyze/bootstrap.h):
+ * fills res[].ci and the boot_* fields. 0, or -1 + message. */
+int olmoe_replay_bootstrap(olmoe_replay_run *r, const char *trace_path, int resamples, uint64_t seed);
 
 /* What a run checks before any work (olmoe-replay calls it first too): the
  * model's checksum and shapes against the trace's, and the residuals when
@@ -201,6 +215,14 @@ int olmoe_replay_write_h5(const olmoe_replay_run *r, const olmoe_replay_validati
 int olmoe_replay_h5_conflict(hid_t loc, olmoe_policy *const *policies, int n, int do_replay,
                              int do_exact, int validate, const char **which);
 
+/* Stored results read back (replay_h5.c): the per-token NLL [*n] of kind
+ * ("replay", "exact") and policy id under loc: 1 read (*nll is the caller's
+ * to free), 0 absent, -1 + message. */
+int olmoe_replay_h5_read_nll(hid_t loc, const char *kind, const char *id, float **nll, int64_t *n);
+/* the policy ids stored under loc for kind, name order (caller frees each and
+ * the array); none: *n = 0 */
+int olmoe_replay_h5_ids(hid_t loc, const char *kind, char ***ids, int *n);
+
 /* ---- olmoe-traces export --what decisions (replay_decisions.c) ---- */
 typedef struct {
     const char *policy_id; /* canonical id (or a spec, canonicalised) */
@@ -209,6 +231,7 @@ typedef struct {
     int context;           /* tokens of context before each */
     const char *tokenizer; /* tokenizer.json, NULL: the trace's model_dir */
     const char *results;   /* results file (--out of olmoe-replay), NULL: in the trace */
+    int64_t start, count;  /* only positions [start, start + count) (count < 0: to the end) */
 } olmoe_decisions_opts;
 /* CSV on out: the top tokens by |nll_policy - nll_baseline| */
 int olmoe_replay_export_decisions(olmoe_trace *t, const olmoe_decisions_opts *o, FILE *out);

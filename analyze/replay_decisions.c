@@ -65,6 +65,75 @@ static olmoe_tokenizer *open_tokenizer(olmoe_trace *t, const char *given) {
     return tok;
 }
 
+/* the stored results of one family ("bh" of "bh" or "bh(pvalue=pseudo)"):
+ * kind/id names under replay/ and exact/ */
+typedef struct {
+    const char *family;
+    size_t flen;
+    const char *kind;
+    char names[16][OLMOE_POLICY_ID_MAX + 8];
+    int n, total;
+} stored_list;
+
+static herr_t add_stored(hid_t g, const char *name, const H5L_info_t *info, void *ctx) {
+    (void)g, (void)info;
+    stored_list *l = ctx;
+    if (strncmp(name, l->family, l->flen) != 0 || name[l->flen] != '(') return 0;
+    if (l->n < 16) snprintf(l->names[l->n++], sizeof l->names[0], "%s/%s", l->kind, name);
+    l->total++;
+    return 0;
+}
+
+static void list_stored(hid_t loc, const char *spec, const char *only_kind, stored_list *l) {
+    memset(l, 0, sizeof *l);
+    l->family = spec;
+    l->flen = strcspn(spec, "( ");
+    const char *kinds[2] = {"replay", "exact"};
+    for (int k = 0; k < 2; k++) {
+        if ((only_kind && strcmp(only_kind, kinds[k]) != 0) || olmoe_h5_exists(loc, kinds[k]) != 1)
+            continue;
+        l->kind = kinds[k];
+        hid_t g = H5Gopen2(loc, kinds[k], H5P_DEFAULT);
+        if (g < 0) continue; /* listing is for the message only */
+        hsize_t idx = 0;
+        if (H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, add_stored, l) < 0) l->total = l->n;
+        H5Gclose(g);
+    }
+}
+
+/* the group of the policy's results: its canonical id, or, for a spec that
+ * names a family only ("bh"), the one result of that family stored; else an
+ * error that names what is stored */
+static int find_group(hid_t loc, const char *where, const olmoe_decisions_opts *o, char *g, size_t n) {
+    olmoe_policy pol;
+    int parsed = olmoe_policy_parse(o->policy_id, &pol) == 0;
+    const char *id = parsed ? pol.id : o->policy_id;
+    const char *kinds[2] = {"replay", "exact"};
+    for (int k = 0; k < 2; k++) {
+        if (o->kind && strcmp(o->kind, kinds[k]) != 0) continue;
+        snprintf(g, n, "%s/%s", kinds[k], id);
+        if (olmoe_h5_exists(loc, g) == 1) return 0;
+    }
+    stored_list l;
+    list_stored(loc, o->policy_id, o->kind, &l);
+    if (!parsed && !strchr(o->policy_id, '(') && l.total == 1) {
+        snprintf(g, n, "%s", l.names[0]);
+        notef("--policy %s: the one stored result of %s, /%s", o->policy_id, o->policy_id, g);
+        return 0;
+    }
+    char names[1200] = "";
+    size_t at = 0;
+    for (int i = 0; i < l.n && at < sizeof names; i++)
+        at += (size_t)snprintf(names + at, sizeof names - at, "%s%s", i ? ", " : "", l.names[i]);
+    if (l.total)
+        return olmoe_errorf("%s: no %s results for %s; stored for %.*s: %s%s (give one to --policy)",
+                            where, o->kind ? o->kind : "replay or exact", id, (int)l.flen,
+                            o->policy_id, names, l.total > l.n ? ", ..." : "");
+    return olmoe_errorf("%s: no %s results for %s (run olmoe-replay%s first)", where,
+                        o->kind ? o->kind : "replay or exact", id,
+                        o->kind && strcmp(o->kind, "exact") == 0 ? " --exact" : "");
+}
+
 int olmoe_replay_export_decisions(olmoe_trace *t, const olmoe_decisions_opts *o, FILE *out) {
     const olmoe_trace_info *in = olmoe_trace_info_of(t);
     const char *where = o->results ? o->results : olmoe_trace_path(t);
@@ -77,26 +146,13 @@ int olmoe_replay_export_decisions(olmoe_trace *t, const olmoe_decisions_opts *o,
     if (loc < 0) return -1;
     if (!o->results && own) where = "the results beside the trace";
     /* a spec names its canonical id: "topk(k=2)" finds topk(k=2,norm=model) */
-    olmoe_policy pol;
-    const char *id = olmoe_policy_parse(o->policy_id, &pol) == 0 ? pol.id : o->policy_id;
     char g[OLMOE_POLICY_ID_MAX + 16], p[OLMOE_POLICY_ID_MAX + 32];
-    const char *kinds[2] = {"replay", "exact"};
-    int found = 0;
-    for (int k = 0; k < 2 && !found; k++) {
-        if (o->kind && strcmp(o->kind, kinds[k]) != 0) continue;
-        snprintf(g, sizeof g, "%s/%s", kinds[k], id);
-        found = olmoe_h5_exists(loc, g) == 1;
-    }
+    int found = find_group(loc, where, o, g, sizeof g) == 0;
     float *nll = NULL, *base = NULL;
     int32_t *experts = NULL, *tokens = NULL;
     moved *mv = NULL;
     olmoe_tokenizer *tok = NULL;
-    if (!found) {
-        olmoe_errorf("%s: no %s results for %s (run olmoe-replay%s first)", where,
-                     o->kind ? o->kind : "replay or exact", id,
-                     o->kind && strcmp(o->kind, "exact") == 0 ? " --exact" : "");
-        goto done;
-    }
+    if (!found) goto done;
     int rank;
     int64_t d[OLMOE_H5_MAX_RANK], de[OLMOE_H5_MAX_RANK];
     snprintf(p, sizeof p, "%s/nll", g);
@@ -118,7 +174,9 @@ int olmoe_replay_export_decisions(olmoe_trace *t, const olmoe_decisions_opts *o,
     if (!(tok = open_tokenizer(t, o->tokenizer))) goto done;
     mv = xmalloc(xmul((size_t)N + 1, sizeof *mv));
     int64_t n = 0;
-    for (int64_t i = 0; i < N; i++)
+    int64_t lo = o->start < N ? o->start : N;
+    int64_t hi = o->count >= 0 && o->count < N - lo ? lo + o->count : N;
+    for (int64_t i = lo; i < hi; i++)
         if (isfinite(nll[i]) && isfinite(base[i]) && tokens[i + 1] >= 0)
             mv[n++] = (moved){i, (double)nll[i] - (double)base[i]};
     qsort(mv, (size_t)n, sizeof *mv, by_size);

@@ -192,3 +192,56 @@ int olmoe_replay_results_attrs(hid_t f, const char *trace_path, const char *mode
         return -1;
     return 0;
 }
+
+/* ---- reading stored results back (every reader of them goes through here) ---- */
+
+int olmoe_replay_h5_read_nll(hid_t loc, const char *kind, const char *id, float **nll, int64_t *n) {
+    char p[OLMOE_POLICY_ID_MAX + 32];
+    snprintf(p, sizeof p, "%s/%s/nll", kind, id);
+    int e = olmoe_h5_exists(loc, p);
+    if (e <= 0) return e < 0 ? -1 : 0;
+    int rank;
+    int64_t d[OLMOE_H5_MAX_RANK];
+    if (olmoe_h5_read_alloc(loc, p, OLMOE_H5_F32, (void **)nll, &rank, d) != 0) return -1;
+    if (rank != 1) {
+        free(*nll);
+        *nll = NULL;
+        return olmoe_errorf("/%s: rank %d, expected 1", p, rank);
+    }
+    *n = d[0];
+    return 1;
+}
+
+typedef struct {
+    char **names;
+    int n, cap;
+} name_list;
+
+static herr_t add_name(hid_t g, const char *name, const H5L_info_t *info, void *ctx) {
+    (void)g, (void)info;
+    name_list *l = ctx;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 16;
+        l->names = xrealloc(l->names, xmul((size_t)l->cap, sizeof *l->names));
+    }
+    l->names[l->n++] = xstrdup(name);
+    return 0;
+}
+
+int olmoe_replay_h5_ids(hid_t loc, const char *kind, char ***ids, int *n) {
+    name_list l = {NULL, 0, 0};
+    *ids = NULL, *n = 0;
+    int e = olmoe_h5_exists(loc, kind);
+    if (e <= 0) return e;
+    hid_t g = H5Gopen2(loc, kind, H5P_DEFAULT);
+    if (g < 0) return olmoe_errorf("/%s: cannot open the group", kind);
+    herr_t rc = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, add_name, &l);
+    H5Gclose(g);
+    if (rc < 0) {
+        for (int i = 0; i < l.n; i++) free(l.names[i]);
+        free(l.names);
+        return olmoe_errorf("/%s: cannot list it", kind);
+    }
+    *ids = l.names, *n = l.n;
+    return 0;
+}

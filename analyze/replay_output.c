@@ -94,6 +94,10 @@ static json_t *result_json(const olmoe_replay_run *r, const olmoe_replay_result 
     json_object_set_new(o, "tokens_per_second",
                         num(res->seconds > 0 ? (double)r->n_tokens / res->seconds : NAN));
     json_object_set_new(o, "mean_k_layer", doubles(res->mean_k_layer, r->n_layers));
+    if (r->boot_resamples > 0) {
+        json_object_set_new(o, "perplexity_ci", doubles(res->ci, 2));
+        json_object_set_new(o, "delta_ci", doubles(res->ci + 2, 2));
+    }
     json_t *g = json_array();
     for (int k = 0; k < r->n_groups; k++) {
         json_t *one = summary_json(&res->group[k]);
@@ -169,6 +173,17 @@ int olmoe_replay_write_json(const olmoe_replay_run *r, const olmoe_replay_valida
         if (r->res[i].stored) json_array_append_new(res, result_json(r, &r->res[i]));
     json_object_set_new(root, "results", res);
     if (v) json_object_set_new(root, "validate", validation_json(v));
+    if (r->boot_resamples > 0) {
+        json_t *b = json_object();
+        json_object_set_new(b, "unit", json_string(r->boot_unit));
+        json_object_set_new(b, "n_units", json_integer((json_int_t)r->boot_units));
+        json_object_set_new(b, "resamples", json_integer(r->boot_resamples));
+        json_object_set_new(b, "seed", json_integer((json_int_t)r->boot_seed));
+        json_object_set_new(b, "level", num(0.95));
+        json_object_set_new(b, "note", json_string("paired bootstrap over units against the captured baseline; "
+                                                   "delta = perplexity / baseline perplexity - 1"));
+        json_object_set_new(root, "bootstrap", b);
+    }
     int rc = json_dump_file(root, path, JSON_INDENT(1) | JSON_REAL_PRECISION(10));
     json_decref(root);
     return rc == 0 ? 0 : olmoe_errorf("%s: cannot write the JSON", path);
@@ -177,30 +192,32 @@ int olmoe_replay_write_json(const olmoe_replay_run *r, const olmoe_replay_valida
 /* ---- CSV ---- */
 
 static void csv_row(FILE *f, const olmoe_replay_result *res, const char *group,
-                    const olmoe_replay_summary *s, double seconds, double tps) {
+                    const olmoe_replay_summary *s, double seconds, double tps, const double *ci) {
     fprintf(f, "%s,", olmoe_replay_kind_name(res->kind));
     olmoe_csv_field(f, res->policy->id);
     fputc(',', f);
     olmoe_csv_field(f, group);
     fprintf(f, ",%s,", olmoe_replay_routing_name(res->routing));
     olmoe_csv_field(f, res->device);
-    fprintf(f, ",%lld,%.10g,%.10g,%.10g,%.10g,%.10g,%.10g,%.10g,%.10g,%.10g\n",
+    fprintf(f, ",%lld,%.10g,%.10g,%.10g,%.10g,%.10g,%.10g,%.10g,%.10g,%.10g,%.10g,%.10g,%.10g,%.10g\n",
             (long long)s->n_scored, s->perplexity, s->accuracy, s->mean_k, s->sd_k, s->share_min_k,
-            s->share_max_k, s->compute_saved, seconds, tps);
+            s->share_max_k, s->compute_saved, seconds, tps, ci[0], ci[1], ci[2], ci[3]);
 }
 
 int olmoe_replay_write_csv(const olmoe_replay_run *r, const char *path) {
     FILE *f = fopen(path, "w");
     if (!f) return olmoe_errorf("%s: cannot write", path);
     fprintf(f, "kind,policy,group,routing,device,n_scored,perplexity,accuracy,mean_k,sd_k,"
-               "share_min_k,share_max_k,compute_saved,seconds,tokens_per_second\n");
+               "share_min_k,share_max_k,compute_saved,seconds,tokens_per_second,ppl_lo,ppl_hi,delta_lo,"
+               "delta_hi\n");
+    static const double none[4] = {NAN, NAN, NAN, NAN};
     for (int i = 0; i < r->n_results; i++) {
         const olmoe_replay_result *res = &r->res[i];
         if (!res->stored) continue;
         double tps = res->seconds > 0 ? (double)r->n_tokens / res->seconds : NAN;
-        csv_row(f, res, "all", &res->all, res->seconds, tps);
+        csv_row(f, res, "all", &res->all, res->seconds, tps, res->ci);
         for (int k = 0; k < r->n_groups; k++)
-            csv_row(f, res, r->group_names[k], &res->group[k], NAN, NAN);
+            csv_row(f, res, r->group_names[k], &res->group[k], NAN, NAN, none);
     }
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) return olmoe_errorf("%s: write failed", path);

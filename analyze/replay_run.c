@@ -6,6 +6,7 @@
 #include "common.h"
 #include "replay.h"
 
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,18 +27,13 @@ typedef struct {
 
 /* the engine's route hook dispatches to whichever policy runs now, so one
  * engine (weights loaded once) serves the whole sweep */
-static int route_current(void *ctx, int layer, const float *logits, int E, int *experts,
-                         float *weights) {
-    olmoe_policy *const *cur = ctx;
-    return olmoe_policy_route(*cur, layer, logits, E, experts, weights);
-}
-
 const char *olmoe_replay_kind_name(olmoe_replay_kind k) { return k == OLMOE_KIND_EXACT ? "exact" : "replay"; }
 
 void olmoe_replay_result_init(olmoe_replay_result *res, olmoe_policy *p, olmoe_replay_kind kind,
                               olmoe_replay_routing routing, int64_t N, int L, int E, int n_groups,
                               int stored) {
     memset(res, 0, sizeof *res);
+    for (int i = 0; i < 4; i++) res->ci[i] = NAN;
     res->policy = p;
     res->kind = kind;
     res->routing = kind == OLMOE_KIND_EXACT ? OLMOE_ROUTING_RECOMPUTE : routing;
@@ -314,20 +310,63 @@ typedef struct {
     olmoe_trace *t;
     olmoe_replay_backend *be;
     olmoe_engine *eng;
-    olmoe_policy *current;      /* the engine's route hook reads it */
     olmoe_trace_window *win;    /* [n_windows] */
     int32_t *target;            /* [max_rows] */
-    uint16_t *res_bf16;         /* [max_rows, L, D] bfloat16 residuals, or */
-    float *res_f32;             /* [max_rows, L, D] float32 ones (a trace that stores them) */
-    float *logits;              /* [max_rows, L, E] captured (routing=captured) */
+    /* a chunk's inputs, two sets: the reader thread fills one while the
+     * backend runs on the other */
+    uint16_t *res_bf16, *res_bf16_next; /* [max_rows, L, D] bfloat16 residuals, or */
+    float *res_f32, *res_f32_next;      /* [max_rows, L, D] float32 ones (a trace that stores them) */
+    float *logits, *logits_next;        /* [max_rows, L, E] captured (routing=captured) */
+    olmoe_worker reader;
+    const chunk_plan *next_plan; /* what the reader reads, into the _next set */
+    double next_seconds;
     /* exact: engine outputs for a chunk's full windows */
     olmoe_window_io *io;        /* [windows in a chunk] */
     float *x_nll;               /* [max_sum_len] */
     int32_t *x_argmax;          /* [max_sum_len] */
     float *x_logits;            /* [max_sum_len, L, E] */
+    /* what the engine routed, when it says so (the CUDA engine) */
+    uint8_t *x_nexp;            /* [max_sum_len, L] */
+    int32_t *x_exp;             /* [max_sum_len, L, max_k] */
+    int x_k;                    /* max_k */
 } run_state;
 
-static int run_replay_chunk(run_state *s, const chunk_plan *p, int n_replay) {
+/* the reader thread's job: chunk next_plan's residuals (and logits) into
+ * the _next set. The main thread makes no HDF5 call while it runs. */
+static int read_next(void *arg) {
+    run_state *s = arg;
+    const chunk_plan *p = s->next_plan;
+    int64_t rows = p->r1 - p->r0;
+    double t0 = olmoe_now();
+    if (s->res_bf16_next ? olmoe_trace_read_residual_bf16(s->t, p->r0, rows, s->res_bf16_next)
+                         : olmoe_trace_read_residual(s->t, p->r0, rows, s->res_f32_next))
+        return -1;
+    if (s->logits_next && olmoe_trace_read_router_logits(s->t, p->r0, rows, s->logits_next) != 0) return -1;
+    s->next_seconds = olmoe_now() - t0;
+    return 0;
+}
+
+/* chunk p's inputs into the current set: read by the reader thread while
+ * the last chunk ran (p was submitted), or now; then chunk `after`'s read
+ * starts (NULL: none) */
+static int take_chunk(run_state *s, const chunk_plan *p, const chunk_plan *after) {
+    if (s->next_plan != p) {
+        s->next_plan = p;
+        if (olmoe_worker_submit(&s->reader, read_next, s) != 0) return -1;
+    }
+    double t0 = olmoe_now();
+    if (olmoe_worker_wait(&s->reader) != 0) return -1;
+    s->r->read_seconds += s->next_seconds;
+    s->r->read_wait_seconds += olmoe_now() - t0;
+    uint16_t *b = s->res_bf16;
+    float *f = s->res_f32, *g = s->logits;
+    s->res_bf16 = s->res_bf16_next, s->res_f32 = s->res_f32_next, s->logits = s->logits_next;
+    s->res_bf16_next = b, s->res_f32_next = f, s->logits_next = g;
+    s->next_plan = after;
+    return after ? olmoe_worker_submit(&s->reader, read_next, s) : 0;
+}
+
+static int run_replay_chunk(run_state *s, const chunk_plan *p, const chunk_plan *after, int n_replay) {
     olmoe_replay_run *r = s->r;
     int64_t rows = p->r1 - p->r0;
     int L = r->n_layers;
@@ -335,13 +374,8 @@ static int run_replay_chunk(run_state *s, const chunk_plan *p, int n_replay) {
         int64_t at = p->r0 + i;
         s->target[i] = isnan(r->baseline_nll[at]) ? -1 : r->tokens[at + 1];
     }
-    double t0 = olmoe_now();
-    if (s->res_bf16 ? olmoe_trace_read_residual_bf16(s->t, p->r0, rows, s->res_bf16)
-                    : olmoe_trace_read_residual(s->t, p->r0, rows, s->res_f32))
-        return -1;
-    if (s->logits && olmoe_trace_read_router_logits(s->t, p->r0, rows, s->logits) != 0) return -1;
-    r->read_seconds += olmoe_now() - t0;
-    olmoe_replay_chunk ch = {(int)rows, r->tokens + p->r0, s->target, s->res_f32, s->res_bf16, s->logits};
+    if (take_chunk(s, p, after) != 0) return -1;
+    olmoe_replay_chunk ch = {(int)rows, r->tokens + p->r0, s->target, s->res_f32, s->res_bf16, s->logits, p->r0};
     if (olmoe_replay_backend_load(s->be, &ch) != 0) return -1;
     for (int k = 0; k < n_replay; k++) {
         olmoe_replay_result *res = &r->res[k];
@@ -365,11 +399,16 @@ static int run_exact_chunk(run_state *s, const chunk_plan *p, olmoe_replay_resul
         const olmoe_trace_window *w = &s->win[p->w0 + b];
         s->io[b] = (olmoe_window_io){.n = (int)w->length, .tokens = r->tokens + w->start,
                                      .router_logits = s->x_logits + (size_t)off * L * E,
-                                     .nll = s->x_nll + off, .argmax = s->x_argmax + off};
+                                     .nll = s->x_nll + off, .argmax = s->x_argmax + off,
+                                     .stream_pos1 = w->start + 1};
+        if (s->x_nexp) {
+            s->io[b].n_experts = s->x_nexp + (size_t)off * L;
+            s->io[b].experts = s->x_exp + (size_t)off * L * s->x_k;
+        }
         off += w->length;
     }
     double a = olmoe_now(), ca = cpu_now();
-    s->current = res->policy;
+    olmoe_engine_set_route(s->eng, olmoe_policy_route_at, res->policy);
     if (olmoe_engine_forward(s->eng, s->io, nw) != 0)
         return olmoe_error_prefix("exact forward of %s", res->policy->id);
     int ex[256];
@@ -382,11 +421,20 @@ static int run_exact_chunk(run_state *s, const chunk_plan *p, olmoe_replay_resul
             int64_t at = w->start + i;
             res->nll[at] = s->x_nll[off + i];
             res->argmax[at] = s->x_argmax[off + i];
+            if (s->x_nexp) { /* the experts the engine reports it used */
+                for (int l = 0; l < L; l++) {
+                    size_t at_l = (size_t)(off + i) * L + l;
+                    int n = s->x_nexp[at_l];
+                    res->experts[(size_t)at * L + l] = (uint8_t)n;
+                    for (int j = 0; j < n; j++) res->load[(size_t)l * E + s->x_exp[at_l * s->x_k + j]]++;
+                }
+                continue;
+            }
             /* the experts the engine used: the policy is a pure function of
              * the logits, so routing them again gives its choice exactly */
             for (int l = 0; l < L; l++) {
                 const float *lg = s->x_logits + ((size_t)(off + i) * L + l) * E;
-                int n = olmoe_policy_route(res->policy, l, lg, E, ex, wt);
+                int n = olmoe_policy_route_at(res->policy, l, at, lg, E, ex, wt);
                 if (n < 0) return -1;
                 res->experts[(size_t)at * L + l] = (uint8_t)n;
                 for (int j = 0; j < n; j++) res->load[(size_t)l * E + ex[j]]++;
@@ -467,17 +515,20 @@ static int setup(const olmoe_replay_opts *o, olmoe_replay_run *r, run_state *s, 
          * when a trace has them (the writer may grow that option) */
         if (residual_bytes(t) == 4) {
             s->res_f32 = xmalloc(xmul(xmul((size_t)max_rows, (size_t)L * D), sizeof *s->res_f32));
+            s->res_f32_next = xmalloc(xmul(xmul((size_t)max_rows, (size_t)L * D), sizeof *s->res_f32));
             r->self.residual_dtype = "float32";
         } else {
             s->res_bf16 = xmalloc(xmul(xmul((size_t)max_rows, (size_t)L * D), sizeof *s->res_bf16));
+            s->res_bf16_next = xmalloc(xmul(xmul((size_t)max_rows, (size_t)L * D), sizeof *s->res_bf16));
         }
-        if (o->routing == OLMOE_ROUTING_CAPTURED)
+        if (o->routing == OLMOE_ROUTING_CAPTURED) {
             s->logits = xmalloc(xmul(xmul((size_t)max_rows, (size_t)L * E), sizeof *s->logits));
+            s->logits_next = xmalloc(xmul(xmul((size_t)max_rows, (size_t)L * E), sizeof *s->logits));
+        }
     }
     if (o->do_exact) {
         olmoe_engine_opts eo = {.device = o->device ? o->device : "cpu", .max_tokens = (int)max_sum,
-                                .max_ctx = (int)max_len, .top_k = max_k, .route = route_current,
-                                .route_ctx = &s->current};
+                                .max_ctx = (int)max_len, .top_k = max_k};
         if (olmoe_engine_open(o->model, &eo, &s->eng) != 0) return -1;
         int64_t most_windows = 0;
         for (int c = 0; c < *n_chunks; c++)
@@ -489,6 +540,11 @@ static int setup(const olmoe_replay_opts *o, olmoe_replay_run *r, run_state *s, 
         size_t lb = xmul(xmul((size_t)max_sum, (size_t)L * E), sizeof *s->x_logits);
         s->x_logits = olmoe_engine_host_alloc(lb);
         olmoe_engine_host_buffer(s->eng, s->x_logits, lb);
+        if (strncmp(olmoe_engine_device(s->eng), "cuda", 4) == 0) { /* it reports its routing */
+            s->x_k = olmoe_engine_max_experts(s->eng);
+            s->x_nexp = xmalloc(xmul(xmul((size_t)max_sum, (size_t)L), 1));
+            s->x_exp = xmalloc(xmul(xmul((size_t)max_sum, (size_t)L * s->x_k), sizeof *s->x_exp));
+        }
     }
 
     /* results: replay (policy order), exact, then the self-check's own */
@@ -528,8 +584,10 @@ int olmoe_replay_run_all(const olmoe_replay_opts *o, olmoe_replay_run *r) {
     olmoe_progress prog;
     olmoe_progress_begin(&prog, "tokens", (double)r->n_tokens);
     if (!o->progress) prog.enabled = 0;
+    if (o->do_replay && olmoe_worker_start(&s.reader) != 0) goto done;
     for (int c = 0; c < n_chunks; c++) {
-        if (o->do_replay && run_replay_chunk(&s, &plan[c], n_replay) != 0) goto done;
+        const chunk_plan *after = c + 1 < n_chunks ? &plan[c + 1] : NULL;
+        if (o->do_replay && run_replay_chunk(&s, &plan[c], after, n_replay) != 0) goto done;
         for (int k = n_replay; k < r->n_results; k++)
             if (run_exact_chunk(&s, &plan[c], &r->res[k]) != 0) goto done;
         olmoe_progress_step(&prog, (double)plan[c].r1);
@@ -539,18 +597,21 @@ int olmoe_replay_run_all(const olmoe_replay_opts *o, olmoe_replay_run *r) {
     olmoe_replay_self_check(r); /* when absent, why_not says why */
     rc = 0;
 done:
+    if (s.reader.started) olmoe_worker_stop(&s.reader); /* before the trace closes */
     r->total_seconds = olmoe_now() - t_start;
     olmoe_replay_backend_close(s.be);
     olmoe_engine_close(s.eng);
     free(s.win);
     free(s.target);
-    free(s.res_bf16);
-    free(s.res_f32);
-    free(s.logits);
+    free(s.res_bf16), free(s.res_bf16_next);
+    free(s.res_f32), free(s.res_f32_next);
+    free(s.logits), free(s.logits_next);
     free(s.io);
     free(s.x_nll);
     free(s.x_argmax);
     free(s.x_logits);
+    free(s.x_nexp);
+    free(s.x_exp);
     free(plan);
     if (olmoe_trace_close(s.t) != 0 && rc == 0) rc = -1;
     if (rc != 0) {

@@ -313,7 +313,7 @@ static int merge_result(rpart *p, int n, olmoe_replay_run *r, olmoe_replay_resul
     snprintf(g, sizeof g, "%s/%s", olmoe_replay_kind_name(kind), id);
     memset(res, 0, sizeof *res);
     if (olmoe_policy_parse(id, pol) != 0) return olmoe_error_prefix("%s: /%s", p[0].path, g);
-    olmoe_policy_model pm = {L, E, 0, NULL, NULL};
+    olmoe_policy_model pm = {L, E, 0, NULL, NULL, NULL, 0};
     if (olmoe_policy_bind(pol, &pm) != 0) { /* a null or calibration it needs: the sizes suffice */
         pol->bound = 1;
         pol->model.n_layers = L, pol->model.n_experts = E;

@@ -178,7 +178,7 @@ int olmoe_stats_run(olmoe_stats *st, olmoe_trace *t, int64_t max_tokens) {
     olmoe_policy base;
     char spec[64];
     snprintf(spec, sizeof spec, "topk(k=%d)", st->top_k);
-    olmoe_policy_model bm = {L, E, in->meta.norm_topk_prob, NULL, NULL};
+    olmoe_policy_model bm = {L, E, in->meta.norm_topk_prob, NULL, NULL, NULL, 0};
     if (olmoe_policy_parse(spec, &base) != 0 || olmoe_policy_bind(&base, &bm) != 0) return -1;
 
     doc_cursor dc = {NULL, 0, 0};
@@ -245,7 +245,8 @@ int olmoe_stats_run(olmoe_stats *st, olmoe_trace *t, int64_t max_tokens) {
             for (int64_t r = 0; r < n; r++) {
                 for (int l = 0; l < L; l++) {
                     size_t row = ((size_t)r * L + (size_t)l) * (size_t)E;
-                    int k = olmoe_policy_route(p->policy, l, logits + row, E, ex, NULL);
+                    int k = olmoe_policy_route_at(p->policy, l, s + r, logits + row, E, ex, NULL);
+                    if (k < 0) goto done;
                     if (k < 1 || k > E) {
                         olmoe_errorf("%s: routing returned %d experts (internal error)",
                                      p->policy->id, k);

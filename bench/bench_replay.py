@@ -9,12 +9,13 @@ policies by running the model once per policy.
 Steps, each timed by wall clock around the command (everything included:
 process start, loading and checksumming the 13.8 GB checkpoint, uploading
 it, reading the trace, writing results):
-  1. olmoe-capture --device cuda --save-residuals (batch 8 x ctx 2048): the
-     trace replay needs; its size on disk.
+  1. olmoe-capture --device cuda without residuals (the exact sweep's trace),
   2. olmoe-kde fit: the per-layer nulls pvalue=kde needs.
-  3. olmoe-replay --sweep seed --kde null.h5 --device cuda: the 21-policy
-     seed sweep by frozen-attention replay (target < 60 s on one H100).
-  4. the same with --exact: the CUDA engine's whole forward per policy.
+  3. olmoe-replay --sweep seed --exact --kde null.h5 --device cuda: the
+     CUDA engine's whole forward per policy, every policy routed on the GPU.
+  4. (after HF, below) olmoe-capture --save-residuals, the trace replay
+     needs, and its size; then olmoe-replay --sweep seed by frozen-attention
+     replay (target < 20 s on one H100).
   5. HF transformers 5.17 (OlmoeForCausalLM, sdpa, experts grouped_mm, bf16)
      top-8 forward over the same tokens at batch 8, per-token NLL copied to
      the host: timed after one warm-up batch; x 21 is what evaluating the 21
@@ -133,7 +134,8 @@ def main():
                     help="--chunk for --exact (the engine takes max_tokens x max_k x D <= 2e9: 8192 at max_k 64)")
     ap.add_argument("--sweep", default="seed")
     ap.add_argument("--device", default="cuda", help="cuda; cpu only to try the script on a small model")
-    ap.add_argument("--skip", default="", help="comma list of steps to skip: capture,kde,replay,exact,hf")
+    ap.add_argument("--skip", default="",
+                    help="comma list of steps to skip: capture-plain,capture,kde,replay,exact,hf")
     ap.add_argument("--step-timeout", type=int, default=300)
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -154,46 +156,62 @@ def main():
         f"~{n_tokens * (16 * 2048 * 2 + 16 * 64 * 4 + 12) / 2**30:.1f} GiB")
     res = dict(tokens=n_tokens, windows=args.windows, chunk=args.chunk, sweep=args.sweep)
 
-    if "capture" not in skip:
-        wall, rc, out, err = run_cmd("capture", [f"{B}/olmoe-capture", "--model", model, "--tokens", tok, "--ctx",
-                                                 str(args.ctx), "--batch", str(args.batch), "--device", args.device,
-                                                 "--save-residuals", "--out", trace, "--force"],
-                                     timeout=args.step_timeout)
+    plain = os.path.join(W, "plain.h5")
+
+    def capture(key, out_path, extra):
+        wall, rc, out, err = run_cmd(key, [f"{B}/olmoe-capture", "--model", model, "--tokens", tok, "--ctx",
+                                           str(args.ctx), "--batch", str(args.batch), "--device", args.device,
+                                           "--out", out_path, "--force"] + extra, timeout=args.step_timeout)
         m = re.search(r"steady state: ([0-9.]+) tokens/s", err)
-        res["capture"] = dict(wall_s=wall, rc=rc, trace_gib=os.path.getsize(trace) / 2**30 if rc == 0 else None,
-                              steady_tokens_per_s=float(m.group(1)) if m else None)
-    if "kde" not in skip:
-        wall, rc, out, err = run_cmd("kde", [f"{B}/olmoe-kde", "fit", trace, "--out", null, "--force"],
-                                     timeout=args.step_timeout)
-        res["kde"] = dict(wall_s=wall, rc=rc)
-    common = [trace, "--model", model, "--sweep", args.sweep, "--kde", null, "--device", args.device, "--force"]
-    for kind in ("replay", "hf", "exact"):
-        if kind in skip:
-            continue
-        if kind == "hf":  # between the two, so a slow exact sweep cannot cost the HF number
-            try:
-                res["hf"] = hf_forward(args, args.windows)
-            except Exception as e:  # report, do not lose the rest
-                log("HF failed:", repr(e))
-                res["hf"] = dict(failed=repr(e))
-            continue
+        res[key.replace("-", "_")] = dict(wall_s=wall, rc=rc,
+                                          trace_gib=os.path.getsize(out_path) / 2**30 if rc == 0 else None,
+                                          steady_tokens_per_s=float(m.group(1)) if m else None)
+
+    def sweep(kind, trace_path):
         extra = ["--exact", "--chunk", str(args.exact_chunk)] if kind == "exact" else ["--chunk", str(args.chunk)]
-        env = {"OLMOE_CUDA_ROUTE_THREADS": "-1"} if kind == "exact" else {}
         jpath = os.path.join(W, f"{kind}.json")
-        wall, rc, out, err = run_cmd(kind, [f"{B}/olmoe-replay"] + common + extra +
+        wall, rc, out, err = run_cmd(kind, [f"{B}/olmoe-replay", trace_path, "--model", model, "--sweep", args.sweep,
+                                            "--kde", null, "--device", args.device, "--force"] + extra +
                                      ["--out", os.path.join(W, f"{kind}.h5"), "--json", jpath],
-                                     env=env, timeout=args.step_timeout)
+                                     timeout=args.step_timeout)
         m = re.search(r"([0-9.]+) s wall, ([0-9.]+) s reading the trace", err)
-        res[kind] = dict(wall_s=wall, rc=rc, env=env, rows=table_of(out),
+        res[kind] = dict(wall_s=wall, rc=rc, env={}, rows=table_of(out),
                          run_s=float(m.group(1)) if m else None, read_s=float(m.group(2)) if m else None)
 
-    P = len(res.get("replay", {}).get("rows", [])) or 21
+    # the exact sweep needs no residuals: it runs first, on the plain trace,
+    # so that a short device call still gets it; then HF, then the trace
+    # with residuals and the replay sweep
+    if "capture-plain" not in skip:
+        capture("capture-plain", plain, [])
+    src = plain if os.path.exists(plain) else trace
+    if "kde" not in skip:
+        wall, rc, out, err = run_cmd("kde", [f"{B}/olmoe-kde", "fit", src, "--out", null, "--force"],
+                                     timeout=args.step_timeout)
+        res["kde"] = dict(wall_s=wall, rc=rc)
+    if "exact" not in skip:
+        sweep("exact", src)
+    if "hf" not in skip:
+        try:
+            res["hf"] = hf_forward(args, args.windows)
+        except Exception as e:  # report, do not lose the rest
+            log("HF failed:", repr(e))
+            res["hf"] = dict(failed=repr(e))
+    if "capture" not in skip:
+        capture("capture", trace, ["--save-residuals"])
+    if "replay" not in skip:
+        sweep("replay", trace)
+
+    P = len(res.get("replay", res.get("exact", {})).get("rows", [])) or 21
     hf = res.get("hf", {})
     log("")
     log(f"## replay bench: {n_tokens:,} tokens ({args.windows} windows of {args.ctx}), sweep {args.sweep} "
         f"({P} policies), {hf.get('gpu_name', '?')}")
     log("| step | wall s | notes |")
     log("| --- | ---: | --- |")
+    if "capture_plain" in res:
+        c = res["capture_plain"]
+        log(f"| olmoe-capture --device {args.device} (no residuals) | {c['wall_s']:.1f} | rc {c['rc']}; steady state "
+            f"{c['steady_tokens_per_s'] or 0:,.0f} tokens/s |")
     if "capture" in res:
         c = res["capture"]
         log(f"| olmoe-capture --device {args.device} --save-residuals | {c['wall_s']:.1f} | rc {c['rc']}; trace "
@@ -210,6 +228,11 @@ def main():
         log(f"| HF transformers {hf['transformers']} top-8 forward (sdpa, {hf['experts']}), batch {args.batch} | "
             f"{hf['seconds']:.1f} | {hf['tokens_per_s']:,.0f} tokens/s, load {hf['load_s']:.0f} s not counted |")
         log(f"| HF x {P} policies (at best) | {hf['seconds'] * P:.1f} | |")
+        for key, what in (("capture_plain", "capture"), ("capture", "capture --save-residuals")):
+            c = res.get(key, {})
+            if c.get("steady_tokens_per_s"):
+                log(f"ratio {what} / HF top-8 forward: {c['steady_tokens_per_s'] / hf['tokens_per_s']:.2f}x "
+                    f"(steady state), {n_tokens / c['wall_s'] / hf['tokens_per_s']:.2f}x (wall, load included)")
         for kind in ("replay", "exact"):
             if kind in res and res[kind]["rc"] == 0:
                 log(f"ratio HF x {P} / olmoe-replay {kind}: {hf['seconds'] * P / res[kind]['wall_s']:.2f}x "

@@ -33,8 +33,10 @@ typedef struct {
     /* group name -> index: open addressing over s->groups */
     int32_t *gslot; // [gcap] index + 1, 0 = empty
     size_t gcap;
-    olmoe_ids ids; /* one document's tokens */
-    int full;      /* max_tokens reached */
+    olmoe_ids ids;      /* one piece's tokens */
+    int full;           /* max_tokens reached */
+    olmoe_hasher *hash; /* of the bytes consumed */
+    int64_t n_consumed;
 } builder;
 
 static uint64_t name_hash(const char *s, size_t n) {
@@ -76,55 +78,111 @@ static int32_t group_index(builder *b, const char *name, size_t n) {
 
 static void push_token(builder *b, int32_t id) {
     olmoe_token_stream *s = b->s;
+    int64_t max = b->o->max_tokens;
+    if (b->full) return;
     if ((size_t)s->n_tokens == b->cap_t) {
         b->cap_t = b->cap_t ? b->cap_t * 2 : 4096;
         s->tokens = xrealloc(s->tokens, xmul(b->cap_t, sizeof *s->tokens));
     }
     s->tokens[s->n_tokens++] = id;
+    if (max > 0 && s->n_tokens >= max) b->full = 1;
 }
 
-/* where: "path" or "path:line" for messages; off: the text's offset in the file */
-static int add_document(builder *b, const char *text, size_t len, int32_t group,
-                        const char *where, size_t off) {
+/* A document is begun, given its text in one or more pieces, and ended.
+ * where: "path" or "path:line" for messages; off: the piece's offset in the file */
+static int doc_text(builder *b, const char *text, size_t len, const char *where, size_t off) {
     if (len == 0 || b->full) return 0;
     size_t bad = olmoe_tokenizer_utf8_check(text, len);
     if (bad < len) return olmoe_errorf("%s: invalid UTF-8 at byte %zu", where, off + bad);
     b->ids.n = 0;
     if (olmoe_tokenizer_encode(b->tok, text, len, &b->ids) != 0)
         return olmoe_error_prefix("%s", where);
-    if (b->ids.n == 0) return 0;
+    for (size_t i = 0; i < b->ids.n && !b->full; i++) push_token(b, b->ids.v[i]);
+    return 0;
+}
+
+/* the document begun when the stream held start tokens: its EOS (unless
+ * the stream is full) and its row; one without tokens is skipped */
+static void doc_end(builder *b, int64_t start, int32_t group) {
     olmoe_token_stream *s = b->s;
+    if (s->n_tokens == start) return;
+    push_token(b, b->o->eos_id);
     if ((size_t)s->n_docs == b->cap_d) {
         b->cap_d = b->cap_d ? b->cap_d * 2 : 64;
         s->doc_start = xrealloc(s->doc_start, xmul(b->cap_d, sizeof *s->doc_start));
         s->doc_length = xrealloc(s->doc_length, xmul(b->cap_d, sizeof *s->doc_length));
         s->doc_group = xrealloc(s->doc_group, xmul(b->cap_d, sizeof *s->doc_group));
     }
-    int64_t start = s->n_tokens, max = b->o->max_tokens;
-    for (size_t i = 0; i <= b->ids.n; i++) {
-        if (max > 0 && s->n_tokens >= max) {
-            b->full = 1;
-            break;
-        }
-        push_token(b, i < b->ids.n ? b->ids.v[i] : b->o->eos_id);
-    }
-    if (s->n_tokens > start) {
-        s->doc_start[s->n_docs] = start;
-        s->doc_length[s->n_docs] = s->n_tokens - start;
-        s->doc_group[s->n_docs++] = group;
-    }
-    if (max > 0 && s->n_tokens >= max) b->full = 1;
+    s->doc_start[s->n_docs] = start;
+    s->doc_length[s->n_docs] = s->n_tokens - start;
+    s->doc_group[s->n_docs++] = group;
+}
+
+static int add_document(builder *b, const char *text, size_t len, int32_t group,
+                        const char *where, size_t off) {
+    if (b->full) return 0;
+    int64_t start = b->s->n_tokens;
+    if (doc_text(b, text, len, where, off) != 0) return -1;
+    doc_end(b, start, group);
     return 0;
+}
+
+/* the bytes the stream was made of */
+static void consumed(builder *b, const void *p, size_t n) {
+    olmoe_hasher_feed(b->hash, p, n);
+    b->n_consumed += (int64_t)n;
 }
 
 /* ---- the formats ---- */
 
+static int is_letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+/* The last place text[0..n) can be cut without changing its tokens: a
+ * space between two ASCII letters. The pre-tokenizer's pieces never span
+ * one (" word" starts a piece, "word" ends one whether more follows or not),
+ * no normalization or added token reaches across it, and the piece after it
+ * starts with a space, so add_prefix_space leaves it alone. 0: none. */
+static size_t safe_cut(const char *text, size_t n) {
+    for (size_t i = n >= 2 ? n - 2 : 0; i >= 1; i--)
+        if (text[i] == ' ' && is_letter(text[i - 1]) && is_letter(text[i + 1])) return i;
+    return 0;
+}
+
+/* text: the whole file is one document, read and tokenized a piece at a
+ * time (pieces of piece_bytes, cut at safe places), so reading stops at the
+ * first invalid byte and once max_tokens are in hand. Pieces are filled
+ * whole (fread), so where they are cut, and the bytes consumed, do not
+ * depend on how a pipe delivers its data. */
 static int read_text(builder *b, const char *path) {
-    char *data;
-    size_t len;
-    if (olmoe_read_file(path, &data, &len) != 0) return -1;
-    int r = add_document(b, data, len, -1, path, 0);
-    free(data);
+    FILE *f = fopen(path, "rb");
+    if (!f) return olmoe_errorf("%s: %s", path, strerror(errno));
+    size_t piece = b->o->piece_bytes ? b->o->piece_bytes : (size_t)1 << 20;
+    size_t cap = piece, len = 0, off = 0; /* off: the file offset of buf[0] */
+    char *buf = xmalloc(cap);
+    int64_t start = b->s->n_tokens;
+    int r = 0, eof = 0;
+    while (r == 0 && !b->full && !eof) {
+        if (cap - len < piece) buf = xrealloc(buf, cap = len + piece);
+        size_t got = fread(buf + len, 1, piece, f);
+        eof = got < piece;
+        len += got;
+        size_t ok = olmoe_tokenizer_utf8_check(buf, len);
+        /* a character cut by the piece's end is completed by the next */
+        if (ok < len && (eof || len - ok >= 4)) {
+            r = olmoe_errorf("%s: invalid UTF-8 at byte %zu", path, off + ok);
+            break;
+        }
+        size_t cut = eof ? len : safe_cut(buf, ok);
+        if (cut == 0) continue; /* no safe place yet: read on */
+        r = doc_text(b, buf, cut, path, off);
+        consumed(b, buf, cut);
+        memmove(buf, buf + cut, len - cut);
+        len -= cut, off += cut;
+    }
+    if (r == 0) doc_end(b, start, -1);
+    if (r == 0 && ferror(f)) r = olmoe_errorf("%s: read error", path);
+    free(buf);
+    fclose(f);
     return r;
 }
 
@@ -176,11 +234,15 @@ static int read_lines(builder *b, const char *path) {
         lineno++;
         size_t n = (size_t)got, at = off;
         off += n;
+        consumed(b, line, n);
         if (n && line[n - 1] == '\n') n--;
         if (n && line[n - 1] == '\r') n--;
         if (blank(line, n)) continue;
         snprintf(where, sizeof where, "%s:%ld", path, lineno);
-        if (b->o->format == OLMOE_CORPUS_JSONL)
+        size_t bad = olmoe_tokenizer_utf8_check(line, n);
+        if (bad < n)
+            r = olmoe_errorf("%s: invalid UTF-8 at byte %zu", where, at + bad);
+        else if (b->o->format == OLMOE_CORPUS_JSONL)
             r = jsonl_document(b, line, n, where);
         else
             r = add_document(b, line, n, -1, where, at);
@@ -199,9 +261,11 @@ int olmoe_corpus_read(const char *path, olmoe_tokenizer *tok, const olmoe_corpus
                             olmoe_tokenizer_name(tok));
     if (o->group_field && o->format != OLMOE_CORPUS_JSONL)
         return olmoe_errorf("%s: groups need the jsonl format", path);
-    builder b = {.s = out, .o = o, .tok = tok};
+    builder b = {.s = out, .o = o, .tok = tok, .hash = olmoe_hasher_new()};
     int r = o->format == OLMOE_CORPUS_TEXT ? read_text(&b, path) : read_lines(&b, path);
     if (r == 0 && out->n_tokens == 0) r = olmoe_errorf("%s: no text", path);
+    olmoe_hasher_end(b.hash, &out->input_sum);
+    out->input_bytes = b.n_consumed;
     olmoe_ids_free(&b.ids);
     free(b.gslot);
     if (r != 0) {

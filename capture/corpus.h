@@ -12,7 +12,8 @@
  *   olmoe_token_stream_free(&ts);
  *
  * Formats:
- *   text   the whole file is one document (read at once);
+ *   text   the whole file is one document, read and tokenized a piece
+ *          at a time (cut only where the tokens cannot change);
  *   lines  one document per line, without its line end ("\n" or "\r\n");
  *          blank lines (nothing but spaces and tabs) are skipped;
  *   jsonl  one JSON object per line (blank lines skipped), the document is
@@ -20,10 +21,12 @@
  *          names the document's group (groups numbered in order of first
  *          appearance).
  * lines and jsonl are read a line at a time: memory is the stream (4 bytes a
- * token) plus the longest line. A document whose text is empty is skipped.
+ * token) plus the longest line (text: the longest run without a cut). A
+ * document whose text is empty is skipped.
  * A document's length counts its EOS, so documents tile the stream. With
  * max_tokens, the stream stops at that many tokens (the last document cut
- * short, without its EOS) and the rest of the file is not read.
+ * short, without its EOS) and the rest of the file is not read. The
+ * stream records the checksum and count of the bytes it was made of.
  * Text must be valid UTF-8: "corpus.txt: invalid UTF-8 at byte 1234" (the
  * offset in the file; lines and jsonl also name the line).
  */
@@ -52,6 +55,7 @@ typedef struct {
     const char *group_field; /* jsonl: the group field, or NULL for none */
     int32_t eos_id;          /* appended after every document */
     int64_t max_tokens;      /* 0: no limit */
+    size_t piece_bytes;      /* text: read this much at a time (0: 1 MiB) */
 } olmoe_corpus_opts;
 
 int olmoe_corpus_read(const char *path, olmoe_tokenizer *tok, const olmoe_corpus_opts *o,

@@ -19,14 +19,16 @@
 static const char usage[] =
     "usage: olmoe-capture --model DIR (--tokens FILE | --input FILE) --out FILE [options]\n"
     "\n"
-    "Runs an OLMoE model over token ids (one document per line) or raw text\n"
-    "(tokenized with the model's tokenizer.json), records every\n"
-    "layer's router logits and the baseline next-token loss in an HDF5 trace,\n"
-    "and prints the perplexity.";
+    "Runs an OLMoE, Qwen3-MoE, Mixtral or Qwen2-MoE model (config.json's\n"
+    "model_type) over token ids (one document per line) or raw text (tokenized\n"
+    "with the model's tokenizer.json), records every layer's router logits and\n"
+    "the baseline next-token loss in an HDF5 trace, and prints the perplexity.";
 
 static const char *model_dir, *tokens_path, *out_path, *device = "auto";
 static long ctx = 0, top_k = 0, batch = 1;
 static int force, quiet, save_residuals;
+static const char *logits_dtype_s = "float32"; /* --logits-dtype */
+static long compress_level = 0;                /* --compress: deflate level of the big datasets */
 /* ---- --resume, --shard (capture/resume.c, capture/shard.c) ---- */
 static int resume;
 static const char *shard_spec;
@@ -35,13 +37,14 @@ static const char *shard_spec;
 static const char *input_path, *input_format, *input_field, *group_field;
 static long max_tokens = 0, stride = 0;
 static olmoe_hash tokenizer_sum;
-/* ---- --policy: the exact forward pass under any routing policy ---- */
-static const char *policy_spec, *kde_path, *empirical_path;
-static long empirical_max = 32768;
+/* ---- --policy: the exact forward pass under any routing policy (the
+ * policy options every routing command shares, policy/policy_cli.c) ---- */
+static olmoe_policy_cli cli;
+static const char *routing_file; /* --routing-file: short for --policy file(path=...) */
 /* ---- end --policy ---- */
 static olmoe_generate_args gen_args; /* --generate (main_capture_generate.c) */
 
-static const olmoe_opt opts[] = {
+static const olmoe_opt own_opts[] = {
     OPT_STRING("model", &model_dir, "DIR", "checkpoint directory (config.json, *.safetensors)"),
     OPT_STRING("tokens", &tokens_path, "FILE", "token ids as text, one document per line"),
     OPT_STRING("input", &input_path, "FILE", "raw text instead of --tokens (see --format)"),
@@ -58,12 +61,11 @@ static const olmoe_opt opts[] = {
     OPT_LONG_RANGE("top-k", &top_k, "K", "experts per token (default: the config's)", 1, 1L << 16),
     OPT_LONG_RANGE("batch", &batch, "B", "windows per forward pass (default 1)", 1, 4096),
     OPT_FLAG("save-residuals", &save_residuals, "also store attention residuals (for replay)"),
-    OPT_STRING("policy", &policy_spec, "SPEC", "route with this policy (olmoe-replay(1)) instead of top-k"),
-    OPT_STRING("kde", &kde_path, "FILE", "--policy with pvalue=kde: the null (olmoe-kde fit)"),
-    OPT_STRING("empirical", &empirical_path, "TRACE",
-               "--policy with pvalue=empirical: the trace whose logits are the null"),
-    OPT_LONG_RANGE("empirical-max", &empirical_max, "N",
-                   "pvalue=empirical: at most N tokens per expert (default 32768; 0 = all)", 0, 1L << 40),
+    OPT_STRING("routing-file", &routing_file, "FILE", "route as FILE says: short for --policy 'file(path=FILE)'"),
+    OPT_STRING("logits-dtype", &logits_dtype_s, "DTYPE",
+               "router logits stored as float32 (default), float16 or bfloat16"),
+    OPT_LONG_RANGE("compress", &compress_level, "N",
+                   "gzip (deflate) level 1..9 of the big datasets (default 0: none)", 0, 9),
     OPT_FLAG("resume", &resume, "continue the interrupted capture in FILE.partial"),
     OPT_STRING("shard", &shard_spec, "I/N", "capture only shard I of N (contiguous windows; "
                "join with olmoe-traces merge)"),
@@ -90,41 +92,43 @@ typedef struct {
 
 /* pvalue=empirical: every logit of --empirical TRACE, as olmoe-replay builds it */
 static void load_empirical(const olmoe_config *c, olmoe_policy_empirical *emp) {
-    olmoe_trace *t = olmoe_trace_open(empirical_path);
+    olmoe_trace *t = olmoe_trace_open(cli.empirical);
     if (!t) die("%s", olmoe_error());
     const olmoe_trace_info *in = olmoe_trace_info_of(t);
     int L = c->num_hidden_layers, E = c->num_experts;
     if (in->meta.n_layers != L || in->meta.n_experts != E)
-        die("%s: a trace of %d layers x %d experts, the model has %d x %d", empirical_path,
+        die("%s: a trace of %d layers x %d experts, the model has %d x %d", cli.empirical,
             in->meta.n_layers, in->meta.n_experts, L, E);
-    if (olmoe_cmd_empirical(t, in->n_tokens, empirical_max, emp) != 0) die("%s", olmoe_error());
+    if (olmoe_cmd_empirical(t, in->n_tokens, cli.empirical_max, emp) != 0) die("%s", olmoe_error());
     olmoe_trace_close(t);
 }
 
-/* the one policy of --policy, bound to the model (and its nulls) */
-static olmoe_policy *make_policy(const olmoe_config *c, policy_state *ps) {
+/* the one policy of --policy, bound to the model (and its nulls); a file
+ * policy checks its tokens against the stream's */
+static olmoe_policy *make_policy(const olmoe_config *c, policy_state *ps, const olmoe_token_stream *ts) {
     memset(ps, 0, sizeof *ps);
-    if (olmoe_policy_set_add_spec(&ps->set, policy_spec, "--policy") != 0) die_usage("%s", olmoe_error());
+    if (olmoe_policy_cli_build(&cli, &ps->set) != 0) die_usage("%s", olmoe_error());
     if (ps->set.n != 1) die_usage("--policy: one policy, not a set of %d", ps->set.n);
-    olmoe_policy_model pm = {c->num_hidden_layers, c->num_experts, c->norm_topk_prob, NULL, NULL};
+    olmoe_policy_model pm = {c->num_hidden_layers, c->num_experts, c->norm_topk_prob, NULL, NULL,
+                             ts->tokens, ts->n_tokens};
     olmoe_policy *p = &ps->set.items[0];
     if (olmoe_policy_needs(p, OLMOE_PVALUE_KDE)) {
-        if (!kde_path) die_usage("--policy %s needs --kde NULL.h5 (olmoe-kde fit)", p->id);
-        if (olmoe_kde_read(kde_path, &ps->null) != 0) die("%s", olmoe_error());
+        if (!cli.kde) die_usage("--policy %s needs --kde NULL.h5 (olmoe-kde fit)", p->id);
+        if (olmoe_kde_read(cli.kde, &ps->null) != 0) die("%s", olmoe_error());
         if (ps->null.n_layers != c->num_hidden_layers)
-            die("%s: fitted to a model of %d layers, %s has %d", kde_path, ps->null.n_layers,
+            die("%s: fitted to a model of %d layers, %s has %d", cli.kde, ps->null.n_layers,
                 model_dir, c->num_hidden_layers);
         if (olmoe_kde_cdf_init(&ps->cdf, &ps->null, c->num_hidden_layers) != 0)
-            die("%s: %s", kde_path, olmoe_error());
+            die("%s: %s", cli.kde, olmoe_error());
         pm.null = &ps->cdf;
-    } else if (kde_path) {
+    } else if (cli.kde) {
         die_usage("--kde: policy %s does not use it", p->id);
     }
     if (olmoe_policy_needs(p, OLMOE_PVALUE_EMPIRICAL)) {
-        if (!empirical_path) die_usage("--policy %s needs --empirical TRACE", p->id);
+        if (!cli.empirical) die_usage("--policy %s needs --empirical TRACE", p->id);
         load_empirical(c, &ps->emp);
         pm.emp = &ps->emp;
-    } else if (empirical_path) {
+    } else if (cli.empirical) {
         die_usage("--empirical: policy %s does not use it", p->id);
     }
     if (olmoe_policy_bind(p, &pm) != 0) die("%s", olmoe_error());
@@ -141,7 +145,8 @@ static void policy_state_free(policy_state *ps) {
 /* --generate builds its policy as the capture does (its state lives to exit) */
 static olmoe_policy *generate_policy(const olmoe_config *c) {
     static policy_state ps;
-    return make_policy(c, &ps);
+    static const olmoe_token_stream none; /* generation has no trace to route a file by */
+    return make_policy(c, &ps, &none);
 }
 /* ---- end --policy ---- */
 
@@ -265,19 +270,71 @@ static int append_batch(void *arg) {
 }
 /* ---- end of the writer thread ---- */
 
+/* --input without --format: JSON lines when the name says so (.jsonl,
+ * .json), else text */
+static const char *detect_format(const char *path, const char *given) {
+    if (given || !path) return given;
+    size_t n = strlen(path);
+    int json = (n >= 6 && strcmp(path + n - 6, ".jsonl") == 0) ||
+               (n >= 5 && strcmp(path + n - 5, ".json") == 0);
+    if (json) {
+        notef("--input %s: read as JSON lines (--format jsonl; --format text reads it as text)", path);
+        return "jsonl";
+    }
+    return NULL;
+}
+
+/* --model as an absolute directory (stored in the trace, so that later
+ * commands find it from anywhere); without it, the bundled model */
+static const char *resolve_model(const char *name) {
+    if (!name) {
+        char *dir = olmoe_model_bundled_dir(OLMOE_MODEL_DEFAULT);
+        if (!dir)
+            die_usage("--model DIR is required (a checkpoint directory; the bundled model %s is "
+                      "not installed: make install)", OLMOE_MODEL_DEFAULT);
+        return dir;
+    }
+    char *dir = olmoe_model_find(name);
+    if (!dir) die("%s", olmoe_error());
+    return dir;
+}
+
+/* --routing-file FILE: the policy file(path=FILE), as --policy gives it */
+static void add_routing_file(void) {
+    static char routing_spec[OLMOE_POLICY_ID_MAX];
+    if (!routing_file) return;
+    if (cli.n_policies) die_usage("--routing-file and --policy: choose one");
+    if (strpbrk(routing_file, ",)")) die_usage("--routing-file '%s': the name cannot hold ',' or ')'", routing_file);
+    if ((size_t)snprintf(routing_spec, sizeof routing_spec, "file(path=%s)", routing_file) >= sizeof routing_spec)
+        die_usage("--routing-file: path too long");
+    cli.policies[cli.n_policies++] = routing_spec;
+}
+
 /* the checks of the command line that need no file (capture mode); the
- * --shard index and count */
-static void check_args(int *shard_i, int *shard_n) {
+ * --shard index and count, the dtype of the stored router logits */
+static void check_args(int *shard_i, int *shard_n, olmoe_trace_dtype *logits_dtype) {
     if (!tokens_path == !input_path) die_usage("give one of --tokens FILE and --input FILE");
     if (!input_path && (input_format || input_field || group_field || max_tokens || stride))
         die_usage("--format, --field, --group-field, --max-tokens and --stride need --input");
+    if (olmoe_trace_dtype_parse(logits_dtype_s, logits_dtype) != 0)
+        die_usage("--logits-dtype: %s", olmoe_error());
     if (!out_path) die_usage("--out FILE is required");
-    if (policy_spec && top_k) die_usage("--policy and --top-k: choose one way to route");
-    if (!policy_spec && (kde_path || empirical_path))
-        die_usage("--kde and --empirical go with --policy");
+    if (cli.n_policies && top_k) die_usage("--policy and --top-k: choose one way to route");
+    if (!cli.n_policies && olmoe_policy_cli_given(&cli))
+        die_usage("--kde, --empirical and the policy parameters (--alpha, ...) go with --policy");
     if (shard_spec && olmoe_parse_shard(shard_spec, shard_i, shard_n) != 0)
         die_usage("%s", olmoe_error());
     if (resume && force) die_usage("--resume and --force: choose one");
+}
+
+/* what a trace needs of the model, and --top-k within its experts */
+static void check_model(const olmoe_config *c) {
+    /* kde, stats and the analyses read every layer's router logits as routing */
+    if (c->n_dense_layers)
+        die("%s: %d of its %d layers are dense (mlp_only_layers, decoder_sparse_step); a trace "
+            "needs a router at every layer",
+            model_dir, c->n_dense_layers, c->num_hidden_layers);
+    if (top_k > c->num_experts) die_usage("--top-k %ld: the model has %d experts", top_k, c->num_experts);
 }
 
 /* --ctx, by default the model's trained context up to 2048: RoPE runs past
@@ -343,14 +400,18 @@ static void describe(const olmoe_model *m, const olmoe_engine *eng, const olmoe_
           olmoe_fmt_bytes((double)(2 * buffer_bytes), b4, sizeof b4), batch);
 }
 
-/* the partial trace, created or (--resume) continued after its *done
- * windows, with the stream's groups and documents: a partial killed before
- * its header was on disk lacks them, and its resume writes them (a partial
- * holding another header is refused) */
+/* the partial trace, created with the stream's groups and documents (the
+ * header goes in before the partial appears: any partial has it) or
+ * (--resume) continued after its *done windows: a partial of an earlier
+ * version killed before its header was on disk lacks it, and its resume
+ * writes it (a partial holding another header is refused) */
 static olmoe_trace *open_trace(olmoe_capture_out *out, const olmoe_trace_meta *meta,
                                const olmoe_token_stream *ts, const olmoe_window *win, int64_t nwin,
                                const char *resume_cmd, int64_t *done) {
     olmoe_trace *tr;
+    olmoe_trace_document *docs = xmalloc(xmul((size_t)ts->n_docs + 1, sizeof *docs));
+    for (int64_t d = 0; d < ts->n_docs; d++)
+        docs[d] = (olmoe_trace_document){ts->doc_start[d], ts->doc_length[d], ts->doc_group[d]};
     if (resume) {
         if (!(tr = olmoe_trace_resume(out->partial, meta)) ||
             olmoe_capture_resume_check(tr, win, nwin, done) != 0 ||
@@ -359,8 +420,9 @@ static olmoe_trace *open_trace(olmoe_capture_out *out, const olmoe_trace_meta *m
         olmoe_capture_out_keep(out, resume_cmd);
         notef("%s: resuming after %lld of %lld windows", out->partial, (long long)*done,
               (long long)nwin);
-    } else if (!(tr = olmoe_trace_create(out->partial, meta))) {
-        die("%s", olmoe_error());
+    } else {
+        olmoe_trace_header hd = {(const char *const *)ts->groups, ts->n_groups, docs, ts->n_docs};
+        if (!(tr = olmoe_trace_create_with_header(out->partial, meta, &hd))) die("%s", olmoe_error());
     }
     const olmoe_trace_info *have = olmoe_trace_info_of(tr);
     if (resume && ((have->n_groups && have->n_groups != ts->n_groups) ||
@@ -368,13 +430,10 @@ static olmoe_trace *open_trace(olmoe_capture_out *out, const olmoe_trace_meta *m
         die("%s: cannot resume: it holds %lld groups and %lld documents, this run has %lld and %lld",
             out->partial, (long long)have->n_groups, (long long)have->n_documents,
             (long long)ts->n_groups, (long long)ts->n_docs);
-    if ((!resume || !have->n_groups) && ts->n_groups &&
+    if (resume && !have->n_groups && ts->n_groups &&
         olmoe_trace_add_groups(tr, (const char *const *)ts->groups, ts->n_groups) != 0)
         die("%s", olmoe_error());
-    olmoe_trace_document *docs = xmalloc(xmul((size_t)ts->n_docs, sizeof *docs));
-    for (int64_t d = 0; d < ts->n_docs; d++)
-        docs[d] = (olmoe_trace_document){ts->doc_start[d], ts->doc_length[d], ts->doc_group[d]};
-    if ((!resume || !have->n_documents) && ts->n_docs &&
+    if (resume && !have->n_documents && ts->n_docs &&
         olmoe_trace_add_documents(tr, docs, ts->n_docs) != 0)
         die("%s", olmoe_error());
     free(docs);
@@ -385,14 +444,14 @@ static olmoe_trace *open_trace(olmoe_capture_out *out, const olmoe_trace_meta *m
 typedef struct {
     olmoe_hash sum;
     char policy[OLMOE_POLICY_ID_MAX];
-    olmoe_trace_attr extra[OLMOE_SHARD_MAX_ATTRS + 2];
+    olmoe_trace_attr extra[OLMOE_SHARD_MAX_ATTRS + 4];
 } meta_store;
 
 /* the trace's root attributes, their strings in *ms */
 static void fill_meta(olmoe_trace_meta *meta, meta_store *ms, olmoe_model *m,
                       const olmoe_engine *eng, const olmoe_policy *pol, int k, const char *command,
                       const olmoe_shard_plan *plan, const olmoe_hash *input_sum,
-                      int64_t input_bytes) {
+                      int64_t input_bytes, olmoe_trace_dtype logits_dtype) {
     const olmoe_config *c = &m->cfg;
     if (olmoe_model_checksum(m, &ms->sum) != 0) die("%s", olmoe_error());
     snprintf(ms->policy, sizeof ms->policy, "topk(k=%d,norm=model)", k);
@@ -415,8 +474,9 @@ static void fill_meta(olmoe_trace_meta *meta, meta_store *ms, olmoe_model *m,
         .norm_topk_prob = c->norm_topk_prob,
         .ctx = (int)ctx,
         .stride = (int)stride,
-        .logits_dtype = OLMOE_DTYPE_F32,
+        .logits_dtype = logits_dtype,
         .save_residuals = save_residuals,
+        .gzip = (int)compress_level,
     };
     meta->extra = ms->extra;
     meta->n_extra = olmoe_shard_attrs(plan, input_sum->hex, input_bytes, max_tokens, batch, ms->extra);
@@ -428,6 +488,11 @@ static void fill_meta(olmoe_trace_meta *meta, meta_store *ms, olmoe_model *m,
         (olmoe_trace_attr){OLMOE_ATTR_GROUP_FIELD, group_field ? group_field : "", 0, 1};
     ms->extra[meta->n_extra++] =
         (olmoe_trace_attr){OLMOE_ATTR_ROUTING_PATH, pol ? "policy" : "topk", 0, 1};
+    /* the architecture (config_json says it too) and its always-on experts, which
+     * policies never route and experts-per-token counts leave out */
+    ms->extra[meta->n_extra++] = (olmoe_trace_attr){"architecture", olmoe_arch_name(c->arch), 0, 0};
+    ms->extra[meta->n_extra++] =
+        (olmoe_trace_attr){"shared_experts", NULL, c->shared_intermediate_size ? 1 : 0, 0};
 }
 
 /* the windows after the first done forwarded batch by batch, each batch
@@ -453,6 +518,7 @@ static int run_batches(olmoe_engine *eng, append_job jobs[2], olmoe_worker *wk,
             j->io[b] = (olmoe_window_io){
                 .n = (int)w->length,
                 .tokens = ts->tokens + w->start,
+                .stream_pos1 = w->start + 1,
                 .router_logits = j->bb.router_logits + row * wr.L * wr.E,
                 .nll = j->bb.nll + row,
                 .argmax = j->bb.argmax + row,
@@ -474,18 +540,26 @@ int main(int argc, char **argv) {
     olmoe_save_argv(argc, argv);
     char *command = olmoe_join_argv(argc, argv);
     char *resume_cmd = olmoe_capture_resume_command(argc, argv); /* before argv is reordered */
+    enum { OWN = sizeof own_opts / sizeof own_opts[0] - 1 };
+    olmoe_opt opts[OWN + OLMOE_POLICY_CLI_NOPTS + 1];
+    memcpy(opts, own_opts, sizeof own_opts);
+    int nopt = OWN + olmoe_policy_cli_options(&cli, opts + OWN, 0);
+    opts[nopt] = (olmoe_opt)OPT_END;
     int npos = olmoe_opt_parse(argc, argv, opts, usage);
     if (npos > 0) die_usage("unexpected argument '%s'", argv[0]);
-    if (!model_dir) die_usage("--model DIR is required");
+    model_dir = resolve_model(model_dir);
+    add_routing_file();
     if (gen_args.prompts || gen_args.n_new) /* --generate */
         exit(cmd_capture_generate(&(olmoe_generate_env){
             .model_dir = model_dir, .device = device, .out_path = out_path, .command = command, .force = force,
             .quiet = quiet, .top_k = top_k, .stream_options = tokens_path || input_path || save_residuals,
-            .policy_options = !policy_spec && (kde_path || empirical_path),
-            .make_policy = policy_spec ? generate_policy : NULL, .args = &gen_args}));
+            .policy_options = !cli.n_policies && olmoe_policy_cli_given(&cli),
+            .make_policy = cli.n_policies ? generate_policy : NULL, .args = &gen_args}));
     int shard_i = 0, shard_n = 0;
-    check_args(&shard_i, &shard_n);
+    olmoe_trace_dtype logits_dtype;
+    check_args(&shard_i, &shard_n, &logits_dtype);
     olmoe_quiet = quiet;
+    input_format = detect_format(input_path, input_format);
 
     /* <out>.partial, kept for --resume once it holds windows (capture/resume.c) */
     olmoe_capture_out out;
@@ -495,10 +569,9 @@ int main(int argc, char **argv) {
     if (olmoe_model_open(model_dir, &m) != 0) die("%s", olmoe_error());
     const olmoe_config *c = &m.cfg;
     int L = c->num_hidden_layers, E = c->num_experts, D = c->hidden_size;
-    if (top_k > E) die_usage("--top-k %ld: the model has %d experts", top_k, E);
+    check_model(c);
     int k = top_k ? (int)top_k : c->num_experts_per_tok;
     policy_state ps;
-    olmoe_policy *pol = policy_spec ? make_policy(c, &ps) : NULL;
     set_ctx(c);
 
     olmoe_token_stream ts;
@@ -509,14 +582,19 @@ int main(int argc, char **argv) {
     olmoe_token_stream run_ts;
     int64_t longest;
     shard_windows(&ts, shard_i, shard_n, &plan, &run_ts, &win, &nwin, &longest);
+    if (cli.n_policies && shard_n && strncmp(cli.policies[0], "file", 4) == 0)
+        die_usage("--policy %s: a routing file is for a whole run, not --shard", cli.policies[0]);
+    olmoe_policy *pol = cli.n_policies ? make_policy(c, &ps, &ts) : NULL;
     olmoe_hash input_sum;
     int64_t input_bytes;
     if (olmoe_file_checksum(input_path ? input_path : tokens_path, &input_sum, &input_bytes) != 0)
         die("%s", olmoe_error());
+    if (input_bytes < 0) /* a pipe, read once: what identifies it is the bytes it gave */
+        input_sum = run_ts.input_sum, input_bytes = run_ts.input_bytes;
 
     olmoe_engine_opts eo = {.device = device, .max_ctx = (int)longest, .top_k = k};
     if (pol) /* the engine's max_k is the most the policy can choose */
-        eo.top_k = olmoe_policy_max_experts(pol), eo.route = olmoe_policy_route, eo.route_ctx = pol,
+        eo.top_k = olmoe_policy_max_experts(pol), eo.route = olmoe_policy_route_at, eo.route_ctx = pol,
         eo.route_threads = -1; /* policies are thread-safe: route on every core */
     eo.max_tokens = (int)(longest * (batch < nwin ? batch : nwin));
     olmoe_engine *eng;
@@ -532,7 +610,8 @@ int main(int argc, char **argv) {
 
     olmoe_trace_meta meta;
     meta_store ms;
-    fill_meta(&meta, &ms, &m, eng, pol, k, command, &plan, &input_sum, input_bytes);
+    fill_meta(&meta, &ms, &m, eng, pol, k, command, &plan, &input_sum, input_bytes,
+              logits_dtype);
     /* from here on SIGINT/SIGTERM stop at a batch boundary, keeping the partial */
     olmoe_capture_signals_install();
     int64_t done = 0; /* windows already in the partial (--resume) */

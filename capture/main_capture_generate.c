@@ -91,7 +91,7 @@ int cmd_capture_generate(const olmoe_generate_env *env) {
     if (env->stream_options)
         die_usage("--generate: --tokens, --input and the other capture options do not apply");
     if (env->make_policy && env->top_k) die_usage("--policy and --top-k: choose one way to route");
-    if (env->policy_options) die_usage("--kde and --empirical go with --policy");
+    if (env->policy_options) die_usage("--kde, --empirical and the policy parameters (--alpha, ...) go with --policy");
     olmoe_prompts_format fmt;
     if (olmoe_prompts_parse_format(a->prompt_format, &fmt) != 0) die_usage("--prompt-format: %s", olmoe_error());
     olmoe_quiet = env->quiet;
@@ -123,7 +123,7 @@ int cmd_capture_generate(const olmoe_generate_env *env) {
               c->max_position_embeddings);
     olmoe_engine_opts eo = {.device = env->device, .max_ctx = (int)positions, .max_tokens = (int)positions,
                             .top_k = k};
-    if (pol) eo.top_k = olmoe_policy_max_experts(pol), eo.route = olmoe_policy_route, eo.route_ctx = pol;
+    if (pol) eo.top_k = olmoe_policy_max_experts(pol), eo.route = olmoe_policy_route_at, eo.route_ctx = pol;
     olmoe_engine *eng;
     if (olmoe_engine_open(&m, &eo, &eng) != 0) die("%s", olmoe_error());
     char policy[OLMOE_POLICY_ID_MAX];

@@ -65,7 +65,7 @@ void olmoe_shard_stream_free(olmoe_token_stream *view);
  * checksum and size, --max-tokens, --batch, and when sharded the plan. Those
  * that define the data are marked for olmoe_trace_resume. Strings borrowed
  * from input_sum; returns the number filled. */
-#define OLMOE_SHARD_MAX_ATTRS 16
+#define OLMOE_SHARD_MAX_ATTRS 20 /* 13 of them, and room for the capture's own */
 int olmoe_shard_attrs(const olmoe_shard_plan *p, const char *input_sum, int64_t input_bytes,
                       int64_t max_tokens, int64_t batch,
                       olmoe_trace_attr out[OLMOE_SHARD_MAX_ATTRS]);

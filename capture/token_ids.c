@@ -16,6 +16,8 @@ int olmoe_token_ids_read(const char *path, int vocab_size, olmoe_token_stream *o
     char *text;
     size_t len;
     if (olmoe_read_file(path, &text, &len) != 0) return -1;
+    olmoe_hash sum;
+    olmoe_hash_bytes(text, len, &sum);
     if (memchr(text, '\0', len)) {
         free(text);
         return olmoe_errorf("%s: holds a NUL byte; expected token ids as text", path);
@@ -70,6 +72,8 @@ int olmoe_token_ids_read(const char *path, int vocab_size, olmoe_token_stream *o
         olmoe_token_stream_free(out);
         return -1;
     }
+    out->input_sum = sum;
+    out->input_bytes = (int64_t)len;
     out->doc_group = xmalloc(xmul((size_t)out->n_docs, sizeof *out->doc_group));
     for (int64_t d = 0; d < out->n_docs; d++) out->doc_group[d] = -1;
     return 0;

@@ -26,6 +26,8 @@
 
 #include <stdint.h>
 
+#include "common.h"
+
 typedef struct {
     int64_t start, length, stored_from;
 } olmoe_window;
@@ -51,6 +53,10 @@ typedef struct {
     int64_t n_docs;
     char **groups; /* [n_groups] */
     int n_groups;
+    /* the input bytes the stream was made of (a prefix of the file when
+     * --max-tokens stopped reading): what identifies a piped input */
+    olmoe_hash input_sum;
+    int64_t input_bytes;
 } olmoe_token_stream;
 
 /* token ids as text: whitespace-separated, one document per line, blank

@@ -204,13 +204,29 @@ char *const *olmoe_saved_argv(int *argc) {
     return saved_argv;
 }
 
+/* one argument as the shell reads it back: bare when it holds only
+ * characters no shell treats specially, else in single quotes (a quote
+ * inside written '\'') */
+static char *shell_quote(char *p, const char *a) {
+    if (*a && strspn(a, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_@%+=:,./-") ==
+                  strlen(a))
+        return p + sprintf(p, "%s", a);
+    *p++ = '\'';
+    for (; *a; a++) {
+        if (*a == '\'') p += sprintf(p, "'\\''");
+        else *p++ = *a;
+    }
+    *p++ = '\'';
+    return p;
+}
+
 char *olmoe_join_argv(int argc, char **argv) {
     size_t n = 1;
-    for (int i = 0; i < argc; i++) n += strlen(argv[i]) + 3;
+    for (int i = 0; i < argc; i++) n += 4 * strlen(argv[i]) + 3;
     char *s = xmalloc(n), *p = s;
     for (int i = 0; i < argc; i++) {
-        int quote = strpbrk(argv[i], " \t'\"") != NULL || !argv[i][0];
-        p += sprintf(p, "%s%s%s%s", i ? " " : "", quote ? "'" : "", argv[i], quote ? "'" : "");
+        if (i) *p++ = ' ';
+        p = shell_quote(p, argv[i]);
     }
     *p = '\0';
     return s;

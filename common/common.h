@@ -121,7 +121,8 @@ double olmoe_now(void); /* monotonic seconds */
 typedef struct {
     const char *what; /* "tokens" */
     double total, done, t0, last;
-    int enabled;
+    double interval;  /* seconds between lines */
+    int enabled, tty, any, printed_end;
 } olmoe_progress;
 void olmoe_progress_begin(olmoe_progress *p, const char *what, double total);
 void olmoe_progress_step(olmoe_progress *p, double done);

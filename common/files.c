@@ -86,6 +86,10 @@ void olmoe_cleanup_add(const char *path) {
         struct sigaction old;
         sigaction(SIGINT, NULL, &old);
         if (old.sa_handler == SIG_DFL) sigaction(SIGINT, &sa, NULL);
+        /* past a file-size limit a write then fails (EFBIG) as on a full
+         * disk, and the error path removes the partial, instead of a
+         * signal killing the command with its partial and lock left */
+        signal(SIGXFSZ, SIG_IGN);
         handlers_installed = 1;
     }
     for (int i = 0; i < MAX_CLEANUP; i++)

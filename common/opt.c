@@ -83,6 +83,11 @@ int olmoe_opt_parse(int argc, char **argv, const olmoe_opt *opts, const char *us
         } else {
             if (i + 1 >= argc) die_usage("--%s needs a value (%s)", o->name, o->arg ? o->arg : "");
             value = argv[++i];
+            if (strcmp(value, "--help") == 0) { /* "--match-k --help": help, not a value */
+                olmoe_opt_help(stdout, opts, usage);
+                if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
+                exit(0);
+            }
         }
         apply(o, value);
     }

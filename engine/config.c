@@ -1,8 +1,12 @@
 /* config.c: config.json into an olmoe_config. Every field the forward pass uses
  * is checked here, once, so the engine can trust the numbers; a field that is
  * missing or odd is named in the message together with the file. Defaults are
- * those of transformers' OlmoeConfig only where HF itself fills a field in
- * (num_key_value_heads, head_dim, clip_qkv, norm_topk_prob, tie_word_embeddings). */
+ * those of transformers' config classes only where HF itself fills a field in
+ * (num_key_value_heads, head_dim, clip_qkv, norm_topk_prob, tie_word_embeddings,
+ * decoder_sparse_step, mlp_only_layers); Qwen2-MoE's q/k/v biases follow the
+ * checkpoint when qkv_bias is absent. model_type picks the
+ * architecture (model.h says what differs); a field of a part the engine does
+ * not have (sliding windows, rope scaling, other biases) is refused by name. */
 #include "model.h"
 
 #include <jansson.h>
@@ -96,15 +100,113 @@ static int parse_rope(json_t *root, const char *name, olmoe_config *c) {
     return 0;
 }
 
-static int parse_root(json_t *root, const char *name, olmoe_config *c) {
-    if (!json_is_object(root)) return olmoe_errorf("%s: not a JSON object", name);
+static const char *const arch_names[OLMOE_ARCH_COUNT] = {"olmoe", "qwen3_moe", "mixtral",
+                                                          "qwen2_moe"};
+
+const char *olmoe_arch_name(olmoe_arch a) {
+    return a >= 0 && a < OLMOE_ARCH_COUNT ? arch_names[a] : "unknown";
+}
+
+static int parse_arch(json_t *root, const char *name, olmoe_config *c) {
     json_t *mt = json_object_get(root, "model_type");
     if (!mt) return olmoe_errorf("%s: missing field 'model_type'", name);
-    if (!json_is_string(mt) || strcmp(json_string_value(mt), "olmoe") != 0)
-        return olmoe_errorf("%s: model_type is %s%s%s, this tool runs \"olmoe\" models", name,
-                            json_is_string(mt) ? "\"" : "",
-                            json_is_string(mt) ? json_string_value(mt) : "not a string",
-                            json_is_string(mt) ? "\"" : "");
+    if (json_is_string(mt))
+        for (int a = 0; a < OLMOE_ARCH_COUNT; a++)
+            if (strcmp(json_string_value(mt), arch_names[a]) == 0) {
+                c->arch = (olmoe_arch)a;
+                return 0;
+            }
+    return olmoe_errorf("%s: model_type %s%s%s is not supported (supported: olmoe, qwen3_moe, "
+                        "mixtral, qwen2_moe)",
+                        name, json_is_string(mt) ? "\"" : "",
+                        json_is_string(mt) ? json_string_value(mt) : "not a string",
+                        json_is_string(mt) ? "\"" : "");
+}
+
+/* a field that must be false (or absent) because the engine has no such part */
+static int refuse_true(json_t *root, const char *name, const char *key, const char *why) {
+    int on = 0;
+    if (get_bool(root, name, key, 0, &on) != 0) return -1;
+    if (on) return olmoe_errorf("%s: %s true is not supported (%s)", name, key, why);
+    return 0;
+}
+
+/* Qwen's dense layers: layer l has experts unless it is in mlp_only_layers or
+ * (l + 1) is not a multiple of decoder_sparse_step */
+static int parse_dense_layers(json_t *root, const char *name, olmoe_config *c) {
+    long step;
+    if (get_int(root, name, "decoder_sparse_step", 0, 1, 4096, 1, &step) != 0) return -1;
+    for (int l = 0; l < c->num_hidden_layers; l++) c->dense[l] = (l + 1) % step != 0;
+    json_t *only = json_object_get(root, "mlp_only_layers");
+    if (only && !json_is_null(only)) {
+        if (!json_is_array(only))
+            return olmoe_errorf("%s: field 'mlp_only_layers' must be a list of layer indices", name);
+        size_t i;
+        json_t *v;
+        json_array_foreach(only, i, v) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                json_integer_value(v) >= c->num_hidden_layers)
+                return olmoe_errorf("%s: mlp_only_layers[%zu] is not a layer index in [0, %d)", name,
+                                    i, c->num_hidden_layers);
+            c->dense[json_integer_value(v)] = 1;
+        }
+    }
+    c->n_dense_layers = 0;
+    for (int l = 0; l < c->num_hidden_layers; l++) c->n_dense_layers += c->dense[l];
+    if (c->n_dense_layers == c->num_hidden_layers)
+        return olmoe_errorf("%s: every layer is dense (mlp_only_layers, decoder_sparse_step): "
+                            "there is no routing to study",
+                            name);
+    return 0;
+}
+
+/* the per-architecture fields: expert counts and widths, attention parts, routing */
+static int parse_arch_fields(json_t *root, const char *name, olmoe_config *c) {
+    long v;
+    int qwen = c->arch == OLMOE_ARCH_QWEN3_MOE || c->arch == OLMOE_ARCH_QWEN2_MOE;
+    const char *experts_key = c->arch == OLMOE_ARCH_MIXTRAL ? "num_local_experts" : "num_experts";
+    if (get_int(root, name, experts_key, 1, 1, 1L << 16, 0, &v) != 0) return -1;
+    c->num_experts = (int)v;
+    if (get_int(root, name, qwen ? "moe_intermediate_size" : "intermediate_size", 1, 1, 1L << 18, 0,
+                &v) != 0)
+        return -1;
+    c->intermediate_size = (int)v;
+    c->qk_norm = c->arch == OLMOE_ARCH_OLMOE       ? OLMOE_QK_NORM_WHOLE
+                 : c->arch == OLMOE_ARCH_QWEN3_MOE ? OLMOE_QK_NORM_HEAD
+                                                   : OLMOE_QK_NORM_NONE;
+    if (c->arch == OLMOE_ARCH_QWEN2_MOE) {
+        /* Qwen2-MoE's q, k and v projections have biases; a config without the
+         * field leaves it to the checkpoint (-1) */
+        if (get_bool(root, name, "qkv_bias", -1, &c->qkv_bias) != 0) return -1;
+        if (get_int(root, name, "shared_expert_intermediate_size", 1, 1, 1L << 18, 0, &v) != 0)
+            return -1;
+        c->shared_intermediate_size = (int)v;
+    } else if (refuse_true(root, name, "attention_bias", "only Qwen2-MoE's q/k/v biases are") != 0) {
+        return -1;
+    }
+    if (qwen) {
+        if (refuse_true(root, name, "use_sliding_window", "sliding-window attention") != 0 ||
+            parse_dense_layers(root, name, c) != 0)
+            return -1;
+        if (c->n_dense_layers) {
+            if (get_int(root, name, "intermediate_size", 1, 1, 1L << 18, 0, &v) != 0) return -1;
+            c->dense_intermediate_size = (int)v;
+        }
+    }
+    if (c->arch == OLMOE_ARCH_MIXTRAL) {
+        json_t *sw = json_object_get(root, "sliding_window");
+        if (sw && !json_is_null(sw))
+            return olmoe_errorf("%s: sliding_window is not supported (only null)", name);
+        c->norm_topk_prob = 1; /* softmax over the selected logits */
+    } else if (get_bool(root, name, "norm_topk_prob", 0, &c->norm_topk_prob) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_root(json_t *root, const char *name, olmoe_config *c) {
+    if (!json_is_object(root)) return olmoe_errorf("%s: not a JSON object", name);
+    if (parse_arch(root, name, c) != 0) return -1;
 
     long v;
 #define INT_FIELD(field, lo, hi)                                                \
@@ -114,13 +216,12 @@ static int parse_root(json_t *root, const char *name, olmoe_config *c) {
     } while (0)
     INT_FIELD(vocab_size, 2, DIM_MAX);
     INT_FIELD(hidden_size, 1, 1L << 16);
-    INT_FIELD(intermediate_size, 1, 1L << 18);
-    INT_FIELD(num_hidden_layers, 1, 4096);
+    INT_FIELD(num_hidden_layers, 1, OLMOE_CONFIG_MAX_LAYERS);
     INT_FIELD(num_attention_heads, 1, 4096);
-    INT_FIELD(num_experts, 1, 1L << 16);
-    INT_FIELD(num_experts_per_tok, 1, c->num_experts);
 #undef INT_FIELD
-
+    if (parse_arch_fields(root, name, c) != 0) return -1;
+    if (get_int(root, name, "num_experts_per_tok", 1, 1, c->num_experts, 0, &v) != 0) return -1;
+    c->num_experts_per_tok = (int)v;
     if (get_int(root, name, "num_key_value_heads", 0, 1, c->num_attention_heads,
                 c->num_attention_heads, &v) != 0)
         return -1;
@@ -157,16 +258,15 @@ static int parse_root(json_t *root, const char *name, olmoe_config *c) {
     json_t *clip = json_object_get(root, "clip_qkv");
     c->has_clip_qkv = 0;
     c->clip_qkv = 0;
+    if (clip && !json_is_null(clip) && c->arch != OLMOE_ARCH_OLMOE)
+        return olmoe_errorf("%s: clip_qkv is an OLMoE field; %s has none", name,
+                            olmoe_arch_name(c->arch));
     if (clip && !json_is_null(clip)) {
         if (get_number(clip, name, "clip_qkv", &c->clip_qkv) != 0) return -1;
         if (!(c->clip_qkv > 0)) return olmoe_errorf("%s: field 'clip_qkv' must be > 0 or null", name);
         c->has_clip_qkv = 1;
     }
-    if (get_bool(root, name, "norm_topk_prob", 0, &c->norm_topk_prob) != 0) return -1;
     if (get_bool(root, name, "tie_word_embeddings", 0, &c->tie_word_embeddings) != 0) return -1;
-    int bias = 0;
-    if (get_bool(root, name, "attention_bias", 0, &bias) != 0) return -1;
-    if (bias) return olmoe_errorf("%s: attention_bias true is not supported", name);
     json_t *act = json_object_get(root, "hidden_act");
     if (act && !json_is_null(act) &&
         (!json_is_string(act) || strcmp(json_string_value(act), "silu") != 0))
@@ -202,6 +302,13 @@ int olmoe_config_load(const char *path, olmoe_config *cfg) {
     int rc = olmoe_config_parse(text, len, path, cfg);
     free(text);
     return rc;
+}
+
+int olmoe_config_ffn_max(const olmoe_config *c) {
+    int m = c->intermediate_size;
+    if (c->dense_intermediate_size > m) m = c->dense_intermediate_size;
+    if (c->shared_intermediate_size > m) m = c->shared_intermediate_size;
+    return m;
 }
 
 void olmoe_config_free(olmoe_config *cfg) {

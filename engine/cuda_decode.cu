@@ -65,10 +65,6 @@ static void kv_close(olmoe_decode *d) {
     d->impl = NULL;
 }
 
-static int default_route(const olmoe_engine *e) {
-    return e->route == olmoe_route_topk && e->route_ctx == (const void *)&e->topk;
-}
-
 /* router GEMM, routing, the experts and their weighted sum (with the next
  * norm) for rows [0, n) of s->x, as olmoe_cuda_forward runs them; the last
  * row's choices are copied to kv->h_sel */
@@ -80,12 +76,7 @@ static int moe(olmoe_engine *e, olmoe_cuda_state *s, cuda_kv *kv, int l, int n) 
     const olmoe_cuda_layer *W = &s->w.layers[l];
     cudaStream_t st = s->stream;
     if (olmoe_cuda_gemm(s, OLMOE_G_ROUTER, n, s->x, D, W->router, s->rl + (size_t)l * E, LE) != 0) return -1;
-    if (default_route(e)) {
-        CUDA_TRY(olmoe_cuda_route_topk(s->rl + (size_t)l * E, LE, E, K, e->topk.norm, s->sel_e, s->sel_w, s->sel_n, n,
-                                       st));
-    } else if (olmoe_cuda_route_on_host(e, s, l, n) != 0) {
-        return -1;
-    }
+    if (olmoe_cuda_route_layer(e, s, l, n, 0, NULL) != 0) return -1;
     CUDA_TRY(olmoe_cuda_bucket(s->sel_e, s->sel_w, s->sel_n, n, K, E, s->blk, s->first, s->perm_tok, s->perm_w,
                                s->slot, st));
     CUDA_TRY(cudaMemcpyAsync(s->h_first, s->first, (size_t)(E + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost, st));

@@ -93,6 +93,7 @@ static void release(olmoe_cuda_state *s) {
     if (s->ev_rl) cudaEventDestroy(s->ev_rl);
     if (s->ev_res) cudaEventDestroy(s->ev_res); 
     olmoe_pool_close(s->pool);
+    olmoe_cuda_route_release(s);
     if (s->ev_fork) cudaEventDestroy(s->ev_fork);
     for (int i = 1; i < s->n_streams; i++) {
         if (s->xs[i]) cudaStreamSynchronize(s->xs[i]), cudaStreamDestroy(s->xs[i]);
@@ -217,6 +218,11 @@ static int open_state(olmoe_engine *e, olmoe_cuda_state *s) {
 }
 
 static int cuda_open(olmoe_engine *e) {
+    const olmoe_config *c = &e->model->cfg;
+    if (c->arch != OLMOE_ARCH_OLMOE) /* its kernels are OLMoE's: whole-projection q/k norm, no biases */
+        return olmoe_errorf("the CUDA engine runs olmoe checkpoints only, this one is %s: use "
+                            "--device cpu",
+                            olmoe_arch_name(c->arch));
     if (check_shapes(e) != 0) return -1;
     olmoe_cuda_state *s = (olmoe_cuda_state *)xcalloc(1, sizeof *s);
     const char *name = e->device[0] ? e->device : "cuda"; /* "cuda" or "cuda:N", as asked */

@@ -88,7 +88,7 @@ int olmoe_cuda_expert_gemms(olmoe_cuda_state *s, int which, int E, int n_out, in
 
 /* a routing hook that is not the default top-k runs on the host, per token,
  * on the bf16-rounded logits; its choices are checked as the CPU engine does */
-int olmoe_cuda_route_on_host(olmoe_engine *e, olmoe_cuda_state *s, int l, int T) {
+int olmoe_cuda_route_on_host(olmoe_engine *e, olmoe_cuda_state *s, int l, int T, const int64_t *pos) {
     const olmoe_config *c = &e->model->cfg;
     int E = c->num_experts, L = c->num_hidden_layers, K = s->K;
     float *rl = s->rl + (size_t)l * E;
@@ -104,7 +104,7 @@ int olmoe_cuda_route_on_host(olmoe_engine *e, olmoe_cuda_state *s, int l, int T)
     int32_t *ex = s->h_sel, *nsel = s->h_sel + 2 * (size_t)s->T * K;
     float *wt = (float *)(s->h_sel + (size_t)s->T * K);
     /* on s->pool's threads when the caller allowed it */
-    if (olmoe_route_rows(s->pool, e->route, e->route_ctx, l, s->h_rl, (size_t)E, T, E, K, ex, wt, nsel) != 0)
+    if (olmoe_route_rows(s->pool, e->route, e->route_ctx, l, pos, s->h_rl, (size_t)E, T, E, K, ex, wt, nsel) != 0)
         return -1;
     size_t tk = (size_t)T * K;
     CUDA_TRY(cudaMemcpyAsync(s->sel_e, ex, tk * 4, cudaMemcpyHostToDevice, s->stream));
@@ -113,9 +113,6 @@ int olmoe_cuda_route_on_host(olmoe_engine *e, olmoe_cuda_state *s, int l, int T)
     return 0;
 }
 
-static int default_route(const olmoe_engine *e) {
-    return e->route == olmoe_route_topk && e->route_ctx == (const void *)&e->topk;
-}
 
 /* bf16 device rows [n, width] (row stride = width) to float host rows */
 static int stash_to_host(olmoe_cuda_state *s, const olmoe_bf16 *src, size_t elems, float *dst) {
@@ -280,7 +277,8 @@ int olmoe_cuda_forward(olmoe_engine *e, olmoe_window_io *w, int nw) {
     if (want_hid && ensure_stash(&s->stash_hid, (size_t)s->T * (L + 1) * D) != 0) return -1;
     int early = router_logits_pinned(s, w, nw, LE);
     int res_early = want_res && residual_bf16_pinned(s, w, nw, (size_t)L * D); 
-    const int dflt = default_route(e);
+    int want_routes = 0;
+    for (int b = 0; b < nw; b++) want_routes |= w[b].n_experts != NULL || w[b].experts != NULL;
 
     MARK(s, PH_START);
     CUDA_TRY(olmoe_cuda_embed_rmsnorm(d_tok, s->w.embed, s->w.layers[0].input_norm, s->h, s->x, T, D, eps, st));
@@ -308,12 +306,7 @@ int olmoe_cuda_forward(olmoe_engine *e, olmoe_window_io *w, int nw) {
         MARK(s, PH_NORM);
         if (olmoe_cuda_gemm(s, OLMOE_G_ROUTER, T, s->x, D, W->router, s->rl + (size_t)l * E, LE) != 0) return -1;
         MARK(s, PH_ROUTER);
-        if (dflt) {
-            CUDA_TRY(olmoe_cuda_route_topk(s->rl + (size_t)l * E, LE, E, K, e->topk.norm, s->sel_e, s->sel_w, s->sel_n,
-                                           T, st));
-        } else if (olmoe_cuda_route_on_host(e, s, l, T) != 0) {
-            return -1;
-        }
+        if (olmoe_cuda_route_layer(e, s, l, T, want_routes, e->route_pos) != 0) return -1;
         if (l == L - 1 && early) {
             CUDA_TRY(cudaEventRecord(s->ev_rl, st));
             CUDA_TRY(cudaStreamWaitEvent(s->copy_stream, s->ev_rl, 0));
@@ -356,6 +349,7 @@ int olmoe_cuda_forward(olmoe_engine *e, olmoe_window_io *w, int nw) {
     MARK(s, PH_COPY);
     CUDA_TRY(cudaStreamSynchronize(st));
     CUDA_TRY(cudaStreamSynchronize(s->copy_stream));
+    if (want_routes) olmoe_cuda_routes_out(e, s, w, nw, woff);
     for (int b = 0; b < nw; b++) {
         size_t off = (size_t)woff[b], n = (size_t)w[b].n;
         if (w[b].attn_residual &&

@@ -15,6 +15,7 @@ typedef struct {
     olmoe_route_fn fn;
     void *ctx;
     int layer, E, K;
+    const int64_t *pos;
     const float *logits;
     size_t ld;
     int32_t *ex;
@@ -29,7 +30,7 @@ static int route_range(void *arg, int64_t lo, int64_t hi) {
     for (int64_t t = lo; t < hi; t++) {
         int32_t *et = j->ex + (size_t)t * K;
         float *wt = j->w + (size_t)t * K;
-        int n = j->fn(j->ctx, l, j->logits + (size_t)t * j->ld, E, buf, wt);
+        int n = j->fn(j->ctx, l, j->pos ? j->pos[t] : -1, j->logits + (size_t)t * j->ld, E, buf, wt);
         if (n < 0) return olmoe_error_prefix("layer %d: routing", l);
         if (n < 1 || n > K)
             return olmoe_errorf("layer %d: the routing policy chose %d experts (allowed 1 to %d)", l, n, K);
@@ -47,10 +48,11 @@ static int route_range(void *arg, int64_t lo, int64_t hi) {
     return 0;
 }
 
-extern "C" int olmoe_route_rows(olmoe_pool *pool, olmoe_route_fn fn, void *ctx, int layer, const float *logits,
+extern "C" int olmoe_route_rows(olmoe_pool *pool, olmoe_route_fn fn, void *ctx, int layer, const int64_t *pos,
+                     const float *logits,
                      size_t ld, int T, int E, int K, int32_t *ex, float *w, int32_t *n) {
     if (K < 1 || K > OLMOE_ROUTE_ROWS_MAX_K)
         return olmoe_errorf("routing rows: %d slots per token (1 to %d)", K, OLMOE_ROUTE_ROWS_MAX_K);
-    route_job j = {fn, ctx, layer, E, K, logits, ld, ex, w, n};
+    route_job j = {fn, ctx, layer, E, K, pos, logits, ld, ex, w, n};
     return olmoe_pool_for(pool, T, route_range, &j);
 }

@@ -113,6 +113,13 @@ typedef struct {
     struct olmoe_pool *pool; /* host routing threads (route_threads > 1), else NULL */
     cudaEvent_t ev_res;      /* a layer's attention residual is stashed: copy it out */
 
+    /* ---- routing on the GPU and what it chose (cuda_forward_route.cu) ---- */
+    struct olmoe_cuda_nulls *nulls; /* device copies of the policies' nulls */
+    int32_t *h_rn;           /* pinned [L, T] experts chosen per layer and row */
+    int32_t *h_re;           /* pinned [L, T, K] which, in rank order */
+    cudaEvent_t ev_sel;      /* a layer's choices are made: copy them out */
+    cudaEvent_t ev_selc;     /* ... and copied: the next layer may route */
+
 } olmoe_cuda_state;
 
 enum {
@@ -143,6 +150,16 @@ int olmoe_cuda_expert_gemms(olmoe_cuda_state *s, int which, int E, int n_out, in
  * given (the replay backend's own); kind OLMOE_G_GATEUP or OLMOE_G_DOWN */
 int olmoe_cuda_expert_gemms_streams(olmoe_cuda_state *s, int kind, int E, const int32_t *first, int n_out,
                                     int k_in, const olmoe_bf16 *W, const olmoe_bf16 *X, olmoe_bf16 *Y);
-int olmoe_cuda_route_on_host(olmoe_engine *e, olmoe_cuda_state *s, int l, int T);
+/* pos: the hook's pos of each of the T rows, or NULL (-1 each) */
+int olmoe_cuda_route_on_host(olmoe_engine *e, olmoe_cuda_state *s, int l, int T, const int64_t *pos);
+/* cuda_forward_route.cu: one layer's routing into sel_e/sel_w/sel_n: the
+ * default top-k or a policy (olmoe_policy_route_at's ctx) on the GPU, any other
+ * hook on the host; with want, the choices are copied out for
+ * olmoe_cuda_routes_out (rows of the windows' n_experts / experts); pos as
+ * for olmoe_cuda_route_on_host */
+int olmoe_cuda_route_layer(olmoe_engine *e, olmoe_cuda_state *s, int l, int T, int want, const int64_t *pos);
+/* after the forward's last synchronisation: into the windows that ask */
+void olmoe_cuda_routes_out(olmoe_engine *e, olmoe_cuda_state *s, olmoe_window_io *w, int nw, const int32_t *woff);
+void olmoe_cuda_route_release(olmoe_cuda_state *s);
 
 #endif

@@ -77,7 +77,7 @@ static int rc_step(olmoe_decode *d, const int32_t *tokens, int n, olmoe_decode_i
     int *ex = xmalloc(xmul((size_t)K, sizeof *ex)), rc = 0;
     float *wt = xmalloc(xmul((size_t)K, sizeof *wt));
     for (int l = 0; l < L && rc == 0; l++) {
-        int k = e->route(e->route_ctx, l, rl + (size_t)l * E, E, ex, wt);
+        int k = e->route(e->route_ctx, l, -1, rl + (size_t)l * E, E, ex, wt);
         if (k < 0) {
             rc = olmoe_error_prefix("layer %d: routing", l);
         } else if (k < 1 || k > K) {

@@ -31,12 +31,17 @@ static int pick_ops(const char *device, const olmoe_engine_ops **out) {
         *out = &olmoe_engine_cuda_ops;
         return 0;
 #else
-        return olmoe_errorf("device '%s': built without CUDA (nvcc was not found at build time); "
+        return olmoe_errorf("device '%s': built without CUDA (make CUDA=1 builds it); "
                             "use --device cpu",
                             device);
 #endif
     }
     return olmoe_errorf("unknown device '%s' (auto, cpu, cuda or cuda:N)", device);
+}
+
+void olmoe_engine_set_route(olmoe_engine *e, olmoe_route_fn route, void *ctx) {
+    e->route = route ? route : olmoe_route_topk;
+    e->route_ctx = route ? ctx : &e->topk;
 }
 
 int olmoe_engine_open(olmoe_model *m, const olmoe_engine_opts *o, olmoe_engine **out) {
@@ -64,7 +69,9 @@ int olmoe_engine_open(olmoe_model *m, const olmoe_engine_opts *o, olmoe_engine *
     snprintf(e->device, sizeof e->device, "%s",
              o->device && strncmp(o->device, "cuda:", 5) == 0 ? o->device : ops->name);
     e->compute_dtype = "float32";
+    e->route_pos = xmalloc(xmul((size_t)o->max_tokens, sizeof *e->route_pos));
     if (ops->open(e) != 0) {
+        free(e->route_pos);
         free(e);
         return -1;
     }
@@ -107,6 +114,9 @@ int olmoe_engine_forward(olmoe_engine *e, olmoe_window_io *w, int n_windows) {
         return olmoe_errorf("%ld tokens in one forward call; this engine takes at most %d", total,
                             e->max_tokens);
     if (n_windows <= 0) return 0;
+    for (int b = 0, t = 0; b < n_windows; t += w[b].n, b++)
+        for (int i = 0; i < w[b].n; i++)
+            e->route_pos[t + i] = w[b].stream_pos1 > 0 ? w[b].stream_pos1 - 1 + i : -1;
     if (!e->ops->bf16_residuals)
         for (int b = 0; b < n_windows; b++)
             if (w[b].attn_residual_bf16) return forward_bf16_residuals(e, w, n_windows);
@@ -136,5 +146,6 @@ void *olmoe_engine_host_alloc(size_t bytes) {
 void olmoe_engine_close(olmoe_engine *e) {
     if (!e) return;
     e->ops->close(e);
+    free(e->route_pos);
     free(e);
 }

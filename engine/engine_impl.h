@@ -31,6 +31,7 @@ struct olmoe_engine {
     void *route_ctx;
     olmoe_topk_route topk; /* ctx of the default hook */
     int route_threads;     /* opts.route_threads */
+    int64_t *route_pos;    /* [max_tokens] the hook's pos of each token of a forward call */
     char device[96];
     const char *compute_dtype;
     size_t activation_bytes;

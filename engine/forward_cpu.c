@@ -28,7 +28,7 @@ static void *take(carver *cv, size_t n, size_t size) {
 }
 
 static void layout(cpu_state *s, carver *cv, const olmoe_config *c, size_t T, size_t C, size_t K) {
-    size_t D = c->hidden_size, FF = c->intermediate_size, E = c->num_experts, V = c->vocab_size;
+    size_t D = c->hidden_size, FF = olmoe_config_ffn_max(c), E = c->num_experts, V = c->vocab_size;
     size_t QD = (size_t)c->num_attention_heads * c->head_dim;
     size_t KD = (size_t)c->num_key_value_heads * c->head_dim, half = c->head_dim / 2;
     s->h = take(cv, T * D, sizeof(float));
@@ -89,16 +89,31 @@ void olmoe_cpu_linear(const float *in, const float *W, float *out, int T, int N,
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, N, K, 1.0f, in, K, W, K, 0.0f, out, N);
 }
 
+/* out[T, N] += bias[N] */
+static void add_bias(float *out, const float *bias, int T, int N) {
+    if (!bias) return;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < N; i++) out[(size_t)t * N + i] += bias[i];
+}
+
 void olmoe_cpu_qkv(const olmoe_config *c, cpu_state *s, const olmoe_layer_f32 *W, int T) {
-    int D = c->hidden_size;
-    int QD = c->num_attention_heads * c->head_dim, KD = c->num_key_value_heads * c->head_dim;
+    int D = c->hidden_size, hd = c->head_dim;
+    int QD = c->num_attention_heads * hd, KD = c->num_key_value_heads * hd;
     float eps = (float)c->rms_norm_eps;
     olmoe_rmsnorm(s->h, W->input_norm, s->x, T, D, eps);
     olmoe_cpu_linear(s->x, W->wq, s->q, T, QD, D);
     olmoe_cpu_linear(s->x, W->wk, s->k, T, KD, D);
     olmoe_cpu_linear(s->x, W->wv, s->v, T, KD, D);
-    olmoe_rmsnorm(s->q, W->q_norm, s->q, T, QD, eps);
-    olmoe_rmsnorm(s->k, W->k_norm, s->k, T, KD, eps);
+    add_bias(s->q, W->q_bias, T, QD);
+    add_bias(s->k, W->k_bias, T, KD);
+    add_bias(s->v, W->v_bias, T, KD);
+    if (c->qk_norm == OLMOE_QK_NORM_WHOLE) {
+        olmoe_rmsnorm(s->q, W->q_norm, s->q, T, QD, eps);
+        olmoe_rmsnorm(s->k, W->k_norm, s->k, T, KD, eps);
+    } else if (c->qk_norm == OLMOE_QK_NORM_HEAD) { /* each head's vector on its own */
+        olmoe_rmsnorm(s->q, W->q_norm, s->q, (size_t)T * c->num_attention_heads, hd, eps);
+        olmoe_rmsnorm(s->k, W->k_norm, s->k, (size_t)T * c->num_key_value_heads, hd, eps);
+    }
     if (c->has_clip_qkv) {
         float lim = (float)c->clip_qkv;
         olmoe_clamp(s->q, (size_t)T * QD, lim);
@@ -167,13 +182,49 @@ void olmoe_cpu_moe(const olmoe_layer_f32 *W, const float *x, int T, int D, int F
     }
 }
 
+/* out[T, D] = down(silu(gate x) * up x), width F */
+static void swiglu(const float *x, const float *gate, const float *up, const float *down, int T,
+                   int D, int F, float *g, float *u, float *out) {
+    olmoe_cpu_linear(x, gate, g, T, F, D);
+    olmoe_cpu_linear(x, up, u, T, F, D);
+    olmoe_silu_mul(g, u, (size_t)T * F);
+    olmoe_cpu_linear(g, down, out, T, D, F);
+}
+
+void olmoe_cpu_dense_mlp(const olmoe_config *c, const olmoe_layer_f32 *W, const float *x, int T,
+                         float *g, float *u, float *a) {
+    swiglu(x, W->mlp_gate, W->mlp_up, W->mlp_down, T, c->hidden_size, c->dense_intermediate_size, g,
+           u, a);
+}
+
+void olmoe_cpu_shared_expert(const olmoe_config *c, const olmoe_layer_f32 *W, const float *x, int T,
+                             float *g, float *u, float *y, float *a) {
+    if (!W->shared_gate) return;
+    int D = c->hidden_size;
+    swiglu(x, W->mlp_gate, W->mlp_up, W->mlp_down, T, D, c->shared_intermediate_size, g, u, y);
+    for (int t = 0; t < T; t++) {
+        const float *xt = x + (size_t)t * D;
+        float z = 0; /* the gate logit, summed in fp32 as a one-output linear */
+        for (int i = 0; i < D; i++) z += xt[i] * W->shared_gate[i];
+        float sg = 1.0f / (1.0f + expf(-z));
+        float *dst = a + (size_t)t * D;
+        const float *src = y + (size_t)t * D;
+        for (int i = 0; i < D; i++) dst[i] += sg * src[i];
+    }
+}
+
 int olmoe_cpu_experts(olmoe_engine *e, cpu_state *s, const olmoe_layer_f32 *W, int l, int T) {
     const olmoe_config *c = &e->model->cfg;
     int D = c->hidden_size, FF = c->intermediate_size, E = c->num_experts, K = e->top_k;
+    if (c->dense[l]) { /* no router: nothing chosen, zero logits, the MLP for every row */
+        memset(s->sel_n, 0, (size_t)T * sizeof *s->sel_n);
+        olmoe_cpu_dense_mlp(c, W, s->x, T, s->g, s->u, s->a);
+        return 0;
+    }
     for (int t = 0; t < T; t++) {
         int *ex = s->sel_e + (size_t)t * K;
         float *wt = s->sel_w + (size_t)t * K;
-        int n = e->route(e->route_ctx, l, s->r + (size_t)t * E, E, ex, wt);
+        int n = e->route(e->route_ctx, l, e->route_pos[t], s->r + (size_t)t * E, E, ex, wt);
         if (n < 0) return olmoe_error_prefix("layer %d: routing", l);
         if (n < 1 || n > K)
             return olmoe_errorf("layer %d: the routing policy chose %d experts (allowed 1 to %d)", l, n,
@@ -189,7 +240,16 @@ int olmoe_cpu_experts(olmoe_engine *e, cpu_state *s, const olmoe_layer_f32 *W, i
     }
     olmoe_moe_scratch m = {s->first, s->fill, s->btok, s->bw, s->xe, s->g, s->u, s->y};
     olmoe_cpu_moe(W, s->x, T, D, FF, E, K, s->sel_e, s->sel_w, s->sel_n, &m, s->a);
+    olmoe_cpu_shared_expert(c, W, s->x, T, s->g, s->u, s->y, s->a);
     return 0;
+}
+
+void olmoe_cpu_router(const olmoe_config *c, const olmoe_layer_f32 *W, int l, const float *x, int T,
+                      float *r) {
+    if (c->dense[l])
+        memset(r, 0, (size_t)T * c->num_experts * sizeof *r);
+    else
+        olmoe_cpu_linear(x, W->router, r, T, c->num_experts, c->hidden_size);
 }
 
 /* copies rows of a [T, width] buffer into each window's [n, stride/width, width]
@@ -258,7 +318,7 @@ static int cpu_forward(olmoe_engine *e, olmoe_window_io *w, int nw) {
         scatter(w, nw, offsetof(olmoe_window_io, attn_residual), s->a, D, L, l);
         add(s->h, s->a, (size_t)T * D);
         olmoe_rmsnorm(s->h, W->post_norm, s->x, T, D, eps);
-        olmoe_cpu_linear(s->x, W->router, s->r, T, E, D);
+        olmoe_cpu_router(c, W, l, s->x, T, s->r);
         scatter(w, nw, offsetof(olmoe_window_io, router_logits), s->r, E, L, l);
         if (olmoe_cpu_experts(e, s, W, l, T) != 0) return -1;
         add(s->h, s->a, (size_t)T * D);

@@ -34,7 +34,7 @@ typedef struct {
     int *btok;     /* [T * K] token rows grouped by expert */
     float *bw;     /* [T * K] their weights */
     float *xe;     /* [T, D] one expert's gathered inputs */
-    float *g;      /* [T, FF] gate, then silu(gate) * up (FF = intermediate_size) */
+    float *g;      /* [T, FF] gate, then silu(gate) * up (FF = olmoe_config_ffn_max) */
     float *u;      /* [T, FF] up */
     float *y;      /* [T, D] down */
     float *scores; /* [QBLOCK, C] attention probabilities of a block of queries */
@@ -46,9 +46,10 @@ typedef struct {
 /* out[T, N] = in[T, K] . W[N, K]^T */
 void olmoe_cpu_linear(const float *in, const float *W, float *out, int T, int N, int K);
 
-/* rows [0, T) of s->h: x = rmsnorm(h) * w_input; q, k, v projected, q and k
- * normed over the whole projection, all three clamped when clip_qkv is set
- * (no RoPE: that needs the rows' positions) */
+/* rows [0, T) of s->h: x = rmsnorm(h) * w_input; q, k, v projected (plus
+ * their biases when the architecture has them), q and k normed over the
+ * whole projection (OLMoE), per head (Qwen3-MoE) or not at all, all three
+ * clamped when clip_qkv is set (no RoPE: that needs the rows' positions) */
 void olmoe_cpu_qkv(const olmoe_config *c, cpu_state *s, const olmoe_layer_f32 *W, int T);
 
 /* causal attention of n query rows at positions past .. past+n-1 over the
@@ -58,9 +59,25 @@ void olmoe_cpu_attention(cpu_state *s, const olmoe_config *c, const float *q /*[
                          const float *k /*[past+n, Hkv*hd]*/, const float *v /*[past+n, Hkv*hd]*/,
                          float *att /*[n, Hq*hd]*/, int n, int past);
 
+/* r = the router logits of layer l for rows [0, T) of x; zeros in a dense layer */
+void olmoe_cpu_router(const olmoe_config *c, const olmoe_layer_f32 *W, int l,
+                      const float *x /*[T, D]*/, int T, float *r /*[T, E]*/);
+
+/* a dense layer's MLP: a = down(silu(gate x) * up x); g, u: [T, F] scratch */
+void olmoe_cpu_dense_mlp(const olmoe_config *c, const olmoe_layer_f32 *W, const float *x /*[T, D]*/,
+                         int T, float *g, float *u, float *a /*[T, D]*/);
+
+/* adds the shared expert, scaled by sigmoid(x . shared_expert_gate), to the
+ * routed experts' sum in a (nothing when the layer has none); g, u: [T, F]
+ * and y: [T, D] scratch */
+void olmoe_cpu_shared_expert(const olmoe_config *c, const olmoe_layer_f32 *W,
+                             const float *x /*[T, D]*/, int T, float *g, float *u, float *y,
+                             float *a /*[T, D]*/);
+
 /* routes rows [0, T) of s->r through the engine's hook (choices checked, in
  * s->sel_*), then runs each expert once over its rows of s->x; the weighted
- * sum lands in s->a */
+ * sum, plus the shared expert where there is one, lands in s->a. A dense
+ * layer routes nothing (s->sel_n all 0) and runs its MLP into s->a. */
 int olmoe_cpu_experts(olmoe_engine *e, cpu_state *s, const olmoe_layer_f32 *W, int l, int T);
 
 #endif

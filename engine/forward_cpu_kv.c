@@ -80,7 +80,7 @@ static int kv_step(olmoe_decode *d, const int32_t *tokens, int n, olmoe_decode_i
         olmoe_cpu_linear(s->att, W->wo, s->a, n, D, QD);
         add_rows(s->h, s->a, (size_t)n * D);
         olmoe_rmsnorm(s->h, W->post_norm, s->x, n, D, eps);
-        olmoe_cpu_linear(s->x, W->router, s->r, n, E, D);
+        olmoe_cpu_router(c, W, l, s->x, n, s->r);
         if (io->router_logits)
             memcpy(io->router_logits + (size_t)l * E, s->r + (size_t)(n - 1) * E, (size_t)E * sizeof(float));
         if (olmoe_cpu_experts(e, s, W, l, n) != 0) return -1;

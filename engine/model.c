@@ -52,11 +52,45 @@ static int bind(olmoe_checkpoint *ck, olmoe_tensor *out, int ndim, const int64_t
 #define S2(a, b) ((const int64_t[]){(a), (b)})
 #define S3(a, b, c) ((const int64_t[]){(a), (b), (c)})
 
-static int bind_layer(olmoe_model *m, int l) {
+/* the routed experts of layer l under prefix ("model.layers.N.mlp" or Mixtral's
+ * "model.layers.N.block_sparse_moe"): fused (transformers v5) or one tensor per
+ * expert, named gate/up/down_proj or, for Mixtral, w1/w3/w2 */
+static int bind_experts(olmoe_model *m, olmoe_layer_tensors *L, const char *pre) {
+    const olmoe_config *c = &m->cfg;
+    olmoe_checkpoint *ck = m->ckpt;
+    int64_t D = c->hidden_size, I = c->intermediate_size, E = c->num_experts;
+    char fused_name[192];
+    snprintf(fused_name, sizeof fused_name, "%s.experts.gate_up_proj", pre);
+    L->fused = olmoe_ckpt_find(ck, fused_name) != NULL;
+    if (L->fused)
+        return bind(ck, &L->gate_up, 3, S3(E, 2 * I, D), "%s", fused_name) ||
+               bind(ck, &L->down_all, 3, S3(E, D, I), "%s.experts.down_proj", pre);
+    int w = c->arch == OLMOE_ARCH_MIXTRAL;
+    const char *gn = w ? "w1" : "gate_proj", *un = w ? "w3" : "up_proj", *dn = w ? "w2" : "down_proj";
+    L->gate = xcalloc(E, sizeof *L->gate);
+    L->up = xcalloc(E, sizeof *L->up);
+    L->down = xcalloc(E, sizeof *L->down);
+    for (int e = 0; e < E; e++)
+        if (bind(ck, &L->gate[e], 2, S2(I, D), "%s.experts.%d.%s.weight", pre, e, gn) ||
+            bind(ck, &L->up[e], 2, S2(I, D), "%s.experts.%d.%s.weight", pre, e, un) ||
+            bind(ck, &L->down[e], 2, S2(D, I), "%s.experts.%d.%s.weight", pre, e, dn))
+            return -1;
+    return 0;
+}
+
+/* a plain SwiGLU MLP of width F under prefix (a dense layer or the shared expert) */
+static int bind_mlp(olmoe_checkpoint *ck, olmoe_layer_tensors *L, int64_t D, int64_t F,
+                    const char *pre) {
+    return bind(ck, &L->mlp_gate, 2, S2(F, D), "%s.gate_proj.weight", pre) ||
+           bind(ck, &L->mlp_up, 2, S2(F, D), "%s.up_proj.weight", pre) ||
+           bind(ck, &L->mlp_down, 2, S2(D, F), "%s.down_proj.weight", pre);
+}
+
+static int bind_attention(olmoe_model *m, int l) {
     const olmoe_config *c = &m->cfg;
     olmoe_checkpoint *ck = m->ckpt;
     olmoe_layer_tensors *L = &m->layers[l];
-    int64_t D = c->hidden_size, I = c->intermediate_size, E = c->num_experts;
+    int64_t D = c->hidden_size;
     int64_t QD = (int64_t)c->num_attention_heads * c->head_dim;
     int64_t KD = (int64_t)c->num_key_value_heads * c->head_dim;
     const char *p = "model.layers";
@@ -65,25 +99,51 @@ static int bind_layer(olmoe_model *m, int l) {
         bind(ck, &L->wk, 2, S2(KD, D), "%s.%d.self_attn.k_proj.weight", p, l) ||
         bind(ck, &L->wv, 2, S2(KD, D), "%s.%d.self_attn.v_proj.weight", p, l) ||
         bind(ck, &L->wo, 2, S2(D, QD), "%s.%d.self_attn.o_proj.weight", p, l) ||
-        bind(ck, &L->q_norm, 1, S1(QD), "%s.%d.self_attn.q_norm.weight", p, l) ||
-        bind(ck, &L->k_norm, 1, S1(KD), "%s.%d.self_attn.k_norm.weight", p, l) ||
-        bind(ck, &L->post_norm, 1, S1(D), "%s.%d.post_attention_layernorm.weight", p, l) ||
-        bind(ck, &L->router, 2, S2(E, D), "%s.%d.mlp.gate.weight", p, l))
+        bind(ck, &L->post_norm, 1, S1(D), "%s.%d.post_attention_layernorm.weight", p, l))
         return -1;
-    char fused_name[128];
-    snprintf(fused_name, sizeof fused_name, "%s.%d.mlp.experts.gate_up_proj", p, l);
-    L->fused = olmoe_ckpt_find(ck, fused_name) != NULL;
-    if (L->fused)
-        return bind(ck, &L->gate_up, 3, S3(E, 2 * I, D), "%s", fused_name) ||
-               bind(ck, &L->down_all, 3, S3(E, D, I), "%s.%d.mlp.experts.down_proj", p, l);
-    L->gate = xcalloc(E, sizeof *L->gate);
-    L->up = xcalloc(E, sizeof *L->up);
-    L->down = xcalloc(E, sizeof *L->down);
-    for (int e = 0; e < E; e++)
-        if (bind(ck, &L->gate[e], 2, S2(I, D), "%s.%d.mlp.experts.%d.gate_proj.weight", p, l, e) ||
-            bind(ck, &L->up[e], 2, S2(I, D), "%s.%d.mlp.experts.%d.up_proj.weight", p, l, e) ||
-            bind(ck, &L->down[e], 2, S2(D, I), "%s.%d.mlp.experts.%d.down_proj.weight", p, l, e))
+    if (c->qk_norm != OLMOE_QK_NORM_NONE) {
+        int head = c->qk_norm == OLMOE_QK_NORM_HEAD;
+        if (bind(ck, &L->q_norm, 1, S1(head ? c->head_dim : QD), "%s.%d.self_attn.q_norm.weight", p,
+                 l) ||
+            bind(ck, &L->k_norm, 1, S1(head ? c->head_dim : KD), "%s.%d.self_attn.k_norm.weight", p,
+                 l))
             return -1;
+    }
+    char bias_name[160];
+    snprintf(bias_name, sizeof bias_name, "%s.%d.self_attn.q_proj.bias", p, l);
+    int bias = c->qkv_bias < 0 ? olmoe_ckpt_find(ck, bias_name) != NULL : c->qkv_bias;
+    if (bias &&
+        (bind(ck, &L->q_bias, 1, S1(QD), "%s.%d.self_attn.q_proj.bias", p, l) ||
+         bind(ck, &L->k_bias, 1, S1(KD), "%s.%d.self_attn.k_proj.bias", p, l) ||
+         bind(ck, &L->v_bias, 1, S1(KD), "%s.%d.self_attn.v_proj.bias", p, l)))
+        return -1;
+    return 0;
+}
+
+static int bind_layer(olmoe_model *m, int l) {
+    const olmoe_config *c = &m->cfg;
+    olmoe_checkpoint *ck = m->ckpt;
+    olmoe_layer_tensors *L = &m->layers[l];
+    int64_t D = c->hidden_size, E = c->num_experts;
+    if (bind_attention(m, l) != 0) return -1;
+    char pre[128];
+    snprintf(pre, sizeof pre, "model.layers.%d.mlp", l);
+    if (c->dense[l]) return bind_mlp(ck, L, D, c->dense_intermediate_size, pre);
+    if (c->arch == OLMOE_ARCH_MIXTRAL) {
+        /* the hub's name for the block, unless the checkpoint uses v5's */
+        char router[160];
+        snprintf(router, sizeof router, "%s.gate.weight", pre);
+        if (!olmoe_ckpt_find(ck, router)) snprintf(pre, sizeof pre, "model.layers.%d.block_sparse_moe", l);
+    }
+    if (bind(ck, &L->router, 2, S2(E, D), "%s.gate.weight", pre) != 0 || bind_experts(m, L, pre) != 0)
+        return -1;
+    if (c->shared_intermediate_size) {
+        char sh[160];
+        snprintf(sh, sizeof sh, "%s.shared_expert", pre);
+        if (bind_mlp(ck, L, D, c->shared_intermediate_size, sh) != 0 ||
+            bind(ck, &L->shared_gate, 2, S2(1, D), "%s.shared_expert_gate.weight", pre) != 0)
+            return -1;
+    }
     return 0;
 }
 
@@ -108,9 +168,10 @@ static int bind_all(olmoe_model *m) {
     }
     for (int i = 0; i < ck->n_tensors; i++)
         if (!ck->tensors[i].used)
-            return olmoe_errorf("%s: unexpected tensor '%s' (not part of an OLMoE model with this "
+            return olmoe_errorf("%s: unexpected tensor '%s' (not part of a %s model with this "
                                 "config.json)",
-                                olmoe_ckpt_file_label(ck, &ck->tensors[i]), ck->tensors[i].name);
+                                olmoe_ckpt_file_label(ck, &ck->tensors[i]), ck->tensors[i].name,
+                                olmoe_arch_name(c->arch));
     return 0;
 }
 
@@ -193,6 +254,8 @@ static size_t numel(const olmoe_tensor *t) {
 }
 
 #define WHOLE(m, t) f32_view((m), &(t), 0, numel(&(t)))
+/* a tensor the layer may lack (bound only for some architectures or layers) */
+#define MAYBE(m, t) ((t).data ? WHOLE(m, t) : NULL)
 
 int olmoe_model_load_f32(olmoe_model *m) {
     if (m->layers_f32) return 0;
@@ -210,9 +273,17 @@ int olmoe_model_load_f32(olmoe_model *m) {
         F->wk = WHOLE(m, T->wk);
         F->wv = WHOLE(m, T->wv);
         F->wo = WHOLE(m, T->wo);
-        F->q_norm = WHOLE(m, T->q_norm);
-        F->k_norm = WHOLE(m, T->k_norm);
+        F->q_norm = MAYBE(m, T->q_norm);
+        F->k_norm = MAYBE(m, T->k_norm);
         F->post_norm = WHOLE(m, T->post_norm);
+        F->q_bias = MAYBE(m, T->q_bias);
+        F->k_bias = MAYBE(m, T->k_bias);
+        F->v_bias = MAYBE(m, T->v_bias);
+        F->mlp_gate = MAYBE(m, T->mlp_gate);
+        F->mlp_up = MAYBE(m, T->mlp_up);
+        F->mlp_down = MAYBE(m, T->mlp_down);
+        F->shared_gate = MAYBE(m, T->shared_gate);
+        if (c->dense[l]) continue; /* no router, no experts */
         F->router = WHOLE(m, T->router);
         F->gate = xcalloc(E, sizeof *F->gate);
         F->up = xcalloc(E, sizeof *F->up);

@@ -28,10 +28,42 @@
 
 /* ---- config.json ---- */
 
+/* The architectures the engine runs, chosen by config.json's model_type; the
+ * per-architecture parts are fields of olmoe_config, set at parse:
+ *   olmoe      q/k RMSNorm over the whole projection, clip_qkv, softmax then
+ *              top-k (renormalised when norm_topk_prob)
+ *   qwen3_moe  GQA, q/k RMSNorm per head, softmax then top-k, renormalised
+ *              when norm_topk_prob; dense layers (mlp_only_layers,
+ *              decoder_sparse_step)
+ *   mixtral    GQA, no q/k norm, top-k with softmax over the selected logits
+ *              (= softmax then top-k, always renormalised: norm_topk_prob 1)
+ *   qwen2_moe  GQA, q/k/v biases, softmax then top-k (norm_topk_prob), an
+ *              always-on shared expert scaled by sigmoid(shared_expert_gate),
+ *              dense layers as qwen3_moe */
+typedef enum {
+    OLMOE_ARCH_OLMOE,
+    OLMOE_ARCH_QWEN3_MOE,
+    OLMOE_ARCH_MIXTRAL,
+    OLMOE_ARCH_QWEN2_MOE,
+    OLMOE_ARCH_COUNT
+} olmoe_arch;
+const char *olmoe_arch_name(olmoe_arch a); /* config.json's model_type */
+
+typedef enum { OLMOE_QK_NORM_NONE, OLMOE_QK_NORM_WHOLE, OLMOE_QK_NORM_HEAD } olmoe_qk_norm;
+
+#define OLMOE_CONFIG_MAX_LAYERS 4096
+
 typedef struct {
+    olmoe_arch arch;
+    olmoe_qk_norm qk_norm;
+    int qkv_bias;            /* q, k and v have biases: 1, 0, or -1: as the checkpoint has */
     int vocab_size;          /* V */
     int hidden_size;         /* D */
-    int intermediate_size;   /* I, per expert */
+    int intermediate_size;   /* I, per routed expert (moe_intermediate_size for Qwen) */
+    int dense_intermediate_size;  /* width of a dense layer's MLP; 0 when none */
+    int shared_intermediate_size; /* width of the shared expert; 0 when none */
+    int n_dense_layers;           /* layers without experts */
+    unsigned char dense[OLMOE_CONFIG_MAX_LAYERS]; /* [L] 1: a dense layer (no router) */
     int num_hidden_layers;   /* L */
     int num_attention_heads; /* Hq */
     int num_key_value_heads; /* Hkv (default Hq) */
@@ -54,6 +86,8 @@ typedef struct {
 int olmoe_config_parse(const char *text, size_t len, const char *name, olmoe_config *cfg);
 int olmoe_config_load(const char *path, olmoe_config *cfg);
 void olmoe_config_free(olmoe_config *cfg);
+/* the widest feed-forward of any kind (routed, shared or dense expert) */
+int olmoe_config_ffn_max(const olmoe_config *cfg);
 
 /* ---- weights ---- */
 
@@ -85,7 +119,14 @@ typedef struct {
     olmoe_tensor q_norm;     /* [Hq*hd] */
     olmoe_tensor k_norm;     /* [Hkv*hd] */
     olmoe_tensor post_norm;  /* [D] */
-    olmoe_tensor router;     /* [E, D] */
+    olmoe_tensor router;     /* [E, D]; absent in a dense layer */
+    olmoe_tensor q_bias;     /* [Hq*hd] when qkv_bias */
+    olmoe_tensor k_bias;     /* [Hkv*hd] when qkv_bias */
+    olmoe_tensor v_bias;     /* [Hkv*hd] when qkv_bias */
+    olmoe_tensor mlp_gate;   /* [F, D] the dense MLP, or the shared expert (F its width) */
+    olmoe_tensor mlp_up;     /* [F, D] */
+    olmoe_tensor mlp_down;   /* [D, F] */
+    olmoe_tensor shared_gate; /* [1, D] the shared expert's sigmoid gate */
     int fused;               /* which expert layout the checkpoint uses */
     olmoe_tensor gate_up;    /* [E, 2I, D] when fused */
     olmoe_tensor down_all;   /* [E, D, I] when fused */
@@ -104,7 +145,14 @@ typedef struct {
     const float *q_norm;     /* [Hq*hd] */
     const float *k_norm;     /* [Hkv*hd] */
     const float *post_norm;  /* [D] */
-    const float *router;     /* [E, D] */
+    const float *router;     /* [E, D]; NULL in a dense layer */
+    const float *q_bias;     /* [Hq*hd] or NULL */
+    const float *k_bias;     /* [Hkv*hd] or NULL */
+    const float *v_bias;     /* [Hkv*hd] or NULL */
+    const float *mlp_gate;   /* [F, D] dense MLP or shared expert, or NULL */
+    const float *mlp_up;     /* [F, D] */
+    const float *mlp_down;   /* [D, F] */
+    const float *shared_gate; /* [D] or NULL */
     const float **gate;      /* [E] of [I, D] */
     const float **up;        /* [E] of [I, D] */
     const float **down;      /* [E] of [D, I] */
@@ -145,12 +193,30 @@ int olmoe_model_checksum(olmoe_model *m, olmoe_hash *out);
 size_t olmoe_model_file_bytes(const olmoe_model *m);
 void olmoe_model_close(olmoe_model *m);
 
+/* What --model names, as an absolute directory (model_find.c): a directory,
+ * or the name of a bundled model (PREFIX/share/olmoe-routing/models/NAME,
+ * or $OLMOE_DATADIR/models/NAME). NULL + a message that says what --model
+ * needs and how to get a checkpoint. Caller frees. */
+char *olmoe_model_find(const char *name);
+/* The model of a command that reads a trace: --model when given (as
+ * olmoe_model_find), else the directory the trace recorded (whose weights'
+ * checksum the caller checks against the trace's). NULL + message. */
+char *olmoe_model_for_trace(const char *given, const char *recorded, const char *trace_path);
+/* the bundled model NAME's directory, or NULL when it is not installed */
+char *olmoe_model_bundled_dir(const char *name);
+/* the model used when --model is not given (and no trace names one) */
+#define OLMOE_MODEL_DEFAULT "olmoe-brown"
+
 /* ---- routing ---- */
 
 /* contracts.md: given one token's router logits at one layer, choose 1..max_k
- * experts and their weights; return the count, or -1 after olmoe_errorf. */
-typedef int (*olmoe_route_fn)(void *ctx, int layer, const float *logits /*[E]*/, int E,
-                              int *experts /*[max_k]*/, float *weights /*[max_k]*/);
+ * experts and their weights; return the count, or -1 after olmoe_errorf.
+ * pos is the token's position in the caller's token stream
+ * (olmoe_window_io.stream_pos1 - 1 + its index in the window), or -1 when the
+ * caller gave none; only hooks that route from a stored decision per token
+ * (a routing file) need it. */
+typedef int (*olmoe_route_fn)(void *ctx, int layer, int64_t pos, const float *logits /*[E]*/,
+                              int E, int *experts /*[max_k]*/, float *weights /*[max_k]*/);
 
 /* the default hook: top-k of softmax(logits), ties toward the lower index,
  * weights p_e (renormalised over the k chosen when norm) */
@@ -158,8 +224,8 @@ typedef struct {
     int k;
     int norm;
 } olmoe_topk_route;
-int olmoe_route_topk(void *ctx /* olmoe_topk_route* */, int layer, const float *logits, int E,
-                     int *experts, float *weights);
+int olmoe_route_topk(void *ctx /* olmoe_topk_route* */, int layer, int64_t pos, const float *logits,
+                     int E, int *experts, float *weights);
 
 /* ---- many rows at once, on a thread pool (host routing of the CUDA
  * engine and of the CUDA replay; cuda_route_rows.cu, built with CUDA only) ---- */
@@ -171,6 +237,7 @@ struct olmoe_pool;
  * engines do (1..K experts in [0, E), no repeats). Writes ex, w [T, K] (slots
  * past a row's count: -1 and 0) and n [T]. 0, or -1 + message. */
 int olmoe_route_rows(struct olmoe_pool *pool, olmoe_route_fn fn, void *ctx, int layer,
+                     const int64_t *pos /*[T], or NULL: -1 each*/,
                      const float *logits /*[T, ld]*/, size_t ld, int T, int E, int K,
                      int32_t *ex /*[T, K]*/, float *w /*[T, K]*/, int32_t *n /*[T]*/);
 /* ---- end of many rows ---- */
@@ -206,6 +273,14 @@ typedef struct {
      * CUDA engine copies its bf16 values as they are; others round their fp32
      * values to nearest even. Either or both of the two may be given. */
     uint16_t *attn_residual_bf16; /* [n, L, D] */
+    /* 1 + the stream position of tokens[0], passed on to the routing hook
+     * (pos); 0 (the default): not given, the hook gets pos -1 */
+    int64_t stream_pos1;
+    /* what the routing chose at each layer, filled by the CUDA engine only
+     * (others leave them as they are): how many experts, and which in rank
+     * order, -1 padded to olmoe_engine_max_experts */
+    uint8_t *n_experts;    /* [n, L] */
+    int32_t *experts;      /* [n, L, max_experts] */
 } olmoe_window_io;
 
 typedef struct olmoe_engine olmoe_engine;
@@ -226,6 +301,11 @@ int olmoe_engine_host_buffer(olmoe_engine *e, void *p, size_t bytes);
 /* a buffer of whole pages, owning them (free it with free()) */
 void *olmoe_engine_host_alloc(size_t bytes);
 void olmoe_engine_close(olmoe_engine *e);
+/* Replaces the routing hook between forward calls (NULL: the default top-k);
+ * the policy must choose at most olmoe_engine_max_experts. The CUDA engine
+ * routes olmoe_policy_route with a bound policy as ctx on the GPU
+ * (engine/cuda_policy.h), any other hook on the host. */
+void olmoe_engine_set_route(olmoe_engine *e, olmoe_route_fn route, void *ctx);
 /* the most experts its routing may choose per token (top_k, or the policy's
  * max_k): the row width of olmoe_decode_io's experts and weights */
 int olmoe_engine_max_experts(const olmoe_engine *e);

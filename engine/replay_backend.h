@@ -32,6 +32,7 @@ typedef struct {
     const float *residual;         /* [T, L, D] A_l in fp32, or NULL */
     const uint16_t *residual_bf16; /* [T, L, D] A_l as bfloat16 bits, or NULL */
     const float *router_logits;    /* [T, L, E] captured router logits, or NULL */
+    int64_t row0;                  /* the trace row (stream position) of row 0 */
 } olmoe_replay_chunk;
 
 /* One policy's outputs for the loaded chunk (caller's arrays). */
@@ -68,6 +69,10 @@ struct olmoe_replay_backend {
 };
 
 extern const olmoe_replay_backend_ops olmoe_replay_cpu_ops;
+
+/* "auto": "cuda" when built with CUDA and a GPU is present, else "cpu";
+ * any other name as it is */
+const char *olmoe_device_resolve(const char *device);
 
 /* device "cpu" (or NULL) or "cuda" (fails with "not built" in a build
  * without nvcc). max_k must be in 1..min(E, 255) (experts are stored as uint8). */

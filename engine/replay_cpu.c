@@ -11,6 +11,7 @@
 #include "traces.h" /* olmoe_bf16_to_f32_n */
 #ifdef OLMOE_HAVE_CUDA /* ---- the CUDA backend ---- */
 #include "replay_cuda.h"
+#include "cuda_engine.h"
 #endif
 
 #include <math.h>
@@ -46,7 +47,7 @@ static void *take(unsigned char *base, size_t *off, size_t n, size_t size) {
 }
 
 static size_t layout(cpu_replay *s, unsigned char *base, const olmoe_config *c, size_t T, size_t K) {
-    size_t D = c->hidden_size, FF = c->intermediate_size, E = c->num_experts, V = c->vocab_size;
+    size_t D = c->hidden_size, FF = olmoe_config_ffn_max(c), E = c->num_experts, V = c->vocab_size;
     size_t off = 0;
     s->h = take(base, &off, T * D, sizeof(float));
     s->x = take(base, &off, T * D, sizeof(float));
@@ -99,10 +100,15 @@ static int experts(olmoe_replay_backend *b, cpu_replay *s, const olmoe_policy *p
     const olmoe_layer_f32 *W = &b->model->layers_f32[l];
     int D = c->hidden_size, FF = c->intermediate_size, E = c->num_experts, K = b->max_k;
     int L = c->num_hidden_layers;
+    if (c->dense[l]) { /* nothing to route: the layer's MLP, as the engine runs it */
+        for (int t = 0; t < T; t++) o->n_experts[(size_t)t * L + l] = 0;
+        olmoe_cpu_dense_mlp(c, W, s->x, T, s->g, s->u, s->a);
+        return 0;
+    }
     for (int t = 0; t < T; t++) {
         int *ex = s->sel_e + (size_t)t * K;
         float *wt = s->sel_w + (size_t)t * K;
-        int n = olmoe_policy_route((void *)pol, l, s->r + (size_t)t * E, E, ex, wt);
+        int n = olmoe_policy_route_at((void *)pol, l, b->chunk->row0 + t, s->r + (size_t)t * E, E, ex, wt);
         if (n < 0) return olmoe_error_prefix("layer %d: routing", l);
         if (n < 1 || n > K)
             return olmoe_errorf("layer %d: policy %s chose %d experts (allowed 1 to %d)", l, pol->id,
@@ -117,6 +123,7 @@ static int experts(olmoe_replay_backend *b, cpu_replay *s, const olmoe_policy *p
     }
     olmoe_moe_scratch m = {s->first, s->fill, s->btok, s->bw, s->xe, s->g, s->u, s->y};
     olmoe_cpu_moe(W, s->x, T, D, FF, E, K, s->sel_e, s->sel_w, s->sel_n, &m, s->a);
+    olmoe_cpu_shared_expert(c, W, s->x, T, s->g, s->u, s->y, s->a);
     return 0;
 }
 
@@ -150,7 +157,7 @@ static int cpu_run(olmoe_replay_backend *b, const olmoe_policy *pol, olmoe_repla
                 memcpy(s->r + (size_t)t * E, ch->router_logits + ((size_t)t * L + l) * E,
                        (size_t)E * sizeof(float));
         else
-            olmoe_cpu_linear(s->x, W->router, s->r, T, E, D);
+            olmoe_cpu_router(c, W, l, s->x, T, s->r);
         if (experts(b, s, pol, l, T, o) != 0) return -1;
         add(s->h, s->a, (size_t)T * D);
     }
@@ -173,6 +180,16 @@ const olmoe_replay_backend_ops olmoe_replay_cpu_ops = {"cpu", cpu_open, cpu_load
 
 /* ---- the dispatching calls ---- */
 
+const char *olmoe_device_resolve(const char *device) {
+    if (!device || strcmp(device, "auto") != 0) return device;
+#ifdef OLMOE_HAVE_CUDA /* cuda when built with it and a GPU is there */
+    return olmoe_cuda_device_count() > 0 ? "cuda" : "cpu";
+#else
+    return "cpu";
+#endif
+}
+
+
 const char *olmoe_replay_routing_name(olmoe_replay_routing r) {
     return r == OLMOE_ROUTING_CAPTURED ? "captured" : "recompute";
 }
@@ -180,6 +197,7 @@ const char *olmoe_replay_routing_name(olmoe_replay_routing r) {
 int olmoe_replay_backend_open(olmoe_model *m, const char *device, int max_tokens, int max_k,
                               olmoe_replay_routing routing, olmoe_replay_backend **out) {
     const olmoe_replay_backend_ops *ops = NULL;
+    device = olmoe_device_resolve(device);
     if (!device || strcmp(device, "cpu") == 0)
         ops = &olmoe_replay_cpu_ops;
     /* ---- the CUDA backend (replay_cuda.cu) ---- */
@@ -187,12 +205,12 @@ int olmoe_replay_backend_open(olmoe_model *m, const char *device, int max_tokens
 #ifdef OLMOE_HAVE_CUDA
         ops = &olmoe_replay_cuda_ops;
 #else
-        return olmoe_errorf("device '%s': built without CUDA (nvcc was not found at build time); "
+        return olmoe_errorf("device '%s': built without CUDA (make CUDA=1 builds it); "
                             "use --device cpu", device);
 #endif
     /* ---- end of the CUDA backend ---- */
     else
-        return olmoe_errorf("unknown device '%s' (cpu or cuda)", device);
+        return olmoe_errorf("unknown device '%s' (auto, cpu or cuda)", device);
     int E = m->cfg.num_experts;
     if (max_tokens < 1) return olmoe_errorf("replay chunks of %d tokens", max_tokens);
     if (max_k < 1 || max_k > E || max_k > 255)

@@ -20,6 +20,7 @@
 
 extern "C" {
 #include "common.h"
+#include "cuda_policy.h"
 #include "replay_cuda.h"
 #include "traces.h"
 }
@@ -64,10 +65,13 @@ typedef struct {
     int32_t *h_ex;      /* pinned [T, K] */
     float *h_w;         /* pinned [T, K] */
     int32_t *h_n;       /* pinned [T] */
+    int32_t *h_nl;      /* pinned [L, T] experts per token at each layer (device routing) */
+    olmoe_cuda_nulls *nulls; /* the policies' nulls on the device */
     int32_t *h_first;   /* pinned [E + 1] */
     int32_t *h_io;      /* pinned [2T] tokens, targets */
     float *h_nll;       /* pinned [T] */
     int32_t *h_am;      /* pinned [T] */
+    int64_t *pos;       /* [T] the stream position of each row (the hook's pos) */
     olmoe_bf16 *stage[2]; /* pinned [stage_rows, L, D] each, laid out [L, rows, D] */
     cudaEvent_t staged[2];
     int stage_rows;
@@ -114,10 +118,12 @@ static void release(cuda_replay *r) {
     if (s->workspace) cudaFree(s->workspace);
     if (r->arena) cudaFree(r->arena);
     if (r->grouped) cudaFree(r->grouped);
-    void *pinned[] = {r->h_rl, r->h_ex, r->h_w, r->h_n, r->h_first, r->h_io, r->h_nll, r->h_am, r->stage[0],
+    olmoe_cuda_nulls_free(r->nulls);
+    void *pinned[] = {r->h_rl, r->h_ex, r->h_w, r->h_n, r->h_nl, r->h_first, r->h_io, r->h_nll, r->h_am, r->stage[0],
                       r->stage[1]};
     for (size_t i = 0; i < sizeof pinned / sizeof *pinned; i++)
         if (pinned[i]) cudaFreeHost(pinned[i]);
+    free(r->pos);
     for (int i = 0; i < 2; i++)
         if (r->staged[i]) cudaEventDestroy(r->staged[i]);
     if (s->ev_fork) cudaEventDestroy(s->ev_fork);
@@ -218,7 +224,7 @@ static int open_state(olmoe_replay_backend *b, cuda_replay *r) {
     if (r->stage_rows < 1) r->stage_rows = 1;
     if (r->stage_rows > r->T) r->stage_rows = r->T;
     if (host_alloc(&r->h_rl, T * E * 4) || host_alloc(&r->h_ex, T * K * 4) || host_alloc(&r->h_w, T * K * 4) ||
-        host_alloc(&r->h_n, T * 4) || host_alloc(&r->h_first, (E + 1) * 4) || host_alloc(&r->h_io, 2 * T * 4) ||
+        host_alloc(&r->h_n, T * 4) || host_alloc(&r->h_nl, (size_t)r->L * T * 4) || host_alloc(&r->h_first, (E + 1) * 4) || host_alloc(&r->h_io, 2 * T * 4) ||
         host_alloc(&r->h_nll, T * 4) || host_alloc(&r->h_am, T * 4) ||
         host_alloc(&r->stage[0], (size_t)r->stage_rows * LD * 2) ||
         host_alloc(&r->stage[1], (size_t)r->stage_rows * LD * 2))
@@ -237,6 +243,10 @@ static int open_state(olmoe_replay_backend *b, cuda_replay *r) {
 }
 
 static int cuda_open(olmoe_replay_backend *b) {
+    if (b->model->cfg.arch != OLMOE_ARCH_OLMOE)
+        return olmoe_errorf("the CUDA replay runs olmoe checkpoints only, this one is %s: use "
+                            "--device cpu",
+                            olmoe_arch_name(b->model->cfg.arch));
     cuda_replay *r = (cuda_replay *)xcalloc(1, sizeof *r);
     if (open_state(b, r) != 0) {
         char msg[1024];
@@ -290,9 +300,13 @@ static int cuda_load(olmoe_replay_backend *b, const olmoe_replay_chunk *c) {
     if (n == 0) return 0;
     CUDA_TRY(cudaStreamSynchronize(st)); /* h_io may still be in flight from the last load */
     memcpy(r->h_io, c->tokens, (size_t)n * 4);
+    if (!r->pos) r->pos = (int64_t *)xmalloc(xmul((size_t)T, sizeof *r->pos));
+    for (int i = 0; i < n; i++) r->pos[i] = c->row0 + i;
     memcpy(r->h_io + T, c->target, (size_t)n * 4);
     CUDA_TRY(cudaMemcpyAsync(r->tok, r->h_io, (size_t)n * 4, cudaMemcpyHostToDevice, st));
     CUDA_TRY(cudaMemcpyAsync(r->tgt, r->h_io + T, (size_t)n * 4, cudaMemcpyHostToDevice, st));
+    if (r->captured) /* routed on the device from the stored logits, [n, L, E] as rl */
+        CUDA_TRY(cudaMemcpyAsync(r->rl, c->router_logits, (size_t)n * L * r->E * 4, cudaMemcpyHostToDevice, st));
     for (int r0 = 0, k = 0; r0 < n; r0 += r->stage_rows, k ^= 1) {
         int nr = n - r0 < r->stage_rows ? n - r0 : r->stage_rows;
         CUDA_TRY(cudaEventSynchronize(r->staged[k])); /* the copy out of this buffer is done */
@@ -362,7 +376,7 @@ static int route_host(cuda_replay *r, const olmoe_policy *p, int l, int Kp, olmo
         CUDA_TRY(cudaStreamSynchronize(st));
         lg = r->h_rl, ld = (size_t)E;
     }
-    if (olmoe_route_rows(r->pool, olmoe_policy_route, (void *)p, l, lg, ld, T, E, Kp, r->h_ex, r->h_w, r->h_n) != 0)
+    if (olmoe_route_rows(r->pool, olmoe_policy_route_at, (void *)p, l, r->pos, lg, ld, T, E, Kp, r->h_ex, r->h_w, r->h_n) != 0)
         return -1;
     int32_t *cnt = r->h_first + 1;
     memset(r->h_first, 0, (size_t)(E + 1) * 4);
@@ -381,22 +395,36 @@ static int route_host(cuda_replay *r, const olmoe_policy *p, int l, int Kp, olmo
     return 0;
 }
 
-/* top-k with T = 1 on the GPU (the engine's kernel), then the grouping and
- * the one read of the counts */
-static int route_device(cuda_replay *r, int k, int norm, int l, olmoe_replay_out *o) {
-    cudaStream_t st = r->s.stream;
-    int T = r->n, E = r->E, L = r->L;
-    CUDA_TRY(olmoe_cuda_route_topk(r->rl + (size_t)l * E, L * E, E, k, norm, r->sel_e, r->sel_w, r->sel_n, T, st));
-    CUDA_TRY(olmoe_cuda_bucket(r->sel_e, r->sel_w, r->sel_n, T, k, E, r->blk, r->first, r->perm_tok, r->perm_w,
-                               r->slot, st));
-    CUDA_TRY(cudaMemcpyAsync(r->h_first, r->first, (size_t)(E + 1) * 4, cudaMemcpyDeviceToHost, st));
-    CUDA_TRY(cudaStreamSynchronize(st));
-    for (int t = 0; t < T; t++) o->n_experts[(size_t)t * L + l] = (uint8_t)k;
-    return 0;
+static int engine_topk(const cuda_replay *r, const olmoe_policy *p) {
+    return !r->captured && strcmp(p->family->name, "topk") == 0 && p->T == 1.0f;
 }
 
+/* OLMOE_REPLAY_HOST=1 routes every policy on the host (the reference) */
 static int on_device(const cuda_replay *r, const olmoe_policy *p) {
-    return !r->captured && !r->host_topk && strcmp(p->family->name, "topk") == 0 && p->T == 1.0f;
+    return !r->host_topk && olmoe_cuda_policy_supported(p, r->K);
+}
+
+/* on the GPU: top-k with T = 1 by the engine's own kernel (so replaying a
+ * capture's top-k gives its bits back), any other policy by cuda_policy.cu;
+ * then the grouping and the one read of the counts */
+static int route_device(cuda_replay *r, const olmoe_policy *p, int Kp, int norm, int l) {
+    cudaStream_t st = r->s.stream;
+    int T = r->n, E = r->E, L = r->L;
+    float *rl = r->rl + (size_t)l * E;
+    if (engine_topk(r, p)) {
+        CUDA_TRY(olmoe_cuda_route_topk(rl, L * E, E, Kp, norm, r->sel_e, r->sel_w, r->sel_n, T, st));
+    } else {
+        /* recomputed logits are rounded to bf16 as the engine routes; stored ones are as stored */
+        if (!r->captured) CUDA_TRY(olmoe_cuda_round_bf16_rows(rl, L * E, E, T, st));
+        if (olmoe_cuda_policy_route(&r->nulls, p, l, rl, L * E, T, Kp, r->sel_e, r->sel_w, r->sel_n, st) != 0)
+            return olmoe_error_prefix("layer %d", l);
+    }
+    CUDA_TRY(olmoe_cuda_bucket(r->sel_e, r->sel_w, r->sel_n, T, Kp, E, r->blk, r->first, r->perm_tok, r->perm_w,
+                               r->slot, st));
+    CUDA_TRY(cudaMemcpyAsync(r->h_nl + (size_t)l * r->T, r->sel_n, (size_t)T * 4, cudaMemcpyDeviceToHost, st));
+    CUDA_TRY(cudaMemcpyAsync(r->h_first, r->first, (size_t)(E + 1) * 4, cudaMemcpyDeviceToHost, st));
+    CUDA_TRY(cudaStreamSynchronize(st));
+    return 0;
 }
 
 static int cuda_run(olmoe_replay_backend *b, const olmoe_policy *p, olmoe_replay_out *o) {
@@ -408,7 +436,7 @@ static int cuda_run(olmoe_replay_backend *b, const olmoe_policy *p, olmoe_replay
     int T = r->n, L = r->L, E = r->E, D = r->D, I = r->I, V = r->V;
     float eps = (float)c->rms_norm_eps;
     int dev = on_device(r, p);
-    int Kp = dev ? p->k : olmoe_policy_max_experts(p);
+    int Kp = dev && engine_topk(r, p) ? p->k : olmoe_policy_max_experts(p);
     int norm = p->norm == OLMOE_NORM_SELECTED || p->model.norm_topk_prob;
     if (Kp < 1 || Kp > r->K)
         return olmoe_errorf("policy %s may choose %d experts; the backend was opened for %d", p->id, Kp, r->K);
@@ -420,7 +448,7 @@ static int cuda_run(olmoe_replay_backend *b, const olmoe_policy *p, olmoe_replay
         CUDA_TRY(olmoe_cuda_add_rmsnorm(r->h, r->res + (size_t)l * r->T * D, Wl->post_norm, r->x, T, D, eps, st));
         if (!r->captured && olmoe_cuda_gemm(s, OLMOE_G_ROUTER, T, r->x, D, Wl->router, r->rl + (size_t)l * E, L * E))
             return -1;
-        if ((dev ? route_device(r, Kp, norm, l, o) : route_host(r, p, l, Kp, o)) != 0) return -1;
+        if ((dev ? route_device(r, p, Kp, norm, l) : route_host(r, p, l, Kp, o)) != 0) return -1;
         int S = r->h_first[E];
         if (S < 0 || S > T * Kp) return olmoe_errorf("cuda replay: layer %d: %d grouped rows for %d tokens", l, S, T);
         for (int e = 0; e < E; e++) o->load[(size_t)l * E + e] += r->h_first[e + 1] - r->h_first[e];
@@ -442,6 +470,9 @@ static int cuda_run(olmoe_replay_backend *b, const olmoe_policy *p, olmoe_replay
     CUDA_TRY(cudaMemcpyAsync(r->h_am, r->am, (size_t)T * 4, cudaMemcpyDeviceToHost, st));
     CUDA_TRY(cudaStreamSynchronize(st));
     memcpy(o->nll, r->h_nll, (size_t)T * 4);
+    if (dev) /* the counts the device routing chose, copied at each layer */
+        for (int l = 0; l < L; l++)
+            for (int t = 0; t < T; t++) o->n_experts[(size_t)t * L + l] = (uint8_t)r->h_nl[(size_t)l * r->T + t];
     memcpy(o->argmax, r->h_am, (size_t)T * 4);
     return 0;
 }

@@ -20,15 +20,17 @@
  * So replaying the baseline top-k on a trace the CUDA engine captured gives
  * its NLL back up to GEMM blocking.
  *
- * Routing: topk with T = 1 runs on the GPU (the engine's kernel: p in fp32,
- * ties toward the lower index, as the C policy); every other policy, and
- * every policy with --routing captured, runs on the host through
- * olmoe_policy_route, the reference, on every core (one layer's logits copied
- * to pinned memory, the choices copied back).
+ * Routing: on the GPU. topk with T = 1 runs the engine's own kernel (so
+ * replaying a capture's top-k gives its NLL back bit for bit); every other
+ * policy, and every policy with --routing captured (the chunk's stored
+ * logits uploaded once), runs engine/cuda_policy.cu, whose decisions and
+ * weights are the C reference's bits (tests/gpu/test_policy_gpu.c). A policy
+ * the GPU cannot route runs on the host through olmoe_policy_route on every
+ * core (one layer's logits copied to pinned memory, the choices copied back).
  *
  * Environment (measurements): OLMOE_REPLAY_THREADS=N host routing threads
  * (default every core), OLMOE_CUDA_STREAMS as for the engine, OLMOE_REPLAY_HOST=1
- * routes top-k on the host too.
+ * routes every policy on the host (the reference path).
  */
 #ifndef OLMOE_REPLAY_CUDA_H
 #define OLMOE_REPLAY_CUDA_H

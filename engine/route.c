@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-int olmoe_route_topk(void *ctx, int layer, const float *logits, int E, int *experts, float *weights) {
+int olmoe_route_topk(void *ctx, int layer, int64_t pos, const float *logits, int E, int *experts, float *weights) {
+    (void)pos;
     (void)layer;
     const olmoe_topk_route *r = ctx;
     int k = r->k;

@@ -1,6 +1,7 @@
 /* tokenizer.h (part of engine.h: include engine.h):
- * HuggingFace byte-level BPE tokenizers (tokenizer.json, the
- * GPT-NeoX / OLMoE kind), encoding and decoding exactly as `tokenizers` does.
+ * HuggingFace BPE tokenizers (tokenizer.json): byte-level (the
+ * GPT-NeoX / OLMoE and Qwen kinds) and SentencePiece style (Mixtral, Llama),
+ * encoding and decoding exactly as `tokenizers` does.
  *
  *   olmoe_tokenizer *tok;
  *   if (olmoe_tokenizer_open("models/olmoe-brown/tokenizer.json", &tok) != 0)
@@ -13,13 +14,18 @@
  *   free(back); olmoe_ids_free(&ids); olmoe_tokenizer_close(tok);
  *
  * What is supported (anything else is refused at open, naming the part):
- *   normalizer     null, NFC, NFD, NFKC, NFKD, or a Sequence of those (utf8proc)
+ *   normalizer     null, NFC, NFD, NFKC, NFKD, or a Sequence of those (utf8proc);
+ *                  Prepend("▁") and Replace(" " -> "▁") after them (SentencePiece
+ *                  style, then with no pre_tokenizer)
  *   pre_tokenizer  ByteLevel (add_prefix_space, use_regex with the GPT-2 split
- *                  regex, run by PCRE2)
+ *                  regex, run by PCRE2); Sequence [Split(Regex, Isolated),
+ *                  ByteLevel(use_regex false)] (Qwen2: the file's regex);
+ *                  Metaspace("▁", prepend_scheme first/always/never, split)
  *   model          BPE: vocab, merges as "a b" strings or [a, b] pairs,
  *                  unk_token/fuse_unk, byte_fallback, ignore_merges; no dropout,
  *                  no continuing_subword_prefix / end_of_word_suffix
- *   decoder        ByteLevel
+ *   decoder        ByteLevel; Sequence [Replace("▁" -> " "), ByteFallback, Fuse,
+ *                  Strip(" ", 1, 0)] with the SentencePiece style
  *   post_processor null, ByteLevel, TemplateProcessing, Sequence: read but not
  *                  applied: encode is HF's encode(text, add_special_tokens=False);
  *                  documents get their EOS from capture/corpus.h

@@ -165,16 +165,30 @@ static void initial_symbols(olmoe_tokenizer *t, bpe_scratch *s, const uint8_t *w
     int32_t unk = -1;
     uint32_t unk_len = 0;
     s->n = 0;
-    for (size_t i = 0; i < n; i++) {
-        int32_t id = t->byte_id[w[i]];
+    for (size_t i = 0, step; i < n; i += step) {
+        /* a character: one byte through GPT-2's table, or (SentencePiece
+         * style) a whole UTF-8 character as it is */
+        char ch[4], code[8];
+        int k;
+        int32_t id;
+        if (t->spm) {
+            uint32_t cp;
+            step = (size_t)tok_utf8_get(w + i, n - i, &cp);
+            k = (int)step;
+            memcpy(ch, w + i, step);
+            id = tok_strmap_get(&t->vocab, ch, step);
+        } else {
+            step = 1;
+            k = tok_utf8_put(t->byte_char[w[i]], ch);
+            id = t->byte_id[w[i]];
+        }
         if (id >= 0) {
             if (unk >= 0) sym_add(s, unk, unk_len), unk = -1;
-            sym_add(s, id, 1);
+            sym_add(s, id, (uint32_t)step);
             continue;
         }
         if (t->byte_fallback) {
-            char ch[4], code[8];
-            int k = tok_utf8_put(t->byte_char[w[i]], ch), ok = 1;
+            int ok = 1;
             int32_t fb[4];
             for (int j = 0; j < k && ok; j++) {
                 snprintf(code, sizeof code, "<0x%02X>", (unsigned)(uint8_t)ch[j]);
@@ -189,11 +203,11 @@ static void initial_symbols(olmoe_tokenizer *t, bpe_scratch *s, const uint8_t *w
         }
         if (t->unk_id >= 0) {
             if (unk >= 0 && t->fuse_unk) {
-                unk_len += 1;
+                unk_len += (uint32_t)step;
             } else {
                 if (unk >= 0) sym_add(s, unk, unk_len);
                 unk = t->unk_id;
-                unk_len = 1;
+                unk_len = (uint32_t)step;
             }
         }
     }
@@ -257,7 +271,10 @@ static void encode_uncached(olmoe_tokenizer *t, const uint8_t *w, size_t n, olmo
             s->mapped = xrealloc(s->mapped, need);
         }
         size_t m = 0;
-        for (size_t i = 0; i < n; i++) m += (size_t)tok_utf8_put(t->byte_char[w[i]], s->mapped + m);
+        if (t->spm)
+            memcpy(s->mapped, w, m = n);
+        else
+            for (size_t i = 0; i < n; i++) m += (size_t)tok_utf8_put(t->byte_char[w[i]], s->mapped + m);
         int32_t id = tok_strmap_get(&t->vocab, s->mapped, m);
         if (id >= 0) {
             olmoe_ids_push(out, id);

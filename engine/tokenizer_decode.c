@@ -1,5 +1,6 @@
 /* tokenizer_decode.c: ids -> text as HF's Tokenizer::decode with the
- * ByteLevel decoder, and the small lookups (token <-> id, eos, checksum).
+ * ByteLevel decoder (or, SentencePiece style, tokenizer_spm.c's), and the
+ * small lookups (token <-> id, eos, checksum).
  *
  * Each token's string is mapped back to bytes through GPT-2's table; a token
  * with any character outside the table (an added token such as "   ") is
@@ -28,8 +29,29 @@ static int is_special_string(const olmoe_tokenizer *t, const char *s, size_t len
     return id >= 0 && t->added[t->added_of_id[id]].special;
 }
 
+/* SentencePiece style: the token strings through tokenizer_spm.c's decoder */
+static void decode_spm(const olmoe_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
+                       char **text, size_t *len) {
+    const char **tok = xmalloc((n + 1) * sizeof *tok);
+    size_t *tl = xmalloc((n + 1) * sizeof *tl), m = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t k;
+        const char *s = token_of(t, ids[i], &k);
+        if (!s || (skip_special && is_special_string(t, s, k))) continue;
+        tok[m] = s;
+        tl[m++] = k;
+    }
+    tok_spm_decode(t, tok, tl, m, text, len);
+    free(tok);
+    free(tl);
+}
+
 int olmoe_tokenizer_decode(const olmoe_tokenizer *t, const int32_t *ids, size_t n,
                            int skip_special, char **text, size_t *len) {
+    if (t->spm) {
+        decode_spm(t, ids, n, skip_special, text, len);
+        return 0;
+    }
     size_t cap = 256, m = 0;
     uint8_t *bytes = xmalloc(cap);
     for (size_t i = 0; i < n; i++) {

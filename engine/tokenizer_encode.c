@@ -5,8 +5,10 @@
  *   2. each remaining piece is normalized (utf8proc), and added tokens with
  *      normalized = true are cut out of it the same way;
  *   3. each remaining piece gets the ByteLevel pre-tokenizer: a leading
- *      space if add_prefix_space, then the GPT-2 split regex (PCRE2), every
- *      match and every gap between matches a pre-token;
+ *      space if add_prefix_space, then the split regex (GPT-2's, or the
+ *      file's Split pattern; PCRE2), every match and every gap between
+ *      matches a pre-token; or, SentencePiece style, ▁ for spaces and a
+ *      leading ▁ (tokenizer_spm.c);
  *   4. each pre-token goes through the BPE model (tokenizer_bpe.c).
  * Text must be valid UTF-8; it is checked once, so PCRE2 runs without its
  * own checks.
@@ -102,6 +104,7 @@ int tok_normalize_into(const olmoe_tokenizer *t, const char *s, size_t n, char *
 
 static int pretokenize(olmoe_tokenizer *t, const uint8_t *p, size_t n, olmoe_ids *out) {
     if (n == 0) return 0;
+    if (t->spm) return tok_spm_pretokenize(t, p, n, t->spm_at_start, out);
     if (t->add_prefix_space && p[0] != ' ') {
         buf_reserve(&t->buf2, &t->buf2_cap, n + 2);
         t->buf2[0] = ' ';
@@ -203,10 +206,12 @@ static int split_added(olmoe_tokenizer *t, int level, const uint8_t *s, size_t n
             start = newstart > start_offset ? newstart : start_offset;
         }
         if (a->rstrip) stop += spaces_after(s, n, stop);
+        if (level == 0) t->spm_at_start = start_offset == 0;
         if (start_offset < start && NEXT_STAGE(start_offset, start) != 0) return -1;
         olmoe_ids_push(out, a->id);
         start_offset = stop;
     }
+    if (level == 0) t->spm_at_start = start_offset == 0;
     if (start_offset < n && NEXT_STAGE(start_offset, n) != 0) return -1;
     return 0;
 #undef NEXT_STAGE

@@ -112,6 +112,13 @@ struct olmoe_tokenizer {
     int n_norm;
     int norm_opts[TOK_MAX_NORM];
 
+    /* SentencePiece style (tokenizer_spm.c): ▁ for spaces, BPE on characters */
+    int spm;                /* 1: this style (no byte-level table) */
+    int spm_replace;        /* ' ' -> ▁ */
+    int spm_prepend;        /* TOK_SPM_PREPEND_* */
+    int spm_split;          /* Metaspace split: a pre-token starts at each ▁ */
+    int spm_at_start;       /* scratch: the piece being encoded begins the text */
+
     /* ByteLevel pre-tokenizer */
     int add_prefix_space, use_regex;
     pcre2_code *re;
@@ -130,6 +137,20 @@ struct olmoe_tokenizer {
     size_t buf2_cap;
     void *bpe_scratch;      // tokenizer_bpe.c's working memory
 };
+
+enum { TOK_SPM_PREPEND_NEVER, TOK_SPM_PREPEND_FIRST, TOK_SPM_PREPEND_ALWAYS, TOK_SPM_PREPEND_ALL };
+
+/* tokenizer_spm.c: loading returns -1 with the error set; tok_spm_normalizer
+ * 1 when it took the normalizer (Prepend, Replace), 0 when the type is not its */
+struct json_t;
+int tok_spm_normalizer(olmoe_tokenizer *t, const char *type, struct json_t *n);
+int tok_spm_pre_tokenizer(olmoe_tokenizer *t, struct json_t *p); /* Metaspace or null */
+int tok_spm_decoder(olmoe_tokenizer *t, struct json_t *d);       /* the Sequence */
+/* one piece between added tokens (at_start: it begins the text) */
+int tok_spm_pretokenize(olmoe_tokenizer *t, const uint8_t *p, size_t n, int at_start, olmoe_ids *out);
+/* the decoder over n token strings, into a malloc'd text */
+void tok_spm_decode(const olmoe_tokenizer *t, const char *const *tok, const size_t *len, size_t n,
+                    char **text, size_t *text_len);
 
 /* tokenizer_bpe.c */
 void tok_pairmap_init(tok_pairmap *m, size_t expected);

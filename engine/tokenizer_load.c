@@ -54,6 +54,9 @@ static int add_normalizer(olmoe_tokenizer *t, json_t *n) {
         json_array_foreach(list, i, item) if (add_normalizer(t, item) != 0) return -1;
         return 0;
     }
+    int spm = tok_spm_normalizer(t, type, n);
+    if (spm != 0) return spm < 0 ? -1 : 0;
+    if (t->spm) return FAIL("a unicode normalizer after Prepend/Replace is not supported");
     int opts;
     if (strcmp(type, "NFC") == 0)
         opts = UTF8PROC_STABLE | UTF8PROC_COMPOSE;
@@ -64,7 +67,8 @@ static int add_normalizer(olmoe_tokenizer *t, json_t *n) {
     else if (strcmp(type, "NFKD") == 0)
         opts = UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
     else
-        return FAIL("unsupported normalizer type '%s' (supported: NFC, NFD, NFKC, NFKD, Sequence)",
+        return FAIL("unsupported normalizer type '%s' (supported: NFC, NFD, NFKC, NFKD, Prepend, "
+                    "Replace, Sequence)",
                     type);
     if (t->n_norm == TOK_MAX_NORM) return FAIL("more than %d normalizers", TOK_MAX_NORM);
     t->norm_opts[t->n_norm++] = opts;
@@ -73,21 +77,41 @@ static int add_normalizer(olmoe_tokenizer *t, json_t *n) {
 
 /* ---- pre-tokenizer and decoder ---- */
 
-static int load_pre_tokenizer(olmoe_tokenizer *t, json_t *p) {
-    if (!p || json_is_null(p))
-        return FAIL("no pre_tokenizer (a ByteLevel pre-tokenizer is required)");
-    const char *type = json_is_object(p) ? type_of(p) : NULL;
-    if (!type) return FAIL("pre_tokenizer has no type");
-    if (strcmp(type, "ByteLevel") != 0)
-        return FAIL("unsupported pre_tokenizer type '%s' (supported: ByteLevel)", type);
-    if (get_bool(p, "add_prefix_space", 1, &t->add_prefix_space, "pre_tokenizer") != 0 ||
-        get_bool(p, "use_regex", 1, &t->use_regex, "pre_tokenizer") != 0)
-        return -1;
-    if (!t->use_regex) return 0;
+/* HF's pattern with \s and \S spelled as Oniguruma's White_Space (WS above),
+ * inside a character class as its members, outside as a class of their own */
+static char *translate_regex(const char *pat) {
+    size_t n = strlen(pat), cap = n * 8 + 64, at = 0;
+    char *out = xmalloc(cap);
+    int in_class = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *put = NULL;
+        char one[3] = {0};
+        if (pat[i] == '\\' && i + 1 < n) {
+            char c = pat[++i];
+            if (c == 's') put = in_class ? WS : "[" WS "]";
+            else if (c == 'S' && !in_class) put = "[^" WS "]";
+            else one[0] = '\\', one[1] = c;
+        } else {
+            if (pat[i] == '[' && !in_class) in_class = 1;
+            else if (pat[i] == ']' && in_class && !(i > 0 && (pat[i - 1] == '[' || pat[i - 1] == '^')))
+                in_class = 0;
+            one[0] = pat[i];
+        }
+        if (!put) put = one;
+        size_t k = strlen(put);
+        if (at + k + 1 > cap) out = xrealloc(out, cap = 2 * (at + k + 1));
+        memcpy(out + at, put, k);
+        at += k;
+    }
+    out[at] = '\0';
+    return out;
+}
+
+static int compile_split(olmoe_tokenizer *t, const char *pattern) {
     int err;
     PCRE2_SIZE erroff;
-    t->re = pcre2_compile((PCRE2_SPTR)gpt2_regex, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP,
-                          &err, &erroff, NULL);
+    t->re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err,
+                          &erroff, NULL);
     if (!t->re) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(err, msg, sizeof msg);
@@ -99,12 +123,62 @@ static int load_pre_tokenizer(olmoe_tokenizer *t, json_t *p) {
     return 0;
 }
 
-static int load_decoder(json_t *d) {
+/* Qwen2's form: Sequence [Split(Regex, Isolated, not inverted), ByteLevel
+ * without its own regex], which splits as a ByteLevel with that regex would */
+static int load_split_sequence(olmoe_tokenizer *t, json_t *p) {
+    json_t *list = json_object_get(p, "pretokenizers");
+    json_t *split = json_array_get(list, 0), *bl = json_array_get(list, 1);
+    const char *ts = split ? type_of(split) : NULL, *tb = bl ? type_of(bl) : NULL;
+    if (!json_is_array(list) || json_array_size(list) != 2 || !ts || strcmp(ts, "Split") != 0 ||
+        !tb || strcmp(tb, "ByteLevel") != 0)
+        return FAIL("unsupported pre_tokenizer Sequence (supported: [Split, ByteLevel])");
+    json_t *pat = json_object_get(json_object_get(split, "pattern"), "Regex");
+    json_t *beh = json_object_get(split, "behavior");
+    int invert = 0, byte_regex = 0;
+    if (!json_is_string(pat)) return FAIL("pre_tokenizer Split: only a 'Regex' pattern is supported");
+    if (!json_is_string(beh) || strcmp(json_string_value(beh), "Isolated") != 0)
+        return FAIL("pre_tokenizer Split: only behavior 'Isolated' is supported");
+    if (get_bool(split, "invert", 0, &invert, "pre_tokenizer Split") != 0 ||
+        get_bool(bl, "add_prefix_space", 1, &t->add_prefix_space, "pre_tokenizer ByteLevel") != 0 ||
+        get_bool(bl, "use_regex", 1, &byte_regex, "pre_tokenizer ByteLevel") != 0)
+        return -1;
+    if (invert) return FAIL("pre_tokenizer Split: invert true is not supported");
+    if (byte_regex) return FAIL("pre_tokenizer ByteLevel after a Split must have use_regex false");
+    t->use_regex = 1;
+    char *re = translate_regex(json_string_value(pat));
+    int rc = compile_split(t, re);
+    free(re);
+    return rc;
+}
+
+static int load_pre_tokenizer(olmoe_tokenizer *t, json_t *p) {
+    if ((!p || json_is_null(p)) && t->spm) return tok_spm_pre_tokenizer(t, p);
+    if (!p || json_is_null(p))
+        return FAIL("no pre_tokenizer (a ByteLevel pre-tokenizer is required)");
+    const char *type = json_is_object(p) ? type_of(p) : NULL;
+    if (!type) return FAIL("pre_tokenizer has no type");
+    if (strcmp(type, "Metaspace") == 0) return tok_spm_pre_tokenizer(t, p);
+    if (t->spm) return FAIL("pre_tokenizer %s after the Prepend/Replace normalizers is not supported", type);
+    if (strcmp(type, "Sequence") == 0) return load_split_sequence(t, p);
+    if (strcmp(type, "ByteLevel") != 0)
+        return FAIL("unsupported pre_tokenizer type '%s' (supported: ByteLevel, Metaspace, Sequence "
+                    "of Split and ByteLevel)",
+                    type);
+    if (get_bool(p, "add_prefix_space", 1, &t->add_prefix_space, "pre_tokenizer") != 0 ||
+        get_bool(p, "use_regex", 1, &t->use_regex, "pre_tokenizer") != 0)
+        return -1;
+    if (!t->use_regex) return 0;
+    return compile_split(t, gpt2_regex);
+}
+
+static int load_decoder(olmoe_tokenizer *t, json_t *d) {
     const char *type = json_is_object(d) ? type_of(d) : NULL;
     if (!d || json_is_null(d)) return FAIL("no decoder (a ByteLevel decoder is required)");
     if (!type) return FAIL("decoder has no type");
+    if (strcmp(type, "Sequence") == 0) return tok_spm_decoder(t, d);
     if (strcmp(type, "ByteLevel") != 0)
-        return FAIL("unsupported decoder type '%s' (supported: ByteLevel)", type);
+        return FAIL("unsupported decoder type '%s' (supported: ByteLevel, Sequence)", type);
+    if (t->spm) return FAIL("a ByteLevel decoder with a Metaspace-style tokenizer is not supported");
     return 0;
 }
 
@@ -312,6 +386,10 @@ static int load_added(olmoe_tokenizer *t, json_t *list) {
             t->added_of_id[a->id] = (int32_t)k;
             a->pattern = a->content;
             a->pattern_len = a->content_len;
+            if (a->normalized && t->spm)
+                return FAIL("added token '%s' is normalized: not supported with a Metaspace-style "
+                            "tokenizer",
+                            a->content);
             if (a->normalized) {
                 char *buf = NULL;
                 size_t cap2 = 0, m;
@@ -339,7 +417,7 @@ static int load(olmoe_tokenizer *t, json_t *root) {
         return FAIL("unknown tokenizer.json version (expected \"1.0\")");
     if (add_normalizer(t, json_object_get(root, "normalizer")) != 0) return -1;
     if (load_pre_tokenizer(t, json_object_get(root, "pre_tokenizer")) != 0) return -1;
-    if (load_decoder(json_object_get(root, "decoder")) != 0) return -1;
+    if (load_decoder(t, json_object_get(root, "decoder")) != 0) return -1;
     if (load_post_processor(json_object_get(root, "post_processor")) != 0) return -1;
     if (load_model(t, json_object_get(root, "model")) != 0) return -1;
     if (load_added(t, json_object_get(root, "added_tokens")) != 0) return -1;

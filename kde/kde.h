@@ -48,9 +48,10 @@ typedef struct {
 #define OLMOE_KDE_NQ 9
 extern const double olmoe_kde_quantile_levels[OLMOE_KDE_NQ]; /* 0.001 ... 0.999 */
 
-/* one layer's null */
+/* one layer's null (or, per expert, one expert's at one layer) */
 typedef struct {
     int layer;          /* model layer it belongs to */
+    int expert;         /* the expert of a per-expert null; -1: the whole layer */
     int64_t n;          /* sample size (tokens x experts) */
     int64_t n_tokens;   /* tokens the sample came from */
     double bandwidth, mean, sd, min, max;
@@ -84,7 +85,8 @@ typedef struct {
     char source[1024];      /* the trace it came from */
     char model_checksum[64];
     int64_t max_tokens;     /* 0: all */
-    olmoe_kde_layer *fits;  /* [n_fits], ascending layer */
+    int per_expert;         /* 1: a fit per layer and expert (olmoe-kde fit --per-expert) */
+    olmoe_kde_layer *fits;  /* [n_fits], ascending (layer, expert) */
 } olmoe_kde_null;
 
 /* writes path (as given: callers pass their olmoe_out tmp name) */
@@ -94,19 +96,25 @@ void olmoe_kde_null_free(olmoe_kde_null *null);
 /* the fit of a model layer, or NULL */
 const olmoe_kde_layer *olmoe_kde_null_layer(const olmoe_kde_null *null, int layer);
 
-/* ---- the compact form policies read: survival function per model layer ---- */
+/* ---- the compact form policies read: survival function per model layer
+ * (or per layer and expert: slot l * E + e) ---- */
 typedef struct {
     int n_layers;          /* model layers */
+    int n_experts;         /* E of a per-expert null; 0: one null per layer */
     int n_grid;
-    unsigned char *present; /* [L] 1 where the layer was fitted */
-    double *x0;            /* [L] first grid point */
-    double *inv_dx;        /* [L] 1 / grid spacing */
-    float *sf;             /* [L, G] 1 - CDF at the grid points (fp32) */
+    unsigned char *present; /* [S] 1 where the slot was fitted (S = L, or L * E) */
+    double *x0;            /* [S] first grid point */
+    double *inv_dx;        /* [S] 1 / grid spacing */
+    float *sf;             /* [S, G] 1 - CDF at the grid points (fp32) */
 } olmoe_kde_cdf;
 
 /* All fits must share one grid size. Layers the null lacks stay absent. */
 int olmoe_kde_cdf_init(olmoe_kde_cdf *c, const olmoe_kde_null *null, int n_layers);
 void olmoe_kde_cdf_free(olmoe_kde_cdf *c);
+/* the slot of a layer's (per-expert null: a layer's expert's) survival table */
+static inline int olmoe_kde_cdf_slot(const olmoe_kde_cdf *c, int layer, int expert) {
+    return c->n_experts ? layer * c->n_experts + expert : layer;
+}
 
 /* p = 1 - CDF(x): t = (x - x0) * inv_dx (double); t < 0 (or NaN) -> 1;
  * t > G - 1 -> 0; else i = floor(t), f = (float)(t - i),
@@ -114,9 +122,10 @@ void olmoe_kde_cdf_free(olmoe_kde_cdf *c);
  * then clamped to [floor, 1 - floor] in fp32. Interpolating 1 - CDF rather
  * than CDF gives the same number with fp32 resolution in the upper tail,
  * where the small p-values that BH acts on are. */
-static inline float olmoe_kde_cdf_pvalue(const olmoe_kde_cdf *c, int layer, float x, float pv_floor) {
-    double t = ((double)x - c->x0[layer]) * c->inv_dx[layer];
-    const float *s = c->sf + (size_t)layer * (size_t)c->n_grid;
+static inline float olmoe_kde_cdf_pvalue_slot(const olmoe_kde_cdf *c, int slot, float x,
+                                              float pv_floor) {
+    double t = ((double)x - c->x0[slot]) * c->inv_dx[slot];
+    const float *s = c->sf + (size_t)slot * (size_t)c->n_grid;
     float p;
     if (!(t >= 0)) {
         p = 1.0f;
@@ -129,6 +138,16 @@ static inline float olmoe_kde_cdf_pvalue(const olmoe_kde_cdf *c, int layer, floa
     }
     float hi = 1.0f - pv_floor;
     return p < pv_floor ? pv_floor : (p > hi ? hi : p);
+}
+/* the p-value of expert e's logit x at a layer: under the layer's null, or
+ * under the expert's own when the null is per expert */
+static inline float olmoe_kde_cdf_pvalue_expert(const olmoe_kde_cdf *c, int layer, int expert,
+                                                float x, float pv_floor) {
+    return olmoe_kde_cdf_pvalue_slot(c, olmoe_kde_cdf_slot(c, layer, expert), x, pv_floor);
+}
+/* a per-layer null's p-value (expert 0 of a per-expert one) */
+static inline float olmoe_kde_cdf_pvalue(const olmoe_kde_cdf *c, int layer, float x, float pv_floor) {
+    return olmoe_kde_cdf_pvalue_expert(c, layer, 0, x, pv_floor);
 }
 
 #endif

@@ -98,6 +98,7 @@ double olmoe_kde_layer_cdf(const olmoe_kde_layer *l, double x) {
 int olmoe_kde_fit(float *x, size_t n, const olmoe_kde_opts *o, olmoe_kde_layer *out) {
     memset(out, 0, sizeof *out);
     out->layer = -1;
+    out->expert = -1;
     if (n < 2) return olmoe_errorf("a null needs at least 2 values, got %zu", n);
     /* one pass: finiteness, range, and moments about the first value (which
      * keeps the sum of squares from cancelling when the mean is large) */

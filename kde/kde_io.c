@@ -36,6 +36,7 @@ int olmoe_kde_write(const char *path, const olmoe_kde_null *null, const char *co
     OLMOE_TRY(olmoe_h5_set_attr_i32(f, ".", "n_fits", F));
     OLMOE_TRY(olmoe_h5_set_attr_i32(f, ".", "grid_points", G));
     OLMOE_TRY(olmoe_h5_set_attr_i64(f, ".", "max_tokens", null->max_tokens));
+    OLMOE_TRY(olmoe_h5_set_attr_i32(f, ".", "per_expert", null->per_expert));
 
     size_t FG = (size_t)F * (size_t)G;
     grid = xmalloc(xmul(FG + 1, sizeof *grid));
@@ -56,6 +57,14 @@ int olmoe_kde_write(const char *path, const olmoe_kde_null *null, const char *co
         memcpy(cdf + (size_t)i * G, l->cdf, (size_t)G * sizeof *cdf);
         memcpy(q + (size_t)i * OLMOE_KDE_NQ, l->quantiles, sizeof l->quantiles);
         layer[i] = l->layer;
+    }
+    if (null->per_expert) {
+        int32_t *ex = xmalloc(((size_t)F + 1) * sizeof *ex);
+        for (int i = 0; i < F; i++) ex[i] = null->fits[i].expert;
+        int64_t de[1] = {F};
+        int w = olmoe_h5_write(f, "expert", OLMOE_H5_I32, 1, de, ex);
+        free(ex);
+        OLMOE_TRY(w);
     }
     int64_t d2[2] = {F, G}, d1[1] = {F}, dq[2] = {F, OLMOE_KDE_NQ}, dl[1] = {OLMOE_KDE_NQ};
     OLMOE_TRY(olmoe_h5_write(f, "layer", OLMOE_H5_I32, 1, d1, layer));
@@ -153,6 +162,8 @@ int olmoe_kde_read(const char *path, olmoe_kde_null *out) {
         goto fail;
     }
     out->max_tokens = max_tokens;
+    if (olmoe_h5_has_attr(f, ".", "per_expert") == 1) /* files before it are per layer */
+        OLMOE_TRY(get_i32(f, path, "per_expert", &out->per_expert));
     get_str(f, "construction", out->construction, sizeof out->construction);
     get_str(f, "bandwidth_rule", out->rule, sizeof out->rule);
     get_str(f, "source", out->source, sizeof out->source);
@@ -213,12 +224,24 @@ int olmoe_kde_read(const char *path, olmoe_kde_null *out) {
     OLMOE_TRY(olmoe_h5_read(f, "n_tokens", OLMOE_H5_I64, col64, (size_t)F));
     for (int i = 0; i < F; i++) out->fits[i].n_tokens = col64[i];
     OLMOE_TRY(olmoe_h5_read(f, "layer", OLMOE_H5_I32, layer, (size_t)F));
+    for (int i = 0; i < F; i++) out->fits[i].layer = layer[i], out->fits[i].expert = -1;
+    if (out->per_expert) {
+        OLMOE_TRY(check_dims(f, path, "expert", 1, d1));
+        OLMOE_TRY(olmoe_h5_read(f, "expert", OLMOE_H5_I32, layer, (size_t)F));
+        for (int i = 0; i < F; i++) out->fits[i].expert = layer[i];
+    }
     for (int i = 0; i < F; i++) {
         olmoe_kde_layer *l = &out->fits[i];
-        l->layer = layer[i];
-        if (l->layer < 0 || l->layer >= out->n_layers || (i && l->layer <= out->fits[i - 1].layer)) {
-            olmoe_errorf("%s: /layer[%d] = %d is out of order or range (%d layers)", path, i,
-                         l->layer, out->n_layers);
+        /* (layer, expert) strictly ascending, each in range */
+        int64_t key = (int64_t)l->layer * (out->n_experts + 1) + l->expert + 1;
+        int64_t prev = i ? (int64_t)out->fits[i - 1].layer * (out->n_experts + 1) +
+                               out->fits[i - 1].expert + 1
+                         : -1;
+        if (l->layer < 0 || l->layer >= out->n_layers || key <= prev ||
+            (out->per_expert && (l->expert < 0 || l->expert >= out->n_experts))) {
+            olmoe_errorf("%s: fit %d (layer %d, expert %d) is out of order or range (%d layers, "
+                         "%d experts)", path, i, l->layer, l->expert, out->n_layers,
+                         out->n_experts);
             goto fail;
         }
         if (!(l->grid[G - 1] > l->grid[0])) {
@@ -263,18 +286,22 @@ int olmoe_kde_cdf_init(olmoe_kde_cdf *c, const olmoe_kde_null *null, int n_layer
         if (null->fits[i].n_grid != G)
             return olmoe_errorf("the null's fits have different grid sizes");
     c->n_layers = n_layers;
+    c->n_experts = null->per_expert ? null->n_experts : 0;
     c->n_grid = G;
-    c->present = xcalloc((size_t)n_layers, 1);
-    c->x0 = xcalloc((size_t)n_layers, sizeof *c->x0);
-    c->inv_dx = xcalloc((size_t)n_layers, sizeof *c->inv_dx);
-    c->sf = xcalloc(xmul((size_t)n_layers, (size_t)G), sizeof *c->sf);
+    size_t S = xmul((size_t)n_layers, c->n_experts ? (size_t)c->n_experts : 1);
+    c->present = xcalloc(S, 1);
+    c->x0 = xcalloc(S, sizeof *c->x0);
+    c->inv_dx = xcalloc(S, sizeof *c->inv_dx);
+    c->sf = xcalloc(xmul(S, (size_t)G), sizeof *c->sf);
     for (int i = 0; i < null->n_fits; i++) {
         const olmoe_kde_layer *l = &null->fits[i];
         if (l->layer < 0 || l->layer >= n_layers) continue;
-        c->present[l->layer] = 1;
-        c->x0[l->layer] = l->grid[0];
-        c->inv_dx[l->layer] = (G - 1) / (l->grid[G - 1] - l->grid[0]);
-        float *s = c->sf + (size_t)l->layer * G;
+        if (c->n_experts && (l->expert < 0 || l->expert >= c->n_experts)) continue;
+        int slot = olmoe_kde_cdf_slot(c, l->layer, l->expert);
+        c->present[slot] = 1;
+        c->x0[slot] = l->grid[0];
+        c->inv_dx[slot] = (G - 1) / (l->grid[G - 1] - l->grid[0]);
+        float *s = c->sf + (size_t)slot * G;
         for (int j = 0; j < G; j++) s[j] = (float)(1.0 - l->cdf[j]);
     }
     return 0;

@@ -4,6 +4,7 @@
  * fit reads the trace's router logits once (in row chunks), keeping the
  * sample of as many layers at a time as --mem allows, fits each layer and
  * writes null.h5 through a .partial name. */
+#include "main_kde.h"
 #include "common.h"
 #include "kde.h"
 #include "traces.h"
@@ -42,7 +43,7 @@ static void parse_layers(const char *s, int L, unsigned char *want) {
 
 static const char *fit_out, *fit_bw = "scott", *fit_layers, *fit_compat;
 static long fit_grid = 0, fit_max_tokens = 0, fit_mem = 4096;
-static int fit_force, fit_quiet;
+static int fit_force, fit_quiet, fit_per_expert;
 
 static const olmoe_opt fit_opts[] = {
     OPT_STRING("out", &fit_out, "FILE", "null distribution to write (HDF5, required)"),
@@ -53,6 +54,8 @@ static const olmoe_opt fit_opts[] = {
                    1L << 62),
     OPT_STRING("compat", &fit_compat, "prototype", "the seed prototype's construction"),
     OPT_LONG_RANGE("mem", &fit_mem, "MIB", "memory for samples (default 4096)", 16, 1L << 30),
+    OPT_FLAG("per-expert", &fit_per_expert,
+             "a null per layer and expert (each expert's own logits) instead of per layer"),
     OPT_FLAG("force", &fit_force, "overwrite an existing output"),
     OPT_FLAG("quiet", &fit_quiet, "no progress or table"),
     OPT_END};
@@ -61,14 +64,17 @@ static const char fit_usage[] =
     "usage: olmoe-kde fit TRACE --out FILE [options]\n"
     "\n"
     "Fits, per layer, a Gaussian KDE to all router logits of that layer (all tokens\n"
-    "x experts) and writes grid, pdf, cdf and summaries to FILE.";
+    "x experts; with --per-expert, per layer and expert: that expert's logits over\n"
+    "all tokens) and writes grid, pdf, cdf and summaries to FILE.";
 
 static void print_table(const olmoe_kde_null *null) {
-    printf("%5s %10s %9s %9s %9s %9s %9s %9s %9s %9s\n", "layer", "n", "tokens", "bandwidth",
-           "mean", "sd", "q0.01", "q0.5", "q0.99", "KS");
+    printf("%5s %6s %10s %9s %9s %9s %9s %9s %9s %9s %9s\n", "layer", "expert", "n", "tokens",
+           "bandwidth", "mean", "sd", "q0.01", "q0.5", "q0.99", "KS");
     for (int i = 0; i < null->n_fits; i++) {
         const olmoe_kde_layer *l = &null->fits[i];
-        printf("%5d %10lld %9lld %9.4g %9.4g %9.4g %9.4g %9.4g %9.4g %9.2e\n", l->layer,
+        char ex[16] = "all";
+        if (l->expert >= 0) snprintf(ex, sizeof ex, "%d", l->expert);
+        printf("%5d %6s %10lld %9lld %9.4g %9.4g %9.4g %9.4g %9.4g %9.4g %9.2e\n", l->layer, ex,
                (long long)l->n, (long long)l->n_tokens, l->bandwidth, l->mean, l->sd,
                l->quantiles[1], l->quantiles[4], l->quantiles[7], l->ks);
     }
@@ -135,7 +141,9 @@ static int cmd_fit(int argc, char **argv) {
              ko.rule == OLMOE_KDE_SCOTT ? "scott" : (ko.rule == OLMOE_KDE_SILVERMAN ? "silverman" : "fixed"));
     snprintf(null.source, sizeof null.source, "%s", path);
     snprintf(null.model_checksum, sizeof null.model_checksum, "%s", in->meta.model_checksum);
-    null.fits = xcalloc((size_t)nwant, sizeof *null.fits);
+    null.per_expert = fit_per_expert;
+    null.fits = xcalloc(xmul((size_t)nwant, fit_per_expert ? (size_t)E : 1), sizeof *null.fits);
+    float *column = fit_per_expert ? xmalloc(xmul((size_t)ntok, sizeof(float))) : NULL;
 
     const int64_t rows = 1024;
     float *chunk = xmalloc(xmul(xmul((size_t)rows, (size_t)L), (size_t)E * sizeof(float)));
@@ -164,18 +172,30 @@ static int cmd_fit(int argc, char **argv) {
         }
         t_read += olmoe_now() - tr;
         for (int g = 0; g < ng; g++) {
-            olmoe_kde_layer *fit = &null.fits[null.n_fits];
-            if (olmoe_kde_fit(sample[g], per_layer, &ko, fit) != 0)
-                die("%s: layer %d: %s", path, which[g], olmoe_error());
-            fit->layer = which[g];
-            fit->n_tokens = ntok;
-            null.n_fits++;
+            for (int e = 0; e < (fit_per_expert ? E : 1); e++) {
+                olmoe_kde_layer *fit = &null.fits[null.n_fits];
+                int rc;
+                if (fit_per_expert) { /* expert e's logits over the tokens */
+                    for (int64_t r = 0; r < ntok; r++) column[r] = sample[g][(size_t)r * E + e];
+                    rc = olmoe_kde_fit(column, (size_t)ntok, &ko, fit);
+                } else {
+                    rc = olmoe_kde_fit(sample[g], per_layer, &ko, fit);
+                }
+                if (rc != 0)
+                    die("%s: layer %d%s%.0d: %s", path, which[g], fit_per_expert ? ", expert " : "",
+                        fit_per_expert ? e : 0, olmoe_error());
+                fit->layer = which[g];
+                fit->expert = fit_per_expert ? e : -1;
+                fit->n_tokens = ntok;
+                null.n_fits++;
+            }
         }
     }
     olmoe_progress_end(&prog);
     double el = olmoe_now() - t0;
     notef("fitted in %.2f s (%.2f s reading the trace), %.1f M values/s", el, t_read,
           (double)per_layer * nwant / el / 1e6);
+    free(column);
     for (int g = 0; g < group; g++) free(sample[g]);
     free(sample);
     free(which);
@@ -221,10 +241,11 @@ static int cmd_show(int argc, char **argv) {
 
 /* ---- pvalue ---- */
 
-static long pv_layer = -1;
+static long pv_layer = -1, pv_expert = -1;
 static double pv_floor = 1e-7;
 static const olmoe_opt pvalue_opts[] = {
     OPT_LONG_RANGE("layer", &pv_layer, "L", "model layer (required)", 0, 1L << 20),
+    OPT_LONG_RANGE("expert", &pv_expert, "E", "expert (required for a per-expert null)", 0, 1L << 20),
     OPT_DOUBLE("floor", &pv_floor, "X", "clamp to [X, 1 - X] (default 1e-7)"),
     OPT_END};
 
@@ -257,12 +278,17 @@ static int cmd_pvalue(int argc, char **argv) {
     if (pv_layer >= null.n_layers || !olmoe_kde_null_layer(&null, (int)pv_layer))
         die("%s: no fit for layer %ld (fitted: %d of %d layers)", av[0], pv_layer, null.n_fits,
             null.n_layers);
+    if (null.per_expert && (pv_expert < 0 || pv_expert >= null.n_experts))
+        die_usage("%s is a per-expert null: --expert 0..%d, please", av[0], null.n_experts - 1);
+    if (!null.per_expert && pv_expert >= 0) die_usage("--expert: %s is one null per layer", av[0]);
     olmoe_kde_cdf cdf;
     if (olmoe_kde_cdf_init(&cdf, &null, null.n_layers) != 0) die("%s: %s", av[0], olmoe_error());
     for (int i = 1; i < npos; i++) {
         double x;
         if (olmoe_parse_double(av[i], &x) != 0) die_usage("'%s' is not a number", av[i]);
-        printf("%.9g\n", (double)olmoe_kde_cdf_pvalue(&cdf, (int)pv_layer, (float)x, (float)pv_floor));
+        printf("%.9g\n", (double)olmoe_kde_cdf_pvalue_expert(&cdf, (int)pv_layer,
+                                                             pv_expert < 0 ? 0 : (int)pv_expert,
+                                                             (float)x, (float)pv_floor));
     }
     olmoe_kde_cdf_free(&cdf);
     olmoe_kde_null_free(&null);
@@ -277,6 +303,7 @@ static const olmoe_subcmd cmds[] = {
     {"fit", cmd_fit, "fit per-layer null distributions to a trace's router logits"},
     {"show", cmd_show, "print a null distribution's summary table"},
     {"pvalue", cmd_pvalue, "p-value of logits under a layer's null"},
+    {"check", olmoe_kde_cmd_check, "goodness of fit of a null on a held-out trace (QQ, KS, BH discoveries)"},
     {NULL, NULL, NULL}};
 
 int main(int argc, char **argv) {

@@ -6,9 +6,11 @@ set -eu
 model=$1 out=$2 bin=$3
 corpus=data/brown-test.jsonl
 mkdir -p "$out"
-# The whole pipeline, in under a minute on a laptop CPU: capture (with the
-# attention residuals replay needs) -> null distributions -> policy sweeps
-# (seed and topk) -> the routing analyses -> the report. So that it stays
+# The whole pipeline, in about a minute on a laptop CPU: capture (with the
+# attention residuals replay needs) -> null distributions -> a sweep of four
+# routing families at budgets that differ (plot/demo-sweep.txt: the top-k
+# ladder, threshold, top-p, BH at alphas that select more than one expert)
+# -> matched compute -> the routing analyses -> the report. So that it stays
 # short and still covers every genre, it reads the first DEMO_CHARS
 # characters (default 3000, about 850 tokens) of the first document of each
 # genre of the test split; DEMO_CHARS=0 reads the whole split.
@@ -37,20 +39,23 @@ if [ "$chars" -gt 0 ]; then
 fi
 stage "olmoe-capture: $model over $corpus"
 "$bin/olmoe-capture" --model "$model" --input "$corpus" --format jsonl --field text \
-    --group-field genre --ctx 256 --save-residuals --out "$out/run.h5" --force
+    --group-field genre --ctx 256 --save-residuals --out "$out/run.h5" --force --quiet
 stage "olmoe-traces info"
 "$bin/olmoe-traces" info "$out/run.h5"
 
 stage "olmoe-kde fit: per-layer null distributions"
 "$bin/olmoe-kde" fit "$out/run.h5" --out "$out/null.h5" --force
 
-stage "olmoe-replay --mode stats: the seed and topk sweeps on the captured logits"
-"$bin/olmoe-replay" "$out/run.h5" --mode stats --sweep seed --kde "$out/null.h5" --store --force --quiet
-"$bin/olmoe-replay" "$out/run.h5" --mode stats --sweep topk --store --force --quiet
+sweep=plot/demo-sweep.txt
+stage "olmoe-replay --mode stats: four families ($sweep) on the captured logits"
+"$bin/olmoe-replay" "$out/run.h5" --mode stats --sweep "$sweep" --kde "$out/null.h5" --store --force --quiet
 
-stage "olmoe-replay: perplexity of the seed and topk sweeps (frozen-attention replay; tables in $out/replay.txt)"
-"$bin/olmoe-replay" "$out/run.h5" --model "$model" --sweep seed --kde "$out/null.h5" --force --quiet >"$out/replay.txt"
-"$bin/olmoe-replay" "$out/run.h5" --model "$model" --sweep topk --force --quiet >>"$out/replay.txt"
+stage "olmoe-replay: their perplexity (frozen-attention replay; tables in $out/replay.txt)"
+"$bin/olmoe-replay" "$out/run.h5" --sweep "$sweep" --kde "$out/null.h5" --force --quiet >"$out/replay.txt"
+
+stage "olmoe-replay --match-k 2,4: each family calibrated to 2 and 4 experts per token, then scored"
+"$bin/olmoe-replay" "$out/run.h5" --match-k 2,4 --families 'topp,threshold,bh' --kde "$out/null.h5" \
+    --force --quiet >"$out/match.txt"
 
 stage "olmoe-analyze: co-activation, flow, domain and token specialization"
 "$bin/olmoe-analyze" coactivation "$out/run.h5" --in-trace --force --quiet

@@ -37,6 +37,17 @@ static int wants_log(const double *v, int n, double ratio) {
     return hi > 0 && lo < INFINITY && hi / lo > ratio;
 }
 
+/* policies by family name, then by mean k (x); ctx = {data, x} */
+static int by_family_k(const void *a, const void *b, void *ctx) {
+    const olmoe_report_data *d = ((const void *const *)ctx)[0];
+    const double *x = ((const void *const *)ctx)[1];
+    int i = *(const int *)a, j = *(const int *)b;
+    int c = strcmp(d->pol[i].family, d->pol[j].family);
+    if (c) return c;
+    if (x[i] != x[j]) return x[i] < x[j] ? -1 : (x[i] > x[j] ? 1 : (i > j) - (i < j));
+    return (i > j) - (i < j);
+}
+
 /* set palette / cbrange / cbtics for the BH alphas (discrete colours) */
 static void alpha_palette(FILE *gp, const double *alphas, int na) {
     char col[8];
@@ -98,7 +109,13 @@ static int quality_points(rep_out *o, quality_ctx *c) {
     if (!(f = rep_file(o, "quality_other.dat"))) return -1;
     fprintf(f, "# quality: policies of other families (%s)\n# policy family mean_k perplexity\n",
             kind_words(c->K));
-    for (int i = 0; i < c->n; i++) {
+    /* by family, then mean k: each family's points joined left to right */
+    int *ord = xmalloc(((size_t)c->n + 1) * sizeof *ord), n_ord = 0;
+    for (int i = 0; i < c->n; i++) ord[n_ord++] = i;
+    const void *ctx[2] = {c->d, c->x};
+    qsort_r(ord, (size_t)n_ord, sizeof *ord, by_family_k, ctx);
+    for (int oi = 0; oi < n_ord; oi++) {
+        int i = ord[oi];
         const olmoe_report_policy *p = &c->d->pol[i];
         if (!p->res[c->K].present || !strcmp(p->family, "bh") ||
             (!strcmp(p->family, "topk") && strstr(p->id, "norm=model")))
@@ -113,6 +130,7 @@ static int quality_points(rep_out *o, quality_ctx *c) {
         fputc('\n', f);
         c->n_other++;
     }
+    free(ord);
     if (rep_close(f, "quality_other.dat")) return -1;
     return 0;
 }
@@ -203,9 +221,12 @@ static void quality_families(FILE *gp, const quality_ctx *c) {
         while (k < nf && strcmp(fams[k], p->family)) k++;
         if (k < nf || nf == 16) continue;
         snprintf(fams[nf++], sizeof fams[0], "%s", p->family);
-        fprintf(gp, ", \\\n  'quality_other.dat' u (strcol(2) eq %s ? $3 : NaN):4 w p pt %d ps 1.9 "
+        /* shapes after BH's (one per max_k), so no family shares BH's marker; each
+         * family's points joined in sweep order (its parameter's order) */
+        fprintf(gp, ", \\\n  'quality_other.dat' u (strcol(2) eq %s ? $3 : NaN):4 w lp lw 1.5 pt %d ps 1.9 "
                     "lc rgb '%s' t %s",
-                rep_gq(p->family, q2, sizeof q2), rep_point_types[(k + 1) % rep_n_point_types],
+                rep_gq(p->family, q2, sizeof q2),
+                rep_point_types[(c->nm + k + 1) % rep_n_point_types],
                 rep_colors[k % rep_n_colors], rep_gq(p->family, q, sizeof q));
     }
 }
@@ -258,7 +279,8 @@ int rep_fig_quality(rep_out *o, const olmoe_report_data *d) {
         int pt = rep_point_types[j % rep_n_point_types];
         fprintf(gp, ", \\\n  'quality_bh.dat' u ($3==%g ? $4 : NaN):5:6 w p pt %d ps 2.1 lc palette notitle",
                 c->maxks[j], pt);
-        fprintf(gp, ", \\\n  NaN w p pt %d ps 2.1 lc rgb '#505050' t 'BH max_k=%g'", pt, c->maxks[j]);
+        fprintf(gp, ", \\\n  NaN w p pt %d ps 2.1 lc rgb '#505050' t 'BH max_k=%g (colour: alpha)'", pt,
+                c->maxks[j]);
     }
     if (c->n_other) quality_families(gp, c);
     if (c->n_exact)

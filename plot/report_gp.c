@@ -224,6 +224,21 @@ FILE *rep_fig_begin(rep_out *o, const char *name, const char *section, const cha
     return gp;
 }
 
+/* gnuplot's messages for one figure, appended to gnuplot.log in the report */
+static void keep_log(rep_out *o, const char *fig, const char *text) {
+    if (!text || !*text) return;
+    if (!o->log_used) {
+        olmoe_outdir_expect(&o->od, REP_GNUPLOT_LOG);
+        o->log_used = 1;
+    }
+    char *path = olmoe_path_join(o->od.tmp, REP_GNUPLOT_LOG);
+    FILE *f = fopen(path, "a");
+    free(path);
+    if (!f) return; /* the log only explains; a figure does not depend on it */
+    fprintf(f, "== %s.gp ==\n%s%s", fig, text, text[strlen(text) - 1] == '\n' ? "" : "\n");
+    fclose(f);
+}
+
 static int reap_one(rep_out *o, int blocking) {
     for (;;) {
         int st;
@@ -247,16 +262,15 @@ static int reap_one(rep_out *o, int blocking) {
         olmoe_read_file(lpath, &text, NULL);
         unlink(lpath);
         free(lpath);
+        keep_log(o, fg->name, text);
         char why[400] = "";
-        /* gnuplot's own messages: warnings are shown, the first error explains a failure */
+        /* gnuplot's own messages go to gnuplot.log, never to the terminal
+         * ("Skipping data file with no valid points" is a warning, not news);
+         * the first error explains a failure */
         for (char *line = text ? strtok(text, "\n") : NULL; line; line = strtok(NULL, "\n")) {
             while (*line == ' ') line++;
-            if (!*line || *line == '^') continue;
-            if (strstr(line, "warning:")) {
-                if (!o->quiet) warnf("%s.gp: gnuplot: %s", fg->name, line);
-            } else if (!*why) {
-                snprintf(why, sizeof why, "%s", line);
-            }
+            if (!*line || *line == '^' || strstr(line, "warning:")) continue;
+            if (!*why) snprintf(why, sizeof why, "%s", line);
         }
         free(text);
         int missing = -1;
@@ -283,7 +297,13 @@ static int reap_one(rep_out *o, int blocking) {
             else
                 snprintf(msg, sizeof msg, "%s.gp: gnuplot wrote no %s.%s", fg->name, fg->name,
                          ext_of[missing]);
-            if (!o->first_error) o->first_error = xstrdup(msg);
+            if (!o->first_error) {
+                size_t at = strlen(msg);
+                if (o->log_used)
+                    snprintf(msg + at, sizeof msg - at, " (gnuplot's messages: %s/%s)", o->od.final,
+                             REP_GNUPLOT_LOG);
+                o->first_error = xstrdup(msg);
+            }
         }
         return 1;
     }

@@ -26,6 +26,9 @@ char *rep_attr_str(hid_t loc, const char *obj, const char *name);
 int rep_h5_read_shape(hid_t loc, const char *file, const char *path, olmoe_h5_kind kind,
                       int rank, const int64_t *dims, void *out);
 
+/* ---- error bars and headroom (report_paper.c): sections of report.md ---- */
+int rep_paper_sections(FILE *md, const olmoe_report_data *d);
+
 /* ---- policy ids (report_ids.c) ---- */
 /* fills family, k, alpha, min_k, max_k, label and sweep_key from p->id */
 void rep_describe_policy(olmoe_report_policy *p);
@@ -34,6 +37,8 @@ int rep_cmp_policy(const void *a, const void *b);
 
 /* ---- the output: directory, gnuplot, figures (report_gp.c) ---- */
 enum { REP_PNG = 1, REP_SVG = 2, REP_PDF = 4 };
+/* gnuplot's own messages (warnings included), per figure, in the report */
+#define REP_GNUPLOT_LOG "gnuplot.log"
 
 typedef struct {
     char name[96];     /* file stem: name.gp, name.png, ... */
@@ -61,6 +66,7 @@ typedef struct {
     int quiet;
     int n_failed;
     char *first_error;
+    int log_used;      /* gnuplot.log holds gnuplot's messages */
     int n_files;       /* data and script files written */
     char **files;      /* [n_files] their names, for report.md's list */
 } rep_out;

@@ -170,7 +170,14 @@ int rep_fig_match(rep_out *o, const olmoe_report_data *d) {
                     rep_gq(title, q, sizeof q));
         else
             fprintf(gp, "set title %s\nset key outside right top vertical Left reverse\n", rep_gq(title, q, sizeof q));
-        fprintf(gp, "set xlabel 'experts per token and layer (mean)'\nset ylabel 'perplexity'\n");
+        fprintf(gp, "set xlabel 'experts per token and layer (mean, as scored; dotted: the targets)'\n"
+                    "set ylabel 'perplexity'\n");
+        /* the targets, so that a point scored off its target shows it */
+        double tgv[64];
+        int ntg = rep_distinct(m.target, m.n < 64 ? m.n : 64, tgv);
+        for (int t = 0; t < ntg; t++)
+            fprintf(gp, "set arrow from %.6g, graph 0 to %.6g, graph 1 nohead dt 3 lc rgb '#999999'\n",
+                    tgv[t], tgv[t]);
         if (lo < INFINITY) fprintf(gp, "set xrange [%.6g:%.6g]\n", lo / 1.15, hi * 1.15);
         if (ylo < yhi) {
             double pad = 0.05 * (yhi - ylo);
@@ -223,7 +230,8 @@ int rep_match_table(FILE *md, const olmoe_report_data *d) {
         char *cal = rep_attr_str(d->h5[d->match[i].input], d->match[i].path, "calibration");
         fprintf(md, "\nFrom `/match` of `%s`: each family's parameter calibrated on `%s` until its mean "
                     "experts per token-layer is the target; cells give perplexity, relative to top-k at "
-                    "the same k, and the parameter.%s%s%s\n",
+                    "the same k, the mean k the scoring measured (@ k; the target is the column's), and the "
+                    "parameter.%s%s%s\n",
                 d->inputs[d->match[i].input], *cal ? cal : "the calibration trace", *cmd ? " Command: `" : "", cmd,
                 *cmd ? "`." : "");
         free(cmd);
@@ -247,11 +255,15 @@ int rep_match_table(FILE *md, const olmoe_report_data *d) {
                     }
                     if (!m.reached[r]) { /* the nearest point still tells where the family stands */
                         if (isfinite(m.ppl[r])) fprintf(md, " %.4f,", m.ppl[r]);
-                        fprintf(md, " not reached (nearest k %.3f) |", m.achieved[r]);
+                        fprintf(md, " not reached (nearest k %.3f", m.achieved[r]);
+                        if (isfinite(m.scored_k[r])) fprintf(md, ", scored at k %.3f", m.scored_k[r]);
+                        fprintf(md, ") |");
                         continue;
                     }
                     if (isfinite(m.ppl[r])) fprintf(md, " %.4f", m.ppl[r]);
                     else fprintf(md, " k %.3f", m.achieved[r]);
+                    /* what was scored, beside the target it was calibrated to */
+                    if (isfinite(m.scored_k[r])) fprintf(md, " @ k %.3f", m.scored_k[r]);
                     if (isfinite(m.rel[r]) && strcmp(fam[a], "topk")) fprintf(md, " (%+.2f %%)", 100 * m.rel[r]);
                     if (isfinite(m.param[r]) && *m.param_name[r]) fprintf(md, " %s=%.4g", m.param_name[r], m.param[r]);
                     fprintf(md, " |");

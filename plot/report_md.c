@@ -329,6 +329,7 @@ int rep_write_md(rep_out *o, const olmoe_report_data *d, const olmoe_report_opts
         fprintf(md, ". Δ vs baseline = perplexity / baseline perplexity − 1; compute saved = 1 − experts per "
                     "token / %d (expert FLOPs scale with the number of experts).\n", d->top_k);
         quality_tables(md, d);
+        if (rep_paper_sections(md, d) != 0) return -1;
     }
     int have_ppl = count_kind(d, OLMOE_REPORT_REPLAY) + count_kind(d, OLMOE_REPORT_EXACT);
     if (have_ppl) {

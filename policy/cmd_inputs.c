@@ -41,6 +41,40 @@ int olmoe_cmd_empirical(olmoe_trace *t, int64_t N, long max_per_expert, olmoe_po
     return rc;
 }
 
+int olmoe_cmd_trace_tokens(olmoe_trace *t, const olmoe_policy_set *set, olmoe_policy_model *m,
+                           int32_t **tokens) {
+    *tokens = NULL;
+    int any = 0;
+    for (int i = 0; i < set->n; i++) any |= set->items[i].family->route_at != NULL;
+    if (!any) return 0;
+    int64_t N = olmoe_trace_info_of(t)->n_tokens;
+    int32_t *tok = xmalloc(xmul((size_t)(N ? N : 1), sizeof *tok));
+    if (N && olmoe_trace_read_tokens(t, 0, N, tok) != 0) {
+        free(tok);
+        return -1;
+    }
+    m->tokens = tok, m->n_tokens = N;
+    *tokens = tok;
+    return 0;
+}
+
+int olmoe_cmd_empirical_cli(const olmoe_policy_cli *cli, olmoe_trace *t, int64_t N,
+                            olmoe_policy_empirical *emp) {
+    if (!cli->empirical) return olmoe_cmd_empirical(t, N, cli->empirical_max, emp);
+    olmoe_trace *e = olmoe_trace_open(cli->empirical);
+    if (!e) return olmoe_error_prefix("--empirical");
+    const olmoe_trace_meta *a = &olmoe_trace_info_of(t)->meta, *b = &olmoe_trace_info_of(e)->meta;
+    int rc = 0;
+    if (a->n_layers != b->n_layers || a->n_experts != b->n_experts)
+        rc = olmoe_errorf("--empirical %s: a trace of %d layers x %d experts, %s has %d x %d",
+                          cli->empirical, b->n_layers, b->n_experts, olmoe_trace_path(t),
+                          a->n_layers, a->n_experts);
+    else
+        rc = olmoe_cmd_empirical(e, olmoe_trace_info_of(e)->n_tokens, cli->empirical_max, emp);
+    olmoe_trace_close(e);
+    return rc;
+}
+
 int olmoe_cmd_load_null(const char *kde_path, const char *trace_path, const olmoe_trace_meta *tm,
                         olmoe_kde_null *null, olmoe_kde_cdf *cdf) {
     if (olmoe_kde_read(kde_path, null) != 0) return -1;

@@ -29,8 +29,19 @@ int olmoe_cmd_commit(olmoe_cmd_output *r);
  * at most max_per_expert of them (0: all) */
 int olmoe_cmd_empirical(olmoe_trace *t, int64_t N, long max_per_expert, olmoe_policy_empirical *emp);
 
+/* pvalue=empirical as the policy options say: the logits of --empirical
+ * TRACE (all its tokens) when given, else of the trace t itself (its first
+ * N tokens); at most cli->empirical_max per expert */
+int olmoe_cmd_empirical_cli(const olmoe_policy_cli *cli, olmoe_trace *t, int64_t N,
+                            olmoe_policy_empirical *emp);
+
 /* pvalue=kde: the null of kde_path, checked against the trace's model */
 int olmoe_cmd_load_null(const char *kde_path, const char *trace_path, const olmoe_trace_meta *tm,
                         olmoe_kde_null *null, olmoe_kde_cdf *cdf);
+
+/* a file policy in the set: the trace's tokens, which it is checked against,
+ * into m->tokens and *tokens (the caller frees *tokens; NULL when none needs them) */
+int olmoe_cmd_trace_tokens(olmoe_trace *t, const olmoe_policy_set *set, olmoe_policy_model *m,
+                           int32_t **tokens);
 
 #endif

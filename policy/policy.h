@@ -21,7 +21,9 @@
  * to experts[0..n) in rank order (most preferred first) with their weights.
  *
  * Definitions, exactly (p = softmax(r / T) in fp32: x = r / (float)T,
- * e_i = expf(x_i - max x), s = sum of e_i in index order, p_i = e_i / s):
+ * e_i = (float)exp((double)(x_i - max x)) (exp in double, rounded once: any
+ * libm and the GPU, engine/cuda_policy.cu, give the same bits), s = sum of
+ * e_i in index order in fp32, p_i = e_i / s):
  *   topk:  the k largest p; ties toward the lower expert index.
  *   topp:  in that order, the fewest experts whose fp32 running sum of p
  *          reaches (float)p, then clamped to [min_k, max_k].
@@ -70,6 +72,16 @@
  *          k* = the i in 1..m of largest HC_i (the smallest such i on ties),
  *          clamped to [min_k, max_k]; S = the k* smallest q.
  *   All use the weights of norm= above; max_k defaults to 8, min_k to 1.
+ *   file:  file(path=FILE,norm=model): the experts (and weights, if the file
+ *          has them) stored for the token at stream position pos and the
+ *          layer (policy_file.c, man/olmoe-trace.5); without stored weights
+ *          those of norm= above over softmax(r). Routes only through
+ *          olmoe_policy_route_at with pos, and binds only with the trace's
+ *          tokens (olmoe_policy_model.tokens), which the file's must equal.
+ *          Bound, its id reads file(path=<FILE's base name>,sum=<12 hex
+ *          digits of the XXH3-128 of /tokens, /experts and /weights as
+ *          stored>,norm=...): ids name HDF5 groups, which may not hold '/';
+ *          a spec that gives sum= refuses a file of another checksum.
  *
  * Families are table entries (olmoe_policy_families): a name, its parameters
  * in canonical order with defaults, a cross-parameter check, a bind step and a
@@ -163,6 +175,9 @@ typedef struct {
     int (*bind)(olmoe_policy *p);
     int (*route)(const olmoe_policy *p, int layer, const float *logits, int E, int *experts,
                  float *weights);
+    /* instead of route, for a family that needs the token's stream position */
+    int (*route_at)(const olmoe_policy *p, int layer, int64_t pos, const float *logits, int E,
+                    int *experts, float *weights);
 } olmoe_policy_family;
 
 extern const olmoe_policy_family olmoe_policy_families[];
@@ -199,6 +214,8 @@ typedef struct {
     int norm_topk_prob;                 /* the checkpoint's config (norm=model) */
     const olmoe_kde_cdf *null;          /* pvalue=kde; may be NULL otherwise */
     const olmoe_policy_empirical *emp;  /* pvalue=empirical; may be NULL otherwise */
+    const int32_t *tokens;              /* [n_tokens] the trace's tokens (file); may be NULL */
+    int64_t n_tokens;
 } olmoe_policy_model;
 
 /* ---- a policy ---- */
@@ -228,6 +245,12 @@ struct olmoe_policy {
     int calib_k;            /* the max_k it was resolved for */
     float calib_T;
     char calib_sum[33];     /* its checksum (hex) */
+
+    /* file: the routing file's path, and its contents once bound (owned:
+     * olmoe_policy_free / olmoe_policy_set_free release it) */
+    char path[OLMOE_POLICY_ID_MAX];
+    char sum[13]; /* 12 hex digits of the file's XXH3-128, set at bind; a spec's must match */
+    struct olmoe_routing_file *routing;
 };
 
 /* One policy from a spec without sets ("topk(k=8)", "bh", "bh(alpha=0.1)"). */
@@ -239,6 +262,12 @@ int olmoe_policy_bind(olmoe_policy *p, const olmoe_policy_model *m);
  * the policy is not bound or E differs from the bound model (a bug). */
 int olmoe_policy_route(void *policy, int layer, const float *logits /*[E]*/, int E,
                        int *experts /*[max_k]*/, float *weights /*[max_k]*/);
+/* The same with the token's position in the trace's token stream (-1: not
+ * known), the engine's hook (olmoe_route_fn); a file policy needs it. */
+int olmoe_policy_route_at(void *policy, int layer, int64_t pos, const float *logits /*[E]*/,
+                          int E, int *experts /*[max_k]*/, float *weights /*[max_k]*/);
+/* Releases what bind loaded (a file policy's routing); the policy stays parsed. */
+void olmoe_policy_free(olmoe_policy *p);
 /* The most experts this policy can select (the size experts[] must have). */
 int olmoe_policy_max_experts(const olmoe_policy *p);
 /* Whether the policy reads p-values of this kind (to know what to load). */
@@ -284,7 +313,9 @@ typedef struct {
 } olmoe_policy_preset;
 extern const olmoe_policy_preset olmoe_policy_presets[];
 
-/* ---- the command-line form: --policy bh --alpha 0.1 --max-k 8, --sweep seed ---- */
+/* ---- the command-line form, one for every command that routes ----
+ * --policy bh --alpha 0.1 --max-k 8, --sweep seed, --kde NULL.h5,
+ * --empirical TRACE, --empirical-max N, --beta-trace TRACE. */
 typedef struct olmoe_policy_cli olmoe_policy_cli;
 typedef struct {
     olmoe_policy_cli *cli;
@@ -296,17 +327,31 @@ struct olmoe_policy_cli {
     const char *sweep;                      /* --sweep PRESET|FILE */
     const char *value[OLMOE_PARAM_COUNT];   /* --alpha 0.1 (a list "0.05,0.1" is a set) */
     olmoe_policy_cli_slot slot[OLMOE_PARAM_COUNT + 1];
-    const char *calibrate;                  /* --calibrate FILE: skip(beta=median) */
+    const char *beta_trace;                 /* --beta-trace FILE: skip(beta=median) */
+    char routing[8][OLMOE_POLICY_ID_MAX];   /* --routing-file FILE: file(path=FILE) */
+    int n_routing;
+    const char *kde;                        /* --kde FILE (--null: its old name) */
+    const char *empirical;                  /* --empirical TRACE: pvalue=empirical's logits */
+    long empirical_max;                     /* --empirical-max N (default 32768; 0 = all) */
+    int empirical_max_given;
 };
-#define OLMOE_POLICY_CLI_NOPTS (OLMOE_PARAM_COUNT + 3)
-/* Writes the policy options into opts[0..OLMOE_POLICY_CLI_NOPTS) (not
- * terminated): append them to a command's option table before OPT_END. */
-void olmoe_policy_cli_options(olmoe_policy_cli *cli, olmoe_opt *opts);
+/* which options a command takes beyond --policy, the parameters, --kde,
+ * --empirical, --empirical-max and --beta-trace: --sweep and --routing-file
+ * (OLMOE_POLICY_CLI_SWEEP), --null (OLMOE_POLICY_CLI_NULL_ALIAS) */
+enum { OLMOE_POLICY_CLI_SWEEP = 1, OLMOE_POLICY_CLI_NULL_ALIAS = 2 };
+#define OLMOE_POLICY_CLI_NOPTS (OLMOE_PARAM_COUNT + 9)
+#define OLMOE_POLICY_CLI_EMPIRICAL_MAX 32768
+/* Writes the policy options into opts[0..n) and returns n (at most
+ * OLMOE_POLICY_CLI_NOPTS, not terminated): append them to a command's option
+ * table before OPT_END. Sets the defaults in cli. */
+int olmoe_policy_cli_options(olmoe_policy_cli *cli, olmoe_opt *opts, int flags);
 /* Builds the set from what was given. Parameter options apply to every policy
- * whose family takes them (an error if none does); --calibrate to every
+ * whose family takes them (an error if none does); --beta-trace to every
  * policy that needs a calibration trace (an error if none does). 0, or -1 +
  * message (nothing given is an error too). */
 int olmoe_policy_cli_build(const olmoe_policy_cli *cli, olmoe_policy_set *set);
+/* whether any policy option was given */
+int olmoe_policy_cli_given(const olmoe_policy_cli *cli);
 
 /* shortest decimal form that reads back as the same double ("0.1", "1e-07") */
 void olmoe_policy_fmt_number(double v, char *buf, size_t n);

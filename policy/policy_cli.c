@@ -90,6 +90,18 @@ static int policy_cb(const char *value, void *ctx) {
     return 0;
 }
 
+static int routing_cb(const char *value, void *ctx) {
+    olmoe_policy_cli *cli = ctx;
+    int max = (int)(sizeof cli->routing / sizeof cli->routing[0]);
+    if (cli->n_routing == max) return olmoe_errorf("more than %d routing files", max);
+    char *spec = cli->routing[cli->n_routing];
+    if ((size_t)snprintf(spec, sizeof cli->routing[0], "file(path=%s)", value) >= sizeof cli->routing[0])
+        return olmoe_errorf("'%.40s...': path too long", value);
+    if (strpbrk(value, ",)")) return olmoe_errorf("'%s': a routing file's name cannot hold ',' or ')'", value);
+    cli->n_routing++;
+    return policy_cb(spec, cli);
+}
+
 static int param_cb(const char *value, void *ctx) {
     olmoe_policy_cli_slot *s = ctx;
     if (s->cli->value[s->param]) return olmoe_errorf("given twice (a set is 'a,b,c')");
@@ -97,14 +109,47 @@ static int param_cb(const char *value, void *ctx) {
     return 0;
 }
 
-void olmoe_policy_cli_options(olmoe_policy_cli *cli, olmoe_opt *opts) {
+/* --null: the name analyze gave the null file before every command said --kde */
+static int null_cb(const char *value, void *ctx) {
+    olmoe_policy_cli *cli = ctx;
+    warnf("--null is deprecated: say --kde %s", value);
+    cli->kde = value;
+    return 0;
+}
+
+static int empirical_max_cb(const char *value, void *ctx) {
+    olmoe_policy_cli *cli = ctx;
+    long v;
+    if (olmoe_parse_long(value, 0, 1L << 40, &v) != 0) return -1;
+    cli->empirical_max = v;
+    cli->empirical_max_given = 1;
+    return 0;
+}
+
+int olmoe_policy_cli_options(olmoe_policy_cli *cli, olmoe_opt *opts, int flags) {
     int n = 0;
+    cli->empirical_max = OLMOE_POLICY_CLI_EMPIRICAL_MAX;
     opts[n++] = (olmoe_opt){"policy", OLMOE_OPT_CALLBACK, cli, "SPEC",
-                            "routing policy, e.g. 'bh(alpha=0.1,max_k=8)' or bh (repeatable)",
+                            "routing policy, e.g. 'bh(alpha=0.1,max_k=8)' or bh --alpha 0.1",
                             0, 0, policy_cb};
-    opts[n++] = (olmoe_opt){"sweep", OLMOE_OPT_STRING, &cli->sweep, "NAME|FILE",
-                            "policies of a preset (seed, seed-final, topk) or a file", 0, 0, NULL};
-    opts[n++] = (olmoe_opt){"calibrate", OLMOE_OPT_STRING, &cli->calibrate, "TRACE",
+    if (flags & OLMOE_POLICY_CLI_SWEEP) {
+        opts[n++] = (olmoe_opt){"sweep", OLMOE_OPT_STRING, &cli->sweep, "NAME|FILE",
+                                "policies of a preset (seed, seed-final, topk) or a file", 0, 0, NULL};
+        opts[n++] = (olmoe_opt){"routing-file", OLMOE_OPT_CALLBACK, cli, "FILE",
+                                "the routing stored in FILE: short for --policy 'file(path=FILE)'", 0,
+                                0, routing_cb};
+    }
+    opts[n++] = (olmoe_opt){"kde", OLMOE_OPT_STRING, &cli->kde, "FILE",
+                            "pvalue=kde: the null distributions (olmoe-kde fit)", 0, 0, NULL};
+    if (flags & OLMOE_POLICY_CLI_NULL_ALIAS)
+        opts[n++] = (olmoe_opt){"null", OLMOE_OPT_CALLBACK, cli, "FILE",
+                                "deprecated name of --kde", 0, 0, null_cb};
+    opts[n++] = (olmoe_opt){"empirical", OLMOE_OPT_STRING, &cli->empirical, "TRACE",
+                            "pvalue=empirical: the trace whose logits are the null", 0, 0, NULL};
+    opts[n++] = (olmoe_opt){"empirical-max", OLMOE_OPT_CALLBACK, cli, "N",
+                            "pvalue=empirical: at most N tokens per expert (default 32768; 0 = all)",
+                            0, 0, empirical_max_cb};
+    opts[n++] = (olmoe_opt){"beta-trace", OLMOE_OPT_STRING, &cli->beta_trace, "TRACE",
                             "skip(beta=median): the trace its betas are measured on", 0, 0, NULL};
     for (int i = 0; i < OLMOE_PARAM_COUNT; i++) {
         const olmoe_param_info *pi = &olmoe_param_table[i];
@@ -114,6 +159,14 @@ void olmoe_policy_cli_options(olmoe_policy_cli *cli, olmoe_opt *opts) {
                                 pi->type == OLMOE_PARAM_ENUM ? "NAME" : "X", pi->help, 0, 0,
                                 param_cb};
     }
+    return n;
+}
+
+int olmoe_policy_cli_given(const olmoe_policy_cli *cli) {
+    int given = cli->n_policies || cli->sweep || cli->kde || cli->empirical ||
+                cli->empirical_max_given || cli->beta_trace;
+    for (int i = 0; i < OLMOE_PARAM_COUNT; i++) given |= cli->value[i] != NULL;
+    return given;
 }
 
 int olmoe_policy_cli_build(const olmoe_policy_cli *cli, olmoe_policy_set *set) {
@@ -130,10 +183,10 @@ int olmoe_policy_cli_build(const olmoe_policy_cli *cli, olmoe_policy_set *set) {
         if (cli->value[i] && !used[i])
             return olmoe_errorf("--%s: no policy given takes %s", olmoe_param_table[i].option,
                                 olmoe_param_table[i].name);
-    if (cli->calibrate) {
+    if (cli->beta_trace) {
         if (!olmoe_policy_set_needs_calibration(set))
-            return olmoe_errorf("--calibrate: no policy given uses it (skip(beta=median) does)");
-        olmoe_policy_set_calibration(set, cli->calibrate, 1);
+            return olmoe_errorf("--beta-trace: no policy given uses it (skip(beta=median) does)");
+        olmoe_policy_set_calibration(set, cli->beta_trace, 1);
     }
     return 0;
 }

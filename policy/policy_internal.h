@@ -15,6 +15,8 @@ typedef struct {
     int nval[OLMOE_PARAM_COUNT];                        /* per family slot: values given */
     double val[OLMOE_PARAM_COUNT][OLMOE_POLICY_MAX_SET]; /* [slot][value] */
     const char *end;                                    /* parse position (internal) */
+    char path[OLMOE_POLICY_ID_MAX];                     /* file: path= */
+    char sum[13];                                       /* file: sum= */
 } olmoe_policy_spec;
 
 int olmoe_policy_spec_parse(const char *text, olmoe_policy_spec *sp);
@@ -78,6 +80,11 @@ int olmoe_policy_route_skip(const olmoe_policy *p, int layer, const float *r, in
                             float *w);
 int olmoe_policy_check_skip(const olmoe_policy *p);
 int olmoe_policy_bind_skip(olmoe_policy *p);
+/* the file family: policy_file.c */
+int olmoe_policy_bind_file(olmoe_policy *p);
+int olmoe_policy_route_file(const olmoe_policy *p, int layer, int64_t pos, const float *r, int E,
+                            int *ex, float *w);
+void olmoe_policy_free_routing(olmoe_policy *p);
 int olmoe_policy_route_entropy(const olmoe_policy *p, int layer, const float *r, int E, int *ex,
                                float *w);
 int olmoe_policy_bind_entropy(olmoe_policy *p);

@@ -56,7 +56,7 @@ int olmoe_policy_pvalues(const olmoe_policy *pol, int layer, const float *r, int
     const float lo = pol->pv_lo, hi = pol->pv_hi;
     switch (pol->pvalue) {
     case OLMOE_PVALUE_KDE:
-        for (int e = 0; e < E; e++) q[e] = olmoe_kde_cdf_pvalue(pol->model.null, layer, r[e], lo);
+        for (int e = 0; e < E; e++) q[e] = olmoe_kde_cdf_pvalue_expert(pol->model.null, layer, e, r[e], lo);
         return 0;
     case OLMOE_PVALUE_EMPIRICAL:
         for (int e = 0; e < E; e++)
@@ -146,9 +146,14 @@ int olmoe_policy_bind_bh(olmoe_policy *p) {
         if (m->null->n_layers != m->n_layers)
             return olmoe_errorf("the null distribution has %d layers, the model %d",
                                 m->null->n_layers, m->n_layers);
+        if (m->null->n_experts && m->null->n_experts != E)
+            return olmoe_errorf("the per-expert null distribution has %d experts, the model %d",
+                                m->null->n_experts, E);
         for (int l = 0; l < m->n_layers; l++)
-            if (!m->null->present[l])
-                return olmoe_errorf("the null distribution has no fit for layer %d", l);
+            for (int e = 0; e < (m->null->n_experts ? E : 1); e++)
+                if (!m->null->present[olmoe_kde_cdf_slot(m->null, l, e)])
+                    return olmoe_errorf("the null distribution has no fit for layer %d%s", l,
+                                        m->null->n_experts ? " (an expert of it)" : "");
     } else if (p->pvalue == OLMOE_PVALUE_EMPIRICAL) {
         if (!m->emp || !m->emp->sorted)
             return olmoe_errorf("pvalue=empirical needs the trace's logits (built by the caller)");
@@ -189,16 +194,27 @@ int olmoe_policy_bind(olmoe_policy *p, const olmoe_policy_model *m) {
     return 0;
 }
 
-int olmoe_policy_route(void *policy, int layer, const float *logits, int E, int *experts,
-                       float *weights) {
+int olmoe_policy_route_at(void *policy, int layer, int64_t pos, const float *logits, int E,
+                          int *experts, float *weights) {
     const olmoe_policy *pol = policy;
     if (!pol->bound || E != pol->model.n_experts || layer < 0 || layer >= pol->model.n_layers)
         return -1;
+    if (pol->family->route_at) return pol->family->route_at(pol, layer, pos, logits, E, experts, weights);
     return pol->family->route(pol, layer, logits, E, experts, weights);
+}
+
+int olmoe_policy_route(void *policy, int layer, const float *logits, int E, int *experts,
+                       float *weights) {
+    return olmoe_policy_route_at(policy, layer, -1, logits, E, experts, weights);
+}
+
+void olmoe_policy_free(olmoe_policy *p) {
+    olmoe_policy_free_routing(p);
 }
 
 int olmoe_policy_max_experts(const olmoe_policy *p) {
     double k = p->param[OLMOE_PARAM_K], mk = p->param[OLMOE_PARAM_MAX_K];
+    if (p->family && p->family->route_at) return p->bound ? p->max_k : OLMOE_POLICY_MAX_E;
     if (!isnan(mk)) return (int)mk;
     if (!isnan(k)) return (int)k;
     return p->bound ? p->model.n_experts : OLMOE_POLICY_MAX_E;

@@ -21,7 +21,10 @@ void olmoe_policy_softmax(const float *r, int E, float T, float *p) {
         if (p[e] > m) m = p[e];
     float s = 0.0f;
     for (int e = 0; e < E; e++) {
-        p[e] = expf(p[e] - m);
+        /* exp in double, rounded once to fp32: correctly rounded but for
+         * ~1 in 10^8 arguments, so any libm and the GPU give the same bits
+         * (glibc's expf differs from it in ~1 in 10^4 arguments) */
+        p[e] = (float)exp((double)(p[e] - m));
         s += p[e];
     }
     for (int e = 0; e < E; e++) p[e] = p[e] / s;
@@ -117,7 +120,7 @@ void olmoe_policy_put_weights(const olmoe_policy *pol, const float *p, const int
  * different x give the same p (then the p-tie goes to the lower index). Equal
  * x give equal p, so exact ties are safe; two x that differ by more than
  * 1e-4 (1 + |x - max x|), with x - max x > -80 (no underflow of e^(x - max)),
- * give distinct p in the same order: expf and the division each err by
+ * give distinct p in the same order: the rounded exp and the division each err by
  * under 2^-23 relative, far below the e^(1e-4) ratio. When every adjacent
  * pair among the K + 1 best by x passes, the K best by x, in order, are the K
  * best by p; otherwise the caller computes p. Returns 1 on success. */

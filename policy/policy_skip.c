@@ -8,7 +8,7 @@
  * exp((r_(k) - r_(1)) / T), the median is taken over the logit gaps, which
  * do not depend on T, and mapped through exp(. / T), which keeps the order.
  * Bind reads the trace (any on-disk dtype, as float32), so the policy works
- * wherever policies are bound, given the trace's path (--calibrate). */
+ * wherever policies are bound, given the trace's path (--beta-trace). */
 #include "common.h"
 #include "policy.h"
 #include "policy_internal.h"
@@ -141,7 +141,7 @@ int olmoe_policy_bind_skip(olmoe_policy *p) {
         return olmoe_errorf("beta=median handles at most %d layers, the model has %d",
                             OLMOE_POLICY_MAX_LAYERS, p->model.n_layers);
     if (!p->calib_path)
-        return olmoe_errorf("beta=median needs a calibration trace (--calibrate TRACE; the trace "
+        return olmoe_errorf("beta=median needs a calibration trace (--beta-trace TRACE; the trace "
                             "itself will do)");
     /* a second bind (with the real nulls) does not read the trace again */
     if (!(p->calib_done == p->calib_path && p->calib_k == p->max_k && p->calib_T == p->T)) {

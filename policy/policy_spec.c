@@ -132,6 +132,36 @@ static const char *read_atom(const char *s, char *buf, size_t n) {
     return s + len;
 }
 
+/* file(path=...,sum=...): the text up to the next ',' or ')' (a path with
+ * those characters cannot be named here), spaces trimmed; sum is 12
+ * lower-case hex digits */
+static int read_text(olmoe_policy_spec *sp, const char *name, const char **at, int is_sum) {
+    const char *key = is_sum ? "sum" : "path";
+    char *dst = is_sum ? sp->sum : sp->path;
+    size_t cap = is_sum ? sizeof sp->sum : sizeof sp->path - 64;
+    const char *s = skip_ws(*at + strlen(key));
+    if (dst[0]) return olmoe_errorf("%s: %s given twice", name, key);
+    if (*s != '=') return olmoe_errorf("%s: expected '=' after %s", name, key);
+    s = skip_ws(s + 1);
+    size_t len = strcspn(s, ",)");
+    while (len && isspace((unsigned char)s[len - 1])) len--;
+    if (len == 0) return olmoe_errorf("%s: %s= needs a value", name, key);
+    if (len >= cap) return olmoe_errorf("%s: %s '%.20s...' is too long", name, key, s);
+    memcpy(dst, s, len);
+    dst[len] = '\0';
+    if (is_sum && (len != 12 || strspn(dst, "0123456789abcdef") != 12))
+        return olmoe_errorf("%s: sum '%s' is not 12 lower-case hex digits", name, dst);
+    s = skip_ws(s + len);
+    if (*s == ',') {
+        s = skip_ws(s + 1);
+        if (*s == ')') return olmoe_errorf("%s: expected a parameter after ','", name);
+    } else if (*s != ')') {
+        return olmoe_errorf("%s: expected ',' or ')' at '%.20s'", name, s);
+    }
+    *at = s;
+    return 0;
+}
+
 int olmoe_policy_spec_add_values(olmoe_policy_spec *sp, int slot, const char *list, int form) {
     int braces = form == OLMOE_VALUES_SET;
     olmoe_param_id id = sp->family->params[slot].id;
@@ -190,6 +220,11 @@ int olmoe_policy_spec_parse(const char *text, olmoe_policy_spec *sp) {
             size_t pl = 0;
             while (isalnum((unsigned char)s[pl]) || s[pl] == '_' || s[pl] == '-') pl++;
             if (pl == 0) return olmoe_errorf("%s: expected a parameter name at '%.20s'", name, s);
+            if (sp->family->route_at && ((pl == 4 && strncmp(s, "path", 4) == 0) ||
+                                         (pl == 3 && strncmp(s, "sum", 3) == 0))) {
+                if (read_text(sp, name, &s, pl == 3) != 0) return -1;
+                continue;
+            }
             int slot = find_param(sp->family, s, pl);
             if (slot < 0) {
                 char ps[256];
@@ -225,6 +260,12 @@ static int make_id(olmoe_policy *p) {
     char buf[OLMOE_POLICY_ID_MAX + 64];
     size_t at = (size_t)snprintf(buf, sizeof buf, "%s(", f->name);
     int first = 1;
+    if (p->path[0]) { /* bound: the file's name and checksum (no '/': ids name HDF5 groups) */
+        const char *base = strrchr(p->path, '/');
+        at += (size_t)snprintf(buf + at, sizeof buf - at, "path=%s", p->routing && base ? base + 1 : p->path);
+        if (p->sum[0]) at += (size_t)snprintf(buf + at, sizeof buf - at, ",sum=%s", p->sum);
+        first = 0;
+    }
     for (int i = 0; i < f->n_params; i++) {
         const olmoe_family_param *fp = &f->params[i];
         const olmoe_param_info *pi = &olmoe_param_table[fp->id];
@@ -274,6 +315,10 @@ static int make_policy(const olmoe_policy_spec *sp, const int *choice, olmoe_pol
             p->param[fp->id] = fp->def;
         }
     }
+    if (f->route_at && !sp->path[0])
+        return olmoe_errorf("%s needs path (e.g. %s(path=routing.h5))", f->name, f->name);
+    memcpy(p->path, sp->path, sizeof p->path);
+    memcpy(p->sum, sp->sum, sizeof p->sum);
     if (make_id(p) != 0) return -1;
     if (f->check && f->check(p) != 0) return olmoe_error_prefix("%s", p->id);
     return 0;
@@ -356,6 +401,7 @@ int olmoe_policy_set_add_spec(olmoe_policy_set *set, const char *spec, const cha
 }
 
 void olmoe_policy_set_free(olmoe_policy_set *set) {
+    for (int i = 0; i < set->n; i++) olmoe_policy_free(&set->items[i]);
     free(set->items);
     memset(set, 0, sizeof *set);
 }

@@ -430,7 +430,7 @@ static void test_errors(void) {
     CHECK(olmoe_analyze_src_open(path_a, &o3) == NULL, "backwards range refused");
     olmoe_analyze_opts o4 = {.policy = "bh(alpha=0.1)"};
     CHECK(olmoe_analyze_src_open(path_a, &o4) == NULL, "kde policy without a null refused");
-    CHECK(strstr(olmoe_error(), "--null") != NULL, "message: %s", olmoe_error());
+    CHECK(strstr(olmoe_error(), "--kde") != NULL, "message: %s", olmoe_error());
     olmoe_analyze_opts o5 = {.policy = "topk(k=9)"};
     CHECK(olmoe_analyze_src_open(path_a, &o5) == NULL, "k > E refused");
     olmoe_analyze_opts o6 = {.policy = "nonsense"};

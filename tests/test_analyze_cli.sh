@@ -98,14 +98,31 @@ fi
 usage_fail out_and_in_trace 'choose one' "$A" coactivation "$T/a.h5" --out "$T/x.h5" --in-trace
 
 # ---- policies needing more ----
-expect_fail kde_needs_null 'give --null' "$A" coactivation "$T/a.h5" --policy 'bh(alpha=0.1)'
+expect_fail kde_needs_null 'give --kde' "$A" coactivation "$T/a.h5" --policy 'bh(alpha=0.1)'
 if "$OLMOE_BIN/olmoe-kde" fit "$T/a.h5" --out "$T/null.h5" --quiet 2>"$T/err"; then
-    "$A" coactivation "$T/a.h5" --policy 'bh(alpha=0.1,max_k=4)' --null "$T/null.h5" >"$T/out" 2>"$T/err"
+    # the policy options of olmoe-replay: shorthand flags and --kde
+    "$A" coactivation "$T/a.h5" --policy bh --alpha 0.1 --max-k 4 --kde "$T/null.h5" >"$T/out" 2>"$T/err"
     check kde_policy_runs grep -q 'policy bh(alpha=0.1,max_k=4,min_k=1,T=1,pvalue=kde' "$T/out"
+    # --null: the old name, still taken, with a note
+    "$A" coactivation "$T/a.h5" --policy 'bh(alpha=0.1,max_k=4)' --null "$T/null.h5" >"$T/out2" 2>"$T/err"
+    check null_alias_same cmp -s "$T/out" "$T/out2"
+    check null_alias_deprecated grep -q 'deprecated' "$T/err"
 else
     fail kde_policy_runs "olmoe-kde fit: $(cat "$T/err")"
 fi
-expect_fail kde_null_wrong 'not a null distribution' "$A" coactivation "$T/a.h5" --policy 'bh(alpha=0.1)' --null "$T/a.h5"
+expect_fail kde_null_wrong 'not a null distribution' "$A" coactivation "$T/a.h5" --policy 'bh(alpha=0.1)' --kde "$T/a.h5"
+expect_fail alpha_needs_policy 'go with --policy' "$A" coactivation "$T/a.h5" --alpha 0.1
+expect_fail one_policy 'one policy' "$A" coactivation "$T/a.h5" --policy bh --alpha 0.1,0.2 --kde "$T/a.h5"
+
+# ---- the stored command is the one given: subcommand included ----
+if command -v h5dump >/dev/null 2>&1; then
+    cp "$T/a.h5" "$T/rc.h5"
+    "$A" coactivation "$T/rc.h5" --top 3 --in-trace --quiet 2>/dev/null
+    "$A" flow "$T/rc.h5" --top 3 --in-trace --quiet 2>/dev/null
+    h5dump -A "$T/rc.results.h5" >"$T/rc.dump" 2>/dev/null
+    check command_has_subcommand sh -c "grep -q '\"[^\"]*olmoe-analyze coactivation [^\"]*rc.h5 --top 3' '$T/rc.dump' &&
+                                        grep -q '\"[^\"]*olmoe-analyze flow [^\"]*rc.h5 --top 3' '$T/rc.dump'"
+fi
 expect_fail bad_policy 'policy' "$A" coactivation "$T/a.h5" --policy 'nope(k=1)'
 
 # ---- memory does not grow with the trace ----
@@ -125,3 +142,10 @@ for cmd in coactivation "specialization --by group" "specialization --by token -
         fail "$name" "peak ${m1:-?} MiB at 10000 tokens, ${m2:-?} MiB at 40000"
     fi
 done
+
+# ---- --top bounds every list; an empty top list says why ----
+"$A" specialization "$T/a.h5" --by token --top 3 --min-count 1 >"$T/st" 2>/dev/null
+nl=$(awk '/^layer +top_share/ { on = 1; next } on && /^$/ { exit } on { n++ } END { print n }' "$T/st")
+check spec_token_top_lines test "$(grep -c '^ *[0-9][0-9]* *[0-9][0-9]*:' "$T/st")" -eq $((3 * nl))
+"$A" coactivation "$T/a.h5" --min-count 1000000000 >"$T/co_empty" 2>/dev/null
+check empty_pairs_say_why grep -q '^(none: no expert i was selected 1000000000 times' "$T/co_empty"

@@ -71,7 +71,7 @@ dtype_mismatch | | model tiny-1layer; swap $M/model.safetensors '"F32"' '"F16"' 
 unsupported_dtype | | model tiny-1layer; swap $M/model.safetensors '"F32"' '"I32"' | capture --model $M --tokens $TOK --out $O --ctx 64 --quiet | model\.safetensors: tensor '[^']+' has dtype I32
 shape_mismatch_config | | model tiny-1layer; swap $M/config.json '"hidden_size": 64' '"hidden_size": 32' | capture --model $M --tokens $TOK --out $O --ctx 64 --quiet | model\.safetensors: tensor '[^']+' has shape \[[0-9, ]+\], config says \[[0-9, ]+\]
 missing_tensor | | model tiny-1layer; swap $M/model.safetensors 'model.norm.weight' 'model.norm.weighX' | capture --model $M --tokens $TOK --out $O --ctx 64 --quiet | model\.safetensors: missing tensor 'model\.norm\.weight'
-wrong_model_type | | model tiny-1layer; swap $M/config.json '"olmoe"' '"llama"' | capture --model $M --tokens $TOK --out $O --ctx 64 --quiet | config\.json: model_type is "llama"
+wrong_model_type | | model tiny-1layer; swap $M/config.json '"olmoe"' '"llama"' | capture --model $M --tokens $TOK --out $O --ctx 64 --quiet | config\.json: model_type "llama" is not supported
 config_not_json | | model tiny-1layer; printf '{"model_type": ' >$M/config.json | capture --model $M --tokens $TOK --out $O --ctx 64 --quiet | config\.json: bad JSON at line 1
 config_missing | | model tiny-1layer; rm $M/config.json | capture --model $M --tokens $TOK --out $O --ctx 64 --quiet | config\.json: No such file or directory
 missing_shard | | model tiny-bf16-sharded; rm $M/model-00003-of-00007.safetensors | capture --model $M --tokens $TOK --out $O --ctx 64 --quiet | model-00003-of-00007\.safetensors: No such file or directory

@@ -38,7 +38,7 @@ expect_fail exists "already exists (use --force" "$CAP" --model "$T/model" --tok
 check force_overwrites sh -c "'$CAP' --model '$T/model' --tokens '$T/tok.txt' --ctx 8 --out '$T/run.h5' --force --quiet >/dev/null"
 
 O="$T/out.h5"
-expect_fail missing_model "nope: No such file or directory" "$CAP" --model "$T/nope" --tokens "$T/tok.txt" --out "$O"
+expect_fail missing_model "nope: no such directory" "$CAP" --model "$T/nope" --tokens "$T/tok.txt" --out "$O"
 check missing_model_no_output no_output
 mkdir "$T/empty"
 cp "$T/model/config.json" "$T/empty/"

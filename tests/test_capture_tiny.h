@@ -1,6 +1,7 @@
-/* test_capture_tiny.h: writes tiny random OLMoE checkpoints (config.json +
- * safetensors, hub or fused expert layout, F32/BF16/F16, optionally sharded
- * with an index) for the loader and forward tests, keeping the weights (as
+/* test_capture_tiny.h: writes tiny random checkpoints of OLMoE, Qwen3-MoE,
+ * Mixtral or Qwen2-MoE (config.json + safetensors, hub or fused expert layout,
+ * F32/BF16/F16, optionally sharded with an index; Qwen's dense layers, Qwen2's
+ * q/k/v biases and shared expert) for the loader and forward tests, keeping the weights (as
  * rounded to the stored dtype) so a test can compute with them independently.
  *
  *   tt_cfg c = tt_default_cfg();
@@ -37,7 +38,14 @@ typedef struct {
     double eps, theta, clip; /* clip 0 = null */
     int norm, tie, fused, shards, dtype;
     int rope_params; /* theta under rope_parameters (transformers v5 style) */
+    int arch;        /* TT_OLMOE, TT_QWEN3, TT_MIXTRAL, TT_QWEN2 (model.h's order) */
+    unsigned dense;  /* bit l: layer l is dense (Qwen's mlp_only_layers) */
+    int DI, SI;      /* dense MLP and shared expert widths (Qwen) */
 } tt_cfg;
+
+enum { TT_OLMOE = 0, TT_QWEN3 = 1, TT_MIXTRAL = 2, TT_QWEN2 = 3 };
+static const char *const tt_arch_names[] = {"olmoe", "qwen3_moe", "mixtral", "qwen2_moe"};
+#define TT_DENSE(c, l) ((c)->dense >> (l) & 1u)
 
 static inline tt_cfg tt_default_cfg(void) {
     tt_cfg c = {.V = 97, .D = 32, .I = 24, .L = 2, .H = 4, .KVH = 4, .hd = 8, .E = 8, .k = 2,
@@ -48,7 +56,10 @@ static inline tt_cfg tt_default_cfg(void) {
 
 typedef struct {
     float *input_norm, *wq, *wk, *wv, *wo, *q_norm, *k_norm, *post_norm, *router;
-    float **gate, **up, **down; /* [E] of [I, D], [I, D], [D, I] */
+    float **gate, **up, **down; /* [E] of [I, D], [I, D], [D, I]; NULL in a dense layer */
+    float *q_bias, *k_bias, *v_bias;  /* Qwen2-MoE, else NULL */
+    float *mlp_gate, *mlp_up, *mlp_down; /* the dense MLP or the shared expert, else NULL */
+    float *shared_gate;               /* [D] Qwen2-MoE's sigmoid gate, else NULL */
 } tt_layer;
 
 typedef struct {
@@ -108,9 +119,27 @@ static inline void tt_model_make(tt_model *m, const tt_cfg *c, uint64_t seed) {
         L->wk = tt_rand(KD * D, 0, sd, t);
         L->wv = tt_rand(KD * D, 0, sd, t);
         L->wo = tt_rand(D * QD, 0, 1.7 / sqrt((double)QD), t);
-        L->q_norm = tt_rand(QD, 1, 0.3, t);
-        L->k_norm = tt_rand(KD, 1, 0.3, t);
+        int qwen = c->arch == TT_QWEN3 || c->arch == TT_QWEN2;
+        if (c->arch == TT_OLMOE) {
+            L->q_norm = tt_rand(QD, 1, 0.3, t);
+            L->k_norm = tt_rand(KD, 1, 0.3, t);
+        } else if (c->arch == TT_QWEN3) { /* one weight per head dimension, shared by the heads */
+            L->q_norm = tt_rand(c->hd, 1, 0.3, t);
+            L->k_norm = tt_rand(c->hd, 1, 0.3, t);
+        }
+        if (c->arch == TT_QWEN2) {
+            L->q_bias = tt_rand(QD, 0, 0.5, t);
+            L->k_bias = tt_rand(KD, 0, 0.5, t);
+            L->v_bias = tt_rand(KD, 0, 0.5, t);
+        }
         L->post_norm = tt_rand(D, 1, 0.3, t);
+        if (qwen && TT_DENSE(c, l)) {
+            size_t F = c->DI;
+            L->mlp_gate = tt_rand(F * D, 0, sd, t);
+            L->mlp_up = tt_rand(F * D, 0, sd, t);
+            L->mlp_down = tt_rand(D * F, 0, 1.7 / sqrt((double)F), t);
+            continue;
+        }
         L->router = tt_rand((size_t)c->E * D, 0, 3.0 / sqrt((double)D), t);
         L->gate = xcalloc(c->E, sizeof *L->gate);
         L->up = xcalloc(c->E, sizeof *L->up);
@@ -120,6 +149,13 @@ static inline void tt_model_make(tt_model *m, const tt_cfg *c, uint64_t seed) {
             L->up[e] = tt_rand(I * D, 0, sd, t);
             L->down[e] = tt_rand(D * I, 0, 1.7 / sqrt((double)I), t);
         }
+        if (c->arch == TT_QWEN2) {
+            size_t F = c->SI;
+            L->mlp_gate = tt_rand(F * D, 0, sd, t);
+            L->mlp_up = tt_rand(F * D, 0, sd, t);
+            L->mlp_down = tt_rand(D * F, 0, 1.7 / sqrt((double)F), t);
+            L->shared_gate = tt_rand(D, 0, 3.0 / sqrt((double)D), t);
+        }
     }
 }
 
@@ -128,8 +164,10 @@ static inline void tt_model_free(tt_model *m) {
         tt_layer *L = &m->layers[l];
         free(L->input_norm), free(L->wq), free(L->wk), free(L->wv), free(L->wo);
         free(L->q_norm), free(L->k_norm), free(L->post_norm), free(L->router);
-        for (int e = 0; e < m->c.E; e++) free(L->gate[e]), free(L->up[e]), free(L->down[e]);
+        for (int e = 0; L->gate && e < m->c.E; e++) free(L->gate[e]), free(L->up[e]), free(L->down[e]);
         free(L->gate), free(L->up), free(L->down);
+        free(L->q_bias), free(L->k_bias), free(L->v_bias);
+        free(L->mlp_gate), free(L->mlp_up), free(L->mlp_down), free(L->shared_gate);
     }
     free(m->layers);
     if (m->lm_head != m->embed) free(m->lm_head);
@@ -222,15 +260,33 @@ static inline void tt_write_text(const char *path, const char *text) {
 
 static inline void tt_write_config(const tt_model *m, const char *dir) {
     const tt_cfg *c = &m->c;
-    json_t *j = json_pack("{s:s, s:[s], s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:b, s:b, s:i, s:s}",
-                          "model_type", "olmoe", "architectures", "OlmoeForCausalLM", "vocab_size", c->V,
+    json_t *j = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:b, s:i, s:s}",
+                          "model_type", tt_arch_names[c->arch], "vocab_size", c->V,
                           "hidden_size", c->D, "intermediate_size", c->I, "num_hidden_layers", c->L,
-                          "num_attention_heads", c->H, "num_key_value_heads", c->KVH, "num_experts",
-                          c->E, "num_experts_per_tok", c->k, "rms_norm_eps", c->eps, "norm_topk_prob",
-                          c->norm, "tie_word_embeddings", c->tie, "max_position_embeddings", 4096,
+                          "num_attention_heads", c->H, "num_key_value_heads", c->KVH,
+                          "num_experts_per_tok", c->k, "rms_norm_eps", c->eps,
+                          "tie_word_embeddings", c->tie, "max_position_embeddings", 4096,
                           "hidden_act", "silu");
+    json_object_set_new(j, c->arch == TT_MIXTRAL ? "num_local_experts" : "num_experts", json_integer(c->E));
+    if (c->arch != TT_MIXTRAL) json_object_set_new(j, "norm_topk_prob", json_boolean(c->norm));
+    if (c->arch == TT_QWEN3 || c->arch == TT_QWEN2) {
+        json_t *only = json_array();
+        for (int l = 0; l < c->L; l++)
+            if (TT_DENSE(c, l)) json_array_append_new(only, json_integer(l));
+        json_object_set_new(j, "mlp_only_layers", only);
+        json_object_set_new(j, "decoder_sparse_step", json_integer(1));
+        json_object_set_new(j, "moe_intermediate_size", json_integer(c->I));
+        json_object_set_new(j, "intermediate_size", json_integer(c->DI ? c->DI : 4 * c->I));
+        json_object_set_new(j, "use_sliding_window", json_false());
+    }
+    if (c->arch == TT_QWEN2) {
+        json_object_set_new(j, "shared_expert_intermediate_size", json_integer(c->SI));
+        json_object_set_new(j, "qkv_bias", json_true());
+    }
+    if (c->arch == TT_MIXTRAL) json_object_set_new(j, "sliding_window", json_null());
     if (c->hd != c->D / c->H) json_object_set_new(j, "head_dim", json_integer(c->hd));
-    json_object_set_new(j, "clip_qkv", c->clip > 0 ? json_real(c->clip) : json_null());
+    if (c->arch == TT_OLMOE)
+        json_object_set_new(j, "clip_qkv", c->clip > 0 ? json_real(c->clip) : json_null());
     if (c->rope_params)
         json_object_set_new(j, "rope_parameters",
                             json_pack("{s:f, s:s}", "rope_theta", c->theta, "rope_type", "default"));
@@ -245,7 +301,7 @@ static inline void tt_write_config(const tt_model *m, const char *dir) {
 /* every tensor of the model in checkpoint form; *n set; caller frees (data borrowed) */
 static inline tt_tensor *tt_model_tensors(const tt_model *m, int *n_out) {
     const tt_cfg *c = &m->c;
-    int cap = 8 + c->L * (12 + 3 * c->E), n = 0;
+    int cap = 8 + c->L * (20 + 3 * c->E), n = 0;
     tt_tensor *ts = xcalloc(cap, sizeof *ts);
     int64_t V = c->V, D = c->D, I = c->I, E = c->E, QD = (int64_t)c->H * c->hd, KD = (int64_t)c->KVH * c->hd;
 #define TT_ADD(nd, s0, s1, s2, ptr, ...)                                              \
@@ -264,10 +320,29 @@ static inline tt_tensor *tt_model_tensors(const tt_model *m, int *n_out) {
         TT_ADD(2, KD, D, 0, L->wk, "%s.%d.self_attn.k_proj.weight", p, l);
         TT_ADD(2, KD, D, 0, L->wv, "%s.%d.self_attn.v_proj.weight", p, l);
         TT_ADD(2, D, QD, 0, L->wo, "%s.%d.self_attn.o_proj.weight", p, l);
-        TT_ADD(1, QD, 0, 0, L->q_norm, "%s.%d.self_attn.q_norm.weight", p, l);
-        TT_ADD(1, KD, 0, 0, L->k_norm, "%s.%d.self_attn.k_norm.weight", p, l);
+        int64_t NQ = c->arch == TT_QWEN3 ? c->hd : QD, NK = c->arch == TT_QWEN3 ? c->hd : KD;
+        if (L->q_norm) TT_ADD(1, NQ, 0, 0, L->q_norm, "%s.%d.self_attn.q_norm.weight", p, l);
+        if (L->k_norm) TT_ADD(1, NK, 0, 0, L->k_norm, "%s.%d.self_attn.k_norm.weight", p, l);
+        if (L->q_bias) {
+            TT_ADD(1, QD, 0, 0, L->q_bias, "%s.%d.self_attn.q_proj.bias", p, l);
+            TT_ADD(1, KD, 0, 0, L->k_bias, "%s.%d.self_attn.k_proj.bias", p, l);
+            TT_ADD(1, KD, 0, 0, L->v_bias, "%s.%d.self_attn.v_proj.bias", p, l);
+        }
         TT_ADD(1, D, 0, 0, L->post_norm, "%s.%d.post_attention_layernorm.weight", p, l);
-        TT_ADD(2, E, D, 0, L->router, "%s.%d.mlp.gate.weight", p, l);
+        /* Mixtral's hub layout names the block block_sparse_moe and its experts w1, w3, w2 */
+        int mx = c->arch == TT_MIXTRAL;
+        const char *blk = mx && !c->fused ? "block_sparse_moe" : "mlp";
+        const char *gn = mx ? "w1" : "gate_proj", *un = mx ? "w3" : "up_proj", *dn_ = mx ? "w2" : "down_proj";
+        if (L->mlp_gate) { /* the dense MLP, or the shared expert */
+            int64_t F = L->router ? c->SI : c->DI;
+            const char *sub = L->router ? ".shared_expert" : "";
+            TT_ADD(2, F, D, 0, L->mlp_gate, "%s.%d.mlp%s.gate_proj.weight", p, l, sub);
+            TT_ADD(2, F, D, 0, L->mlp_up, "%s.%d.mlp%s.up_proj.weight", p, l, sub);
+            TT_ADD(2, D, F, 0, L->mlp_down, "%s.%d.mlp%s.down_proj.weight", p, l, sub);
+        }
+        if (L->shared_gate) TT_ADD(2, 1, D, 0, L->shared_gate, "%s.%d.mlp.shared_expert_gate.weight", p, l);
+        if (!L->router) continue;
+        TT_ADD(2, E, D, 0, L->router, "%s.%d.%s.gate.weight", p, l, blk);
         if (c->fused) {
             /* gate rows [0, I) then up rows [I, 2I) per expert */
             float *gu = xmalloc((size_t)E * 2 * I * D * sizeof *gu), *dn = xmalloc((size_t)E * D * I * sizeof *dn);
@@ -280,9 +355,9 @@ static inline tt_tensor *tt_model_tensors(const tt_model *m, int *n_out) {
             TT_ADD(3, E, D, I, dn, "%s.%d.mlp.experts.down_proj", p, l);
         } else {
             for (int e = 0; e < E; e++) {
-                TT_ADD(2, I, D, 0, L->gate[e], "%s.%d.mlp.experts.%d.gate_proj.weight", p, l, e);
-                TT_ADD(2, I, D, 0, L->up[e], "%s.%d.mlp.experts.%d.up_proj.weight", p, l, e);
-                TT_ADD(2, D, I, 0, L->down[e], "%s.%d.mlp.experts.%d.down_proj.weight", p, l, e);
+                TT_ADD(2, I, D, 0, L->gate[e], "%s.%d.%s.experts.%d.%s.weight", p, l, blk, e, gn);
+                TT_ADD(2, I, D, 0, L->up[e], "%s.%d.%s.experts.%d.%s.weight", p, l, blk, e, un);
+                TT_ADD(2, D, I, 0, L->down[e], "%s.%d.%s.experts.%d.%s.weight", p, l, blk, e, dn_);
             }
         }
     }

@@ -9,6 +9,7 @@
 #include "test_tokenizer_util.h"
 
 #include <hdf5.h>
+#include <jansson.h>
 #include <hdf5_hl.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -159,6 +160,10 @@ static void test_errors(void) {
     /* the offset is the file's: line 2 starts at byte 4 */
     expect_error(t, "u.txt", "a b\nyy\xC3(\n", 8, lines, ":2: invalid UTF-8 at byte 6");
     expect_error(t, "u2.txt", "a b\nyy\xC3(\n", 8, text, ": invalid UTF-8 at byte 6");
+    /* read in pieces: the offset is still the file's */
+    olmoe_corpus_opts small = text;
+    small.piece_bytes = 4;
+    expect_error(t, "u3.txt", "a b a b a b a\xC3(b", 15, small, ": invalid UTF-8 at byte 13");
     expect_error(t, "e.txt", "\n \n", 3, lines, ": no text");
     expect_error(t, "e2.txt", "", 0, text, ": no text");
     const char *j1 = "{\"text\": \"a\"}\n{\"text\": \"a\",}\n";
@@ -174,7 +179,7 @@ static void test_errors(void) {
     const char *j6 = "{\"text\": \"a\", \"g\": null}\n";
     expect_error(t, "j6.jsonl", j6, strlen(j6), jg, ":1: field 'g' is not a string");
     const char *j7 = "{\"text\": \"a\xFF\"}\n";
-    expect_error(t, "j7.jsonl", j7, strlen(j7), jl, ":1: invalid JSON: ");
+    expect_error(t, "j7.jsonl", j7, strlen(j7), jl, ":1: invalid UTF-8 at byte 11");
     const char *j8 = "{\"text\": \"a\"} {}\n";
     expect_error(t, "j8.jsonl", j8, strlen(j8), jl, ":1: invalid JSON: ");
     olmoe_corpus_opts lg = lines;
@@ -189,6 +194,64 @@ static void test_errors(void) {
     CHECK(olmoe_corpus_parse_format("jsonl", &f) == 0 && f == OLMOE_CORPUS_JSONL, "jsonl");
     CHECK(olmoe_corpus_parse_format("csv", &f) == -1 && strstr(olmoe_error(), "'csv'"), "csv");
     olmoe_tokenizer_close(t);
+}
+
+/* The text format reads and tokenizes a piece at a time: the Brown test
+ * split as one text, its documents joined by <|endoftext|> (an added token,
+ * cut out before pre-tokenization, so HF's ids are each document's ids and
+ * EOS), read in pieces small enough to be cut thousands of times (and cut
+ * inside multi-byte characters), gives HF's stream exactly; with
+ * max_tokens it stops reading long before the end of the file. */
+static void test_text_pieces_vs_hf(const int *want, int64_t n_want) {
+    FILE *f = fopen("data/brown-test.jsonl", "rb");
+    CHECK(f != NULL, "data/brown-test.jsonl");
+    if (!f) return;
+    size_t cap = 1 << 20, len = 0;
+    char *all = malloc(cap), *line = NULL;
+    size_t lcap = 0;
+    ssize_t got;
+    while ((got = getline(&line, &lcap, f)) > 0) {
+        json_t *o = json_loadb(line, (size_t)got, 0, NULL), *t = o ? json_object_get(o, "text") : NULL;
+        size_t n = t ? json_string_length(t) : 0;
+        if (n) {
+            while (len + n + 16 > cap) all = realloc(all, cap *= 2);
+            if (len) memcpy(all + len, "<|endoftext|>", 13), len += 13;
+            memcpy(all + len, json_string_value(t), n);
+            len += n;
+        }
+        json_decref(o);
+    }
+    free(line);
+    fclose(f);
+    const char *p = write_tmp("brown.txt", all, len);
+    free(all);
+    olmoe_tokenizer *tok;
+    CHECK(olmoe_tokenizer_open("models/olmoe-brown/tokenizer.json", &tok) == 0, "%s", olmoe_error());
+    if (!tok) return;
+    static const size_t pieces[] = {0, 4096, 1000, 37};
+    for (size_t k = 0; k < sizeof pieces / sizeof pieces[0]; k++) {
+        olmoe_corpus_opts o = {.format = OLMOE_CORPUS_TEXT, .eos_id = 0, .piece_bytes = pieces[k]};
+        olmoe_token_stream s;
+        CHECK(olmoe_corpus_read(p, tok, &o, &s) == 0, "%s", olmoe_error());
+        int64_t diff = -1;
+        for (int64_t i = 0; i < s.n_tokens && i < n_want && diff < 0; i++)
+            if (s.tokens[i] != want[i]) diff = i;
+        CHECK(s.n_tokens == n_want && diff < 0 && s.n_docs == 1,
+              "pieces of %zu: %lld tokens, HF %lld; first difference at %lld", pieces[k],
+              (long long)s.n_tokens, (long long)n_want, (long long)diff);
+        CHECK(s.input_bytes == (int64_t)len, "all %zu bytes consumed, not %lld", len,
+              (long long)s.input_bytes);
+        olmoe_token_stream_free(&s);
+        o.max_tokens = 1000;
+        CHECK(olmoe_corpus_read(p, tok, &o, &s) == 0, "%s", olmoe_error());
+        CHECK(s.n_tokens == 1000 && memcmp(s.tokens, want, 1000 * sizeof *want) == 0,
+              "pieces of %zu, max_tokens 1000: HF's first 1000", pieces[k]);
+        CHECK(s.input_bytes < (int64_t)len / 4 || pieces[k] == 0,
+              "pieces of %zu: stops reading at max_tokens (%lld of %zu bytes)", pieces[k],
+              (long long)s.input_bytes, len);
+        olmoe_token_stream_free(&s);
+    }
+    olmoe_tokenizer_close(tok);
 }
 
 /* HF's stream of the Brown test split (each document's HF tokens, then
@@ -232,6 +295,7 @@ static void test_brown_vs_hf(void) {
         fprintf(stderr, "  brown test split: %lld tokens, %lld documents, %d genres\n",
                 (long long)s.n_tokens, (long long)s.n_docs, s.n_groups);
         olmoe_token_stream_free(&s);
+        test_text_pieces_vs_hf(want, (int64_t)n);
     }
     free(want);
     /* the model's checks */

@@ -65,6 +65,13 @@ expect_fail group_needs_jsonl "groups need the jsonl format" "$CAP" --model $M -
 printf 'ok\nab\377\n' >"$T/u.txt"
 expect_fail bad_utf8 "u.txt:2: invalid UTF-8 at byte 5" "$CAP" --model $M --input "$T/u.txt" --format lines --out "$O"
 expect_fail missing_input "nope.txt: No such file" "$CAP" --model $M --input "$T/nope.txt" --out "$O"
+# reading stops at the first bad byte and at --max-tokens: an endless input ends at once
+expect_fail urandom_stops_at_bad_byte "/dev/urandom: invalid UTF-8 at byte" timeout 20 "$CAP" --model $M \
+    --input /dev/urandom --format text --max-tokens 1000 --out "$O"
+yes 'The jury said it was good and no one knew why' | timeout 20 "$CAP" --model $M \
+    --input /dev/stdin --format text --max-tokens 1000 --ctx 250 --quiet --out "$T/yes.h5" >"$T/o_yes" 2>&1
+check endless_pipe_stops_at_max_tokens grep -q '^perplexity [0-9.]* over 996 scored tokens (4 windows)' "$T/o_yes"
+rm -f "$T/yes.h5"
 mkdir "$T/notok"
 ln -s "$PWD/$M/config.json" "$PWD/$M/model.safetensors" "$T/notok/"
 expect_fail no_tokenizer "notok/tokenizer.json: No such file" "$CAP" --model "$T/notok" --input "$T/doc.txt" --out "$O"

@@ -100,7 +100,7 @@ expect_fail policy_and_top_k "usage: --policy and --top-k" \
     "$CAP" --model "$BROWN" --prompts "$T/one.txt" --generate 3 --policy 'topk(k=2)' --top-k 2
 expect_fail with_tokens "usage: --generate: --tokens" \
     "$CAP" --model "$BROWN" --prompts "$T/one.txt" --generate 3 --tokens "$T/ids.txt"
-expect_fail kde_alone "usage: --kde and --empirical go with --policy" \
+expect_fail kde_alone "usage: --kde, --empirical and the policy parameters (--alpha, ...) go with --policy" \
     "$CAP" --model "$BROWN" --prompts "$T/one.txt" --generate 3 --kde "$T/null.h5"
 touch "$O"
 expect_fail exists "already exists (use --force" "$CAP" --model "$BROWN" --prompts "$T/one.txt" --generate 3 \

@@ -21,7 +21,7 @@ check show_tokens grep -q '3000 tokens x 64 experts' "$T/show"
 "$B/olmoe-kde" pvalue "$T/null.h5" --layer 1 -1000 1000 >"$T/pv" 2>"$T/err"
 check pvalue_low test "$(sed -n 1p "$T/pv")" = 0.999999881
 check pvalue_high test "$(sed -n 2p "$T/pv")" = 1.00000001e-07
-med=$(awk '$1 == 1 { print $8 }' "$T/show")
+med=$(awk '$1 == 1 { print $9 }' "$T/show")
 "$B/olmoe-kde" pvalue "$T/null.h5" --layer 1 "$med" >"$T/pv" 2>"$T/err"
 check pvalue_median awk '{ exit !($1 > 0.49 && $1 < 0.51) }' "$T/pv"
 
@@ -55,7 +55,36 @@ expect_fail unknown_cmd "unknown command" "$B/olmoe-kde" fits
 check help sh -c "'$B/olmoe-kde' pvalue --help | grep -q 'usage: olmoe-kde pvalue'"
 
 # the man page lists exactly the options the subcommands' --help list
-for c in fit show pvalue; do "$B/olmoe-kde" $c --help; done | grep -o -- '--[a-z][a-z-]*' |
+for c in fit show pvalue check; do "$B/olmoe-kde" $c --help; done | grep -o -- '--[a-z][a-z-]*' |
     grep -v -- '--help' | sort -u >"$T/help_opts"
 grep -o -- '\\-\\-[a-z][a-z\\-]*' man/olmoe-kde.1 | sed 's/\\//g' | sort -u >"$T/man_opts"
 check man_matches_help cmp -s "$T/help_opts" "$T/man_opts"
+
+# ---- check: the null of the fixture trace on its own tokens, CSV and figure ----
+if "$B/olmoe-kde" check "$T/null.h5" "$T/run.h5" --start 10 --csv "$T/check.csv" >"$T/check" 2>"$T/err"; then
+    pass check_runs
+else fail check_runs "$(cat "$T/err")"; fi
+check check_table grep -q '^ *0 *[0-9]* *0\.[0-9]*' "$T/check"
+check check_csv_qq test "$(grep -c '^qq,0,' "$T/check.csv")" -eq 99
+check check_csv_disc test "$(grep -c '^discoveries,0,' "$T/check.csv")" -eq 12
+check check_help sh -c "'$B/olmoe-kde' check --help | grep -q 'usage: olmoe-kde check'"
+expect_fail check_png_needs_csv "give --csv" "$B/olmoe-kde" check "$T/null.h5" "$T/run.h5" --png "$T/x.png"
+
+# ---- --per-expert: a null per layer and expert, each that expert's logits ----
+if "$B/olmoe-kde" fit "$T/run.h5" --per-expert --out "$T/pe.h5" --quiet 2>"$T/err"; then pass per_expert_fit
+else fail per_expert_fit "$(cat "$T/err")"; fi
+"$B/olmoe-kde" show "$T/pe.h5" >"$T/pe_show" 2>"$T/err"
+check per_expert_rows test "$(grep -c '^ *[0-9]' "$T/pe_show")" -eq 192
+# the median of expert e's own logits at layer 1 (from the trace, not from us)
+# has p-value 0.5 under that expert's null
+"$B/olmoe-traces" export "$T/run.h5" --what logits >"$T/logits.csv" 2>"$T/err"
+for e in 3 40; do
+    med=$(awk -F, -v c=$((e + 3)) 'NR > 1 && $2 == 1 { print $c }' "$T/logits.csv" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+    "$B/olmoe-kde" pvalue "$T/pe.h5" --layer 1 --expert $e -- "$med" >"$T/pv" 2>"$T/err"
+    check "per_expert_median_$e" awk '{ exit !($1 > 0.47 && $1 < 0.53) }' "$T/pv"
+done
+expect_fail per_expert_needs_expert "per-expert null: --expert" "$B/olmoe-kde" pvalue "$T/pe.h5" --layer 1 0.5
+expect_fail per_layer_no_expert "one null per layer" "$B/olmoe-kde" pvalue "$T/null.h5" --layer 1 --expert 2 0.5
+# pvalue=kde routes with it
+"$B/olmoe-replay" "$T/run.h5" --mode stats --policy bh --alpha 0.2 --kde "$T/pe.h5" --quiet >"$T/st" 2>"$T/err"
+check per_expert_routes grep -q '^bh(alpha=0.2' "$T/st"

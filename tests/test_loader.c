@@ -369,8 +369,10 @@ static void test_shards(void) {
 }
 
 /* config.json text with one field replaced (or removed when value is NULL) */
-static void config_case(const char *key, const char *value, const char *msg) {
+static void config_case_arch(int arch, const char *key, const char *value, const char *msg) {
     tt_cfg c = tt_default_cfg();
+    c.arch = arch;
+    if (arch == TT_QWEN2) c.SI = 16;
     tt_model tm;
     memset(&tm, 0, sizeof tm);
     tm.c = c;
@@ -393,8 +395,30 @@ static void config_case(const char *key, const char *value, const char *msg) {
     free(d);
 }
 
+static void config_case(const char *key, const char *value, const char *msg) {
+    config_case_arch(TT_OLMOE, key, value, msg);
+}
+
+/* each architecture's parts the engine does not have are refused by name */
+static void test_config_arch(void) {
+    config_case_arch(TT_QWEN3, "use_sliding_window", "true", "use_sliding_window true is not supported");
+    config_case_arch(TT_QWEN3, "attention_bias", "true", "attention_bias true is not supported");
+    config_case_arch(TT_QWEN3, "clip_qkv", "8.0", "clip_qkv is an OLMoE field; qwen3_moe has none");
+    config_case_arch(TT_QWEN3, "mlp_only_layers", "[0, 2]", "mlp_only_layers[1] is not a layer index");
+    config_case_arch(TT_QWEN3, "mlp_only_layers", "[0, 1]", "every layer is dense");
+    config_case_arch(TT_QWEN3, "moe_intermediate_size", NULL, "missing field 'moe_intermediate_size'");
+    config_case_arch(TT_QWEN3, "rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0}",
+                     "rope_scaling.rope_type 'yarn' is not supported");
+    config_case_arch(TT_MIXTRAL, "sliding_window", "4096", "sliding_window is not supported");
+    config_case_arch(TT_MIXTRAL, "num_local_experts", NULL, "missing field 'num_local_experts'");
+    config_case_arch(TT_QWEN2, "shared_expert_intermediate_size", NULL,
+                     "missing field 'shared_expert_intermediate_size'");
+    config_case_arch(TT_QWEN2, "decoder_sparse_step", "0", "field 'decoder_sparse_step' is 0");
+}
+
 static void test_config(void) {
-    config_case("model_type", "\"llama\"", "model_type is \"llama\", this tool runs \"olmoe\" models");
+    config_case("model_type", "\"llama\"",
+                "model_type \"llama\" is not supported (supported: olmoe, qwen3_moe, mixtral, qwen2_moe)");
     config_case("model_type", NULL, "missing field 'model_type'");
     config_case("hidden_size", NULL, "missing field 'hidden_size'");
     config_case("hidden_size", "32.5", "field 'hidden_size' must be an integer");
@@ -445,6 +469,7 @@ int main(void) {
     RUN(test_binding_errors);
     RUN(test_shards);
     RUN(test_config);
+    RUN(test_config_arch);
     tt_rmdir(scratch);
     free(scratch);
     return check_summary();

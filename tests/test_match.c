@@ -15,7 +15,7 @@
 enum { L = 3, E = 32, N = 1500 };
 
 static olmoe_match_data data;
-static olmoe_policy_model model = {L, E, 0, NULL, NULL};
+static olmoe_policy_model model = {L, E, 0, NULL, NULL, NULL, 0};
 static char trace_path[64];
 
 /* mean k of a bound policy over the data, counted with the reference */

@@ -84,10 +84,32 @@ check nothing_left sh -c "! ls '$T' | grep -q partial"
 R "$S" --mode stats --quiet --policy 'threshold(tau=0.05)' --policy 'entropy(scale=0.3,max_k=16)' \
     --policy 'hc(beta=0.5,pvalue=pseudo)' --policy 'skip(beta=0.3)' >"$T/out" 2>"$T/err"
 check stats_families test "$(grep -c '^\(threshold\|entropy\|hc\|skip\)(' "$T/out")" -eq 4
-R "$S" --mode stats --quiet --policy 'skip(beta=median,max_k=8)' --calibrate "$S" >"$T/out" 2>"$T/err"
+R "$S" --mode stats --quiet --policy 'skip(beta=median,max_k=8)' --beta-trace "$S" >"$T/out" 2>"$T/err"
 check stats_median grep -q '^skip(beta=median-[0-9a-f]\{12\},max_k=8,min_k=1,T=1,norm=model) ' "$T/out"
-expect_fail median_needs_calib "needs a calibration trace (--calibrate" R "$S" --mode stats --policy 'skip(beta=median)'
-expect_fail calibrate_unused "--calibrate: no policy given uses it" R "$S" --mode stats --policy topk --calibrate "$S"
+expect_fail median_needs_calib "needs a calibration trace (--beta-trace" R "$S" --mode stats --policy 'skip(beta=median)'
+expect_fail calibrate_unused "--beta-trace: no policy given uses it" R "$S" --mode stats --policy topk --beta-trace "$S"
+# --calibrate is match-k's calibration trace only
+expect_fail calibrate_one_meaning "unknown option '--calibrate'" R "$S" --mode stats --policy 'skip(beta=median)' --calibrate "$S"
+
+# ---- help of match-k, however it is asked for ----
+R --match-k --help >"$T/h1" 2>&1
+check match_k_help_value sh -c "grep -q -- '--families' '$T/h1'"
+R --mode match-k --help >"$T/h2" 2>&1
+check match_k_help_mode sh -c "grep -q -- '--families' '$T/h2'"
+
+# ---- the scored mean k beside every target: table, JSON; --calibrate-scored ----
+if R "$T/orig.h5" --match-k 2 --families 'topp,skip(max_k=4)' --model "$M" --out "$T/j.h5" \
+    --json "$T/j.json" --quiet >"$T/out" 2>"$T/err"; then pass json_run
+else fail json_run "$(cat "$T/err")"; fi
+check grid_has_scored_k grep -q '^topp  .*@[0-9]' "$T/out"
+check json_scored_k sh -c "grep -q '\"scored_k\": [0-9]' '$T/j.json' && grep -q '\"calibrated_on\": \"logits\"' '$T/j.json'"
+if R "$T/orig.h5" --match-k 2 --families 'topp,skip(max_k=4)' --model "$M" --calibrate-scored \
+    --out "$T/cs.h5" --csv "$T/cs.csv" --quiet >"$T/out" 2>"$T/err"; then pass calibrate_scored
+else fail calibrate_scored "$(cat "$T/err")"; fi
+# every reached family row: the mean k the replay scored is the target
+check scored_within_tol awk -F, 'NR > 1 && $7 == 1 { n++; d = $8 - $2; if (d < 0) d = -d; if (d > 0.01) bad = 1 } END { exit bad || n < 2 }' "$T/cs.csv"
+check scored_header grep -q 'calibrate-scored' "$T/out"
+expect_fail calibrate_scored_model "needs --model" R "$S" --match-k 2 --families topp --calibrate-scored
 
 # ---- the man page lists every option of --match-k ----
 R "$S" --match-k 2 --help | grep -o -- '--[a-z][a-z-]*' | grep -v -- '--help' | sort -u >"$T/help_opts"

@@ -14,7 +14,7 @@ static unsigned char lin_present[64];
 static double lin_x0[64], lin_inv[64];
 static olmoe_kde_cdf lin_null(int L) {
     for (int l = 0; l < L; l++) lin_present[l] = 1, lin_x0[l] = 0.0, lin_inv[l] = 1.0;
-    olmoe_kde_cdf c = {L, 2, lin_present, lin_x0, lin_inv, NULL};
+    olmoe_kde_cdf c = {L, 0, 2, lin_present, lin_x0, lin_inv, NULL};
     /* every layer shares the same two points: sf is [L, 2] */
     static float sf[64 * 2];
     for (int l = 0; l < L; l++) sf[2 * l] = lin_sf[0], sf[2 * l + 1] = lin_sf[1];
@@ -29,7 +29,7 @@ static olmoe_policy bound(const char *spec, int L, int E, int ntp, const olmoe_k
         fprintf(stderr, "parse %s: %s\n", spec, olmoe_error());
         exit(2);
     }
-    olmoe_policy_model m = {L, E, ntp, null, emp};
+    olmoe_policy_model m = {L, E, ntp, null, emp, NULL, 0};
     if (olmoe_policy_bind(&p, &m) != 0) {
         fprintf(stderr, "bind %s: %s\n", spec, olmoe_error());
         exit(2);
@@ -160,7 +160,7 @@ static void test_misuse(void) {
     float r[8] = {0};
     CHECK(olmoe_policy_parse("topk(k=2)", &p) == 0, "parse");
     CHECK(olmoe_policy_route(&p, 0, r, 8, ex, NULL) == -1, "unbound -> -1");
-    olmoe_policy_model m = {2, 8, 0, NULL, NULL};
+    olmoe_policy_model m = {2, 8, 0, NULL, NULL, NULL, 0};
     CHECK(olmoe_policy_bind(&p, &m) == 0, "bind");
     CHECK(olmoe_policy_route(&p, 0, r, 7, ex, NULL) == -1, "E mismatch -> -1");
     CHECK(olmoe_policy_route(&p, 2, r, 8, ex, NULL) == -1, "layer out of range -> -1");
@@ -217,7 +217,7 @@ static void test_random_vs_reference(void) {
         }
         sf[l * G + 5] = sf[l * G + 6]; /* a flat stretch: p-value ties */
     }
-    olmoe_kde_cdf null = {L, G, present, x0, inv, sf};
+    olmoe_kde_cdf null = {L, 0, G, present, x0, inv, sf};
 
     static const char *const specs[] = {
         "topk(k=1)", "topk(k=8)", "topk(k=3,T=0.7)", "topk(k=64)", "topk(k=5,norm=selected)",
@@ -251,7 +251,7 @@ static void test_random_vs_reference(void) {
                     for (int t = 0; t < NT; t++)
                         ref_emp[((size_t)l * E + e) * NT + t] = tok[((size_t)t * L + l) * E + e];
             int ntp = (int)(s % 2);
-            olmoe_policy_model m = {L, E, ntp, &null, &emp};
+            olmoe_policy_model m = {L, E, ntp, &null, &emp, NULL, 0};
             CHECK(olmoe_policy_bind(&pol, &m) == 0, "%s: %s", specs[s], olmoe_error());
             ref_policy rp = ref_from_policy(&pol);
             for (int trial = 0; trial < 400; trial++) {

@@ -22,7 +22,7 @@ static olmoe_kde_cdf lin_null(int L) {
         lin_present[l] = 1, lin_x0[l] = 0.0, lin_inv[l] = 1.0;
         lin_sf[2 * l] = 1.0f, lin_sf[2 * l + 1] = 0.0f;
     }
-    return (olmoe_kde_cdf){L, 2, lin_present, lin_x0, lin_inv, lin_sf};
+    return (olmoe_kde_cdf){L, 0, 2, lin_present, lin_x0, lin_inv, lin_sf};
 }
 
 static olmoe_policy bound(const char *spec, int L, int E, const olmoe_kde_cdf *null) {
@@ -31,7 +31,7 @@ static olmoe_policy bound(const char *spec, int L, int E, const olmoe_kde_cdf *n
         fprintf(stderr, "parse %s: %s\n", spec, olmoe_error());
         exit(2);
     }
-    olmoe_policy_model m = {L, E, 0, null, NULL};
+    olmoe_policy_model m = {L, E, 0, null, NULL, NULL, 0};
     if (olmoe_policy_bind(&p, &m) != 0) {
         fprintf(stderr, "bind %s: %s\n", spec, olmoe_error());
         exit(2);
@@ -134,14 +134,14 @@ static void test_hc_cases(void) {
 
 static void test_misuse(void) {
     olmoe_policy p;
-    olmoe_policy_model m = {1, 64, 0, NULL, NULL};
+    olmoe_policy_model m = {1, 64, 0, NULL, NULL, NULL, 0};
     CHECK(olmoe_policy_parse("hc(beta=0.01,pvalue=pseudo)", &p) == 0, "parse");
     CHECK(olmoe_policy_bind(&p, &m) == -1 && strstr(olmoe_error(), "searches no rank among 64"),
           "%s", olmoe_error());
     CHECK(olmoe_policy_parse("hc(beta=0.5)", &p) == 0 && olmoe_policy_bind(&p, &m) == -1 &&
               strstr(olmoe_error(), "--kde"), "hc kde needs a null: %s", olmoe_error());
     CHECK(olmoe_policy_parse("skip(beta=median)", &p) == 0 && olmoe_policy_bind(&p, &m) == -1 &&
-              strstr(olmoe_error(), "needs a calibration trace (--calibrate"),
+              strstr(olmoe_error(), "needs a calibration trace (--beta-trace"),
           "%s", olmoe_error());
     CHECK(olmoe_policy_parse("threshold(tau=0.1,max_k=65)", &p) == 0 &&
               olmoe_policy_bind(&p, &m) == -1 && strstr(olmoe_error(), "max_k=65"), "%s",
@@ -183,7 +183,7 @@ static void test_random_vs_reference(void) {
         for (int j = 0; j < G; j++) sf[l * G + j] = (float)(0.5 * erfc((x0[l] + j / inv[l]) / sqrt(2.0)));
         sf[l * G + 5] = sf[l * G + 6]; /* a flat stretch: p-value ties */
     }
-    olmoe_kde_cdf null = {L, G, present, x0, inv, sf};
+    olmoe_kde_cdf null = {L, 0, G, present, x0, inv, sf};
     static const char *const specs[] = {
         "threshold(tau=0.1)", "threshold(tau=0.02,max_k=64)", "threshold(tau=0.3,max_k=4,min_k=2)",
         "threshold(tau=1)", "threshold(tau=1e-30,max_k=16)", "threshold(tau=0.05,max_k=16,T=0.5,norm=selected)",
@@ -218,7 +218,7 @@ static void test_random_vs_reference(void) {
                     for (int t = 0; t < NT; t++)
                         ref_emp[((size_t)l * E + e) * NT + t] = tok[((size_t)t * L + l) * E + e];
             int ntp = (int)(s % 2);
-            olmoe_policy_model m = {L, E, ntp, &null, &emp};
+            olmoe_policy_model m = {L, E, ntp, &null, &emp, NULL, 0};
             CHECK(olmoe_policy_bind(&pol, &m) == 0, "%s: %s", specs[s], olmoe_error());
             lit_policy rp = lit_from_policy(&pol);
             for (int trial = 0; trial < 400; trial++) {
@@ -318,7 +318,7 @@ static void test_ids(void) {
     CHECK(!olmoe_policy_set_needs_calibration(&s), "no median");
     olmoe_policy_set_free(&s);
 
-    /* the command-line form: --beta applies to skip and hc; --calibrate needs a median */
+    /* the command-line form: --beta applies to skip and hc; --beta-trace needs a median */
     olmoe_policy_cli cli;
     memset(&cli, 0, sizeof cli);
     cli.policies[cli.n_policies++] = "skip";
@@ -328,14 +328,14 @@ static void test_ids(void) {
     cli.value[OLMOE_PARAM_TAU] = "0.1";
     CHECK(olmoe_policy_cli_build(&cli, &s) == 0 && s.n == 5, "%d %s", s.n, olmoe_error());
     olmoe_policy_set_free(&s);
-    cli.calibrate = "calib.h5";
-    CHECK(olmoe_policy_cli_build(&cli, &s) == -1 && strstr(olmoe_error(), "--calibrate: no policy"),
+    cli.beta_trace = "calib.h5";
+    CHECK(olmoe_policy_cli_build(&cli, &s) == -1 && strstr(olmoe_error(), "--beta-trace: no policy"),
           "%s", olmoe_error());
     olmoe_policy_set_free(&s);
     cli.value[OLMOE_PARAM_BETA] = "median";
     cli.policies[1] = "skip(max_k=4)";
-    CHECK(olmoe_policy_cli_build(&cli, &s) == 0 && s.n == 3 && s.items[0].calib_path == cli.calibrate &&
-              s.items[1].calib_path == cli.calibrate && !s.items[2].calib_path,
+    CHECK(olmoe_policy_cli_build(&cli, &s) == 0 && s.n == 3 && s.items[0].calib_path == cli.beta_trace &&
+              s.items[1].calib_path == cli.beta_trace && !s.items[2].calib_path,
           "calibrate applied: %s", olmoe_error());
     olmoe_policy_set_free(&s);
 }
@@ -393,7 +393,7 @@ static void test_skip_median(void) {
         olmoe_policy_set s = {0};
         CHECK(olmoe_policy_set_add_spec(&s, spec, NULL) == 0, "%s", olmoe_error());
         olmoe_policy_set_calibration(&s, path, 0);
-        olmoe_policy_model m = {L, E, 0, NULL, NULL};
+        olmoe_policy_model m = {L, E, 0, NULL, NULL, NULL, 0};
         CHECK(olmoe_policy_set_bind(&s, &m) == 0, "%s: %s", spec, olmoe_error());
         olmoe_policy *p = &s.items[0];
         /* the median of p_(k) / p_(1) measured here with the fp32 softmax */
@@ -445,7 +445,7 @@ static void test_skip_median(void) {
             CHECK(olmoe_policy_bind(&back, &m) == -1 &&
                       strstr(olmoe_error(), "was calibrated on another trace"),
                   "%s", olmoe_error());
-            olmoe_policy_model m2 = {L + 1, E, 0, NULL, NULL};
+            olmoe_policy_model m2 = {L + 1, E, 0, NULL, NULL, NULL, 0};
             CHECK(olmoe_policy_parse(spec, &back) == 0, "parse");
             back.calib_path = path;
             CHECK(olmoe_policy_bind(&back, &m2) == -1 && strstr(olmoe_error(), "has 3 layers x 16"),

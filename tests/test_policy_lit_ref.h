@@ -28,7 +28,7 @@ static void lit_softmax(const float *r, int E, float T, float *p) {
     for (int e = 0; e < E; e++) x[e] = T == 1.0f ? r[e] : r[e] / T;
     m = x[0];
     for (int e = 1; e < E; e++) m = x[e] > m ? x[e] : m;
-    for (int e = 0; e < E; e++) s += (x[e] = expf(x[e] - m));
+    for (int e = 0; e < E; e++) s += (x[e] = (float)exp((double)(x[e] - m)));
     for (int e = 0; e < E; e++) p[e] = x[e] / s;
 }
 

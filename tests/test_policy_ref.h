@@ -19,7 +19,7 @@ static void ref_softmax(const float *r, int E, float T, float *p) {
     m = x[0];
     for (int e = 1; e < E; e++) m = x[e] > m ? x[e] : m;
     float s = 0;
-    for (int e = 0; e < E; e++) s += (x[e] = expf(x[e] - m));
+    for (int e = 0; e < E; e++) s += (x[e] = (float)exp((double)(x[e] - m)));
     for (int e = 0; e < E; e++) p[e] = x[e] / s;
 }
 

@@ -78,7 +78,7 @@ static void test_validation(void) {
     expect_error("bh(alpha=0.1,norm=none)", "norm must be one of model, selected");
     expect_error("bh(alpha=0.1,pvalue_floor=0.5)", "pvalue_floor must be in [1e-30, 0.5)");
     expect_error("bh(alpha=0.1,pvalue_floor=1e-300)", "pvalue_floor must be in [1e-30, 0.5)");
-    expect_error("bhq(alpha=0.1)", "unknown policy 'bhq' (known: topk, topp, bh, threshold, skip, entropy, hc)");
+    expect_error("bhq(alpha=0.1)", "unknown policy 'bhq' (known: topk, topp, bh, threshold, skip, entropy, hc, file)");
     expect_error("topk(alpha=0.1)", "topk has no parameter 'alpha' (it takes k, T, norm)");
     expect_error("bh(alpha=0.1,alpha=0.2)", "alpha given twice");
     expect_error("bh(alpha=0.1", "expected ',' or ')'");
@@ -125,7 +125,7 @@ static void test_sweeps(void) {
     olmoe_quiet = 1;
     olmoe_policy_set tk = {0};
     olmoe_policy_set_add_sweep(&tk, "topk");
-    olmoe_policy_model m16 = {2, 16, 0, NULL, NULL};
+    olmoe_policy_model m16 = {2, 16, 0, NULL, NULL, NULL, 0};
     CHECK(olmoe_policy_set_bind(&tk, &m16) == 0 && tk.n == 5, "topk preset on 16 experts: %d", tk.n);
     olmoe_policy_set_free(&tk);
     olmoe_policy_set u = {0};
@@ -170,8 +170,8 @@ static void test_cli(void) {
     olmoe_policy_cli cli;
     olmoe_opt opts[OLMOE_POLICY_CLI_NOPTS + 1];
     memset(&cli, 0, sizeof cli);
-    olmoe_policy_cli_options(&cli, opts);
-    opts[OLMOE_POLICY_CLI_NOPTS] = (olmoe_opt)OPT_END;
+    int n = olmoe_policy_cli_options(&cli, opts, OLMOE_POLICY_CLI_SWEEP);
+    opts[n] = (olmoe_opt)OPT_END;
     char *argv[] = {"prog", "--policy", "bh", "--alpha", "0.1", "--max-k=8", "run.h5", NULL};
     int npos = olmoe_opt_parse(7, argv, opts, "usage");
     CHECK(npos == 1 && strcmp(argv[0], "run.h5") == 0, "positional");

@@ -313,9 +313,9 @@ static void test_backend_errors(void) {
     CHECK(olmoe_replay_backend_open(&m, "cpu", 4, 2, OLMOE_ROUTING_CAPTURED, &b) == 0, "%s", olmoe_error());
     int32_t tok[5] = {3, 4, 5, 6, 7}, tgt[5] = {4, 5, 6, 7, -1};
     float res[5 * 2 * 64] = {0};
-    olmoe_replay_chunk big = {5, tok, tgt, res, NULL, NULL};
+    olmoe_replay_chunk big = {5, tok, tgt, res, NULL, NULL, 0};
     CHECK(olmoe_replay_backend_load(b, &big) != 0, "a chunk above max_tokens was taken");
-    olmoe_replay_chunk nolog = {4, tok, tgt, res, NULL, NULL};
+    olmoe_replay_chunk nolog = {4, tok, tgt, res, NULL, NULL, 0};
     CHECK(olmoe_replay_backend_load(b, &nolog) != 0 && strstr(olmoe_error(), "router logits"),
           "captured routing without logits: %s", olmoe_error());
     olmoe_policy p;

@@ -102,7 +102,6 @@ fi
 expect_fail unknown_device "unknown device 'tpu'" "$R" "$T/two.h5" --model "$M2" --policy topk --device tpu --out "$T/c.h5"
 expect_fail exists "already exists (--force replaces it)" "$R" "$T/two.h5" --model "$M2" --policy 'topk(k=4)'
 check force_replaces sh -c "'$R' '$T/two.h5' --model '$M2' --policy 'topk(k=4)' --force --quiet >/dev/null"
-expect_fail needs_model "--model DIR is required" "$R" "$T/two.h5" --policy topk
 expect_fail bad_routing "neither recompute nor captured" "$R" "$T/two.h5" --model "$M2" --policy topk --routing sometimes
 expect_fail needs_kde "needs --kde" "$R" "$T/two.h5" --model "$M2" --policy 'bh(alpha=0.1)'
 expect_fail bad_mode "unknown mode" "$R" "$T/two.h5" --mode replayy --model "$M2" --policy topk
@@ -133,6 +132,17 @@ check decisions_experts sh -c "sed -n 2p '$T/d.csv' | grep -q ',1.000,1 1 1 1$'"
 check decisions_text sh -c "sed -n 2p '$T/d.csv' | grep -q '^[0-9]*,\"[^\"]'"
 expect_fail decisions_missing "no replay or exact results for topk(k=3,norm=model)" \
     "$B/olmoe-traces" export "$T/brown.h5" --what decisions --policy 'topk(k=3)'
+# a family's one stored result by its name; shorthand flags canonicalised;
+# several stored: the message names them; --start/--count bound the positions
+"$R" "$T/brown.h5" --model $BM --policy bh --alpha 0.3 --pvalue pseudo --quiet >/dev/null 2>"$T/err"
+"$B/olmoe-traces" export "$T/brown.h5" --what decisions --policy bh --top 3 >"$T/d1.csv" 2>"$T/err"
+check decisions_family_found test "$(wc -l <"$T/d1.csv")" -eq 4
+"$B/olmoe-traces" export "$T/brown.h5" --what decisions --policy bh --alpha 0.3 --pvalue pseudo --top 3 >"$T/d2.csv" 2>"$T/err"
+check decisions_shorthand_same cmp -s "$T/d1.csv" "$T/d2.csv"
+"$R" "$T/brown.h5" --model $BM --policy bh --alpha 0.05 --pvalue pseudo --quiet >/dev/null 2>"$T/err"
+expect_fail decisions_names_stored "stored for bh: replay/bh(alpha=0.05" "$B/olmoe-traces" export "$T/brown.h5" --what decisions --policy bh
+"$B/olmoe-traces" export "$T/brown.h5" --what decisions --policy 'topk(k=1)' --start 100 --count 50 --top 1000 >"$T/d3.csv" 2>"$T/err"
+check decisions_count sh -c "test \$(wc -l <'$T/d3.csv') -gt 2 && awk -F, 'NR > 1 && (\$1 < 100 || \$1 >= 150) { bad = 1 } END { exit bad }' '$T/d3.csv'"
 expect_fail decisions_needs_policy "needs --policy" "$B/olmoe-traces" export "$T/brown.h5" --what decisions
 expect_fail decisions_raw "csv only" "$B/olmoe-traces" export "$T/brown.h5" --what decisions --policy 'topk(k=1)' --format raw --out "$T/d.raw"
 expect_fail policy_needs_decisions "go with --what decisions" "$B/olmoe-traces" export "$T/brown.h5" --what nll --policy topk

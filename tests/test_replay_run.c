@@ -91,7 +91,7 @@ static int setup_open(setup *s, const char *model_name) {
         s->pp[i] = &s->pol[i];
     }
     s->pm = (olmoe_policy_model){s->m.cfg.num_hidden_layers, s->m.cfg.num_experts, s->m.cfg.norm_topk_prob,
-                                 NULL, NULL};
+                                 NULL, NULL, NULL, 0};
     return 0;
 }
 

@@ -58,7 +58,7 @@ static inline int tr_engine(olmoe_model *m, int k, olmoe_policy *pol, const int3
     r->attn = xmalloc(T * r->L * r->D * sizeof *r->attn);
     r->target = xmalloc(T * sizeof *r->target);
     olmoe_engine_opts eo = {.device = "cpu", .max_tokens = r->T, .max_ctx = len, .top_k = k};
-    if (pol) eo.top_k = olmoe_policy_max_experts(pol), eo.route = olmoe_policy_route, eo.route_ctx = pol;
+    if (pol) eo.top_k = olmoe_policy_max_experts(pol), eo.route = olmoe_policy_route_at, eo.route_ctx = pol;
     olmoe_engine *e;
     if (olmoe_engine_open(m, &eo, &e) != 0) return -1;
     olmoe_window_io *io = xcalloc((size_t)nw, sizeof *io);
@@ -82,7 +82,7 @@ static inline void tr_run_free(tr_run *r) {
 /* a bound policy (no nulls) */
 static inline int tr_policy(const olmoe_model *m, const char *spec, olmoe_policy *p) {
     const olmoe_config *c = &m->cfg;
-    olmoe_policy_model pm = {c->num_hidden_layers, c->num_experts, c->norm_topk_prob, NULL, NULL};
+    olmoe_policy_model pm = {c->num_hidden_layers, c->num_experts, c->norm_topk_prob, NULL, NULL, NULL, 0};
     if (olmoe_policy_parse(spec, p) != 0) return -1;
     return olmoe_policy_bind(p, &pm);
 }
@@ -102,7 +102,7 @@ static inline float *tr_replay(olmoe_model *m, const olmoe_policy *p, const tr_r
     int32_t *am = argmax ? argmax : xmalloc((size_t)r->T * sizeof *am);
     uint8_t *ne = n_exp ? n_exp : xmalloc((size_t)r->T * r->L);
     int64_t *load = xcalloc((size_t)r->L * r->E, sizeof *load);
-    olmoe_replay_chunk ch = {r->T, r->tokens, r->target, res, res_bf16, captured ? r->logits : NULL};
+    olmoe_replay_chunk ch = {r->T, r->tokens, r->target, res, res_bf16, captured ? r->logits : NULL, 0};
     olmoe_replay_out o = {nll, am, ne, load};
     int rc = olmoe_replay_backend_load(b, &ch);
     if (rc == 0) rc = olmoe_replay_backend_run(b, p, &o);

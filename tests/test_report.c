@@ -493,9 +493,11 @@ static void test_md_provenance(void) {
     }
     /* the matched-compute table : an unreached target says
      * so, with the perplexity of its nearest point (100 / 3 + 1 in the synth) */
-    CHECK(strstr(md, "| bh | 101.0000 (+1.00 %) alpha=0.1 | 51.0000 (+2.00 %) alpha=0.2 | 34.3333, not reached (nearest k 3.500) |"),
+    /* every cell says the mean k scored (scored_k: achieved + 0.01 in the synth) */
+    CHECK(strstr(md, "| bh | 101.0000 @ k 1.014 (+1.00 %) alpha=0.1 | 51.0000 @ k 2.014 (+2.00 %) alpha=0.2 | "
+                     "34.3333, not reached (nearest k 3.500, scored at k 3.510) |"),
           "matched-compute row");
-    CHECK(strstr(md, "| topk | 100.0000 k=1 | 50.0000 k=2 |"), "matched-compute top-k row");
+    CHECK(strstr(md, "| topk | 100.0000 @ k 1.010 k=1 | 50.0000 @ k 2.010 k=2 |"), "matched-compute top-k row");
     CHECK(strstr(md, "olmoe-replay run.h5 --model m --match-k 1,2,4"), "match command");
     /* the analyses' per-layer numbers */
     CHECK(strstr(md, "| 2 | 0.1400 | 1.7000 | 4.0000 |"), "specialization_group summary of layer 2");

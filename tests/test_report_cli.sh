@@ -103,6 +103,18 @@ chmod +x "$T/badgp"
 expect_fail gnuplot_fails "null_cdf.gp: gnuplot exited with status 1: \"null_cdf.gp\" line 9: undefined variable: boom" \
     R $BARE --gnuplot "$T/badgp" --format png --out "$T/r2"
 check gnuplot_fails_nothing_left nothing_left "$T/r2"
+# gnuplot's warnings go to the report's gnuplot.log, not to the terminal
+cat >"$T/warngp" <<EOF
+#!/bin/sh
+case "\$1" in -e) exec "$GP" "\$@" ;; esac
+echo "\"\$1\" line 3: warning: Skipping data file with no valid points" >&2
+exec "$GP" "\$@"
+EOF
+chmod +x "$T/warngp"
+if R $BARE --gnuplot "$T/warngp" --format png --out "$T/rw" >/dev/null 2>"$T/err"; then pass gnuplot_warns
+else fail gnuplot_warns "$(cat "$T/err")"; fi
+check gnuplot_warning_not_shown sh -c "! grep -q 'Skipping data file' '$T/err'"
+check gnuplot_warning_logged grep -q '^"null_cdf.gp" line 3: warning: Skipping' "$T/rw/gnuplot.log"
 # a gnuplot without cairo: the png terminal, with a warning
 cat >"$T/nocairo" <<EOF
 #!/bin/sh

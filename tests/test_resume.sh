@@ -62,7 +62,7 @@ expect_fail resume_other_ctx "attribute 'ctx' differs" "$CAP" $A --ctx 16 --out 
 expect_fail resume_other_batch "attribute 'batch' differs (file 2, this run 3)" "$CAP" $A --batch 3 --out "$T/int.h5" --resume
 cp "$T/tok.txt" "$T/tok2.txt"
 echo "5 6 7" >>"$T/tok2.txt"
-expect_fail resume_other_input "attribute 'input_checksum' differs" "$CAP" --model "$T/model" --tokens "$T/tok2.txt" --ctx 8 --batch 2 --quiet --out "$T/int.h5" --resume
+expect_fail resume_other_input "the input is not the one the interrupted capture read" "$CAP" --model "$T/model" --tokens "$T/tok2.txt" --ctx 8 --batch 2 --quiet --out "$T/int.h5" --resume
 expect_fail resume_force_usage "--resume and --force" "$CAP" $A --out "$T/int.h5" --resume --force
 # the printed command, as printed, continues it
 cmd=$(sed -n 's/^  \(.*--resume\)$/\1/p' "$T/int.err")
@@ -144,3 +144,22 @@ while [ $i -lt "$KILLS" ]; do
 done
 echo "test_resume: $KILLS trials, $kills kills, $resumes resumes from a partial, $bad failures" >&2
 check kill_resume_bit_identical [ $bad -eq 0 ]
+
+# ---- a piped input: killed, then resumed only from the same bytes ----
+P="--model $T/model --tokens /dev/stdin --ctx 8 --batch 2 --quiet"
+cat "$T/tok.txt" | OLMOE_TEST_BATCH_DELAY_MS=10 "$CAP" $P --out "$T/p.h5" 2>/dev/null &
+pid=$!
+n=0
+while [ ! -e "$T/p.h5.partial" ] && [ $n -lt 1000 ]; do sleep 0.01; n=$((n + 1)); done
+sleep 0.1
+kill -KILL $pid
+{ wait $pid; } 2>/dev/null
+check pipe_killed_keeps_partial [ -e "$T/p.h5.partial" ] && [ ! -e "$T/p.h5" ]
+# the same bytes reordered (same length): refused, not spliced
+tac "$T/tok.txt" >"$T/tac.txt"
+expect_fail pipe_resume_other_bytes "the input is not the one the interrupted capture read" \
+    sh -c "cat '$T/tac.txt' | '$CAP' $P --out '$T/p.h5' --resume"
+check pipe_refusal_keeps_partial [ -e "$T/p.h5.partial" ]
+cat "$T/tok.txt" | "$CAP" $P --out "$T/p.h5" --resume >/dev/null 2>"$T/p.err" ||
+    fail pipe_resume "$(head -c 300 "$T/p.err")"
+check pipe_resume_bit_identical same_trace "$T/ref.h5" "$T/p.h5"

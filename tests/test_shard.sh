@@ -75,6 +75,16 @@ rm "$T/moved/doc2-1.h5"
 "$TR" verify "$T/moved/doc2-m.h5" >"$T/v.out" 2>&1
 check missing-shard-fails [ $? -eq 1 ]
 check missing-shard-named grep -q "doc2-1.h5: source of /tokens is missing (the shards must stay beside" "$T/v.out"
+# every command opening it refuses with one line naming the shard and the fix,
+# instead of reading fill values (NaN, -1) for the missing rows
+MS="doc2-1.h5: source of /tokens is missing (the shards must stay beside the merged trace, or merge them again with olmoe-traces merge --copy)"
+M2="$T/moved/doc2-m.h5"
+expect_fail missing-shard-info "$MS" "$TR" info "$M2"
+expect_fail missing-shard-export "$MS" "$TR" export "$M2" --what nll
+expect_fail missing-shard-replay "$MS" "$OLMOE_BIN/olmoe-replay" "$M2" --model "$T/model" --policy 'topk(k=2)' --quiet
+expect_fail missing-shard-analyze "$MS" "$OLMOE_BIN/olmoe-analyze" coactivation "$M2" --quiet
+expect_fail missing-shard-kde "$MS" "$OLMOE_BIN/olmoe-kde" fit "$M2" --out "$T/moved/k.h5"
+check missing-shard-no-output sh -c "! ls '$T/moved' | grep -q 'results\|k.h5'"
 check copy-is-self-contained sh -c "cp '$T/doc2-c.h5' '$T/moved/' && '$TR' verify '$T/moved/doc2-c.h5' >/dev/null"
 
 # h5py (when the system has it) reads the merged trace as the unsharded one

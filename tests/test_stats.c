@@ -50,7 +50,7 @@ static void baseline_case(olmoe_trace_dtype dtype, int norm) {
     float *lg = read_all(t);
     olmoe_policy pol;
     olmoe_policy_parse("topk(k=8,norm=model)", &pol);
-    olmoe_policy_model m = {L, E, in->meta.norm_topk_prob, NULL, NULL};
+    olmoe_policy_model m = {L, E, in->meta.norm_topk_prob, NULL, NULL, NULL, 0};
     CHECK(olmoe_policy_bind(&pol, &m) == 0, "%s", olmoe_error());
     CHECK(strcmp(pol.id, in->meta.policy) == 0, "the baseline's id is the trace's policy attribute");
     long bad_set = 0, bad_w = 0, ties = 0;
@@ -146,7 +146,7 @@ static void test_counts_and_outputs(void) {
     olmoe_policy_empirical_init(&emp, L, E, N, 0);
     olmoe_policy_empirical_add(&emp, 0, lg, N);
     CHECK(olmoe_policy_empirical_finish(&emp) == 0, "%s", olmoe_error());
-    olmoe_policy_model m = {L, E, 0, NULL, &emp};
+    olmoe_policy_model m = {L, E, 0, NULL, &emp, NULL, 0};
     CHECK(olmoe_policy_set_bind(&set, &m) == 0, "%s", olmoe_error());
     olmoe_stats st;
     CHECK(olmoe_stats_init(&st, t, &set) == 0, "%s", olmoe_error());

@@ -4,7 +4,7 @@
  * Pre-tokenization is observed through a vocab made of exactly the expected
  * pre-tokens with ignore_merges on: each expected piece then comes out as one
  * id, and any other split would fall apart into (absent) bytes. The expected
- * pieces are written by hand from the GPT-2 regex (several are the cases of
+ * pieces are written by hand from the GPT-2 regex and Qwen2's (several are the cases of
  * HF's own byte_level.rs tests); byte-level strings use GPT-2's table (space
  * = Ġ, newline = Ċ).
  */
@@ -65,6 +65,38 @@ static void test_pretokenize(void) {
 
 /* the normalizer runs before pre-tokenization: composed and decomposed input
  * give the same pieces under NFC, and compatibility forms fold under NFKC */
+/* Qwen2's pre-tokenizer: Sequence [Split(its regex, Isolated), ByteLevel
+ * without regex]. Pieces by hand from the pattern: digits one at a time,
+ * a space run keeps its last space for the next word, newlines together,
+ * "'S" case-insensitively. */
+static void test_split_regex(void) {
+    /* byte-level strings: space is U+0120, newline U+010A */
+    static const char *const pieces[] = {"Hello", "\xc4\xa0", "\xc4\xa0world", "1", "2", "3",
+                                         "\xc4\xa0it", "'S", "\xc4\x8a\xc4\x8a", "ok"};
+    size_t n = sizeof pieces / sizeof *pieces;
+    tb b = tb_new();
+    b.ignore_merges = 1;
+    int32_t want[16];
+    for (size_t i = 0; i < n; i++) want[i] = tb_vocab(&b, pieces[i]);
+    json_t *doc = tb_doc(&b);
+    const char *qwen = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"
+                       "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    json_object_set_new(
+        doc, "pre_tokenizer",
+        json_pack("{s:s, s:[{s:s, s:{s:s}, s:s, s:b}, {s:s, s:b, s:b, s:b}]}", "type", "Sequence",
+                  "pretokenizers", "type", "Split", "pattern", "Regex", qwen, "behavior",
+                  "Isolated", "invert", 0, "type", "ByteLevel", "add_prefix_space", 0,
+                  "trim_offsets", 0, "use_regex", 0));
+    olmoe_tokenizer *t = tb_open_doc(doc);
+    json_decref(doc);
+    json_decref(b.vocab), json_decref(b.merges), json_decref(b.added);
+    CHECK(t != NULL, "Split pre-tokenizer refused");
+    if (!t) return;
+    const char *text = "Hello  world123 it'S\n\nok";
+    CHECK(ids_equal(t, text, strlen(text), want, n, "qwen2 split"), "qwen2 split");
+    olmoe_tokenizer_close(t);
+}
+
 static void test_normalize(void) {
     PIECES("caf\u00E9 cafe\u0301", 0, "NFC", "cafÃ©", "ĠcafÃ©");
     /* the combining mark is not \p{L}: it ends the word */
@@ -267,9 +299,9 @@ static void test_errors(void) {
     expect_open_error("{\"normalizer\":{\"type\":\"Lowercase\"}," BL
                       "\"model\":{\"type\":\"BPE\",\"vocab\":{},\"merges\":[]}}",
                       "unsupported normalizer type 'Lowercase'");
-    expect_open_error("{\"pre_tokenizer\":{\"type\":\"Metaspace\"},\"decoder\":{\"type\":"
+    expect_open_error("{\"pre_tokenizer\":{\"type\":\"WhitespaceSplit\"},\"decoder\":{\"type\":"
                       "\"ByteLevel\"},\"model\":{\"type\":\"BPE\",\"vocab\":{},\"merges\":[]}}",
-                      "unsupported pre_tokenizer type 'Metaspace'");
+                      "unsupported pre_tokenizer type 'WhitespaceSplit'");
     expect_open_error("{" BL "\"model\":{\"type\":\"WordPiece\",\"vocab\":{}}}",
                       "unsupported model type 'WordPiece'");
     expect_open_error("{\"pre_tokenizer\":{\"type\":\"ByteLevel\"},\"decoder\":{\"type\":"
@@ -325,6 +357,7 @@ static void test_checksum(void) {
 int main(void) {
     RUN(test_pretokenize);
     RUN(test_normalize);
+    RUN(test_split_regex);
     RUN(test_added_tokens);
     RUN(test_invalid_utf8);
     RUN(test_decode);

@@ -93,6 +93,30 @@ static void test_hf_encodings(void) {
     check_encodings(fixture("tokenizer.json"), fixture("encodings.jsonl"));
 }
 
+/* the Qwen2 (Split regex + ByteLevel) and Mixtral/Llama (SentencePiece style:
+ * Prepend/Replace normalizers or a Metaspace pre-tokenizer, byte fallback)
+ * tokenizers of make_fixtures.py's arch-tokenizers step. They come from the
+ * same GPU run as the tiny-qwen3moe model fixture: with that fixture present
+ * they must be too; without it the check says so and has nothing to compare. */
+static void test_hf_arch_encodings(void) {
+    const char *dirs[] = {"tokenizer-qwen2", "tokenizer-spm", "tokenizer-metaspace"};
+    char marker[512];
+    snprintf(marker, sizeof marker, "%s/tiny-qwen3moe/reference.h5", check_fixture_dir());
+    int required = olmoe_file_exists(marker), found = 0;
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+        char tok[512], enc[512];
+        snprintf(tok, sizeof tok, "%s/%s/tokenizer.json", check_fixture_dir(), dirs[i]);
+        snprintf(enc, sizeof enc, "%s/%s/encodings.jsonl", check_fixture_dir(), dirs[i]);
+        if (!olmoe_file_exists(tok)) {
+            CHECK(!required, "%s is missing beside tiny-qwen3moe", tok);
+            continue;
+        }
+        found++;
+        check_encodings(tok, enc);
+    }
+    if (!found) printf("# no Qwen2/SentencePiece-style HF tokenizer fixtures yet (make_fixtures.py)\n");
+}
+
 /* the bundled model's tokenizer, with HF's encodings recorded at training */
 static void test_hf_bundled_model(void) {
     check_encodings("models/olmoe-brown/tokenizer.json", "models/olmoe-brown/encodings.jsonl");
@@ -124,6 +148,7 @@ static void test_bundled_model(void) {
 int main(void) {
     RUN(test_hf_encodings);
     RUN(test_hf_bundled_model);
+    RUN(test_hf_arch_encodings);
     RUN(test_bundled_model);
     return check_summary();
 }

@@ -408,10 +408,41 @@ static void test_random_kills(void) {
     synth_free(&s);
 }
 
+/* A complete trace that a process held open for writing when it was killed
+ * keeps the superblock's open-by-writer mark (a write into it interrupted):
+ * verify says so and how to recover, though every dataset is whole. */
+static void test_complete_marked_open(void) {
+    synth s;
+    synth_default(&s, OLMOE_DTYPE_F32, 1);
+    const char *good = tmp_path("good.h5"), *held = tmp_path("held.h5");
+    CHECK(synth_write(&s, good, s.W, 1, -1) != NULL, "%s", olmoe_error());
+    copy_file(good, held);
+    pid_t pid = fork();
+    if (pid == 0) {
+        hid_t f = H5Fopen(held, H5F_ACC_RDWR, H5P_DEFAULT);
+        if (f < 0) _exit(2);
+        raise(SIGKILL); /* holding it open for writing */
+        _exit(3);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the holder was killed while holding it");
+    problems p = {0, ""}, q = {0, ""};
+    int64_t n = olmoe_trace_verify(held, collect, &p);
+    CHECK(n >= 1 && strstr(p.text, "marked open by a writer although complete") &&
+              strstr(p.text, "h5clear -s --increment"),
+          "%lld problems:\n%s", (long long)n, p.text);
+    CHECK(olmoe_trace_verify(good, collect, &q) == 0, "the file before: %s", q.text);
+    unlink(good);
+    unlink(held);
+    synth_free(&s);
+}
+
 int main(void) {
     olmoe_set_prog("test_traces_verify");
     RUN(test_verify_good);
     RUN(test_verify_breakage);
+    RUN(test_complete_marked_open);
     RUN(test_killed_after_windows);
     RUN(test_random_kills);
     return check_summary();

@@ -18,6 +18,13 @@ void olmoe_h5_close_id(hid_t id);
 /* the innermost message of the current HDF5 error stack (static buffer) */
 const char *olmoe_h5_reason(void);
 
+/* ---- netCDF dimensions of /windows, /documents, /groups (dims.c) ---- */
+/* creates /window, /window_field, /document (empty) and attaches them; makes
+ * /groups its own dimension "groups" */
+int trace_dims_make(hid_t f, hid_t windows, hid_t documents, hid_t groups);
+/* /window and /document as long as /windows and /documents (no-op without them) */
+int trace_dims_sync(hid_t f);
+
 /* ---- datasets of a trace ---- */
 typedef enum {
     TDS_TOKENS = 0,
@@ -97,6 +104,9 @@ struct olmoe_trace {
 /* opens every dataset present and reads sizes and meta into t->info; commits
  * = windows prefix that tiles [0, N) */
 int trace_load(olmoe_trace *t);
+/* a merged trace's virtual datasets read shards that are present and match
+ * (merge_sources.c); -1 naming the first problem and the fix otherwise */
+int trace_check_sources_open(olmoe_trace *t);
 /* rows of a dataset along axis 0 */
 int trace_ds_rows(olmoe_trace *t, trace_ds which, int64_t *rows);
 /* elements per row of a per-token dataset */

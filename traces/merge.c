@@ -367,6 +367,11 @@ static int write_merged(const char *path, mshard *s, int n, const olmoe_trace_me
                                        sizeof(olmoe_trace_document), put_documents, &dc)) < 0 ||
         write_groups(f, path, &s[0]) != 0)
         goto out;
+    hid_t gr = H5I_INVALID_HID;
+    H5_CHECK(gr = H5Dopen2(f, "groups", H5P_DEFAULT), "%s: /groups", path);
+    int dims_rc = trace_dims_make(f, ds[TDS_WINDOWS], ds[TDS_DOCUMENTS], gr);
+    H5Dclose(gr);
+    if (dims_rc != 0 || trace_dims_sync(f) != 0) goto out;
     if (scale(sc_tok, "token", path) || scale(sc_l, "layer", path) ||
         scale(sc_e, "expert", path) || (res && scale(sc_h, "hidden", path)) ||
         attach(ds[TDS_TOKENS], sc_tok, 0, "/tokens", path) ||
@@ -399,21 +404,31 @@ out:
     return rc;
 }
 
-/* the close-time totals, from the merged /baseline/nll in stream order */
+/* The close-time totals, from the merged /baseline/nll in stream order.
+ * HDF5 opens a virtual dataset's sources with the access of the file that
+ * maps them: reading through a file open for writing would open the shards
+ * for writing too, marking them open by a writer, and a kill then would
+ * leave every input shard marked. So the totals are read from a read-only
+ * open, and the file is opened for writing only to set attributes, which
+ * touch no source. */
 static int finish(const char *path) {
-    olmoe_trace *t = olmoe_trace_open_rw(path);
+    olmoe_trace *t = olmoe_trace_open(path);
     if (!t) return -1;
     double sum;
     int64_t scored;
-    hid_t f = olmoe_trace_hid(t);
     int rc = olmoe_trace_nll_total(t, &sum, &scored);
+    olmoe_trace_close(t);
+    if (rc != 0) return -1;
     double ppl = scored > 0 ? exp(sum / (double)scored) : NAN;
-    if (rc == 0 && (olmoe_h5_set_attr_i64(f, ".", TRACE_ATTR_N_SCORED, scored) ||
-                    olmoe_h5_set_attr_f64(f, ".", TRACE_ATTR_NLL_SUM, sum) ||
-                    olmoe_h5_set_attr_f64(f, ".", TRACE_ATTR_PERPLEXITY, ppl) ||
-                    olmoe_h5_set_attr_i32(f, ".", TRACE_ATTR_COMPLETE, 1)))
+    hid_t f = olmoe_h5_open(path, 1);
+    if (f < 0) return -1;
+    if (olmoe_h5_set_attr_i64(f, ".", TRACE_ATTR_N_SCORED, scored) ||
+        olmoe_h5_set_attr_f64(f, ".", TRACE_ATTR_NLL_SUM, sum) ||
+        olmoe_h5_set_attr_f64(f, ".", TRACE_ATTR_PERPLEXITY, ppl) ||
+        olmoe_h5_set_attr_i32(f, ".", TRACE_ATTR_COMPLETE, 1))
         rc = olmoe_error_prefix("%s", path);
-    if (olmoe_trace_close(t) != 0) rc = -1;
+    if (H5Fclose(f) < 0 && rc == 0)
+        rc = olmoe_h5_failf(__FILE__, __LINE__, "H5Fclose()", "%s: close", path);
     return rc;
 }
 

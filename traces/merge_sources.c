@@ -1,7 +1,8 @@
 /* merge_sources.c: the source files of a merged trace's virtual datasets.
- * HDF5 reads a missing source as fill values without an error, so verify
- * asks here that every shard a merged trace maps is beside it, opens, and is
- * the complete trace of the same model that was merged. */
+ * HDF5 reads a missing source as fill values without an error (NaN, -1), so
+ * every open of a trace (olmoe_trace_open: info, export, replay, analyze,
+ * kde...) and verify ask here that every shard a merged trace maps is beside
+ * it, opens, and is the complete trace of the same model that was merged. */
 #include "merge_internal.h"
 
 #include <libgen.h>
@@ -39,7 +40,7 @@ static void check_file(srep *r, const char *path, const char *shown, const char 
                        int64_t need_rows, const char *model_checksum) {
     if (!olmoe_file_exists(path)) {
         problem(r, "%s: source of %s is missing (the shards must stay beside the merged trace, "
-                "or merge with --copy)", shown, ds);
+                "or merge them again with olmoe-traces merge --copy)", shown, ds);
         return;
     }
     olmoe_trace *t = olmoe_trace_open(path);
@@ -59,14 +60,9 @@ static void check_file(srep *r, const char *path, const char *shown, const char 
     olmoe_trace_close(t);
 }
 
-int64_t olmoe_trace_check_sources(const char *path, olmoe_trace_report_fn report, void *ctx) {
-    olmoe_h5_init();
+/* the check of the trace path, open as f */
+static int64_t check_sources(hid_t f, const char *path, olmoe_trace_report_fn report, void *ctx) {
     srep r = {report, ctx, 0};
-    hid_t f = olmoe_h5_open(path, 0);
-    if (f < 0) {
-        problem(&r, "%s", olmoe_error());
-        return r.n;
-    }
     char *model = NULL;
     if (olmoe_h5_has_attr(f, ".", "model_checksum") > 0)
         olmoe_h5_get_attr_str(f, ".", "model_checksum", &model);
@@ -109,6 +105,41 @@ int64_t olmoe_trace_check_sources(const char *path, olmoe_trace_report_fn report
     for (size_t j = 0; j < n_seen; j++) free(seen[j]);
     free(seen);
     free(model);
-    H5Fclose(f);
     return r.n;
+}
+
+int64_t olmoe_trace_check_sources(const char *path, olmoe_trace_report_fn report, void *ctx) {
+    olmoe_h5_init();
+    hid_t f = olmoe_h5_open(path, 0);
+    if (f < 0) {
+        srep r = {report, ctx, 0};
+        problem(&r, "%s", olmoe_error());
+        return r.n;
+    }
+    int64_t n = check_sources(f, path, report, ctx);
+    H5Fclose(f);
+    return n;
+}
+
+static void keep_first(void *ctx, const char *msg) {
+    char *first = ctx;
+    if (!*first) snprintf(first, 1024, "%s", msg);
+}
+
+int trace_check_sources_open(olmoe_trace *t) {
+    int any = 0;
+    for (int i = 0; i < TDS_COUNT && !any; i++) {
+        if (!trace_ds_table[i].per_token || t->ds[i] <= 0) continue;
+        hid_t dcpl = H5Dget_create_plist(t->ds[i]);
+        any = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_VIRTUAL;
+        olmoe_h5_close_id(dcpl);
+    }
+    H5Eclear2(H5E_DEFAULT);
+    if (!any) return 0;
+    char first[1024] = "";
+    int64_t n = check_sources(t->file, t->path, keep_first, first);
+    if (n == 0) return 0;
+    if (n > 1) return olmoe_errorf("%s: %s (and %lld more problems: olmoe-traces verify lists them)",
+                                   t->path, first, (long long)(n - 1));
+    return olmoe_errorf("%s: %s", t->path, first);
 }

@@ -308,7 +308,7 @@ static olmoe_trace *open_trace(const char *path, int writable) {
         trace_free(t);
         return NULL;
     }
-    if (trace_load(t) != 0) {
+    if (trace_load(t) != 0 || trace_check_sources_open(t) != 0) {
         trace_free(t);
         return NULL;
     }

@@ -55,7 +55,11 @@ static int compare_meta(const olmoe_trace *t, const olmoe_trace_meta *want) {
                     : olmoe_h5_get_attr_i64(t->file, ".", x->name, &v)) != 0)
             return olmoe_error_prefix("%s", t->path);
         int same = x->str ? strcmp(s, x->str) == 0 : v == x->i64;
-        if (!same && x->str)
+        if (!same && strcmp(x->name, OLMOE_ATTR_INPUT_CHECKSUM) == 0)
+            olmoe_errorf("%s: cannot resume: the input is not the one the interrupted capture "
+                         "read (checksum of its bytes %.32s, this run's %.32s); give it the same "
+                         "input", t->path, *s ? s : "not recorded", x->str);
+        else if (!same && x->str)
             olmoe_errorf("%s: cannot resume: attribute '%s' differs (file '%.60s', this run "
                          "'%.60s')", t->path, x->name, s, x->str);
         else if (!same)

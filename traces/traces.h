@@ -163,6 +163,17 @@ typedef struct {
 /* Creates path (truncating it: use olmoe_out_begin for the refuse/partial
  * logic) with every root attribute and the empty, extendible datasets. */
 olmoe_trace *olmoe_trace_create(const char *path, const olmoe_trace_meta *meta);
+/* The same with /groups and /documents written before the file appears at
+ * path, so no file there ever lacks them (a capture's partial killed at any
+ * moment has its header). */
+typedef struct {
+    const char *const *groups; /* [n_groups] */
+    int64_t n_groups;
+    const olmoe_trace_document *documents; /* [n_documents] */
+    int64_t n_documents;
+} olmoe_trace_header;
+olmoe_trace *olmoe_trace_create_with_header(const char *path, const olmoe_trace_meta *meta,
+                                            const olmoe_trace_header *header);
 
 /* Appends windows in stream order: the first stored position of each must
  * equal the rows already stored (N). Checks the rows (tokens and argmax <

@@ -11,8 +11,9 @@
  * [0, N) describes rows that are all on disk. In SWMR mode nothing but
  * appends and in-place attribute writes happens (every attribute exists from
  * creation on); only group names given after the first window are written
- * at close, as variable-length data. The empty trace is built under
- * "<path>.creating" and renamed into place, so a file at path always opens. */
+ * at close, as variable-length data. The empty trace (with its header,
+ * /groups and /documents, when given) is built under "<path>.creating" and
+ * renamed into place, so a file at path always opens and has its header. */
 #include "internal.h"
 
 #include <errno.h>
@@ -177,6 +178,7 @@ static int create_datasets(olmoe_trace *t, const olmoe_trace_meta *m) {
         goto fail;
     H5_CHECK(st = trace_vstr_type(), "%s: string type", t->path);
     if ((ds[TDS_GROUPS] = make_ds(f, "groups", st, 1, NULL, 64, 0, NULL, 0)) < 0) goto fail;
+    if (trace_dims_make(f, ds[TDS_WINDOWS], ds[TDS_DOCUMENTS], ds[TDS_GROUPS]) != 0) goto fail;
     if (m->save_residuals) {
         /* residual rows are big (L * D * 2 bytes): keep chunks near 4 MiB */
         size_t row = (size_t)m->n_layers * (size_t)m->hidden_size * 2;
@@ -221,6 +223,11 @@ fail:
 static int start_swmr(olmoe_trace *t);
 
 olmoe_trace *olmoe_trace_create(const char *path, const olmoe_trace_meta *meta) {
+    return olmoe_trace_create_with_header(path, meta, NULL);
+}
+
+olmoe_trace *olmoe_trace_create_with_header(const char *path, const olmoe_trace_meta *meta,
+                                            const olmoe_trace_header *h) {
     olmoe_h5_init();
     hid_t fapl = H5I_INVALID_HID;
     char *tmp = NULL;
@@ -243,6 +250,9 @@ olmoe_trace *olmoe_trace_create(const char *path, const olmoe_trace_meta *meta) 
     H5Pclose(fapl);
     fapl = H5I_INVALID_HID;
     if (write_root_attrs(t, meta) != 0 || create_datasets(t, meta) != 0) goto fail;
+    if (h && (olmoe_trace_add_groups(t, h->groups, h->n_groups) != 0 ||
+              olmoe_trace_add_documents(t, h->documents, h->n_documents) != 0))
+        goto fail;
     /* SWMR from here on: a file at path is always in a state readers open */
     if (start_swmr(t) != 0) goto fail;
     if (rename(tmp, path) != 0) {
@@ -437,7 +447,8 @@ int olmoe_trace_append_windows(olmoe_trace *t, int64_t nw, const olmoe_trace_win
         wrows[3 * k + 1] = w[k].length;
         wrows[3 * k + 2] = w[k].stored_from;
     }
-    if (put_rows(t, TDS_WINDOWS, H5T_NATIVE_INT64, t->info.n_windows, nw, wrows)) goto fail;
+    if (put_rows(t, TDS_WINDOWS, H5T_NATIVE_INT64, t->info.n_windows, nw, wrows) || trace_dims_sync(t->file))
+        goto fail;
     H5_CHECK(H5Fflush(t->file, H5F_SCOPE_GLOBAL), "%s: flush", t->path);
     /* the commit: n_tokens, rewritten in place, says which windows count */
     int64_t nwin = t->info.n_windows + nw, ntok = N + n;
@@ -520,7 +531,8 @@ int olmoe_trace_add_documents(olmoe_trace *t, const olmoe_trace_document *docs, 
     }
     if (n == 0) return 0;
     H5_CHECK(mt = trace_doc_mem_type(), "%s: documents type", t->path);
-    if (put_rows(t, TDS_DOCUMENTS, mt, t->info.n_documents, n, docs) != 0) goto fail;
+    if (put_rows(t, TDS_DOCUMENTS, mt, t->info.n_documents, n, docs) != 0 || trace_dims_sync(t->file) != 0)
+        goto fail;
     if (t->swmr) H5_CHECK(H5Fflush(t->file, H5F_SCOPE_GLOBAL), "%s: flush", t->path);
     t->info.n_documents += n;
     H5Tclose(mt);
@@ -561,6 +573,7 @@ static int finish(olmoe_trace *t, double nll_sum, int64_t n_scored) {
         H5_CHECK(st = trace_vstr_type(), "%s: string type", t->path);
         if (put_rows(t, TDS_GROUPS, st, old, t->n_late_groups, t->late_groups) != 0) goto fail;
     }
+    if (trace_dims_sync(t->file) != 0) goto fail;
     double ppl = n_scored > 0 ? exp(nll_sum / (double)n_scored) : NAN;
     const int32_t one = 1;
     if (update_attr(t, TRACE_ATTR_N_TOKENS, H5T_NATIVE_INT64, &t->info.n_tokens) ||

@@ -37,7 +37,7 @@ static void pc_env_init(pc_env *v, int E, int norm_topk_prob) {
         v->inv_dx[l] = 1.0;
         for (int g = 0; g < PC_GRID; g++) v->sf[l * PC_GRID + g] = 1.0f - (float)g / (PC_GRID - 1);
     }
-    v->cdf = (olmoe_kde_cdf){PC_LAYERS, PC_GRID, v->present, v->x0, v->inv_dx, v->sf};
+    v->cdf = (olmoe_kde_cdf){PC_LAYERS, 0, PC_GRID, v->present, v->x0, v->inv_dx, v->sf};
     FUZZ_ASSERT(olmoe_policy_empirical_init(&v->emp, PC_LAYERS, E, 8, 0) == 0, "emp init");
     float *lg = malloc(sizeof(float) * 8 * PC_LAYERS * (size_t)E);
     if (!lg) abort();
@@ -45,7 +45,7 @@ static void pc_env_init(pc_env *v, int E, int norm_topk_prob) {
     olmoe_policy_empirical_add(&v->emp, 0, lg, 8);
     free(lg);
     FUZZ_ASSERT(olmoe_policy_empirical_finish(&v->emp) == 0, "emp finish: %s", olmoe_error());
-    v->model = (olmoe_policy_model){PC_LAYERS, E, norm_topk_prob, &v->cdf, &v->emp};
+    v->model = (olmoe_policy_model){PC_LAYERS, E, norm_topk_prob, &v->cdf, &v->emp, NULL, 0};
 }
 
 /* one environment per (E, norm), built on first use and kept: the
@@ -67,7 +67,7 @@ static void pc_softmax(const float *r, int E, float T, float *p) {
     for (int e = 0; e < E; e++) x[e] = T == 1.0f ? r[e] : r[e] / T;
     for (int e = 0; e < E; e++) m = x[e] > m ? x[e] : m;
     for (int e = 0; e < E; e++) {
-        p[e] = expf(x[e] - m);
+        p[e] = (float)exp((double)(x[e] - m));
         s += p[e];
     }
     for (int e = 0; e < E; e++) p[e] = p[e] / s;
@@ -113,7 +113,7 @@ static int pc_reference(const olmoe_policy *pol, int layer, const float *r, int 
         float lo = pol->pv_lo, hi = 1.0f - lo;
         for (int e = 0; e < E; e++) {
             if (pol->pvalue == OLMOE_PVALUE_KDE)
-                q[e] = olmoe_kde_cdf_pvalue(pol->model.null, layer, r[e], lo);
+                q[e] = olmoe_kde_cdf_pvalue_expert(pol->model.null, layer, e, r[e], lo);
             else if (pol->pvalue == OLMOE_PVALUE_EMPIRICAL)
                 q[e] = olmoe_policy_empirical_pvalue(pol->model.emp, layer, e, r[e]);
             else

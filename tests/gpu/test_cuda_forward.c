@@ -314,10 +314,10 @@ typedef struct {
     long calls;
 } hook_ctx;
 
-static int hook(void *ctx, int layer, const float *logits, int E, int *experts, float *weights) {
+static int hook(void *ctx, int layer, int64_t pos, const float *logits, int E, int *experts, float *weights) {
     hook_ctx *h = ctx;
     h->calls++;
-    return olmoe_route_topk(&h->r, layer, logits, E, experts, weights);
+    return olmoe_route_topk(&h->r, layer, pos, logits, E, experts, weights);
 }
 
 static void test_route_hook(void) {

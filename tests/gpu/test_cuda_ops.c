@@ -283,7 +283,7 @@ static void route_case(int T, int E, int k, int norm, int ld) {
             rbad += memcmp(&rl[(size_t)t * ld + e], &want, 4) != 0;
             row[e] = want;
         }
-        olmoe_route_topk(&r, 0, row, E, ce, cw);
+        olmoe_route_topk(&r, 0, -1, row, E, ce, cw);
         /* near-ties (not exact ties) may order differently in fp32: skip them */
         memcpy(p, row, E * 4);
         olmoe_softmax(p, E);

@@ -43,7 +43,7 @@ static void *read_i32(hid_t h, const char *path, int64_t *n) {
 
 static olmoe_engine *open_cuda(olmoe_model *m, int ctx, int top_k, olmoe_policy *pol) {
     olmoe_engine_opts eo = {.device = "cuda", .max_ctx = ctx, .max_tokens = ctx, .top_k = top_k};
-    if (pol) eo.top_k = olmoe_policy_max_experts(pol), eo.route = olmoe_policy_route, eo.route_ctx = pol;
+    if (pol) eo.top_k = olmoe_policy_max_experts(pol), eo.route = olmoe_policy_route_at, eo.route_ctx = pol;
     olmoe_engine *e;
     if (olmoe_engine_open(m, &eo, &e) != 0) die("%s", olmoe_error());
     return e;

@@ -3,8 +3,8 @@
  * fixture, on the same bf16 residuals (the CPU engine's, rounded as a trace
  * stores them); the host routing path against the device top-k; chunking,
  * determinism and the fp32 residual input; the driver with device "cuda"
- * for replay and for --exact (the CUDA engine with the policy as route hook,
- * on several host threads) against the same on the CPU; olmoe-capture
+ * for replay and for --exact (the CUDA engine with the policy routed on the
+ * GPU, engine/cuda_policy.cu) against the same on the CPU; olmoe-capture
  * --device cuda --save-residuals (bf16 residuals copied from the GPU as they
  * are) replayed by olmoe-replay --device cuda.
  *
@@ -21,8 +21,9 @@
  * count changes wherever the running sum of p crosses p within the bf16
  * rounding of the router logits, and tiny random routers have flat p. For
  * --exact, where bf16 attention changes the router's input too, >= 90 %.
- * With captured routing both backends route the same logits with the same C
- * code, so the decisions must be identical. Host vs device top-k: identical decisions,
+ * With captured routing both backends route the same logits (the CPU with
+ * the C code, the GPU with its bit-exact twin), so the decisions must be
+ * identical. Host vs device top-k: identical decisions,
  * NLL within 1e-3. Same input twice: identical bits (no atomics in any
  * order); in chunks of other sizes (other GEMM shapes, the same algorithms):
  * the same decisions, NLL within 1e-3. Achieved values print as "# ..." lines. */
@@ -74,7 +75,7 @@ static int run_policies(olmoe_model *m, const char *dev, olmoe_policy *const *p,
     for (size_t s = 0; s < T && rc == 0; s += (size_t)chunk) {
         int n = (int)(T - s < (size_t)chunk ? T - s : (size_t)chunk);
         olmoe_replay_chunk ch = {n, r->tokens + s, r->target + s, res32 ? res32 + s * L * D : NULL,
-                                 res16 ? res16 + s * L * D : NULL, captured ? r->logits + s * L * E : NULL};
+                                 res16 ? res16 + s * L * D : NULL, captured ? r->logits + s * L * E : NULL, s};
         rc = olmoe_replay_backend_load(b, &ch);
         for (int i = 0; i < np && rc == 0; i++) {
             olmoe_replay_out out = {o[i].nll + s, o[i].am + s, o[i].nexp + s * L, o[i].load};
@@ -179,7 +180,7 @@ static void fixture_close(fixture_run *f) {
 
 static int bind_spec(fixture_run *f, const char *spec, olmoe_policy *p) {
     const olmoe_config *c = &f->m.cfg;
-    olmoe_policy_model pm = {c->num_hidden_layers, c->num_experts, c->norm_topk_prob, &f->cdf, NULL};
+    olmoe_policy_model pm = {c->num_hidden_layers, c->num_experts, c->norm_topk_prob, &f->cdf, NULL, NULL, 0};
     if (olmoe_policy_parse(spec, p) != 0) return -1;
     return olmoe_policy_bind(p, &pm);
 }
@@ -351,7 +352,7 @@ static void test_driver(void) {
         return;
     }
     const olmoe_config *c = &m.cfg;
-    olmoe_policy_model pm = {c->num_hidden_layers, c->num_experts, c->norm_topk_prob, NULL, NULL};
+    olmoe_policy_model pm = {c->num_hidden_layers, c->num_experts, c->norm_topk_prob, NULL, NULL, NULL, 0};
     const char *specs[3] = {"topk(k=8)", "topp(p=0.6,max_k=16)", "bh(alpha=0.5,max_k=8,pvalue=pseudo)"};
     olmoe_policy pol[3], *pp[3];
     for (int i = 0; i < 3; i++) {

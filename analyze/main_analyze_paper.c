@@ -1,0 +1,401 @@
+/* main_analyze_paper.c: olmoe-analyze intervals, compare-policies and headroom, the
+ * numbers a routing paper quotes from stored results (man/olmoe-analyze.1):
+ * paired bootstrap intervals over documents (bootstrap.h) and the headroom of
+ * any adaptive policy over the exact top-k ladder (headroom.h). Stored results
+ * are read only through replay_h5.c's readers, from the trace's results file
+ * (olmoe_results_open: beside it, or the trace itself for an old trace that
+ * holds them) and then each --results file in turn. */
+#include "common.h"
+#include "bootstrap.h"
+#include "headroom.h"
+#include "main_analyze.h"
+#include "policy.h"
+#include "replay.h"
+#include "traces.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *o_results[32], *o_kind, *o_json, *o_csv, *o_eps = "0.01,0.1", *o_write, *o_ladder_kind;
+static int o_n_results, o_force, o_quiet;
+static long o_seed = 1, o_resamples = 1000;
+static double o_write_eps = 0.01;
+
+static int results_cb(const char *v, void *ctx) {
+    (void)ctx;
+    if (o_n_results == (int)(sizeof o_results / sizeof o_results[0])) return olmoe_errorf("too many --results");
+    o_results[o_n_results++] = v;
+    return 0;
+}
+
+#define OPTS_SOURCES                                                                               \
+    OPT_CALLBACK("results", results_cb, NULL, "FILE",                                              \
+                 "a results file (olmoe-replay --out) searched after the trace (repeatable)"),     \
+        OPT_STRING("kind", &o_kind, "KIND", "exact (default when stored) or replay")
+#define OPTS_BOOT                                                                                  \
+    OPT_LONG_RANGE("seed", &o_seed, "N", "bootstrap seed (default 1)", 0, 1L << 62),              \
+        OPT_LONG_RANGE("resamples", &o_resamples, "N", "bootstrap resamples (default 1000)", 1, 10000000)
+#define OPTS_OUT                                                                                   \
+    OPT_STRING("json", &o_json, "FILE", "write the results as JSON"),                              \
+        OPT_STRING("csv", &o_csv, "FILE", "write the table as CSV"),                               \
+        OPT_FLAG("force", &o_force, "overwrite existing outputs"),                                 \
+        OPT_FLAG("quiet", &o_quiet, "no table on stdout")
+
+/* ---- where stored results are: the trace, then each --results file ---- */
+typedef struct {
+    olmoe_trace *t;
+    hid_t file[33]; /* [0] the trace's results (own_first: a file to close) */
+    int n, own_first;
+    int64_t N;
+    float *base; /* [N] the captured baseline NLL */
+} sources;
+
+static void sources_open(sources *s, const char *trace) {
+    memset(s, 0, sizeof *s);
+    if (!(s->t = olmoe_trace_open(trace))) die("%s", olmoe_error());
+    int own = olmoe_results_open(trace, olmoe_trace_hid(s->t), &s->file[s->n++]);
+    if (own < 0) die("%s", olmoe_error());
+    s->own_first = own;
+    for (int i = 0; i < o_n_results; i++)
+        if ((s->file[s->n++] = olmoe_h5_open(o_results[i], 0)) < 0) die("%s", olmoe_error());
+    s->N = olmoe_trace_info_of(s->t)->n_tokens;
+    s->base = xmalloc(xmul((size_t)(s->N ? s->N : 1), sizeof *s->base));
+    if (s->N && olmoe_trace_read_nll(s->t, 0, s->N, s->base) != 0) die("%s", olmoe_error());
+}
+
+static void sources_close(sources *s) {
+    for (int i = s->own_first ? 0 : 1; i < s->n; i++) olmoe_h5_close(s->file[i]);
+    olmoe_trace_close(s->t);
+    free(s->base);
+}
+
+/* the per-token NLL [N] of a stored policy ("baseline": the capture's), or NULL */
+static float *find_nll(const sources *s, const char *kind, const char *id) {
+    if (strcmp(id, "baseline") == 0) {
+        float *b = xmalloc(xmul((size_t)(s->N ? s->N : 1), sizeof *b));
+        memcpy(b, s->base, (size_t)s->N * sizeof *b);
+        return b;
+    }
+    olmoe_policy p;
+    const char *ids[2] = {id, NULL};
+    if (olmoe_policy_parse(id, &p) == 0) ids[1] = p.id; /* a spec: its canonical id */
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; ids[k] && i < s->n; i++) {
+            float *nll = NULL;
+            int64_t n = 0;
+            int rc = olmoe_replay_h5_read_nll(s->file[i], kind, ids[k], &nll, &n);
+            if (rc < 0) die("%s", olmoe_error());
+            if (rc == 0) continue;
+            if (n != s->N) die("/%s/%s: %lld tokens, the trace %lld", kind, ids[k], (long long)n, (long long)s->N);
+            return nll;
+        }
+    return NULL;
+}
+
+static const char *pick_kind(const sources *s, const char *id) {
+    if (o_kind) {
+        if (strcmp(o_kind, "exact") != 0 && strcmp(o_kind, "replay") != 0)
+            die_usage("--kind: exact or replay, not '%s'", o_kind);
+        return o_kind;
+    }
+    float *x = find_nll(s, "exact", id), *y = x ? NULL : find_nll(s, "replay", id);
+    const char *k = x || !y ? "exact" : "replay"; /* neither: exact, for the message */
+    free(x);
+    free(y);
+    return k;
+}
+
+static FILE *out_open(olmoe_out *o, const char *path) {
+    if (!path) return NULL;
+    if (olmoe_out_begin(o, path, o_force) != 0) die("%s", olmoe_error());
+    FILE *f = fopen(o->tmp, "w");
+    if (!f) die("%s: cannot write", o->tmp);
+    return f;
+}
+
+static void out_close(olmoe_out *o, FILE *f) {
+    if (!f) return;
+    if (fclose(f) != 0) die("%s: write failed", o->final);
+    if (olmoe_out_commit(o) != 0) die("%s", olmoe_error());
+}
+
+static void boot(const sources *s, const float *a, const float *b, olmoe_boot_result *r, const char **unit) {
+    olmoe_boot_units u;
+    if (olmoe_boot_trace_units(s->t, &u) != 0) die("%s", olmoe_error());
+    olmoe_boot_units_fill(&u, a, b, s->N);
+    if (olmoe_boot_paired(&u, (int)o_resamples, (uint64_t)o_seed, r) != 0) die("%s", olmoe_error());
+    *unit = u.unit;
+    olmoe_boot_units_free(&u);
+}
+
+static void json_boot(FILE *f, const char *kind, const char *a, const char *b, const olmoe_boot_result *r,
+                      const char *unit, int last) {
+    fprintf(f, "  {\"kind\": \"%s\", \"policy\": \"%s\", \"reference\": \"%s\", \"unit\": \"%s\", "
+               "\"n_units\": %lld, \"n_tokens\": %lld, \"resamples\": %d, \"seed\": %llu, \"level\": 0.95,\n"
+               "   \"perplexity\": %.17g, \"perplexity_ci\": [%.17g, %.17g],\n"
+               "   \"reference_perplexity\": %.17g, \"reference_perplexity_ci\": [%.17g, %.17g],\n"
+               "   \"delta\": %.17g, \"delta_ci\": [%.17g, %.17g], \"delta_nll\": %.17g, "
+               "\"delta_nll_ci\": [%.17g, %.17g], \"p_value\": %.17g}%s\n",
+            kind, a, b, unit, (long long)r->n_units, (long long)r->n_tokens, r->resamples,
+            (unsigned long long)r->seed, r->ppl_a, r->ppl_a_lo, r->ppl_a_hi, r->ppl_b, r->ppl_b_lo, r->ppl_b_hi,
+            r->delta, r->delta_lo, r->delta_hi, r->dnll, r->dnll_lo, r->dnll_hi, r->p_value, last ? "" : ",");
+}
+
+static const char csv_head[] = "kind,policy,reference,unit,n_units,n_tokens,resamples,seed,perplexity,ppl_lo,ppl_hi,"
+                               "reference_perplexity,ref_lo,ref_hi,delta,delta_lo,delta_hi,p_value\n";
+
+static void csv_boot(FILE *f, const char *kind, const char *a, const char *b, const olmoe_boot_result *r,
+                     const char *unit) {
+    fprintf(f, "%s,", kind);
+    olmoe_csv_field(f, a);
+    fputc(',', f);
+    olmoe_csv_field(f, b);
+    fprintf(f, ",%s,%lld,%lld,%d,%llu,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.6g\n", unit,
+            (long long)r->n_units, (long long)r->n_tokens, r->resamples, (unsigned long long)r->seed, r->ppl_a,
+            r->ppl_a_lo, r->ppl_a_hi, r->ppl_b, r->ppl_b_lo, r->ppl_b_hi, r->delta, r->delta_lo, r->delta_hi,
+            r->p_value);
+}
+
+/* ---- compare-policies TRACE A B ---- */
+static const olmoe_opt cmp_opts[] = {OPTS_SOURCES, OPTS_BOOT, OPTS_OUT, OPT_END};
+
+int olmoe_cmd_compare_policies(int argc, char **argv) {
+    int npos = olmoe_opt_parse(argc, argv, cmp_opts,
+                               "usage: olmoe-analyze compare-policies TRACE A B [options]\n\n"
+                               "A paired bootstrap over documents (windows when the trace has none) of\n"
+                               "two stored policies' perplexities (ids or specs; 'baseline' is the\n"
+                               "capture's): B against A, 95 % intervals and a two-sided p-value.");
+    if (npos != 3) die_usage("a trace and two policies, please (olmoe-analyze compare-policies TRACE A B)");
+    olmoe_out oj, oc;
+    FILE *fj = out_open(&oj, o_json), *fc = out_open(&oc, o_csv);
+    sources s;
+    sources_open(&s, argv[0]);
+    const char *kind = pick_kind(&s, strcmp(argv[1], "baseline") ? argv[1] : argv[2]);
+    float *a = find_nll(&s, kind, argv[1]), *b = find_nll(&s, kind, argv[2]);
+    if (!a || !b)
+        die("%s: no %s results for %s (run olmoe-replay%s first)", argv[0], kind, a ? argv[2] : argv[1],
+            strcmp(kind, "exact") == 0 ? " --exact" : "");
+    olmoe_boot_result r;
+    const char *unit;
+    boot(&s, b, a, &r, &unit);
+    if (!o_quiet) {
+        printf("# %s: B = %s against A = %s, paired bootstrap over %lld %ss (%lld tokens), %d resamples, seed %ld\n",
+               kind, argv[2], argv[1], (long long)r.n_units, unit, (long long)r.n_tokens, r.resamples, o_seed);
+        printf("A perplexity %.4f [%.4f, %.4f]\n", r.ppl_b, r.ppl_b_lo, r.ppl_b_hi);
+        printf("B perplexity %.4f [%.4f, %.4f]\n", r.ppl_a, r.ppl_a_lo, r.ppl_a_hi);
+        printf("B/A - 1 %+.3f %% [%+.3f %%, %+.3f %%], mean NLL difference %+.5f [%+.5f, %+.5f] nats, p = %.4g\n",
+               100 * r.delta, 100 * r.delta_lo, 100 * r.delta_hi, r.dnll, r.dnll_lo, r.dnll_hi, r.p_value);
+        printf("%s\n", r.delta_lo > 0 || r.delta_hi < 0 ? "the interval excludes 0: the difference is supported"
+                                                        : "the interval holds 0: no difference is shown");
+    }
+    if (fj) {
+        fprintf(fj, "{\"format\": \"olmoe-compare-policies\", \"trace\": \"%s\", \"results\": [\n", argv[0]);
+        json_boot(fj, kind, argv[2], argv[1], &r, unit, 1);
+        fprintf(fj, "]}\n");
+    }
+    if (fc) fputs(csv_head, fc), csv_boot(fc, kind, argv[2], argv[1], &r, unit);
+    out_close(&oj, fj);
+    out_close(&oc, fc);
+    free(a);
+    free(b);
+    sources_close(&s);
+    return 0;
+}
+
+/* ---- intervals TRACE: every stored policy against the baseline ---- */
+static const olmoe_opt int_opts[] = {OPTS_SOURCES, OPTS_BOOT, OPTS_OUT, OPT_END};
+
+int olmoe_cmd_intervals(int argc, char **argv) {
+    int npos = olmoe_opt_parse(argc, argv, int_opts,
+                               "usage: olmoe-analyze intervals TRACE [options]\n\n"
+                               "Every stored replay and exact result: perplexity and its ratio to the\n"
+                               "captured baseline, with 95 % paired bootstrap intervals over documents.");
+    if (npos != 1) die_usage("one trace, please (olmoe-analyze intervals TRACE)");
+    olmoe_out oj, oc;
+    FILE *fj = out_open(&oj, o_json), *fc = out_open(&oc, o_csv);
+    sources s;
+    sources_open(&s, argv[0]);
+    if (fj) fprintf(fj, "{\"format\": \"olmoe-intervals\", \"trace\": \"%s\", \"results\": [\n", argv[0]);
+    if (fc) fputs(csv_head, fc);
+    if (!o_quiet) printf("kind   policy  perplexity [95 %%]  vs baseline [95 %%]  p\n");
+    int first = 1;
+    for (int k = 0; k < 2; k++) {
+        const char *kind = k ? "replay" : "exact";
+        if (o_kind && strcmp(o_kind, kind) != 0) continue;
+        for (int f = 0; f < s.n; f++) {
+            char **ids;
+            int n;
+            if (olmoe_replay_h5_ids(s.file[f], kind, &ids, &n) != 0) die("%s", olmoe_error());
+            for (int i = 0; i < n; i++) {
+                float *a = NULL;
+                int64_t na = 0;
+                if (olmoe_replay_h5_read_nll(s.file[f], kind, ids[i], &a, &na) != 1 || na != s.N) {
+                    free(a), free(ids[i]);
+                    continue;
+                }
+                olmoe_boot_result r;
+                const char *unit;
+                boot(&s, a, s.base, &r, &unit);
+                if (!o_quiet)
+                    printf("%-6s %s  %.4f [%.4f, %.4f]  %+.3f %% [%+.3f, %+.3f]  %.3g\n", kind, ids[i], r.ppl_a,
+                           r.ppl_a_lo, r.ppl_a_hi, 100 * r.delta, 100 * r.delta_lo, 100 * r.delta_hi, r.p_value);
+                if (fj) fputs(first ? "" : ",\n", fj), json_boot(fj, kind, ids[i], "baseline", &r, unit, 1);
+                if (fc) csv_boot(fc, kind, ids[i], "baseline", &r, unit);
+                first = 0;
+                free(a), free(ids[i]);
+            }
+            free(ids);
+        }
+    }
+    if (fj) fprintf(fj, "]}\n");
+    out_close(&oj, fj);
+    out_close(&oc, fc);
+    sources_close(&s);
+    return 0;
+}
+
+/* ---- headroom TRACE ---- */
+static const olmoe_opt head_opts[] = {
+    OPTS_SOURCES,
+    OPT_STRING("eps", &o_eps, "LIST", "tolerances in nats (default 0.01,0.1)"),
+    OPT_STRING("write-routing", &o_write, "FILE", "write the oracle of --write-eps as a routing file"),
+    OPT_DOUBLE("write-eps", &o_write_eps, "X", "the tolerance of the oracle written (default 0.01)"),
+    OPTS_OUT,
+    OPT_END};
+
+/* the stored exact top-k results below the baseline's k, ascending */
+static void find_ladder(const sources *s, int k_base, olmoe_headroom_in *in, float **owned) {
+    memset(in, 0, sizeof *in);
+    for (int k = 1; k < k_base && in->n_k < OLMOE_HEADROOM_MAX_K; k++) {
+        char id[64];
+        snprintf(id, sizeof id, "topk(k=%d,norm=model)", k);
+        float *x = find_nll(s, o_ladder_kind, id);
+        if (!x) continue;
+        owned[in->n_k] = x;
+        in->ks[in->n_k] = k;
+        in->nll[in->n_k++] = x;
+    }
+    in->base = s->base, in->k_base = k_base, in->N = s->N;
+}
+
+/* per token, the top-k* of the trace's router logits at every layer (-1
+ * padded to k_base); unscored tokens keep the baseline's k */
+static void write_routing(const sources *s, const olmoe_headroom *h, int k_base, const char *path) {
+    const olmoe_trace_info *in = olmoe_trace_info_of(s->t);
+    int L = in->meta.n_layers, E = in->meta.n_experts;
+    int64_t N = s->N, C = 1024;
+    olmoe_policy p;
+    char spec[32];
+    snprintf(spec, sizeof spec, "topk(k=%d)", k_base);
+    olmoe_policy_model m = {L, E, in->meta.norm_topk_prob, NULL, NULL, NULL, 0};
+    if (olmoe_policy_parse(spec, &p) != 0 || olmoe_policy_bind(&p, &m) != 0) die("%s", olmoe_error());
+    int32_t *ex = xmalloc(xmul(xmul((size_t)N, (size_t)L * k_base), sizeof *ex)), *tok = xmalloc(xmul((size_t)N, 4));
+    float *lg = xmalloc(xmul((size_t)C * L * E, sizeof *lg));
+    int rank[OLMOE_POLICY_MAX_E];
+    if (olmoe_trace_read_tokens(s->t, 0, N, tok) != 0) die("%s", olmoe_error());
+    for (int64_t s0 = 0; s0 < N; s0 += C) {
+        int64_t n = N - s0 < C ? N - s0 : C;
+        if (olmoe_trace_read_router_logits(s->t, s0, n, lg) != 0) die("%s", olmoe_error());
+        for (int64_t i = 0; i < n; i++) {
+            int k = h->kstar[s0 + i] ? h->kstar[s0 + i] : k_base;
+            for (int l = 0; l < L; l++) {
+                olmoe_policy_route(&p, l, lg + ((size_t)i * L + l) * E, E, rank, NULL);
+                int32_t *row = ex + ((size_t)(s0 + i) * L + l) * k_base;
+                for (int j = 0; j < k_base; j++) row[j] = j < k ? rank[j] : -1;
+            }
+        }
+    }
+    olmoe_out o;
+    if (olmoe_out_begin(&o, path, o_force) != 0) die("%s", olmoe_error());
+    hid_t f = olmoe_h5_create(o.tmp);
+    int64_t d3[3] = {N, L, k_base}, d1[1] = {N};
+    if (f < 0 || olmoe_h5_set_attr_str(f, ".", "format", "olmoe-routing") || olmoe_h5_set_attr_i32(f, ".", "version", 1) ||
+        olmoe_h5_set_attr_f64(f, ".", "eps", h->eps) ||
+        olmoe_h5_set_attr_str(f, ".", "made_by", "olmoe-analyze headroom: per token the smallest k of the exact ladder within eps") ||
+        olmoe_h5_write(f, "tokens", OLMOE_H5_I32, 1, d1, tok) || olmoe_h5_write(f, "experts", OLMOE_H5_I32, 3, d3, ex) ||
+        olmoe_h5_close(f) != 0 || olmoe_out_commit(&o) != 0)
+        die("%s", olmoe_error());
+    free(ex), free(tok), free(lg);
+}
+
+int olmoe_cmd_headroom(int argc, char **argv) {
+    int npos = olmoe_opt_parse(argc, argv, head_opts,
+                               "usage: olmoe-analyze headroom TRACE [options]\n\n"
+                               "From the stored exact top-k ladder (olmoe-replay --exact --sweep topk):\n"
+                               "per token the smallest k whose NLL is within eps of the baseline's, the\n"
+                               "distribution of that k, its mean and the perplexity of that oracle.");
+    if (npos != 1) die_usage("one trace, please (olmoe-analyze headroom TRACE)");
+    double eps[16];
+    int n_eps = 0;
+    for (const char *e = o_eps; *e && n_eps < 16;) {
+        char buf[64];
+        size_t l = strcspn(e, ",");
+        snprintf(buf, sizeof buf, "%.*s", (int)(l < 63 ? l : 63), e);
+        if (olmoe_parse_double(buf, &eps[n_eps]) != 0 || !(eps[n_eps] >= 0)) die_usage("--eps: '%s' is not a tolerance >= 0", buf);
+        n_eps++;
+        e += l + (e[l] == ',');
+    }
+    if (!(o_write_eps >= 0)) die_usage("--write-eps must be >= 0");
+    olmoe_out oj, oc, ow;
+    if (o_write) { /* refused early; written at the end */
+        if (olmoe_out_begin(&ow, o_write, o_force) != 0) die("%s", olmoe_error());
+        olmoe_out_abort(&ow);
+    }
+    FILE *fj = out_open(&oj, o_json), *fc = out_open(&oc, o_csv);
+    sources s;
+    sources_open(&s, argv[0]);
+    o_ladder_kind = o_kind ? o_kind : "exact";
+    int k_base = olmoe_trace_info_of(s.t)->meta.top_k;
+    olmoe_headroom_in in;
+    float *owned[OLMOE_HEADROOM_MAX_K] = {0};
+    find_ladder(&s, k_base, &in, owned);
+    if (in.n_k == 0)
+        die("%s: no stored %s top-k results below k=%d (run olmoe-replay %s --exact --sweep topk)", argv[0],
+            o_ladder_kind, k_base, argv[0]);
+    if (!o_quiet) {
+        printf("# headroom of %s over the %s ladder k =", argv[0], o_ladder_kind);
+        for (int j = 0; j < in.n_k; j++) printf(" %d", in.ks[j]);
+        printf(" (baseline k = %d)\n", k_base);
+    }
+    if (fj) fprintf(fj, "{\"format\": \"olmoe-headroom\", \"trace\": \"%s\", \"kind\": \"%s\", \"k_base\": %d, \"results\": [\n", argv[0], o_ladder_kind, k_base);
+    if (fc) fprintf(fc, "eps,n_scored,mean_k,ppl_oracle,ppl_baseline,k,tokens,share\n");
+    for (int e = 0; e < n_eps; e++) {
+        olmoe_headroom h;
+        if (olmoe_headroom_compute(&in, eps[e], &h) != 0) die("%s", olmoe_error());
+        if (!o_quiet) {
+            printf("eps %g: mean k %.3f, oracle perplexity %.4f (baseline %.4f, %+.2f %%) over %lld tokens; k:", eps[e],
+                   h.mean_k, h.ppl_oracle, h.ppl_base, 100 * (h.ppl_oracle / h.ppl_base - 1), (long long)h.n_scored);
+            for (int j = 0; j <= in.n_k; j++)
+                printf(" %d: %.1f %%", j < in.n_k ? in.ks[j] : k_base, 100.0 * (double)h.count[j] / (double)h.n_scored);
+            printf("\n");
+        }
+        if (fj) {
+            fprintf(fj, "  {\"eps\": %.17g, \"n_scored\": %lld, \"mean_k\": %.17g, \"ppl_oracle\": %.17g, "
+                        "\"ppl_baseline\": %.17g, \"k\": [", eps[e], (long long)h.n_scored, h.mean_k, h.ppl_oracle, h.ppl_base);
+            for (int j = 0; j <= in.n_k; j++) fprintf(fj, "%s%d", j ? ", " : "", j < in.n_k ? in.ks[j] : k_base);
+            fprintf(fj, "], \"tokens\": [");
+            for (int j = 0; j <= in.n_k; j++) fprintf(fj, "%s%lld", j ? ", " : "", (long long)h.count[j]);
+            fprintf(fj, "]}%s\n", e + 1 < n_eps ? "," : "");
+        }
+        for (int j = 0; fc && j <= in.n_k; j++)
+            fprintf(fc, "%g,%lld,%.6f,%.6f,%.6f,%d,%lld,%.6f\n", eps[e], (long long)h.n_scored, h.mean_k, h.ppl_oracle,
+                    h.ppl_base, j < in.n_k ? in.ks[j] : k_base, (long long)h.count[j],
+                    (double)h.count[j] / (double)h.n_scored);
+        olmoe_headroom_free(&h);
+    }
+    if (fj) fprintf(fj, "]}\n");
+    if (o_write) {
+        olmoe_headroom h;
+        if (olmoe_headroom_compute(&in, o_write_eps, &h) != 0) die("%s", olmoe_error());
+        write_routing(&s, &h, k_base, o_write);
+        if (!o_quiet) printf("wrote %s: the oracle of eps %g (mean k %.3f); score it with olmoe-replay %s --exact --routing-file %s\n",
+                             o_write, o_write_eps, h.mean_k, argv[0], o_write);
+        olmoe_headroom_free(&h);
+    }
+    out_close(&oj, fj);
+    out_close(&oc, fc);
+    for (int j = 0; j < in.n_k; j++) free(owned[j]);
+    sources_close(&s);
+    return 0;
+}
