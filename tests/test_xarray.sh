@@ -4,7 +4,10 @@
 # nothing of ours on the reading side: one layer's router logits equal
 # h5py's, /windows' columns are named, /documents and /groups have their
 # dimensions, and the groups /baseline and /residual open too. The same for
-# a trace merged from two shards (virtual datasets) and after --copy.
+# a trace merged from two shards (virtual datasets) and after --copy. Its
+# results file (olmoe-replay --sweep topk, --mode stats --store) opens the
+# same way: each policy's group found by its "policy" attribute, its
+# perplexity that of its own per-token nll, every group without phony dims.
 . tests/lib.sh
 B=$OLMOE_BIN
 M=$FIX/tiny-f32
@@ -50,5 +53,37 @@ for f in t m c; do
     if "$PY" "$T/read.py" "$T/$f.h5" >"$T/out" 2>"$T/err"; then pass "xarray_$f"
     else fail "xarray_$f" "$(tail -n 3 "$T/err")"; fi
 done
+"$B/olmoe-replay" "$T/t.h5" --model "$M" --sweep topk --device cpu --quiet >/dev/null 2>"$T/err" ||
+    fail replay_sweep "$(cat "$T/err")"
+"$B/olmoe-replay" "$T/t.h5" --mode stats --store --policy 'topk(k=2)' --quiet >/dev/null 2>"$T/err" ||
+    fail stats_store "$(cat "$T/err")"
+cat >"$T/results.py" <<'PY'
+import sys
+import h5py
+import numpy as np
+import xarray as xr
+
+trace, results = sys.argv[1], sys.argv[2]
+logits = xr.open_dataset(trace, engine="h5netcdf")["router_logits"].sel(layer=1)  # [token, expert]
+with h5py.File(results, "r") as f:          # policy spec -> its group
+    groups = {g.attrs["policy"]: g.name for g in f["replay"].values()}
+    every = []
+    f.visititems(lambda n, o: every.append(n) if isinstance(o, h5py.Group) else None)
+assert sorted(groups) == ["topk(k=%d,norm=model)" % k for k in (1, 2, 4, 8)], sorted(groups)
+for spec, name in sorted(groups.items()):
+    r = xr.open_dataset(results, engine="h5netcdf", group=name)
+    assert r["nll"].dims == ("token",) and r.sizes["token"] == logits.sizes["token"]
+    assert r["experts"].dims == ("token", "layer") and r["load"].dims == ("layer", "expert")
+    assert r["k_hist"].dims == ("layer", "k") and r.sizes["expert"] == logits.sizes["expert"]
+    own = float(np.exp(np.nanmean(r["nll"].values.astype(np.float64))))
+    assert abs(r.attrs["perplexity"] / own - 1) < 1e-5, (spec, r.attrs["perplexity"], own)
+s = xr.open_dataset(results, engine="h5netcdf", group="stats/topk(k=2,norm=model)")
+assert s["mean_k"].dims == ("layer",) and s["load"].dims == ("layer", "expert")
+for name in every:                          # every group opens without phony dims
+    xr.open_dataset(results, engine="h5netcdf", group=name)
+print("ok", len(groups), len(every))
+PY
+if "$PY" "$T/results.py" "$T/t.h5" "$T/t.results.h5" >"$T/out" 2>"$T/err"; then pass xarray_results
+else fail xarray_results "$(tail -n 3 "$T/err")"; fi
 check merged_verifies sh -c "'$B/olmoe-traces' verify '$T/m.h5' >/dev/null"
 check single_verifies sh -c "'$B/olmoe-traces' verify '$T/t.h5' >/dev/null"

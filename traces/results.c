@@ -221,7 +221,19 @@ fail:
     return -1;
 }
 
+/* a results file (not another file updated in place) gets its dimensions */
+static int results_dims_if_results(hid_t f) {
+    char *fmt = NULL;
+    int rc = 0;
+    if (olmoe_h5_has_attr(f, ".", "format") == 1 && olmoe_h5_get_attr_str(f, ".", "format", &fmt) == 0 &&
+        strcmp(fmt, OLMOE_RESULTS_FORMAT) == 0)
+        rc = olmoe_results_dims(f);
+    free(fmt);
+    return rc;
+}
+
 int olmoe_results_commit(olmoe_results *r) {
+    if (results_dims_if_results(r->f) != 0) return olmoe_error_prefix("%s", r->final);
     hid_t f = r->f;
     r->f = H5I_INVALID_HID;
     if (olmoe_h5_close(f) != 0 || olmoe_fsync_path(r->tmp) != 0) return -1;

@@ -358,8 +358,12 @@ int olmoe_results_begin(olmoe_results *r, const char *trace_path, hid_t trace);
 /* The same for adding to any existing HDF5 file: locks final, copies it into
  * the partial and opens that read-write. */
 int olmoe_h5_update_begin(olmoe_results *r, const char *final);
-/* closes, fsyncs and renames the partial into place; unlocks */
+/* closes, fsyncs and renames the partial into place; unlocks. A results
+ * file (format olmoe-results) gets olmoe_results_dims first. */
 int olmoe_results_commit(olmoe_results *r);
+/* names every dataset axis of f that has no dimension scale yet (netCDF-4
+ * dimensions: token, layer, expert, k, else <dataset>_dim<i>; results_dims.c) */
+int olmoe_results_dims(hid_t f);
 /* removes the partial; the results file stays as it was */
 void olmoe_results_abort(olmoe_results *r);
 /* An input of a result: checksum NULL = XXH3-128 of the file's bytes. */
