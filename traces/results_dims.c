@@ -1,8 +1,10 @@
 /* results_dims.c: named dimensions for every dataset of a results file, so
  * that netCDF readers (xarray with h5netcdf) open each of its groups without
  * phony dimensions. Run when a results file is committed, over the whole
- * file: each dataset axis without a dimension scale gets one, an int64 index
- * 0..n-1 (HDF5 dimension scale) in the dataset's own group, named
+ * file: each dataset axis without a dimension scale gets one in the
+ * dataset's own group, a dimension without values as netCDF-4 writes one
+ * (an HDF5 dimension scale never written, so it takes no space, whose NAME
+ * says "This is a netCDF dimension but not a netCDF variable."), named
  *   nll, argmax             [token]
  *   experts                 [token, layer]
  *   k_hist                  [layer, k]        (k = 0..n_experts)
@@ -71,9 +73,10 @@ static const char *known_dim(const char *gbase, const char *base, int rank, int 
     return NULL;
 }
 
-/* an index scale named name of length n in group g: reused when it is one
- * (1 + id), 0 when the name is taken by something else, -1 on error */
-static hid_t index_scale(hid_t g, const char *name, hsize_t n, int *taken) {
+/* a dimension named name of length n in group g, reused when the group has
+ * it already; H5I_INVALID_HID with *taken set when the name is taken by
+ * something else, without on error */
+static hid_t dim_scale(hid_t g, const char *name, hsize_t n, int *taken) {
     *taken = 0;
     htri_t e = H5Lexists(g, name, H5P_DEFAULT);
     if (e < 0) return olmoe_errorf("%s: cannot look it up", name), H5I_INVALID_HID;
@@ -94,17 +97,15 @@ static hid_t index_scale(hid_t g, const char *name, hsize_t n, int *taken) {
         return H5I_INVALID_HID;
     }
     hid_t sp = H5I_INVALID_HID, ds = H5I_INVALID_HID;
-    int64_t *v = xmalloc(xmul(n ? n : 1, sizeof *v));
-    for (hsize_t k = 0; k < n; k++) v[k] = (int64_t)k;
+    char label[128]; /* netCDF-4's mark of a dimension without values */
+    snprintf(label, sizeof label, "This is a netCDF dimension but not a netCDF variable.%10llu",
+             (unsigned long long)n);
     H5_CHECK(sp = H5Screate_simple(1, &n, NULL), "%s", name);
-    H5_CHECK(ds = H5Dcreate2(g, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "%s: cannot create", name);
-    if (n) H5_CHECK(H5Dwrite(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v), "%s", name);
-    H5_CHECK(H5DSset_scale(ds, name), "%s: dimension scale", name);
+    H5_CHECK(ds = H5Dcreate2(g, name, H5T_IEEE_F32BE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "%s: cannot create", name);
+    H5_CHECK(H5DSset_scale(ds, label), "%s: dimension scale", name);
     H5Sclose(sp);
-    free(v);
     return ds;
 fail:
-    free(v);
     olmoe_h5_close_id(ds);
     olmoe_h5_close_id(sp);
     return H5I_INVALID_HID;
@@ -117,9 +118,9 @@ static int name_axis(hid_t g, hid_t ds, const char *gbase, const char *base, int
     snprintf(fallback, sizeof fallback, "%s_dim%d", base, i);
     const char *name = known_dim(gbase, base, rank, i);
     int taken = 0;
-    hid_t sc = name ? index_scale(g, name, n, &taken) : H5I_INVALID_HID;
+    hid_t sc = name ? dim_scale(g, name, n, &taken) : H5I_INVALID_HID;
     if (sc < 0 && name && !taken) return -1;
-    if (sc < 0) sc = index_scale(g, fallback, n, &taken);
+    if (sc < 0) sc = dim_scale(g, fallback, n, &taken);
     if (sc < 0) return taken ? olmoe_errorf("%s: name taken", fallback) : -1;
     int rc = 0;
     if (H5DSattach_scale(ds, sc, (unsigned)i) < 0) {
