@@ -32,7 +32,7 @@ typedef struct {
     const char *kde_path; /* the policy options' --kde */
     const char *json_path, *csv_path, *out_path;
     long max_tokens, chunk, boot_seed, boot_resamples;
-    int exact, validate, force, quiet;
+    int exact, validate, force, skip_existing, quiet;
     const char *shard_spec; /* --shard (replay_shard.c) */
 } run_opts;
 
@@ -58,8 +58,41 @@ static void refuse_existing(const olmoe_results *res, olmoe_policy_set *set, int
     const char *which = NULL;
     int c = olmoe_replay_h5_conflict(res->f, pp, set->n, do_replay, do_exact, validate, &which);
     if (c < 0) die("%s: %s", res->final, olmoe_error());
-    if (c > 0) die("%s: /%s already exists (--force replaces it)", res->final, which);
+    if (c > 0)
+        die("%s: /%s already exists (--force recomputes it, --skip-existing computes only what "
+            "is missing)", res->final, which);
     free(pp);
+}
+
+/* --skip-existing: drops the policies whose results are all stored, saying
+ * which on stdout; with --validate the one /validate table decides (stored:
+ * nothing to do; else every policy is computed). What is computed replaces
+ * whatever part of it is stored (a policy stored under replay only, run with
+ * --exact --validate). Returns the number of policies left. */
+static int skip_existing(const olmoe_results *res, olmoe_policy_set *set, int do_replay,
+                         int do_exact, int validate) {
+    const char *which = NULL;
+    if (validate) {
+        int e = olmoe_replay_h5_conflict(res->f, NULL, 0, 0, 0, 1, &which);
+        if (e < 0) die("%s: %s", res->final, olmoe_error());
+        if (e) printf("# skipped (stored): /validate\n");
+        return e ? 0 : set->n;
+    }
+    int kept = 0;
+    for (int i = 0; i < set->n; i++) {
+        olmoe_policy *p = &set->items[i];
+        int r = do_replay ? olmoe_replay_h5_conflict(res->f, &p, 1, 1, 0, 0, &which) : 1;
+        int x = do_exact && r > 0 ? olmoe_replay_h5_conflict(res->f, &p, 1, 0, 1, 0, &which) : r;
+        if (r < 0 || x < 0) die("%s: %s", res->final, olmoe_error());
+        if (r > 0 && x > 0) {
+            printf("# skipped (stored): %s\n", p->id);
+            olmoe_policy_free(p);
+        } else {
+            set->items[kept++] = *p;
+        }
+    }
+    set->n = kept;
+    return kept;
 }
 
 /* the table on stdout, --json, --csv, and the results in --out or the
@@ -88,7 +121,7 @@ static void write_outputs(const olmoe_replay_run *run, const olmoe_replay_valida
     if (ro->used && (olmoe_replay_results_attrs(f, trace_path, o->model_dir, command) != 0 ||
                      (full && olmoe_replay_shard_attrs(f, full, ropt) != 0)))
         die("%s: %s", o->out_path, olmoe_error());
-    if (olmoe_replay_write_h5(run, v, f, o->force) != 0)
+    if (olmoe_replay_write_h5(run, v, f, o->force || o->skip_existing) != 0)
         die("%s: %s", ro->used ? o->out_path : res->final, olmoe_error());
     if (ro->used ? olmoe_h5_close(f) != 0 : olmoe_results_commit(res) != 0)
         die("%s", olmoe_error());
@@ -137,6 +170,8 @@ static void option_table(run_opts *o, olmoe_opt *opts) {
         OPT_LONG_RANGE("resamples", &o->boot_resamples, "N",
                        "bootstrap resamples over documents (default 1000; 0: no intervals)", 0, 10000000),
         OPT_FLAG("force", &o->force, "overwrite existing outputs and results"),
+        OPT_FLAG("skip-existing", &o->skip_existing,
+                 "compute only the policies whose results are not stored yet"),
         OPT_FLAG("quiet", &o->quiet, "no notes or progress"),
         OPT_END};
     memcpy(opts, own, sizeof own);
@@ -187,7 +222,22 @@ int cmd_replay_run(int argc, char **argv) {
     olmoe_results res;
     olmoe_hash tid;
     cmd_replay_results_begin(t, !o.out_path, &res, &tid);
-    if (!o.out_path && !o.force) refuse_existing(&res, &set, do_replay, do_exact, o.validate);
+    if (!o.out_path && o.skip_existing && !o.force &&
+        skip_existing(&res, &set, do_replay, do_exact, o.validate) == 0) {
+        printf("# every result is stored: nothing to compute\n");
+        olmoe_results_abort(&res);
+        olmoe_trace_close(t);
+        olmoe_cmd_output *outs[] = {&rj, &rc, &ro};
+        for (int i = 0; i < 3; i++)
+            if (outs[i]->used) olmoe_out_abort(&outs[i]->out); /* nothing to write */
+        olmoe_policy_set_free(&set);
+        olmoe_model_close(&model);
+        free(model_dir);
+        free(command);
+        return 0;
+    }
+    if (!o.out_path && !o.force && !o.skip_existing)
+        refuse_existing(&res, &set, do_replay, do_exact, o.validate);
     cmd_replay_bind_empirical(&set, &m, t, N, &cli, &emp);
     olmoe_trace_close(t);
 

@@ -3,6 +3,7 @@
  * from a second table, so a new kind (e.g. "text", through the tokenizer) is
  * one function and one row. merge joins shard traces (traces/merge*.c). */
 #include "common.h"
+#include "main_traces.h"
 #include "engine.h"
 #include "replay.h"
 #include "traces.h"
@@ -92,7 +93,7 @@ static int cmd_info(int argc, char **argv) {
     static const olmoe_opt opts[] = {OPT_END};
     int n = olmoe_opt_parse(argc, argv, opts,
                             "usage: olmoe-traces info FILE...\n\nSummary of each trace: model, "
-                            "checksums, sizes, windows, documents, perplexity, provenance.\n");
+                            "checksums, sizes, windows, documents, perplexity, provenance,\nand every stored result with the command that made it.\n");
     if (n < 1) die_usage("info needs a trace file");
     for (int i = 0; i < n; i++) {
         olmoe_trace *t = open_or_die(argv[i]);
@@ -145,6 +146,7 @@ static int cmd_info(int argc, char **argv) {
             printf("residuals:      none (captured without --save-residuals)\n");
         print_storage(t);
         print_shards(t);
+        cmd_traces_print_results(argv[i], olmoe_trace_hid(t));
         olmoe_trace_close(t);
     }
     if (fflush(stdout) != 0 || ferror(stdout)) die("stdout: write failed");

@@ -98,6 +98,16 @@ typedef struct {
     char *what, *command;
 } olmoe_report_command;
 
+/* a /provenance/<n> record of an input: the command that stored results */
+typedef struct {
+    int input;                 /* index into inputs */
+    int64_t n;
+    char *command;             /* argv joined, shell-quoted */
+    char *tool_version, *created;
+    char *inputs;              /* "role path (checksum), ..." */
+    char *made;                /* the results that point to it, ", "-joined ("" if none) */
+} olmoe_report_record;
+
 typedef struct {
     int n_inputs;
     char **inputs;           /* [n_inputs] paths */
@@ -124,6 +134,8 @@ typedef struct {
     olmoe_report_analysis *match; /* [n_matches] an input's /match table */
     int n_commands;
     olmoe_report_command *cmd; /* [n_commands] */
+    int n_records;
+    olmoe_report_record *rec; /* [n_records] every input's /provenance records */
     char *replay_check;      /* replay's self-check (attributes of /replay), a sentence, or NULL */
     char **group_names;      /* [n_groups] the trace's /groups, else a result's */
     int n_groups;

@@ -26,6 +26,13 @@ char *rep_attr_str(hid_t loc, const char *obj, const char *name);
 int rep_h5_read_shape(hid_t loc, const char *file, const char *path, olmoe_h5_kind kind,
                       int rank, const int64_t *dims, void *out);
 
+/* ---- the commands that stored the results (report_prov.c) ---- */
+/* d->rec from every input's /provenance records */
+int rep_load_records(olmoe_report_data *d);
+void rep_free_records(olmoe_report_data *d);
+/* the "## Commands" section of report.md */
+void rep_md_records(FILE *md, const olmoe_report_data *d);
+
 /* ---- error bars and headroom (report_paper.c): sections of report.md ---- */
 int rep_paper_sections(FILE *md, const olmoe_report_data *d);
 

@@ -623,6 +623,7 @@ int olmoe_report_load(olmoe_report_data *d, const olmoe_report_opts *o) {
             }
     if (d->n_policies > 1) qsort(d->pol, (size_t)d->n_policies, sizeof *d->pol, rep_cmp_policy);
     collect_commands(d);
+    if (rep_load_records(d) != 0) return -1;
     return select_policies(d, o);
 }
 
@@ -653,6 +654,7 @@ void olmoe_report_data_free(olmoe_report_data *d) {
         free(d->cmd[i].command);
     }
     free(d->cmd);
+    rep_free_records(d);
     if (d->group_names) {
         for (int g = 0; g < d->n_groups; g++) free(d->group_names[g]);
         free(d->group_names);

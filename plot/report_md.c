@@ -68,6 +68,7 @@ static void provenance(FILE *md, const olmoe_report_data *d, const olmoe_report_
     for (int i = 0; i < d->n_commands; i++) fprintf(md, "# %s\n%s\n", d->cmd[i].what, d->cmd[i].command);
     if (opts->command) fprintf(md, "# report\n%s\n", opts->command);
     fprintf(md, "```\n");
+    rep_md_records(md, d);
 }
 
 static void quality_tables(FILE *md, const olmoe_report_data *d) {

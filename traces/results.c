@@ -197,7 +197,8 @@ static int lock_partial(olmoe_results *r, char *final) {
 
 int olmoe_h5_update_begin(olmoe_results *r, const char *final) {
     if (lock_partial(r, xstrdup(final)) != 0) return -1;
-    if (copy_file(r->final, r->tmp) != 0 || (r->f = olmoe_h5_open(r->tmp, 1)) < 0) {
+    if (copy_file(r->final, r->tmp) != 0 || (r->f = olmoe_h5_open(r->tmp, 1)) < 0 ||
+        olmoe_results_mark(r->f, -1) != 0) {
         olmoe_results_abort(r);
         return -1;
     }
@@ -213,6 +214,11 @@ int olmoe_results_begin(olmoe_results *r, const char *trace_path, hid_t trace) {
         if (bad || copy_file(r->final, r->tmp) != 0 || (r->f = olmoe_h5_open(r->tmp, 1)) < 0)
             goto fail;
     } else if (start_file(r, trace_path, trace) != 0) {
+        goto fail;
+    }
+    /* what is there already and names no command was written by none recorded */
+    if (olmoe_results_mark(r->f, -1) != 0) {
+        olmoe_error_prefix("%s", r->final);
         goto fail;
     }
     return 0;
@@ -232,9 +238,19 @@ static int results_dims_if_results(hid_t f) {
     return rc;
 }
 
+/* the results this writer added (those without a provenance attribute) point
+ * to its record, the last one */
+static int mark_written(hid_t f, const char *path) {
+    int64_t n = olmoe_provenance_count(f);
+    if (n < 0 || (n > 0 && olmoe_results_mark(f, n - 1) != 0))
+        return olmoe_error_prefix("%s", path);
+    return 0;
+}
+
 int olmoe_results_commit(olmoe_results *r) {
     if (results_dims_if_results(r->f) != 0) return olmoe_error_prefix("%s", r->final);
     hid_t f = r->f;
+    if (mark_written(f, r->final) != 0) return -1;
     r->f = H5I_INVALID_HID;
     if (olmoe_h5_close(f) != 0 || olmoe_fsync_path(r->tmp) != 0) return -1;
     if (rename(r->tmp, r->final) != 0)

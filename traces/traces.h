@@ -372,6 +372,32 @@ typedef struct {
 } olmoe_input;
 /* adds /provenance/<n>: argv (olmoe_save_argv), tool_version, created, inputs (see provenance.c) */
 int olmoe_results_provenance(hid_t f, const olmoe_input *in, int n_in);
+/* ---- what a results file holds (results_list.c) ----
+ * Each result group carries "provenance" = n of the /provenance/<n> record
+ * of the command that wrote it (-1: not recorded). */
+typedef struct {
+    const char *kind;   /* replay, exact, validate, stats, analyze, match */
+    char *path;         /* the group, from the root: "replay/topk_k8", "validate" */
+    char *id;           /* the "policy" attribute of replay, exact and stats results, else the
+                         * path below kind ("coactivation/NAME"; "" for validate, match) */
+    int64_t provenance; /* -1: not recorded */
+} olmoe_result_entry;
+/* every result of f (a results file, or a trace holding results in place) */
+int olmoe_results_list(hid_t f, olmoe_result_entry **out, int *n);
+void olmoe_results_list_free(olmoe_result_entry *e, int n);
+/* sets provenance = n on every result group that has none */
+int olmoe_results_mark(hid_t f, int64_t n);
+/* the number of /provenance/<n> records (they are 0..count-1); -1 on error */
+int64_t olmoe_provenance_count(hid_t f);
+typedef struct {
+    char *argv, *tool_version, *created, *inputs; /* as stored (argv, inputs: JSON) */
+} olmoe_provenance;
+int olmoe_provenance_read(hid_t f, int64_t n, olmoe_provenance *p);
+void olmoe_provenance_free(olmoe_provenance *p);
+/* the stored argv as one shell-quoted line; fresh (the text itself when it is no JSON array) */
+char *olmoe_provenance_command(const char *argv_json);
+/* the stored inputs as "role path (checksum), ..."; fresh */
+char *olmoe_provenance_inputs(const char *inputs_json);
 
 /* ---- bfloat16 and float16 ---- */
 /* float -> 16 bits rounds to nearest, ties to even; NaN stays NaN (quiet),
