@@ -94,7 +94,7 @@ typedef struct {
     long max_tokens, chunk, calib_tokens;
     long match_max_k, threads;
     double tol;
-    int exact, force, quiet, calibrate_scored;
+    int exact, force, skip_existing, quiet, calibrate_scored;
 } match_opts;
 
 /* --calibrate-scored: a policy's mean k as the scoring run measures it (the
@@ -327,7 +327,8 @@ static void score(const match_opts *o, const char *trace_path, const olmoe_resul
         const char *which = NULL;
         int c = olmoe_replay_h5_conflict(res->f, pols, set->n, 1, o->exact, 0, &which);
         if (c < 0) die("%s: %s", res->final, olmoe_error());
-        if (c > 0) die("%s: /%s already exists (--force replaces it)", res->final, which);
+        if (c > 0 && !o->skip_existing)
+            die("%s: /%s already exists (--force recomputes it)", res->final, which);
     }
     olmoe_replay_opts ropt = {.trace_path = trace_path, .model = model, .policies = pols,
                               .n_policies = set->n, .do_replay = 1, .do_exact = o->exact,
@@ -417,7 +418,7 @@ static void write_outputs(const olmoe_match_table *tab, const olmoe_replay_run *
         die("%s: %s", ro->used ? o->out_path : res->final, olmoe_error());
     if (ro->used && olmoe_replay_results_attrs(f, trace_path, o->model_dir, command) != 0)
         die("%s: %s", o->out_path, olmoe_error());
-    if ((run && olmoe_replay_write_h5(run, NULL, f, o->force) != 0) ||
+    if ((run && olmoe_replay_write_h5(run, NULL, f, o->force || o->skip_existing) != 0) ||
         olmoe_match_write_h5(tab, f, o->force) != 0)
         die("%s: %s", ro->used ? o->out_path : res->final, olmoe_error());
     if (ro->used ? olmoe_h5_close(f) != 0 : olmoe_results_commit(res) != 0)
@@ -462,6 +463,8 @@ static void option_table(match_opts *o, olmoe_opt *opts) {
         OPT_LONG_RANGE("chunk", &o->chunk, "N", "tokens per chunk of whole windows (default 4096)", 1,
                        1L << 24),
         OPT_FLAG("force", &o->force, "overwrite existing outputs and results"),
+        OPT_FLAG("skip-existing", &o->skip_existing,
+                 "nothing to do when /match is stored; else its scoring replaces stored results"),
         OPT_FLAG("quiet", &o->quiet, "no notes or progress"),
         OPT_END};
     memcpy(opts, own, sizeof own);
@@ -513,8 +516,13 @@ int cmd_replay_match(int argc, char **argv) {
     olmoe_results res;
     olmoe_hash tid;
     cmd_replay_results_begin(t, !o.out_path, &res, &tid);
-    if (!o.out_path && !o.force && olmoe_h5_exists(res.f, "match") == 1)
-        die("%s: /match already exists (--force replaces it)", res.final);
+    if (!o.out_path && !o.force && olmoe_h5_exists(res.f, "match") == 1) {
+        if (!o.skip_existing)
+            die("%s: /match already exists (--force recomputes it, --skip-existing leaves it)",
+                res.final);
+        printf("# skipped (stored): /match\n# every result is stored: nothing to compute\n");
+        return 0; /* exit removes the partials and the lock */
+    }
     if (need_emp) {
         if (olmoe_cmd_empirical_cli(&cli, t, N, &emp) != 0) die("%s", olmoe_error());
         m.emp = &emp;

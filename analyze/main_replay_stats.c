@@ -28,7 +28,7 @@ typedef struct {
     const char *mode, *json_path, *csv_path, *out_path;
     const char *kde_path; /* the policy options' --kde */
     long max_tokens;
-    int store, force, quiet, per_layer;
+    int store, force, skip_existing, quiet, per_layer;
 } stats_opts;
 
 /* the table on stdout, --json, --csv, --out and --store; outputs committed */
@@ -69,6 +69,30 @@ static void write_outputs(const olmoe_stats *st, const stats_opts *o, const char
     if (olmoe_cmd_commit(ro) != 0) die("%s", olmoe_error());
 }
 
+/* --store: a policy's /stats group already there is refused, or with
+ * skip (--skip-existing) the policy is dropped, saying so on stdout; returns
+ * the number of policies left */
+static int check_stored(const olmoe_results *res, olmoe_policy_set *set, int skip) {
+    int kept = 0;
+    for (int i = 0; i < set->n; i++) {
+        char g[OLMOE_POLICY_ID_MAX + 16];
+        snprintf(g, sizeof g, "stats/%s", set->items[i].id);
+        int e = olmoe_h5_exists(res->f, g);
+        if (e < 0) die("%s: %s", res->final, olmoe_error());
+        if (e && !skip)
+            die("%s: /%s already exists (--force recomputes it, --skip-existing computes only "
+                "what is missing)", res->final, g);
+        if (e) {
+            printf("# skipped (stored): %s\n", set->items[i].id);
+            olmoe_policy_free(&set->items[i]);
+        } else {
+            set->items[kept++] = set->items[i];
+        }
+    }
+    set->n = kept;
+    return kept;
+}
+
 int cmd_replay_stats(int argc, char **argv) {
     stats_opts o = {0};
     olmoe_policy_cli cli = {0};
@@ -82,6 +106,8 @@ int cmd_replay_stats(int argc, char **argv) {
         OPT_LONG_RANGE("max-tokens", &o.max_tokens, "N", "only the first N tokens", 1, 1L << 62),
         OPT_FLAG("per-layer", &o.per_layer, "print a row per layer too"),
         OPT_FLAG("force", &o.force, "overwrite existing outputs and /stats groups"),
+        OPT_FLAG("skip-existing", &o.skip_existing,
+                 "--store: compute only the policies without a /stats group yet"),
         OPT_FLAG("quiet", &o.quiet, "no notes or progress"),
         OPT_END};
     char *command;
@@ -117,13 +143,18 @@ int cmd_replay_stats(int argc, char **argv) {
     olmoe_results res;
     olmoe_hash tid;
     cmd_replay_results_begin(t, o.store, &res, &tid);
-    if (o.store && !o.force)
-        for (int i = 0; i < set.n; i++) {
-            char g[OLMOE_POLICY_ID_MAX + 16];
-            snprintf(g, sizeof g, "stats/%s", set.items[i].id);
-            if (olmoe_h5_exists(res.f, g) == 1)
-                die("%s: /%s already exists (--force replaces it)", res.final, g);
-        }
+    if (o.store && !o.force && check_stored(&res, &set, o.skip_existing) == 0) {
+        printf("# every result is stored: nothing to compute\n");
+        olmoe_results_abort(&res);
+        olmoe_trace_close(t);
+        olmoe_cmd_output *outs[] = {&rj, &rc, &ro};
+        for (int i = 0; i < 3; i++)
+            if (outs[i]->used) olmoe_out_abort(&outs[i]->out); /* nothing to write */
+        olmoe_policy_set_free(&set);
+        free(trace_tokens);
+        free(command);
+        return 0;
+    }
 
     olmoe_stats st;
     if (olmoe_stats_init(&st, t, &set) != 0) die("%s", olmoe_error());

@@ -48,7 +48,13 @@ else fail exact "$(cat "$T/err")"; fi
 check exact_grid grep -q '^# exact: ' "$T/out"
 check exact_rows test "$(grep -c '^exact  ' "$T/out")" -eq 3
 check in_trace sh -c "h5ls -r '$T/run.results.h5' | grep -q '^/match/kind' && h5ls -r '$T/run.results.h5' | grep -q '^/exact/skip(beta='"
-expect_fail match_exists "/match already exists" R "$T/run.h5" --match-k 2 --families topp --model "$M"
+expect_fail match_exists "/match already exists (--force recomputes it, --skip-existing leaves it)" \
+    R "$T/run.h5" --match-k 2 --families topp --model "$M"
+# --skip-existing: a stored /match is nothing to do, said before the calibration starts
+if R "$T/run.h5" --match-k 2 --families topp --model "$M" --skip-existing >"$T/skip" 2>"$T/err"
+then pass skip_existing; else fail skip_existing "$(cat "$T/err")"; fi
+check skip_says_match grep -qxF "# skipped (stored): /match" "$T/skip"
+check skip_no_calibration sh -c "! grep -q 'calibrat' '$T/skip' '$T/err'"
 if R "$T/run.h5" --match-k 2 --families topp --model "$M" --force --quiet >/dev/null 2>"$T/err"
 then pass force; else fail force "$(cat "$T/err")"; fi
 

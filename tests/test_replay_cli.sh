@@ -100,7 +100,7 @@ if ! command -v nvidia-smi >/dev/null 2>&1; then # no GPU here: refused, naming 
     expect_fail cuda_refused "device 'cuda'" "$R" "$T/two.h5" --model "$M2" --policy topk --device cuda --out "$T/c.h5"
 fi
 expect_fail unknown_device "unknown device 'tpu'" "$R" "$T/two.h5" --model "$M2" --policy topk --device tpu --out "$T/c.h5"
-expect_fail exists "already exists (--force replaces it)" "$R" "$T/two.h5" --model "$M2" --policy 'topk(k=4)'
+expect_fail exists "already exists (--force recomputes it, --skip-existing computes only what is missing)" "$R" "$T/two.h5" --model "$M2" --policy 'topk(k=4)'
 check force_replaces sh -c "'$R' '$T/two.h5' --model '$M2' --policy 'topk(k=4)' --force --quiet >/dev/null"
 expect_fail bad_routing "neither recompute nor captured" "$R" "$T/two.h5" --model "$M2" --policy topk --routing sometimes
 expect_fail needs_kde "needs --kde" "$R" "$T/two.h5" --model "$M2" --policy 'bh(alpha=0.1)'
