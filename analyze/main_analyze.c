@@ -271,7 +271,8 @@ static void store_h5(const char *file, const run *r, const kind *k, const void *
         olmoe_h5_set_attr_str(f, ".", "tool_version", OLMOE_VERSION))
         die("%s: %s", file, olmoe_error());
     store_into(f, file, r, k, res, leaf, a, b);
-    if (olmoe_h5_close(f) != 0) die("%s: %s", file, olmoe_error());
+    if (olmoe_results_mark_last(f) != 0 || olmoe_h5_close(f) != 0)
+        die("%s: %s", file, olmoe_error());
 }
 
 static void write_json(run *r, const kind *k, const void *res, const olmoe_analyze_src *a,

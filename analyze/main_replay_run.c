@@ -123,6 +123,7 @@ static void write_outputs(const olmoe_replay_run *run, const olmoe_replay_valida
         die("%s: %s", o->out_path, olmoe_error());
     if (olmoe_replay_write_h5(run, v, f, o->force || o->skip_existing) != 0)
         die("%s: %s", ro->used ? o->out_path : res->final, olmoe_error());
+    if (ro->used && olmoe_results_mark_last(f) != 0) die("%s: %s", o->out_path, olmoe_error());
     if (ro->used ? olmoe_h5_close(f) != 0 : olmoe_results_commit(res) != 0)
         die("%s", olmoe_error());
     if (olmoe_cmd_commit(rj) != 0 || olmoe_cmd_commit(rc) != 0 || olmoe_cmd_commit(ro) != 0)

@@ -56,7 +56,8 @@ static void write_outputs(const olmoe_stats *st, const stats_opts *o, const char
             olmoe_h5_set_attr_str(f, ".", "groups", gj) != 0 ||
             olmoe_h5_set_attr_str(f, ".", "trace_checksum", tid->hex) != 0 ||
             olmoe_results_provenance(f, inputs, o->kde_path ? 2 : 1) != 0 ||
-            olmoe_stats_write_h5(st, f, trace_path, 0) != 0 || olmoe_h5_close(f) != 0)
+            olmoe_stats_write_h5(st, f, trace_path, 0) != 0 || olmoe_results_mark_last(f) != 0 ||
+            olmoe_h5_close(f) != 0)
             die("%s", olmoe_error());
         free(gj);
     }

@@ -68,6 +68,11 @@ check info_inputs_checksum grep -qF "inputs: trace $T/run.h5 ($sum), model" "$T/
 "$R" "$T/run.h5" --policy 'topk(k=8)' --force --quiet >/dev/null 2>"$T/err" || fail force "$(cat "$T/err")"
 check force_relinks test "$(prov_of "$K8")" = 5
 
+# ---- a results file of its own (--out): its results point to its record ----
+"$R" "$T/run.h5" --policy 'topk(k=2)' --out "$T/own.h5" --quiet >/dev/null 2>"$T/err" ||
+    fail out "$(cat "$T/err")"
+check out_points_to_record_0 sh -c "h5dump -a '/replay/topk(k=2,norm=model)/provenance' '$T/own.h5' | grep -q '(0): 0\$'"
+
 # ---- report.md lists the commands ----
 "$B/olmoe-report" "$T/run.h5" --out "$T/rep" --quiet >/dev/null 2>"$T/err" || fail report "$(cat "$T/err")"
 check report_section grep -q '^## Commands' "$T/rep/report.md"

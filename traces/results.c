@@ -238,19 +238,16 @@ static int results_dims_if_results(hid_t f) {
     return rc;
 }
 
-/* the results this writer added (those without a provenance attribute) point
- * to its record, the last one */
-static int mark_written(hid_t f, const char *path) {
+int olmoe_results_mark_last(hid_t f) {
     int64_t n = olmoe_provenance_count(f);
-    if (n < 0 || (n > 0 && olmoe_results_mark(f, n - 1) != 0))
-        return olmoe_error_prefix("%s", path);
-    return 0;
+    return n < 0 || (n > 0 && olmoe_results_mark(f, n - 1) != 0) ? -1 : 0;
 }
 
 int olmoe_results_commit(olmoe_results *r) {
     if (results_dims_if_results(r->f) != 0) return olmoe_error_prefix("%s", r->final);
     hid_t f = r->f;
-    if (mark_written(f, r->final) != 0) return -1;
+    /* the results this writer added point to its record */
+    if (olmoe_results_mark_last(f) != 0) return olmoe_error_prefix("%s", r->final);
     r->f = H5I_INVALID_HID;
     if (olmoe_h5_close(f) != 0 || olmoe_fsync_path(r->tmp) != 0) return -1;
     if (rename(r->tmp, r->final) != 0)

@@ -387,6 +387,10 @@ int olmoe_results_list(hid_t f, olmoe_result_entry **out, int *n);
 void olmoe_results_list_free(olmoe_result_entry *e, int n);
 /* sets provenance = n on every result group that has none */
 int olmoe_results_mark(hid_t f, int64_t n);
+/* the same with n = the last /provenance record (none: nothing marked): what
+ * the writer of that record added. olmoe_results_commit does it; a writer of
+ * a file of its own (--out) calls it before closing. */
+int olmoe_results_mark_last(hid_t f);
 /* the number of /provenance/<n> records (they are 0..count-1); -1 on error */
 int64_t olmoe_provenance_count(hid_t f);
 typedef struct {
