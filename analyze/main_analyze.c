@@ -36,11 +36,14 @@ static olmoe_policy_cli cli;
 static char *o_policy;
 #define o_null cli.kde
 
-/* a subcommand's table: its own options, then the policy options */
+/* a subcommand's table: its own options, then the policy options; kept in a
+ * static so that it stays reachable however the command exits */
+static olmoe_opt *opts_table;
 static olmoe_opt *with_policy(const olmoe_opt *own) {
     int n = 0;
     while (own[n].name) n++;
-    olmoe_opt *opts = xmalloc(xmul((size_t)(n + OLMOE_POLICY_CLI_NOPTS + 1), sizeof *opts));
+    free(opts_table);
+    olmoe_opt *opts = opts_table = xmalloc(xmul((size_t)(n + OLMOE_POLICY_CLI_NOPTS + 1), sizeof *opts));
     memcpy(opts, own, (size_t)n * sizeof *opts);
     n += olmoe_policy_cli_options(&cli, opts + n, OLMOE_POLICY_CLI_NULL_ALIAS);
     opts[n] = (olmoe_opt)OPT_END;

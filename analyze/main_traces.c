@@ -350,7 +350,7 @@ static const char *decisions_policy(olmoe_policy_cli *cli) {
         int params = 0;
         for (int i = 0; i < OLMOE_PARAM_COUNT; i++) params |= cli->value[i] != NULL;
         if (params) die_usage("%s", olmoe_error());
-        return cli->policies[0];
+        return xstrdup(cli->policies[0]);
     }
     if (set.n != 1) die_usage("--policy: one policy, not a set of %d", set.n);
     const char *id = xstrdup(set.items[0].id);
@@ -365,7 +365,10 @@ static int ex_decisions(export_ctx *x) {
     x->decisions.count = x->count;
     x->decisions.tokenizer = x->tokenizer;
     x->decisions.top = (int)x->decisions_top;
-    if (olmoe_replay_export_decisions(x->t, &x->decisions, x->out) != 0) die("%s", olmoe_error());
+    int rc = olmoe_replay_export_decisions(x->t, &x->decisions, x->out);
+    free((void *)x->decisions.policy_id);
+    x->decisions.policy_id = NULL;
+    if (rc != 0) die("%s", olmoe_error());
     return 0;
 }
 /* ---- end decisions ---- */

@@ -43,7 +43,7 @@ mkdir -p "$T/nonvcc"
 for tool in make sh cc gcc pkg-config cmp mkdir echo find grep; do
     p=$(command -v $tool) && ln -s "$p" "$T/nonvcc/$tool"
 done
-env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS PATH="$T/nonvcc" \
+env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u CUDA -u NO_CUDA PATH="$T/nonvcc" \
     make --no-print-directory BUILD="$T/build" BIN="$T/bin" CUDA=1 all >"$T/plan" 2>"$T/err"
 rc=$?
 check cuda1-without-nvcc-fails [ "$rc" -ne 0 ]
