@@ -522,7 +522,15 @@ int cmd_replay_match(int argc, char **argv) {
             die("%s: /match already exists (--force recomputes it, --skip-existing leaves it)",
                 res.final);
         printf("# skipped (stored): /match\n# every result is stored: nothing to compute\n");
-        return 0; /* exit removes the partials and the lock */
+        olmoe_results_abort(&res);
+        olmoe_trace_close(t);
+        olmoe_match_table_free(&tab);
+        olmoe_kde_cdf_free(&cdf);
+        olmoe_kde_null_free(&null);
+        free_plan(&mp);
+        free(model_dir);
+        free(command);
+        return 0; /* exit removes the other outputs' partials */
     }
     if (need_emp) {
         if (olmoe_cmd_empirical_cli(&cli, t, N, &emp) != 0) die("%s", olmoe_error());
