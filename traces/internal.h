@@ -142,6 +142,16 @@ int trace_is_hex(const char *s);
 /* windows rows as int64 triples -> structs (stored_end 0) */
 void trace_windows_from_rows(olmoe_trace_window *w, const int64_t *rows, int64_t n);
 
+/* the checks' problems: each formatted (after "PREFIX: " when prefix is not
+ * NULL), counted, and passed to fn when there is one (verify.c) */
+typedef struct {
+    olmoe_trace_report_fn fn;
+    void *ctx;
+    const char *prefix;
+    int64_t n;
+} trace_problems;
+void trace_problem(trace_problems *p, const char *fmt, ...) OLMOE_PRINTF(2, 3);
+
 /* verify_usable.c: the writer mark, unreadable objects, promised groups;
  * returns the number of problems reported */
 int64_t olmoe_trace_verify_usable(const char *path, hid_t f, int complete, int64_t n_tokens,

@@ -10,22 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    olmoe_trace_report_fn report;
-    void *ctx;
-    int64_t n;
-} srep;
-
-static void problem(srep *r, const char *fmt, ...) OLMOE_PRINTF(2, 3);
-static void problem(srep *r, const char *fmt, ...) {
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    r->n++;
-    if (r->report) r->report(r->ctx, msg);
-}
 
 /* where HDF5 looks for a relative source first: beside the virtual file */
 static char *resolve(const char *vfile, const char *src) {
@@ -36,33 +20,33 @@ static char *resolve(const char *vfile, const char *src) {
     return p;
 }
 
-static void check_file(srep *r, const char *path, const char *shown, const char *ds,
+static void check_file(trace_problems *r, const char *path, const char *shown, const char *ds,
                        int64_t need_rows, const char *model_checksum) {
     if (!olmoe_file_exists(path)) {
-        problem(r, "%s: source of %s is missing (the shards must stay beside the merged trace, "
+        trace_problem(r, "%s: source of %s is missing (the shards must stay beside the merged trace, "
                 "or merge them again with olmoe-traces merge --copy)", shown, ds);
         return;
     }
     olmoe_trace *t = olmoe_trace_open(path);
     if (!t) {
-        problem(r, "%s: source of %s does not open: %s", shown, ds, olmoe_error());
+        trace_problem(r, "%s: source of %s does not open: %s", shown, ds, olmoe_error());
         return;
     }
     const olmoe_trace_info *in = olmoe_trace_info_of(t);
     if (!in->complete)
-        problem(r, "%s: source of %s is incomplete", shown, ds);
+        trace_problem(r, "%s: source of %s is incomplete", shown, ds);
     else if (strcmp(in->meta.model_checksum, model_checksum) != 0)
-        problem(r, "%s: source of %s is from another model (checksum %s)", shown, ds,
+        trace_problem(r, "%s: source of %s is from another model (checksum %s)", shown, ds,
                 in->meta.model_checksum);
     else if (in->n_tokens < need_rows)
-        problem(r, "%s: source of %s holds %lld rows, the merged trace maps %lld", shown, ds,
+        trace_problem(r, "%s: source of %s holds %lld rows, the merged trace maps %lld", shown, ds,
                 (long long)in->n_tokens, (long long)need_rows);
     olmoe_trace_close(t);
 }
 
 /* the check of the trace path, open as f */
 static int64_t check_sources(hid_t f, const char *path, olmoe_trace_report_fn report, void *ctx) {
-    srep r = {report, ctx, 0};
+    trace_problems r = {report, ctx, NULL, 0};
     char *model = NULL;
     if (olmoe_h5_has_attr(f, ".", "model_checksum") > 0)
         olmoe_h5_get_attr_str(f, ".", "model_checksum", &model);
@@ -112,8 +96,8 @@ int64_t olmoe_trace_check_sources(const char *path, olmoe_trace_report_fn report
     olmoe_h5_init();
     hid_t f = olmoe_h5_open(path, 0);
     if (f < 0) {
-        srep r = {report, ctx, 0};
-        problem(&r, "%s", olmoe_error());
+        trace_problems r = {report, ctx, NULL, 0};
+        trace_problem(&r, "%s", olmoe_error());
         return r.n;
     }
     int64_t n = check_sources(f, path, report, ctx);

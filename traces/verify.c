@@ -19,24 +19,17 @@
 
 #define BLOCK_ELEMS (1 << 22) /* floats per read block */
 
-typedef struct {
-    olmoe_trace_report_fn fn;
-    void *ctx;
-    const char *path;
-    int64_t n;
-} vrep;
 
-static void problem(vrep *v, const char *fmt, ...) OLMOE_PRINTF(2, 3);
-static void problem(vrep *v, const char *fmt, ...) {
+void trace_problem(trace_problems *p, const char *fmt, ...) {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    int k = snprintf(msg, sizeof msg, "%s: ", v->path);
+    int k = p->prefix ? snprintf(msg, sizeof msg, "%s: ", p->prefix) : 0;
     if (k < 0 || (size_t)k >= sizeof msg) k = 0;
     vsnprintf(msg + k, sizeof msg - (size_t)k, fmt, ap);
     va_end(ap);
-    v->n++;
-    if (v->fn) v->fn(v->ctx, msg);
+    p->n++;
+    if (p->fn) p->fn(p->ctx, msg);
 }
 
 /* a rule broken at several positions: counted, reported once */
@@ -46,9 +39,9 @@ typedef struct {
 static void tally_add(tally *t, int64_t pos) {
     if (t->count++ == 0) t->first = pos;
 }
-static void tally_report(vrep *v, const tally *t, const char *what) {
+static void tally_report(trace_problems *v, const tally *t, const char *what) {
     if (t->count)
-        problem(v, "%s at %lld position%s (first: %lld)", what, (long long)t->count,
+        trace_problem(v, "%s at %lld position%s (first: %lld)", what, (long long)t->count,
                 t->count == 1 ? "" : "s", (long long)t->first);
 }
 
@@ -63,10 +56,10 @@ typedef struct {
 } vattrs;
 
 /* attribute name of class cls (and byte size, 0 = any), present: 1, else reports */
-static int attr_is(vrep *v, hid_t f, const char *name, H5T_class_t cls, size_t size) {
+static int attr_is(trace_problems *v, hid_t f, const char *name, H5T_class_t cls, size_t size) {
     int e = olmoe_h5_has_attr(f, ".", name);
     if (e <= 0) {
-        problem(v, "root attribute '%s' is missing", name);
+        trace_problem(v, "root attribute '%s' is missing", name);
         return 0;
     }
     hid_t a = H5Aopen(f, name, H5P_DEFAULT), ty = a >= 0 ? H5Aget_type(a) : -1;
@@ -75,7 +68,7 @@ static int attr_is(vrep *v, hid_t f, const char *name, H5T_class_t cls, size_t s
     olmoe_h5_close_id(a);
     H5Eclear2(H5E_DEFAULT);
     if (!ok)
-        problem(v, "root attribute '%s' should be %s", name,
+        trace_problem(v, "root attribute '%s' should be %s", name,
                 cls == H5T_STRING ? "a string"
                 : cls == H5T_FLOAT ? "float64"
                 : size == 8       ? "int64"
@@ -92,11 +85,11 @@ static int is_iso8601(const char *s) {
 }
 
 /* config.json must parse and agree with the size attributes */
-static void check_config(vrep *v, const olmoe_trace_meta *m) {
+static void check_config(trace_problems *v, const olmoe_trace_meta *m) {
     json_error_t err;
     json_t *root = json_loads(m->config_json ? m->config_json : "", 0, &err);
     if (!root || !json_is_object(root)) {
-        problem(v, "root attribute 'config_json' is not a JSON object (%s)",
+        trace_problem(v, "root attribute 'config_json' is not a JSON object (%s)",
                 root ? "not an object" : err.text);
         json_decref(root);
         return;
@@ -112,13 +105,13 @@ static void check_config(vrep *v, const olmoe_trace_meta *m) {
         json_t *x = json_object_get(root, keys[i].key);
         int have = *(const int *)((const char *)m + keys[i].off);
         if (x && json_is_integer(x) && json_integer_value(x) != have)
-            problem(v, "config_json says %s = %lld, the attribute says %d", keys[i].key,
+            trace_problem(v, "config_json says %s = %lld, the attribute says %d", keys[i].key,
                     (long long)json_integer_value(x), have);
     }
     json_decref(root);
 }
 
-static void check_attrs(vrep *v, hid_t f, vattrs *a) {
+static void check_attrs(trace_problems *v, hid_t f, vattrs *a) {
     int64_t x;
     int ok_sizes = 1;
     for (size_t i = 0; i < trace_attr_count; i++) {
@@ -141,40 +134,40 @@ static void check_attrs(vrep *v, hid_t f, vattrs *a) {
     }
     const olmoe_trace_meta *m = &a->m;
     if (m->n_layers < 1 || m->n_experts < 1 || m->vocab_size < 1 || m->hidden_size < 0) {
-        problem(v, "sizes n_layers %d, n_experts %d, vocab_size %d, hidden_size %d: must be positive",
+        trace_problem(v, "sizes n_layers %d, n_experts %d, vocab_size %d, hidden_size %d: must be positive",
                 m->n_layers, m->n_experts, m->vocab_size, m->hidden_size);
         ok_sizes = 0;
     }
     if (ok_sizes && ((int64_t)m->n_layers * m->n_experts > (1 << 24) ||
                      (int64_t)m->n_layers * m->hidden_size > (1 << 28))) {
-        problem(v, "sizes n_layers %d, n_experts %d, hidden_size %d are too large", m->n_layers,
+        trace_problem(v, "sizes n_layers %d, n_experts %d, hidden_size %d are too large", m->n_layers,
                 m->n_experts, m->hidden_size);
         ok_sizes = 0;
     }
     a->sizes_ok = ok_sizes;
     if (ok_sizes && (m->top_k < 1 || m->top_k > m->n_experts))
-        problem(v, "top_k %d outside 1..n_experts (%d)", m->top_k, m->n_experts);
+        trace_problem(v, "top_k %d outside 1..n_experts (%d)", m->top_k, m->n_experts);
     if (m->norm_topk_prob != 0 && m->norm_topk_prob != 1)
-        problem(v, "norm_topk_prob is %d, not 0 or 1", m->norm_topk_prob);
+        trace_problem(v, "norm_topk_prob is %d, not 0 or 1", m->norm_topk_prob);
     if (m->ctx < 1 || m->stride < 0 || m->stride > m->ctx)
-        problem(v, "ctx %d / stride %d: need ctx >= 1 and 0 <= stride <= ctx", m->ctx, m->stride);
+        trace_problem(v, "ctx %d / stride %d: need ctx >= 1 and 0 <= stride <= ctx", m->ctx, m->stride);
     if (!*m->model_checksum || !trace_is_hex(m->model_checksum))
-        problem(v, "model_checksum '%.40s' is not a hex string", m->model_checksum);
+        trace_problem(v, "model_checksum '%.40s' is not a hex string", m->model_checksum);
     if (!trace_is_hex(m->tokenizer_checksum))
-        problem(v, "tokenizer_checksum '%.40s' is not a hex string", m->tokenizer_checksum);
+        trace_problem(v, "tokenizer_checksum '%.40s' is not a hex string", m->tokenizer_checksum);
     if (!is_iso8601(m->created))
-        problem(v, "created '%.40s' is not an ISO-8601 UTC time (YYYY-MM-DDTHH:MM:SSZ)", m->created);
+        trace_problem(v, "created '%.40s' is not an ISO-8601 UTC time (YYYY-MM-DDTHH:MM:SSZ)", m->created);
     if (strcmp(m->device, "cpu") != 0 && strncmp(m->device, "cuda:", 5) != 0)
-        problem(v, "device '%.40s' is neither 'cpu' nor 'cuda:<name>'", m->device);
+        trace_problem(v, "device '%.40s' is neither 'cpu' nor 'cuda:<name>'", m->device);
     if (strcmp(m->compute_dtype, "float32") != 0 && strcmp(m->compute_dtype, "bfloat16") != 0)
-        problem(v, "compute_dtype '%.40s' is neither float32 nor bfloat16", m->compute_dtype);
-    if (!*m->policy) problem(v, "policy is empty");
+        trace_problem(v, "compute_dtype '%.40s' is neither float32 nor bfloat16", m->compute_dtype);
+    if (!*m->policy) trace_problem(v, "policy is empty");
     check_config(v, m);
 
     a->complete = 0;
     if (attr_is(v, f, TRACE_ATTR_COMPLETE, H5T_INTEGER, 4) &&
         olmoe_h5_get_attr_i64(f, ".", TRACE_ATTR_COMPLETE, &x) == 0) {
-        if (x != 0 && x != 1) problem(v, "complete is %lld, not 0 or 1", (long long)x);
+        if (x != 0 && x != 1) trace_problem(v, "complete is %lld, not 0 or 1", (long long)x);
         a->complete = x == 1;
     }
     a->n_scored = a->n_tokens = a->n_windows = -1;
@@ -244,17 +237,17 @@ static const char *type_name(vtype t) {
 
 /* opens path if present; checks type, rank and the dims after the first
  * (d1, d2 < 0: not checked); missing and required -> problem */
-static vds check_ds(vrep *v, hid_t f, const char *path, int required, vtype want, int rank,
+static vds check_ds(trace_problems *v, hid_t f, const char *path, int required, vtype want, int rank,
                     int64_t d1, int64_t d2) {
     vds r = {H5I_INVALID_HID, 0};
     int e = olmoe_h5_exists(f, path);
     if (e <= 0) {
-        if (required) problem(v, "%s is missing", path);
+        if (required) trace_problem(v, "%s is missing", path);
         return r;
     }
     hid_t ds = H5Dopen2(f, path, H5P_DEFAULT);
     if (ds < 0) {
-        problem(v, "%s: cannot open: %s", path, olmoe_h5_reason());
+        trace_problem(v, "%s: cannot open: %s", path, olmoe_h5_reason());
         H5Eclear2(H5E_DEFAULT);
         return r;
     }
@@ -264,7 +257,7 @@ static vds check_ds(vrep *v, hid_t f, const char *path, int required, vtype want
     if (rk >= 1 && rk <= 4) H5Sget_simple_extent_dims(sp, dims, NULL);
     int ok = 1;
     if (ty < 0 || !type_matches(ty, want)) {
-        problem(v, "%s should be %s", path, type_name(want));
+        trace_problem(v, "%s should be %s", path, type_name(want));
         ok = 0;
     }
     if (rk != rank || (rank > 1 && d1 >= 0 && dims[1] != (hsize_t)d1) ||
@@ -278,7 +271,7 @@ static vds check_ds(vrep *v, hid_t f, const char *path, int required, vtype want
             snprintf(have_s + k, sizeof have_s - k, "%s%llu", i ? ", " : "",
                      (unsigned long long)dims[i]);
         }
-        problem(v, "%s has shape [%s], expected %s", path, have_s, want_s);
+        trace_problem(v, "%s has shape [%s], expected %s", path, have_s, want_s);
         ok = 0;
     }
     olmoe_h5_close_id(ty);
@@ -313,8 +306,8 @@ out:
     return rc;
 }
 
-static void read_failed(vrep *v, const char *path, int64_t start) {
-    problem(v, "%s: cannot read rows from %lld: %s", path, (long long)start, olmoe_h5_reason());
+static void read_failed(trace_problems *v, const char *path, int64_t start) {
+    trace_problem(v, "%s: cannot read rows from %lld: %s", path, (long long)start, olmoe_h5_reason());
     H5Eclear2(H5E_DEFAULT);
 }
 
@@ -330,7 +323,7 @@ typedef struct {
  * from after the previous one's first stored position and no later than
  * its end (earlier cuts it short). Window rows from N on, in an incomplete
  * trace, are what a killed append left and not part of the trace. */
-static void check_windows(vrep *v, const vds *wd, const vattrs *a, vwin *out) {
+static void check_windows(trace_problems *v, const vds *wd, const vattrs *a, vwin *out) {
     enum { B = 65536 };
     int64_t *rows = xmalloc(B * 3 * sizeof *rows);
     tally malformed = {0, 0}, gap = {0, 0}, back = {0, 0}, order = {0, 0}, too_long = {0, 0},
@@ -383,7 +376,7 @@ static void check_windows(vrep *v, const vds *wd, const vattrs *a, vwin *out) {
     int64_t end = committed ? end_prev : 0;
     if (a->n_tokens >= 0) {
         if (a->complete ? a->n_tokens != end : a->n_tokens > end) {
-            problem(v, "n_tokens is %lld, the windows cover %lld positions", (long long)a->n_tokens,
+            trace_problem(v, "n_tokens is %lld, the windows cover %lld positions", (long long)a->n_tokens,
                     (long long)end);
             out->tiles = 0;
         }
@@ -398,19 +391,19 @@ static void check_windows(vrep *v, const vds *wd, const vattrs *a, vwin *out) {
     tally_report(v, &order, "/windows: window starts before the previous one: window");
     tally_report(v, &back, "/windows: stores from no later than the previous window did: window");
     if (gap.count)
-        problem(v, "/windows: stored ranges do not tile the stream at %lld window%s (first: window "
+        trace_problem(v, "/windows: stored ranges do not tile the stream at %lld window%s (first: window "
                 "%lld stores from %lld, the previous window ends at %lld: a gap)",
                 (long long)gap.count, gap.count == 1 ? "" : "s", (long long)gap.first,
                 (long long)gap_at, (long long)gap_want);
     if (a->complete && a->n_windows != committed)
-        problem(v, "n_windows is %lld, /windows has %lld rows", (long long)a->n_windows,
+        trace_problem(v, "n_windows is %lld, /windows has %lld rows", (long long)a->n_windows,
                 (long long)committed);
     out->N = N < end ? N : end;
     out->W = committed;
 }
 
 /* every value of a float dataset [N, ...] finite */
-static void check_finite(vrep *v, const vds *d, const char *path, int64_t N, size_t row) {
+static void check_finite(trace_problems *v, const vds *d, const char *path, int64_t N, size_t row) {
     if (d->ds < 0 || N <= 0 || row == 0) return;
     hid_t ty = H5Dget_type(d->ds);
     size_t sz = ty >= 0 ? H5Tget_size(ty) : 4, ep = 0, es = 0, x;
@@ -449,7 +442,7 @@ static void check_finite(vrep *v, const vds *d, const char *path, int64_t N, siz
 }
 
 /* int32 dataset values in [0, hi) over [0, N) */
-static void check_ids(vrep *v, const vds *d, const char *path, int64_t N, int64_t hi,
+static void check_ids(trace_problems *v, const vds *d, const char *path, int64_t N, int64_t hi,
                       const char *what) {
     if (d->ds < 0) return;
     enum { B = 1 << 20 };
@@ -471,7 +464,7 @@ static void check_ids(vrep *v, const vds *d, const char *path, int64_t N, int64_
 }
 
 /* /token = 0..N-1 */
-static void check_positions(vrep *v, const vds *d, int64_t N) {
+static void check_positions(trace_problems *v, const vds *d, int64_t N) {
     if (d->ds < 0) return;
     enum { B = 1 << 20 };
     int64_t *buf = xmalloc(B * sizeof *buf);
@@ -490,7 +483,7 @@ static void check_positions(vrep *v, const vds *d, int64_t N) {
 }
 
 /* NaN exactly at each window's last position; sums the others */
-static void check_nll(vrep *v, const vds *d, const vwin *w, const vattrs *a) {
+static void check_nll(trace_problems *v, const vds *d, const vwin *w, const vattrs *a) {
     if (d->ds < 0) return;
     enum { B = 1 << 20 };
     float *buf = xmalloc(B * sizeof *buf);
@@ -527,19 +520,19 @@ static void check_nll(vrep *v, const vds *d, const vwin *w, const vattrs *a) {
     tally_report(v, &bad, "/baseline/nll: negative or infinite");
     if (!a->complete) return;
     if (a->n_scored != count)
-        problem(v, "n_scored is %lld, /baseline/nll holds %lld finite values", (long long)a->n_scored,
+        trace_problem(v, "n_scored is %lld, /baseline/nll holds %lld finite values", (long long)a->n_scored,
                 (long long)count);
     if (w->tiles && count != w->N - w->n_nan && nan_scored.count + not_nan.count == 0)
-        problem(v, "%lld scored positions, expected %lld (N less the windows' last positions)",
+        trace_problem(v, "%lld scored positions, expected %lld (N less the windows' last positions)",
                 (long long)count, (long long)(w->N - w->n_nan));
     if (!(fabs(a->nll_sum - sum) <= 1e-9 * fmax(1.0, fabs(sum))))
-        problem(v, "nll_sum is %.17g, the sum of /baseline/nll is %.17g", a->nll_sum, sum);
+        trace_problem(v, "nll_sum is %.17g, the sum of /baseline/nll is %.17g", a->nll_sum, sum);
     double ppl = count ? exp(sum / (double)count) : NAN;
     if (count ? !(fabs(a->perplexity - ppl) <= 1e-9 * ppl) : !isnan(a->perplexity))
-        problem(v, "perplexity is %.17g, exp(mean nll) of /baseline/nll is %.17g", a->perplexity, ppl);
+        trace_problem(v, "perplexity is %.17g, exp(mean nll) of /baseline/nll is %.17g", a->perplexity, ppl);
 }
 
-static void check_documents(vrep *v, const vds *d, int64_t N, int64_t n_groups, int complete) {
+static void check_documents(trace_problems *v, const vds *d, int64_t N, int64_t n_groups, int complete) {
     if (d->ds < 0 || d->rows == 0) return;
     enum { B = 65536 };
     hid_t mt = trace_doc_mem_type();
@@ -577,10 +570,10 @@ static void check_documents(vrep *v, const vds *d, int64_t N, int64_t n_groups, 
     free(buf);
 }
 
-static void check_groups(vrep *v, const vds *d) {
+static void check_groups(trace_problems *v, const vds *d) {
     if (d->ds < 0 || d->rows == 0) return;
     if (d->rows > (int64_t)1 << 24) {
-        problem(v, "/groups: %lld names is too many", (long long)d->rows);
+        trace_problem(v, "/groups: %lld names is too many", (long long)d->rows);
         return;
     }
     hid_t st = trace_vstr_type();
@@ -590,7 +583,7 @@ static void check_groups(vrep *v, const vds *d) {
     } else {
         for (int64_t i = 0; i < d->rows; i++)
             if (!names[i] || !*names[i]) {
-                problem(v, "/groups: name %lld is empty", (long long)i);
+                trace_problem(v, "/groups: name %lld is empty", (long long)i);
                 break;
             }
         hsize_t n = (hsize_t)d->rows;
@@ -603,24 +596,24 @@ static void check_groups(vrep *v, const vds *d) {
 }
 
 /* the scale /name of length n, attached to ds at axis idx */
-static void check_scale(vrep *v, hid_t f, const char *name, int64_t n, hid_t ds, const char *dsname,
+static void check_scale(trace_problems *v, hid_t f, const char *name, int64_t n, hid_t ds, const char *dsname,
                         unsigned idx) {
     char path[32];
     snprintf(path, sizeof path, "/%s", name);
     if (olmoe_h5_exists(f, path) <= 0) {
-        problem(v, "dimension scale %s is missing", path);
+        trace_problem(v, "dimension scale %s is missing", path);
         return;
     }
     hid_t s = H5Dopen2(f, path, H5P_DEFAULT);
     if (s < 0 || H5DSis_scale(s) <= 0) {
-        problem(v, "%s is not a dimension scale", path);
+        trace_problem(v, "%s is not a dimension scale", path);
     } else {
         int64_t dims[OLMOE_H5_MAX_RANK];
         int rank;
         if (n >= 0 && (olmoe_h5_shape(f, path, &rank, dims) != 0 || rank != 1 || dims[0] != n))
-            problem(v, "dimension scale %s should have %lld entries", path, (long long)n);
+            trace_problem(v, "dimension scale %s should have %lld entries", path, (long long)n);
         if (ds >= 0 && H5DSis_attached(ds, s, idx) <= 0)
-            problem(v, "dimension scale %s is not attached to %s axis %u", path, dsname, idx);
+            trace_problem(v, "dimension scale %s is not attached to %s axis %u", path, dsname, idx);
     }
     olmoe_h5_close_id(s);
     H5Eclear2(H5E_DEFAULT);
@@ -628,7 +621,7 @@ static void check_scale(vrep *v, hid_t f, const char *name, int64_t n, hid_t ds,
 
 int64_t olmoe_trace_verify(const char *path, olmoe_trace_report_fn report, void *ctx) {
     olmoe_h5_init();
-    vrep v = {report, ctx, path, 0};
+    trace_problems v = {report, ctx, path, 0};
     hid_t f = olmoe_h5_open(path, 0);
     if (f < 0) {
         if (report) report(ctx, olmoe_error());
@@ -639,18 +632,18 @@ int64_t olmoe_trace_verify(const char *path, olmoe_trace_report_fn report, void 
     char *fmt = NULL;
     int64_t ver = 0;
     if (olmoe_h5_has_attr(f, ".", "format") <= 0 || olmoe_h5_get_attr_str(f, ".", "format", &fmt)) {
-        problem(&v, "not an olmoe trace (no string attribute 'format')");
+        trace_problem(&v, "not an olmoe trace (no string attribute 'format')");
         goto done;
     }
     if (strcmp(fmt, OLMOE_TRACE_FORMAT) != 0) {
-        problem(&v, "format is '%s', not '%s'", fmt, OLMOE_TRACE_FORMAT);
+        trace_problem(&v, "format is '%s', not '%s'", fmt, OLMOE_TRACE_FORMAT);
         goto done;
     }
     if (!attr_is(&v, f, "format_version", H5T_INTEGER, 4) ||
         olmoe_h5_get_attr_i64(f, ".", "format_version", &ver) != 0)
         goto done;
     if (ver != OLMOE_TRACE_FORMAT_VERSION) {
-        problem(&v, "format version %lld; this olmoe (%s) checks version %d: %s", (long long)ver,
+        trace_problem(&v, "format version %lld; this olmoe (%s) checks version %d: %s", (long long)ver,
                 OLMOE_VERSION, OLMOE_TRACE_FORMAT_VERSION,
                 ver > OLMOE_TRACE_FORMAT_VERSION ? "use a newer olmoe-traces"
                                                  : "capture it again or use an older olmoe-traces");
@@ -679,7 +672,7 @@ int64_t olmoe_trace_verify(const char *path, olmoe_trace_report_fn report, void 
     for (int i = 0; i < TDS_COUNT; i++) {
         if (!trace_ds_table[i].per_token || d[i].ds < 0) continue;
         if (d[i].rows < N || (a.complete && w.tiles && d[i].rows != N))
-            problem(&v, "%s has %lld rows, the windows cover %lld positions", trace_ds_table[i].path,
+            trace_problem(&v, "%s has %lld rows, the windows cover %lld positions", trace_ds_table[i].path,
                     (long long)d[i].rows, (long long)N);
         if (d[i].rows < N) N = d[i].rows; /* check what is there */
     }

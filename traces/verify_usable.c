@@ -12,23 +12,10 @@
 #include <string.h>
 
 typedef struct {
-    olmoe_trace_report_fn fn;
-    void *ctx;
-    int64_t n;
+    trace_problems p;
     int64_t bad;          /* unreadable objects (reported: the first few) */
     char first_bad[256];
 } usable;
-
-static void say(usable *u, const char *fmt, ...) OLMOE_PRINTF(2, 3);
-static void say(usable *u, const char *fmt, ...) {
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    u->n++;
-    if (u->fn) u->fn(u->ctx, buf);
-}
 
 /* The superblock's file consistency flags (bit 0: open for writing, bit 2:
  * open by a SWMR writer); -1 when the superblock is not at offset 0 or of an
@@ -72,19 +59,19 @@ static int has_rows(hid_t f, const char *path) {
 
 int64_t olmoe_trace_verify_usable(const char *path, hid_t f, int complete, int64_t n_tokens,
                                   olmoe_trace_report_fn fn, void *ctx) {
-    usable u = {fn, ctx, 0, 0, ""};
+    usable u = {{fn, ctx, NULL, 0}, 0, ""};
     int flags = writer_flags(path);
     if (flags > 0 && (flags & 5) && complete)
-        say(&u, "marked open by a writer although complete: a process was killed while writing "
+        trace_problem(&u.p, "marked open by a writer although complete: a process was killed while writing "
                 "into it (or still writes it); once none has it open, 'h5clear -s --increment %s' "
                 "clears the mark (try it on a copy), then verify again", path);
     herr_t rc = H5Lvisit(f, H5_INDEX_NAME, H5_ITER_NATIVE, visit, &u);
     H5Eclear2(H5E_DEFAULT);
     if (rc < 0)
-        say(&u, "its group structure cannot be read: the file was damaged (a write into it was "
+        trace_problem(&u.p, "its group structure cannot be read: the file was damaged (a write into it was "
                 "interrupted); capture it again, or restore a copy");
     else if (u.bad)
-        say(&u, "%lld object%s cannot be read (first: %s): the file was damaged (a write into it "
+        trace_problem(&u.p, "%lld object%s cannot be read (first: %s): the file was damaged (a write into it "
                 "was interrupted); capture it again, or restore a copy", (long long)u.bad,
             u.bad == 1 ? "" : "s", u.first_bad);
     char *field = NULL;
@@ -92,13 +79,13 @@ int64_t olmoe_trace_verify_usable(const char *path, hid_t f, int complete, int64
         olmoe_h5_get_attr_str(f, ".", OLMOE_ATTR_GROUP_FIELD, &field) == 0 && *field &&
         n_tokens > 0) {
         if (!has_rows(f, "/documents"))
-            say(&u, "captured with --group-field %s but /documents is missing or empty: the "
+            trace_problem(&u.p, "captured with --group-field %s but /documents is missing or empty: the "
                     "capture lost its header; capture it again", field);
         if (!has_rows(f, "/groups"))
-            say(&u, "captured with --group-field %s but /groups is missing or empty: the "
+            trace_problem(&u.p, "captured with --group-field %s but /groups is missing or empty: the "
                     "capture lost its header; capture it again", field);
     }
     free(field);
     H5Eclear2(H5E_DEFAULT);
-    return u.n;
+    return u.p.n;
 }
