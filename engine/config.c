@@ -160,12 +160,22 @@ static int parse_dense_layers(json_t *root, const char *name, olmoe_config *c) {
     return 0;
 }
 
+/* the expert count's field: Mixtral's num_local_experts, num_experts elsewhere;
+ * transformers 5 saves Qwen3-MoE's under Mixtral's name, the hub's checkpoints
+ * under num_experts, so Qwen3-MoE reads either */
+static const char *experts_key(json_t *root, const olmoe_config *c) {
+    if (c->arch == OLMOE_ARCH_MIXTRAL) return "num_local_experts";
+    if (c->arch == OLMOE_ARCH_QWEN3_MOE && !json_object_get(root, "num_experts") &&
+        json_object_get(root, "num_local_experts"))
+        return "num_local_experts";
+    return "num_experts";
+}
+
 /* the per-architecture fields: expert counts and widths, attention parts, routing */
 static int parse_arch_fields(json_t *root, const char *name, olmoe_config *c) {
     long v;
     int qwen = c->arch == OLMOE_ARCH_QWEN3_MOE || c->arch == OLMOE_ARCH_QWEN2_MOE;
-    const char *experts_key = c->arch == OLMOE_ARCH_MIXTRAL ? "num_local_experts" : "num_experts";
-    if (get_int(root, name, experts_key, 1, 1, 1L << 16, 0, &v) != 0) return -1;
+    if (get_int(root, name, experts_key(root, c), 1, 1, 1L << 16, 0, &v) != 0) return -1;
     c->num_experts = (int)v;
     if (get_int(root, name, qwen ? "moe_intermediate_size" : "intermediate_size", 1, 1, 1L << 18, 0,
                 &v) != 0)

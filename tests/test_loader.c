@@ -411,6 +411,7 @@ static void test_config_arch(void) {
                      "rope_scaling.rope_type 'yarn' is not supported");
     config_case_arch(TT_MIXTRAL, "sliding_window", "4096", "sliding_window is not supported");
     config_case_arch(TT_MIXTRAL, "num_local_experts", NULL, "missing field 'num_local_experts'");
+    config_case_arch(TT_QWEN3, "num_experts", NULL, "missing field 'num_experts'");
     config_case_arch(TT_QWEN2, "shared_expert_intermediate_size", NULL,
                      "missing field 'shared_expert_intermediate_size'");
     config_case_arch(TT_QWEN2, "decoder_sparse_step", "0", "field 'decoder_sparse_step' is 0");

@@ -18,7 +18,23 @@
 #include <string.h>
 
 #include "common.h"
+#include "engine.h"
 #include "traces.h" /* olmoe_bf16_from_f32 / olmoe_bf16_to_f32 */
+
+/* the CUDA engine's kernels are OLMoE's: fixtures of other architectures
+ * (config.json's model_type) are checked on the CPU engine only */
+static inline int gpu_fixture_runs_on_cuda(const char *dir, const char *name) {
+    char *p = olmoe_path_join(dir, "config.json");
+    olmoe_config c;
+    int rc = olmoe_config_load(p, &c), ok = rc == 0 && c.arch == OLMOE_ARCH_OLMOE;
+    if (rc == 0) {
+        if (!ok) printf("# %-18s not on the GPU: the CUDA engine runs olmoe only, this is %s\n", name,
+                        olmoe_arch_name(c.arch));
+        olmoe_config_free(&c);
+    }
+    free(p);
+    return ok;
+}
 
 #define GPU_OK(call)                                                                          \
     do {                                                                                      \

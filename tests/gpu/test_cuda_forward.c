@@ -200,7 +200,8 @@ static void load_fixtures(void) {
     while ((de = readdir(d)) && n_fixtures < 16) {
         if (strncmp(de->d_name, "tiny-", 5) != 0) continue;
         char *dir = olmoe_path_join(root, de->d_name);
-        if (fixture_open(&fixtures[n_fixtures], dir, de->d_name) == 0) n_fixtures++;
+        if (gpu_fixture_runs_on_cuda(dir, de->d_name) && fixture_open(&fixtures[n_fixtures], dir, de->d_name) == 0)
+            n_fixtures++;
         free(dir);
     }
     closedir(d);
