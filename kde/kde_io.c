@@ -91,30 +91,20 @@ fail:
     return rc;
 }
 
-/* /expert (per-expert nulls) and /layer [F]: which model layer (and expert)
- * each fit belongs to */
-static int write_fit_ids(hid_t f, const olmoe_kde_null *null) {
-    int F = null->n_fits, rc = -1;
-    int64_t d1[1] = {F};
-    int32_t *col = xmalloc(((size_t)F + 1) * sizeof *col);
-    if (null->per_expert) {
-        for (int i = 0; i < F; i++) col[i] = null->fits[i].expert;
-        OLMOE_TRY(olmoe_h5_write(f, "expert", OLMOE_H5_I32, 1, d1, col));
-    }
-    for (int i = 0; i < F; i++) col[i] = null->fits[i].layer;
-    OLMOE_TRY(olmoe_h5_write(f, "layer", OLMOE_H5_I32, 1, d1, col));
-    rc = 0;
-fail:
-    free(col);
-    return rc;
-}
-
-/* the per-fit summaries [F]: the float64 columns, /n and /n_tokens */
-static int write_summaries(hid_t f, const olmoe_kde_null *null) {
+/* the per-fit columns [F]: /expert (per-expert nulls), /layer, the
+ * float64 summaries, /n and /n_tokens */
+static int write_columns(hid_t f, const olmoe_kde_null *null) {
     int F = null->n_fits, rc = -1;
     int64_t d1[1] = {F};
     double *col = xmalloc(((size_t)F + 1) * sizeof *col);
     int64_t *col64 = xmalloc(((size_t)F + 1) * sizeof *col64);
+    int32_t *col32 = xmalloc(((size_t)F + 1) * sizeof *col32);
+    if (null->per_expert) {
+        for (int i = 0; i < F; i++) col32[i] = null->fits[i].expert;
+        OLMOE_TRY(olmoe_h5_write(f, "expert", OLMOE_H5_I32, 1, d1, col32));
+    }
+    for (int i = 0; i < F; i++) col32[i] = null->fits[i].layer;
+    OLMOE_TRY(olmoe_h5_write(f, "layer", OLMOE_H5_I32, 1, d1, col32));
     for (int c = 0; c < N_FIT_COLUMNS; c++) {
         for (int i = 0; i < F; i++) col[i] = *fit_column(&null->fits[i], c);
         OLMOE_TRY(olmoe_h5_write(f, fit_columns[c].name, OLMOE_H5_F64, 1, d1, col));
@@ -127,6 +117,7 @@ static int write_summaries(hid_t f, const olmoe_kde_null *null) {
 fail:
     free(col);
     free(col64);
+    free(col32);
     return rc;
 }
 
@@ -134,8 +125,8 @@ int olmoe_kde_write(const char *path, const olmoe_kde_null *null, const char *co
     int G = null->n_fits ? null->fits[0].n_grid : 0, rc = -1;
     hid_t f = olmoe_h5_create(path);
     if (f < 0) return -1;
-    if (write_attrs(f, null, command, G) == 0 && write_fit_ids(f, null) == 0 &&
-        write_grids(f, path, null, G) == 0 && write_summaries(f, null) == 0)
+    if (write_attrs(f, null, command, G) == 0 && write_grids(f, path, null, G) == 0 &&
+        write_columns(f, null) == 0)
         rc = 0;
     if (olmoe_h5_close(f) != 0) rc = -1;
     return rc;
