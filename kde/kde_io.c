@@ -57,37 +57,35 @@ fail:
     return -1;
 }
 
+/* the per-grid-point arrays of a fit, stacked into [F, G] datasets */
+static const char *const grid_names[3] = {"grid", "pdf", "cdf"};
+
+static double *grid_array(const olmoe_kde_layer *l, int k) {
+    return k == 0 ? l->grid : (k == 1 ? l->pdf : l->cdf);
+}
+
 /* /grid, /pdf, /cdf [F, G] and /quantiles [F, NQ], stacked from the fits */
 static int write_grids(hid_t f, const char *path, const olmoe_kde_null *null, int G) {
     int F = null->n_fits, rc = -1;
-    size_t FG = (size_t)F * (size_t)G;
-    double *grid = xmalloc(xmul(FG + 1, sizeof *grid));
-    double *pdf = xmalloc(xmul(FG + 1, sizeof *pdf));
-    double *cdf = xmalloc(xmul(FG + 1, sizeof *cdf));
-    double *q = xmalloc(xmul((size_t)F * OLMOE_KDE_NQ + 1, sizeof *q));
-    for (int i = 0; i < F; i++) {
-        const olmoe_kde_layer *l = &null->fits[i];
-        if (l->n_grid != G) {
-            olmoe_errorf("%s: fits have different grid sizes (%d, %d)", path, G, l->n_grid);
-            goto fail;
-        }
-        memcpy(grid + (size_t)i * G, l->grid, (size_t)G * sizeof *grid);
-        memcpy(pdf + (size_t)i * G, l->pdf, (size_t)G * sizeof *pdf);
-        memcpy(cdf + (size_t)i * G, l->cdf, (size_t)G * sizeof *cdf);
-        memcpy(q + (size_t)i * OLMOE_KDE_NQ, l->quantiles, sizeof l->quantiles);
-    }
+    for (int i = 0; i < F; i++)
+        if (null->fits[i].n_grid != G)
+            return olmoe_errorf("%s: fits have different grid sizes (%d, %d)", path, G,
+                                null->fits[i].n_grid);
+    size_t FG = (size_t)F * (size_t)G, FQ = (size_t)F * OLMOE_KDE_NQ;
+    double *buf = xmalloc(xmul((FG > FQ ? FG : FQ) + 1, sizeof *buf));
     int64_t d2[2] = {F, G}, dq[2] = {F, OLMOE_KDE_NQ}, dl[1] = {OLMOE_KDE_NQ};
-    OLMOE_TRY(olmoe_h5_write(f, "grid", OLMOE_H5_F64, 2, d2, grid));
-    OLMOE_TRY(olmoe_h5_write(f, "pdf", OLMOE_H5_F64, 2, d2, pdf));
-    OLMOE_TRY(olmoe_h5_write(f, "cdf", OLMOE_H5_F64, 2, d2, cdf));
-    OLMOE_TRY(olmoe_h5_write(f, "quantiles", OLMOE_H5_F64, 2, dq, q));
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < F; i++)
+            memcpy(buf + (size_t)i * G, grid_array(&null->fits[i], k), (size_t)G * sizeof *buf);
+        OLMOE_TRY(olmoe_h5_write(f, grid_names[k], OLMOE_H5_F64, 2, d2, buf));
+    }
+    for (int i = 0; i < F; i++)
+        memcpy(buf + (size_t)i * OLMOE_KDE_NQ, null->fits[i].quantiles, sizeof null->fits[i].quantiles);
+    OLMOE_TRY(olmoe_h5_write(f, "quantiles", OLMOE_H5_F64, 2, dq, buf));
     OLMOE_TRY(olmoe_h5_write(f, "quantile_levels", OLMOE_H5_F64, 1, dl, olmoe_kde_quantile_levels));
     rc = 0;
 fail:
-    free(grid);
-    free(pdf);
-    free(cdf);
-    free(q);
+    free(buf);
     return rc;
 }
 
@@ -206,9 +204,8 @@ static int read_attrs(hid_t f, const char *path, olmoe_kde_null *out, int *G) {
 static int check_shapes(hid_t f, const char *path, const olmoe_kde_null *null, int G) {
     int F = null->n_fits;
     int64_t d2[2] = {F, G}, d1[1] = {F}, dq[2] = {F, OLMOE_KDE_NQ};
-    static const char *const per_grid[] = {"grid", "pdf", "cdf"};
     static const char *const per_fit[] = {"n", "n_tokens", "layer"};
-    for (int i = 0; i < 3; i++) OLMOE_TRY(check_dims(f, path, per_grid[i], 2, d2));
+    for (int k = 0; k < 3; k++) OLMOE_TRY(check_dims(f, path, grid_names[k], 2, d2));
     for (int c = 0; c < N_FIT_COLUMNS; c++) OLMOE_TRY(check_dims(f, path, fit_columns[c].name, 1, d1));
     for (int i = 0; i < 3; i++) OLMOE_TRY(check_dims(f, path, per_fit[i], 1, d1));
     OLMOE_TRY(check_dims(f, path, "quantiles", 2, dq));
@@ -229,14 +226,10 @@ static int read_grids(hid_t f, olmoe_kde_null *out, int G) {
         l->pdf = xmalloc((size_t)G * sizeof *l->pdf);
         l->cdf = xmalloc((size_t)G * sizeof *l->cdf);
     }
-    static const char *const name[3] = {"grid", "pdf", "cdf"};
     for (int k = 0; k < 3; k++) {
-        OLMOE_TRY(olmoe_h5_read(f, name[k], OLMOE_H5_F64, buf, FG));
-        for (int i = 0; i < F; i++) {
-            olmoe_kde_layer *l = &out->fits[i];
-            double *to = k == 0 ? l->grid : (k == 1 ? l->pdf : l->cdf);
-            memcpy(to, buf + (size_t)i * G, (size_t)G * sizeof *buf);
-        }
+        OLMOE_TRY(olmoe_h5_read(f, grid_names[k], OLMOE_H5_F64, buf, FG));
+        for (int i = 0; i < F; i++)
+            memcpy(grid_array(&out->fits[i], k), buf + (size_t)i * G, (size_t)G * sizeof *buf);
     }
     rc = 0;
 fail:
