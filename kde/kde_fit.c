@@ -95,13 +95,10 @@ double olmoe_kde_layer_cdf(const olmoe_kde_layer *l, double x) {
     return l->cdf[i] + f * (l->cdf[i + 1] - l->cdf[i]);
 }
 
-int olmoe_kde_fit(float *x, size_t n, const olmoe_kde_opts *o, olmoe_kde_layer *out) {
-    memset(out, 0, sizeof *out);
-    out->layer = -1;
-    out->expert = -1;
-    if (n < 2) return olmoe_errorf("a null needs at least 2 values, got %zu", n);
-    /* one pass: finiteness, range, and moments about the first value (which
-     * keeps the sum of squares from cancelling when the mean is large) */
+/* mean, sd, min and max of the sample in one pass, or an error when a value
+ * is not finite or all are equal; moments about the first value (which
+ * keeps the sum of squares from cancelling when the mean is large) */
+static int sample_moments(const float *x, size_t n, olmoe_kde_layer *out) {
     double shift = x[0], s1 = 0.0, s2 = 0.0;
     float mnf = x[0], mxf = x[0];
     for (size_t i = 0; i < n; i++) {
@@ -113,66 +110,54 @@ int olmoe_kde_fit(float *x, size_t n, const olmoe_kde_opts *o, olmoe_kde_layer *
         mnf = v < mnf ? v : mnf;
         mxf = v > mxf ? v : mxf;
     }
-    double mean = shift + s1 / (double)n;
     double var = (s2 - s1 * s1 / (double)n) / (double)(n - 1);
-    double sd = sqrt(var > 0 ? var : 0);
-    double mn = mnf, mx = mxf;
-    if (!(mx > mn)) return olmoe_errorf("all %zu values of the sample are equal (%g)", n, mn);
-    double h = olmoe_kde_bandwidth(o->rule, o->bandwidth, sd, (double)n);
-    if (!(h > 0) || !isfinite(h)) return olmoe_errorf("bandwidth %g is not positive", h);
+    out->mean = shift + s1 / (double)n;
+    out->sd = sqrt(var > 0 ? var : 0);
+    out->min = mnf;
+    out->max = mxf;
+    if (!(out->max > out->min))
+        return olmoe_errorf("all %zu values of the sample are equal (%g)", n, out->min);
+    return 0;
+}
 
-    int proto = o->construction == OLMOE_KDE_PROTOTYPE;
-    int G = o->n_grid > 0 ? o->n_grid : (proto ? OLMOE_KDE_PROTOTYPE_GRID : OLMOE_KDE_DEFAULT_GRID);
-    if (G < 16 || G > (1 << 24)) return olmoe_errorf("grid of %d points (want 16 .. 2^24)", G);
-    double lo = proto ? mn - 0.2 * fabs(mn) : mn - 4.0 * h;
-    double hi = proto ? mx + 0.2 * fabs(mx) : mx + 4.0 * h;
-    double dx = (hi - lo) / (G - 1);
-
-    out->n = (int64_t)n;
-    out->bandwidth = h;
-    out->mean = mean;
-    out->sd = sd;
-    out->min = mn;
-    out->max = mx;
-    out->n_grid = G;
-    out->grid = xmalloc((size_t)G * sizeof *out->grid);
-    out->pdf = xmalloc((size_t)G * sizeof *out->pdf);
-    out->cdf = xmalloc((size_t)G * sizeof *out->cdf);
-    for (int j = 0; j < G; j++) out->grid[j] = lo + j * dx;
-    out->grid[G - 1] = hi;
-
-    double *c = xmalloc((size_t)G * sizeof *c);
-    olmoe_kde_bin_and_sort(x, n, lo, 1.0 / dx, G, c); /* x is sorted from here on */
-    convolve(c, G, dx, h, (double)n, out->pdf, out->cdf);
-    free(c);
-    if (proto) {
-        /* the prototype: CDF = normalised running sum of the pdf */
-        double s = 0.0;
-        for (int j = 0; j < G; j++) s += out->pdf[j];
-        double run = 0.0;
-        for (int j = 0; j < G; j++) {
-            run += out->pdf[j];
-            out->cdf[j] = run / s;
-        }
+/* the prototype's CDF: the normalised running sum of the pdf */
+static void prototype_cdf(olmoe_kde_layer *l) {
+    double s = 0.0;
+    for (int j = 0; j < l->n_grid; j++) s += l->pdf[j];
+    double run = 0.0;
+    for (int j = 0; j < l->n_grid; j++) {
+        run += l->pdf[j];
+        l->cdf[j] = run / s;
     }
-    /* the exact CDF is monotone in [0, 1]; remove round-off that is not */
+}
+
+/* the exact CDF is monotone in [0, 1]; removes round-off that is not */
+static void make_monotone(double *cdf, int G) {
     double run = 0.0;
     for (int j = 0; j < G; j++) {
-        double v = out->cdf[j] < 0 ? 0 : (out->cdf[j] > 1 ? 1 : out->cdf[j]);
+        double v = cdf[j] < 0 ? 0 : (cdf[j] > 1 ? 1 : cdf[j]);
         run = v > run ? v : run;
-        out->cdf[j] = run;
+        cdf[j] = run;
     }
+}
 
-    for (int q = 0; q < OLMOE_KDE_NQ; q++) {
-        double pos = olmoe_kde_quantile_levels[q] * (double)(n - 1);
+/* the quantile levels of the sorted sample, numpy's linear rule */
+static void sample_quantiles(const float *x, size_t n, double *q /*[OLMOE_KDE_NQ]*/) {
+    for (int k = 0; k < OLMOE_KDE_NQ; k++) {
+        double pos = olmoe_kde_quantile_levels[k] * (double)(n - 1);
         size_t i = (size_t)pos;
         double f = pos - (double)i;
-        out->quantiles[q] = i + 1 < n ? x[i] + f * ((double)x[i + 1] - x[i]) : x[n - 1];
+        q[k] = i + 1 < n ? x[i] + f * ((double)x[i + 1] - x[i]) : x[n - 1];
     }
-    /* KS: the empirical CDF jumps from i/n to (i+1)/n at x[i]; the KDE CDF
-     * between grid points is interpolated as olmoe_kde_layer_cdf does */
-    double ks = 0.0, inv = (G - 1) / (out->grid[G - 1] - lo);
-    const double *F = out->cdf;
+}
+
+/* KS distance of the fit to the sorted sample: the empirical CDF jumps from
+ * i/n to (i+1)/n at x[i]; the KDE CDF between grid points is interpolated as
+ * olmoe_kde_layer_cdf does */
+static double ks_distance(const float *x, size_t n, const olmoe_kde_layer *l) {
+    const int G = l->n_grid;
+    const double lo = l->grid[0], inv = (G - 1) / (l->grid[G - 1] - lo), *F = l->cdf;
+    double ks = 0.0;
     for (size_t i = 0; i < n; i++) {
         double t = ((double)x[i] - lo) * inv, Fx;
         if (t >= G - 1) {
@@ -185,7 +170,43 @@ int olmoe_kde_fit(float *x, size_t n, const olmoe_kde_opts *o, olmoe_kde_layer *
         ks = a > ks ? a : ks;
         ks = b > ks ? b : ks;
     }
-    out->ks = ks;
+    return ks;
+}
+
+int olmoe_kde_fit(float *x, size_t n, const olmoe_kde_opts *o, olmoe_kde_layer *out) {
+    memset(out, 0, sizeof *out);
+    out->layer = -1;
+    out->expert = -1;
+    if (n < 2) return olmoe_errorf("a null needs at least 2 values, got %zu", n);
+    if (sample_moments(x, n, out) != 0) return -1;
+    double mn = out->min, mx = out->max;
+    double h = olmoe_kde_bandwidth(o->rule, o->bandwidth, out->sd, (double)n);
+    if (!(h > 0) || !isfinite(h)) return olmoe_errorf("bandwidth %g is not positive", h);
+
+    int proto = o->construction == OLMOE_KDE_PROTOTYPE;
+    int G = o->n_grid > 0 ? o->n_grid : (proto ? OLMOE_KDE_PROTOTYPE_GRID : OLMOE_KDE_DEFAULT_GRID);
+    if (G < 16 || G > (1 << 24)) return olmoe_errorf("grid of %d points (want 16 .. 2^24)", G);
+    double lo = proto ? mn - 0.2 * fabs(mn) : mn - 4.0 * h;
+    double hi = proto ? mx + 0.2 * fabs(mx) : mx + 4.0 * h;
+    double dx = (hi - lo) / (G - 1);
+
+    out->n = (int64_t)n;
+    out->bandwidth = h;
+    out->n_grid = G;
+    out->grid = xmalloc((size_t)G * sizeof *out->grid);
+    out->pdf = xmalloc((size_t)G * sizeof *out->pdf);
+    out->cdf = xmalloc((size_t)G * sizeof *out->cdf);
+    for (int j = 0; j < G; j++) out->grid[j] = lo + j * dx;
+    out->grid[G - 1] = hi;
+
+    double *c = xmalloc((size_t)G * sizeof *c);
+    olmoe_kde_bin_and_sort(x, n, lo, 1.0 / dx, G, c); /* x is sorted from here on */
+    convolve(c, G, dx, h, (double)n, out->pdf, out->cdf);
+    free(c);
+    if (proto) prototype_cdf(out);
+    make_monotone(out->cdf, G);
+    sample_quantiles(x, n, out->quantiles);
+    out->ks = ks_distance(x, n, out);
     return 0;
 }
 

@@ -7,18 +7,33 @@
 
 #include "traces.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-/* each olmoe_h5_* call names the dataset and the failing HDF5 call itself */
-int olmoe_kde_write(const char *path, const olmoe_kde_null *null, const char *command) {
-    int F = null->n_fits, G = F ? null->fits[0].n_grid : 0, rc = -1;
-    double *grid = NULL, *pdf = NULL, *cdf = NULL, *q = NULL, *col = NULL;
-    int64_t *col64 = NULL;
-    int32_t *layer = NULL;
-    hid_t f = olmoe_h5_create(path);
-    if (f < 0) return -1;
+/* the per-fit summaries stored as one float64 column each, in file order */
+static const struct {
+    const char *name;
+    size_t offset; /* of the double in olmoe_kde_layer */
+} fit_columns[] = {
+    {"bandwidth", offsetof(olmoe_kde_layer, bandwidth)},
+    {"mean", offsetof(olmoe_kde_layer, mean)},
+    {"sd", offsetof(olmoe_kde_layer, sd)},
+    {"min", offsetof(olmoe_kde_layer, min)},
+    {"max", offsetof(olmoe_kde_layer, max)},
+    {"ks", offsetof(olmoe_kde_layer, ks)},
+};
+enum { N_FIT_COLUMNS = sizeof fit_columns / sizeof fit_columns[0] };
+
+static double *fit_column(olmoe_kde_layer *l, int c) {
+    return (double *)((char *)l + fit_columns[c].offset);
+}
+
+/* Each olmoe_h5_* call names the dataset and the failing HDF5 call itself. */
+
+/* the root attributes: format, provenance and sizes */
+static int write_attrs(hid_t f, const olmoe_kde_null *null, const char *command, int G) {
     char created[32];
     time_t now = time(NULL);
     strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
@@ -33,70 +48,85 @@ int olmoe_kde_write(const char *path, const olmoe_kde_null *null, const char *co
     OLMOE_TRY(olmoe_h5_set_attr_str(f, ".", "bandwidth_rule", null->rule));
     OLMOE_TRY(olmoe_h5_set_attr_i32(f, ".", "n_layers", null->n_layers));
     OLMOE_TRY(olmoe_h5_set_attr_i32(f, ".", "n_experts", null->n_experts));
-    OLMOE_TRY(olmoe_h5_set_attr_i32(f, ".", "n_fits", F));
+    OLMOE_TRY(olmoe_h5_set_attr_i32(f, ".", "n_fits", null->n_fits));
     OLMOE_TRY(olmoe_h5_set_attr_i32(f, ".", "grid_points", G));
     OLMOE_TRY(olmoe_h5_set_attr_i64(f, ".", "max_tokens", null->max_tokens));
     OLMOE_TRY(olmoe_h5_set_attr_i32(f, ".", "per_expert", null->per_expert));
+    return 0;
+fail:
+    return -1;
+}
 
-    size_t FG = (size_t)F * (size_t)G;
-    grid = xmalloc(xmul(FG + 1, sizeof *grid));
-    pdf = xmalloc(xmul(FG + 1, sizeof *pdf));
-    cdf = xmalloc(xmul(FG + 1, sizeof *cdf));
-    q = xmalloc(xmul((size_t)F * OLMOE_KDE_NQ + 1, sizeof *q));
-    col = xmalloc(((size_t)F + 1) * sizeof *col);
-    col64 = xmalloc(((size_t)F + 1) * sizeof *col64);
-    layer = xmalloc(((size_t)F + 1) * sizeof *layer);
-    for (int i = 0; i < F; i++) {
-        const olmoe_kde_layer *l = &null->fits[i];
-        if (l->n_grid != G) {
-            olmoe_errorf("%s: fits have different grid sizes (%d, %d)", path, G, l->n_grid);
-            goto fail;
-        }
-        memcpy(grid + (size_t)i * G, l->grid, (size_t)G * sizeof *grid);
-        memcpy(pdf + (size_t)i * G, l->pdf, (size_t)G * sizeof *pdf);
-        memcpy(cdf + (size_t)i * G, l->cdf, (size_t)G * sizeof *cdf);
-        memcpy(q + (size_t)i * OLMOE_KDE_NQ, l->quantiles, sizeof l->quantiles);
-        layer[i] = l->layer;
+/* the per-grid-point arrays of a fit, stacked into [F, G] datasets */
+static const char *const grid_names[3] = {"grid", "pdf", "cdf"};
+
+static double *grid_array(const olmoe_kde_layer *l, int k) {
+    return k == 0 ? l->grid : (k == 1 ? l->pdf : l->cdf);
+}
+
+/* /grid, /pdf, /cdf [F, G] and /quantiles [F, NQ], stacked from the fits */
+static int write_grids(hid_t f, const char *path, const olmoe_kde_null *null, int G) {
+    int F = null->n_fits, rc = -1;
+    for (int i = 0; i < F; i++)
+        if (null->fits[i].n_grid != G)
+            return olmoe_errorf("%s: fits have different grid sizes (%d, %d)", path, G,
+                                null->fits[i].n_grid);
+    size_t FG = (size_t)F * (size_t)G, FQ = (size_t)F * OLMOE_KDE_NQ;
+    double *buf = xmalloc(xmul((FG > FQ ? FG : FQ) + 1, sizeof *buf));
+    int64_t d2[2] = {F, G}, dq[2] = {F, OLMOE_KDE_NQ}, dl[1] = {OLMOE_KDE_NQ};
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < F; i++)
+            memcpy(buf + (size_t)i * G, grid_array(&null->fits[i], k), (size_t)G * sizeof *buf);
+        OLMOE_TRY(olmoe_h5_write(f, grid_names[k], OLMOE_H5_F64, 2, d2, buf));
     }
-    if (null->per_expert) {
-        int32_t *ex = xmalloc(((size_t)F + 1) * sizeof *ex);
-        for (int i = 0; i < F; i++) ex[i] = null->fits[i].expert;
-        int64_t de[1] = {F};
-        int w = olmoe_h5_write(f, "expert", OLMOE_H5_I32, 1, de, ex);
-        free(ex);
-        OLMOE_TRY(w);
-    }
-    int64_t d2[2] = {F, G}, d1[1] = {F}, dq[2] = {F, OLMOE_KDE_NQ}, dl[1] = {OLMOE_KDE_NQ};
-    OLMOE_TRY(olmoe_h5_write(f, "layer", OLMOE_H5_I32, 1, d1, layer));
-    OLMOE_TRY(olmoe_h5_write(f, "grid", OLMOE_H5_F64, 2, d2, grid));
-    OLMOE_TRY(olmoe_h5_write(f, "pdf", OLMOE_H5_F64, 2, d2, pdf));
-    OLMOE_TRY(olmoe_h5_write(f, "cdf", OLMOE_H5_F64, 2, d2, cdf));
-    OLMOE_TRY(olmoe_h5_write(f, "quantiles", OLMOE_H5_F64, 2, dq, q));
+    for (int i = 0; i < F; i++)
+        memcpy(buf + (size_t)i * OLMOE_KDE_NQ, null->fits[i].quantiles, sizeof null->fits[i].quantiles);
+    OLMOE_TRY(olmoe_h5_write(f, "quantiles", OLMOE_H5_F64, 2, dq, buf));
     OLMOE_TRY(olmoe_h5_write(f, "quantile_levels", OLMOE_H5_F64, 1, dl, olmoe_kde_quantile_levels));
-#define COLUMN(name, field)                                                              \
-    for (int i = 0; i < F; i++) col[i] = null->fits[i].field;                            \
-    OLMOE_TRY(olmoe_h5_write(f, name, OLMOE_H5_F64, 1, d1, col));
-    COLUMN("bandwidth", bandwidth)
-    COLUMN("mean", mean)
-    COLUMN("sd", sd)
-    COLUMN("min", min)
-    COLUMN("max", max)
-    COLUMN("ks", ks)
-#undef COLUMN
+    rc = 0;
+fail:
+    free(buf);
+    return rc;
+}
+
+/* the per-fit columns [F]: /expert (per-expert nulls), /layer, the
+ * float64 summaries, /n and /n_tokens */
+static int write_columns(hid_t f, const olmoe_kde_null *null) {
+    int F = null->n_fits, rc = -1;
+    int64_t d1[1] = {F};
+    double *col = xmalloc(((size_t)F + 1) * sizeof *col);
+    int64_t *col64 = xmalloc(((size_t)F + 1) * sizeof *col64);
+    int32_t *col32 = xmalloc(((size_t)F + 1) * sizeof *col32);
+    if (null->per_expert) {
+        for (int i = 0; i < F; i++) col32[i] = null->fits[i].expert;
+        OLMOE_TRY(olmoe_h5_write(f, "expert", OLMOE_H5_I32, 1, d1, col32));
+    }
+    for (int i = 0; i < F; i++) col32[i] = null->fits[i].layer;
+    OLMOE_TRY(olmoe_h5_write(f, "layer", OLMOE_H5_I32, 1, d1, col32));
+    for (int c = 0; c < N_FIT_COLUMNS; c++) {
+        for (int i = 0; i < F; i++) col[i] = *fit_column(&null->fits[i], c);
+        OLMOE_TRY(olmoe_h5_write(f, fit_columns[c].name, OLMOE_H5_F64, 1, d1, col));
+    }
     for (int i = 0; i < F; i++) col64[i] = null->fits[i].n;
     OLMOE_TRY(olmoe_h5_write(f, "n", OLMOE_H5_I64, 1, d1, col64));
     for (int i = 0; i < F; i++) col64[i] = null->fits[i].n_tokens;
     OLMOE_TRY(olmoe_h5_write(f, "n_tokens", OLMOE_H5_I64, 1, d1, col64));
     rc = 0;
 fail:
-    if (olmoe_h5_close(f) != 0) rc = -1;
-    free(grid);
-    free(pdf);
-    free(cdf);
-    free(q);
     free(col);
     free(col64);
-    free(layer);
+    free(col32);
+    return rc;
+}
+
+int olmoe_kde_write(const char *path, const olmoe_kde_null *null, const char *command) {
+    int G = null->n_fits ? null->fits[0].n_grid : 0, rc = -1;
+    hid_t f = olmoe_h5_create(path);
+    if (f < 0) return -1;
+    if (write_attrs(f, null, command, G) == 0 && write_grids(f, path, null, G) == 0 &&
+        write_columns(f, null) == 0)
+        rc = 0;
+    if (olmoe_h5_close(f) != 0) rc = -1;
     return rc;
 }
 
@@ -132,65 +162,63 @@ static int get_i32(hid_t f, const char *path, const char *name, int *out) {
     return 0;
 }
 
-int olmoe_kde_read(const char *path, olmoe_kde_null *out) {
-    memset(out, 0, sizeof *out);
-    int rc = -1, G = 0, version = 0;
-    double *buf = NULL, *col = NULL;
-    int64_t *col64 = NULL, max_tokens = 0;
-    int32_t *layer = NULL;
-    hid_t f = olmoe_h5_open(path, 0);
-    if (f < 0) return -1;
+/* the root attributes into out (fits not allocated) and the grid size;
+ * refuses another format, another version and implausible sizes */
+static int read_attrs(hid_t f, const char *path, olmoe_kde_null *out, int *G) {
+    int version = 0;
+    int64_t max_tokens = 0;
     char format[64];
     get_str(f, "format", format, sizeof format);
-    if (strcmp(format, OLMOE_KDE_FORMAT) != 0) {
-        olmoe_errorf("%s: not a null distribution (format is '%s', not '%s'; make one with "
-                     "olmoe-kde fit)", path, format, OLMOE_KDE_FORMAT);
-        goto fail;
-    }
-    OLMOE_TRY(get_i32(f, path, "format_version", &version));
-    if (version != OLMOE_KDE_FORMAT_VERSION) {
-        olmoe_errorf("%s: olmoe-kde format version %d, this tool reads version %d", path, version,
-                     OLMOE_KDE_FORMAT_VERSION);
-        goto fail;
-    }
-    OLMOE_TRY(get_i32(f, path, "n_fits", &out->n_fits));
-    OLMOE_TRY(get_i32(f, path, "n_layers", &out->n_layers));
-    OLMOE_TRY(get_i32(f, path, "n_experts", &out->n_experts));
-    OLMOE_TRY(get_i32(f, path, "grid_points", &G));
-    if (olmoe_h5_get_attr_i64(f, ".", "max_tokens", &max_tokens) != 0) {
-        olmoe_error_prefix("%s", path);
-        goto fail;
-    }
+    if (strcmp(format, OLMOE_KDE_FORMAT) != 0)
+        return olmoe_errorf("%s: not a null distribution (format is '%s', not '%s'; make one with "
+                            "olmoe-kde fit)", path, format, OLMOE_KDE_FORMAT);
+    if (get_i32(f, path, "format_version", &version) != 0) return -1;
+    if (version != OLMOE_KDE_FORMAT_VERSION)
+        return olmoe_errorf("%s: olmoe-kde format version %d, this tool reads version %d", path,
+                            version, OLMOE_KDE_FORMAT_VERSION);
+    if (get_i32(f, path, "n_fits", &out->n_fits) != 0 ||
+        get_i32(f, path, "n_layers", &out->n_layers) != 0 ||
+        get_i32(f, path, "n_experts", &out->n_experts) != 0 || get_i32(f, path, "grid_points", G) != 0)
+        return -1;
+    if (olmoe_h5_get_attr_i64(f, ".", "max_tokens", &max_tokens) != 0)
+        return olmoe_error_prefix("%s", path);
     out->max_tokens = max_tokens;
-    if (olmoe_h5_has_attr(f, ".", "per_expert") == 1) /* files before it are per layer */
-        OLMOE_TRY(get_i32(f, path, "per_expert", &out->per_expert));
+    if (olmoe_h5_has_attr(f, ".", "per_expert") == 1 && /* files before it are per layer */
+        get_i32(f, path, "per_expert", &out->per_expert) != 0)
+        return -1;
     get_str(f, "construction", out->construction, sizeof out->construction);
     get_str(f, "bandwidth_rule", out->rule, sizeof out->rule);
     get_str(f, "source", out->source, sizeof out->source);
     get_str(f, "model_checksum", out->model_checksum, sizeof out->model_checksum);
-    int F = out->n_fits;
     /* A null is a few fits per layer and expert on a grid of thousands; the
        product bound keeps a forged header from asking for terabytes. */
-    if (F < 1 || F > 100000 || G < 2 || G > (1 << 24) || out->n_layers < 1 ||
-        (int64_t)F * G > ((int64_t)1 << 28)) {
-        olmoe_errorf("%s: implausible sizes (%d fits, %d grid points, %d layers)", path, F, G,
-                     out->n_layers);
-        goto fail;
-    }
-    int64_t d2[2] = {F, G}, d1[1] = {F}, dq[2] = {F, OLMOE_KDE_NQ};
-    static const char *const per_grid[] = {"grid", "pdf", "cdf"};
-    static const char *const per_fit[] = {"bandwidth", "mean", "sd", "min", "max",
-                                          "ks", "n", "n_tokens", "layer"};
-    for (int i = 0; i < 3; i++) OLMOE_TRY(check_dims(f, path, per_grid[i], 2, d2));
-    for (int i = 0; i < 9; i++) OLMOE_TRY(check_dims(f, path, per_fit[i], 1, d1));
-    OLMOE_TRY(check_dims(f, path, "quantiles", 2, dq));
+    int F = out->n_fits;
+    if (F < 1 || F > 100000 || *G < 2 || *G > (1 << 24) || out->n_layers < 1 ||
+        (int64_t)F * *G > ((int64_t)1 << 28))
+        return olmoe_errorf("%s: implausible sizes (%d fits, %d grid points, %d layers)", path, F,
+                            *G, out->n_layers);
+    return 0;
+}
 
-    out->fits = xcalloc((size_t)F, sizeof *out->fits);
+/* every dataset there with the shape the attributes say */
+static int check_shapes(hid_t f, const char *path, const olmoe_kde_null *null, int G) {
+    int F = null->n_fits;
+    int64_t d2[2] = {F, G}, d1[1] = {F}, dq[2] = {F, OLMOE_KDE_NQ};
+    static const char *const per_fit[] = {"n", "n_tokens", "layer"};
+    for (int k = 0; k < 3; k++) OLMOE_TRY(check_dims(f, path, grid_names[k], 2, d2));
+    for (int c = 0; c < N_FIT_COLUMNS; c++) OLMOE_TRY(check_dims(f, path, fit_columns[c].name, 1, d1));
+    for (int i = 0; i < 3; i++) OLMOE_TRY(check_dims(f, path, per_fit[i], 1, d1));
+    OLMOE_TRY(check_dims(f, path, "quantiles", 2, dq));
+    return 0;
+fail:
+    return -1;
+}
+
+/* /grid, /pdf and /cdf into the fits (allocated here) */
+static int read_grids(hid_t f, olmoe_kde_null *out, int G) {
+    int F = out->n_fits, rc = -1;
     size_t FG = (size_t)F * (size_t)G;
-    buf = xmalloc(xmul(FG, sizeof *buf));
-    col = xmalloc((size_t)F * OLMOE_KDE_NQ * sizeof *col);
-    col64 = xmalloc((size_t)F * sizeof *col64);
-    layer = xmalloc((size_t)F * sizeof *layer);
+    double *buf = xmalloc(xmul(FG, sizeof *buf));
     for (int i = 0; i < F; i++) {
         olmoe_kde_layer *l = &out->fits[i];
         l->n_grid = G;
@@ -198,24 +226,27 @@ int olmoe_kde_read(const char *path, olmoe_kde_null *out) {
         l->pdf = xmalloc((size_t)G * sizeof *l->pdf);
         l->cdf = xmalloc((size_t)G * sizeof *l->cdf);
     }
-#define GRIDS(name, field)                                                               \
-    OLMOE_TRY(olmoe_h5_read(f, name, OLMOE_H5_F64, buf, FG));                                  \
-    for (int i = 0; i < F; i++)                                                          \
-        memcpy(out->fits[i].field, buf + (size_t)i * G, (size_t)G * sizeof *buf);
-    GRIDS("grid", grid)
-    GRIDS("pdf", pdf)
-    GRIDS("cdf", cdf)
-#undef GRIDS
-#define COLUMN(name, field)                                                              \
-    OLMOE_TRY(olmoe_h5_read(f, name, OLMOE_H5_F64, col, (size_t)F));                           \
-    for (int i = 0; i < F; i++) out->fits[i].field = col[i];
-    COLUMN("bandwidth", bandwidth)
-    COLUMN("mean", mean)
-    COLUMN("sd", sd)
-    COLUMN("min", min)
-    COLUMN("max", max)
-    COLUMN("ks", ks)
-#undef COLUMN
+    for (int k = 0; k < 3; k++) {
+        OLMOE_TRY(olmoe_h5_read(f, grid_names[k], OLMOE_H5_F64, buf, FG));
+        for (int i = 0; i < F; i++)
+            memcpy(grid_array(&out->fits[i], k), buf + (size_t)i * G, (size_t)G * sizeof *buf);
+    }
+    rc = 0;
+fail:
+    free(buf);
+    return rc;
+}
+
+/* the per-fit columns and /quantiles into the fits */
+static int read_columns(hid_t f, const char *path, olmoe_kde_null *out) {
+    int F = out->n_fits, rc = -1;
+    double *col = xmalloc((size_t)F * OLMOE_KDE_NQ * sizeof *col);
+    int64_t *col64 = xmalloc((size_t)F * sizeof *col64), d1[1] = {F};
+    int32_t *col32 = xmalloc((size_t)F * sizeof *col32);
+    for (int c = 0; c < N_FIT_COLUMNS; c++) {
+        OLMOE_TRY(olmoe_h5_read(f, fit_columns[c].name, OLMOE_H5_F64, col, (size_t)F));
+        for (int i = 0; i < F; i++) *fit_column(&out->fits[i], c) = col[i];
+    }
     OLMOE_TRY(olmoe_h5_read(f, "quantiles", OLMOE_H5_F64, col, (size_t)F * OLMOE_KDE_NQ));
     for (int i = 0; i < F; i++)
         memcpy(out->fits[i].quantiles, col + (size_t)i * OLMOE_KDE_NQ, sizeof out->fits[i].quantiles);
@@ -223,45 +254,59 @@ int olmoe_kde_read(const char *path, olmoe_kde_null *out) {
     for (int i = 0; i < F; i++) out->fits[i].n = col64[i];
     OLMOE_TRY(olmoe_h5_read(f, "n_tokens", OLMOE_H5_I64, col64, (size_t)F));
     for (int i = 0; i < F; i++) out->fits[i].n_tokens = col64[i];
-    OLMOE_TRY(olmoe_h5_read(f, "layer", OLMOE_H5_I32, layer, (size_t)F));
-    for (int i = 0; i < F; i++) out->fits[i].layer = layer[i], out->fits[i].expert = -1;
+    OLMOE_TRY(olmoe_h5_read(f, "layer", OLMOE_H5_I32, col32, (size_t)F));
+    for (int i = 0; i < F; i++) out->fits[i].layer = col32[i], out->fits[i].expert = -1;
     if (out->per_expert) {
         OLMOE_TRY(check_dims(f, path, "expert", 1, d1));
-        OLMOE_TRY(olmoe_h5_read(f, "expert", OLMOE_H5_I32, layer, (size_t)F));
-        for (int i = 0; i < F; i++) out->fits[i].expert = layer[i];
+        OLMOE_TRY(olmoe_h5_read(f, "expert", OLMOE_H5_I32, col32, (size_t)F));
+        for (int i = 0; i < F; i++) out->fits[i].expert = col32[i];
     }
-    for (int i = 0; i < F; i++) {
-        olmoe_kde_layer *l = &out->fits[i];
-        /* (layer, expert) strictly ascending, each in range */
+    rc = 0;
+fail:
+    free(col);
+    free(col64);
+    free(col32);
+    return rc;
+}
+
+/* fits in strictly ascending (layer, expert) order, each in range, on an
+ * increasing grid with a monotone CDF in [0, 1] */
+static int check_fits(const char *path, const olmoe_kde_null *out, int G) {
+    for (int i = 0; i < out->n_fits; i++) {
+        const olmoe_kde_layer *l = &out->fits[i];
         int64_t key = (int64_t)l->layer * (out->n_experts + 1) + l->expert + 1;
         int64_t prev = i ? (int64_t)out->fits[i - 1].layer * (out->n_experts + 1) +
                                out->fits[i - 1].expert + 1
                          : -1;
         if (l->layer < 0 || l->layer >= out->n_layers || key <= prev ||
-            (out->per_expert && (l->expert < 0 || l->expert >= out->n_experts))) {
-            olmoe_errorf("%s: fit %d (layer %d, expert %d) is out of order or range (%d layers, "
-                         "%d experts)", path, i, l->layer, l->expert, out->n_layers,
-                         out->n_experts);
-            goto fail;
-        }
-        if (!(l->grid[G - 1] > l->grid[0])) {
-            olmoe_errorf("%s: layer %d: the grid is empty or reversed", path, l->layer);
-            goto fail;
-        }
+            (out->per_expert && (l->expert < 0 || l->expert >= out->n_experts)))
+            return olmoe_errorf("%s: fit %d (layer %d, expert %d) is out of order or range (%d "
+                                "layers, %d experts)", path, i, l->layer, l->expert, out->n_layers,
+                                out->n_experts);
+        if (!(l->grid[G - 1] > l->grid[0]))
+            return olmoe_errorf("%s: layer %d: the grid is empty or reversed", path, l->layer);
         for (int j = 0; j < G; j++)
-            if (!(l->cdf[j] >= 0 && l->cdf[j] <= 1) || (j && l->cdf[j] < l->cdf[j - 1])) {
-                olmoe_errorf("%s: layer %d: the cdf is not monotone in [0, 1] at point %d", path,
-                             l->layer, j);
-                goto fail;
-            }
+            if (!(l->cdf[j] >= 0 && l->cdf[j] <= 1) || (j && l->cdf[j] < l->cdf[j - 1]))
+                return olmoe_errorf("%s: layer %d: the cdf is not monotone in [0, 1] at point %d",
+                                    path, l->layer, j);
     }
+    return 0;
+}
+
+int olmoe_kde_read(const char *path, olmoe_kde_null *out) {
+    memset(out, 0, sizeof *out);
+    int rc = -1, G = 0;
+    hid_t f = olmoe_h5_open(path, 0);
+    if (f < 0) return -1;
+    OLMOE_TRY(read_attrs(f, path, out, &G));
+    OLMOE_TRY(check_shapes(f, path, out, G));
+    out->fits = xcalloc((size_t)out->n_fits, sizeof *out->fits);
+    OLMOE_TRY(read_grids(f, out, G));
+    OLMOE_TRY(read_columns(f, path, out));
+    OLMOE_TRY(check_fits(path, out, G));
     rc = 0;
 fail:
     olmoe_h5_close(f);
-    free(buf);
-    free(col);
-    free(col64);
-    free(layer);
     if (rc != 0) olmoe_kde_null_free(out);
     return rc;
 }

@@ -41,24 +41,32 @@ static void parse_layers(const char *s, int L, unsigned char *want) {
 
 /* ---- fit ---- */
 
-static const char *fit_out, *fit_bw = "scott", *fit_layers, *fit_compat;
-static long fit_grid = 0, fit_max_tokens = 0, fit_mem = 4096;
-static int fit_force, fit_quiet, fit_per_expert;
+/* fit's command line */
+typedef struct {
+    const char *out, *bw, *layers, *compat;
+    long grid, max_tokens, mem;
+    int force, quiet, per_expert;
+} fit_opts;
 
-static const olmoe_opt fit_opts[] = {
-    OPT_STRING("out", &fit_out, "FILE", "null distribution to write (HDF5, required)"),
-    OPT_STRING("bandwidth", &fit_bw, "RULE", "scott (default), silverman or a number (logits)"),
-    OPT_LONG_RANGE("grid", &fit_grid, "N", "grid points per layer (default 2048)", 16, 1L << 24),
-    OPT_STRING("layers", &fit_layers, "LIST", "layers to fit: all (default) or e.g. 0,3,8-15"),
-    OPT_LONG_RANGE("max-tokens", &fit_max_tokens, "N", "use the first N tokens (default all)", 1,
-                   1L << 62),
-    OPT_STRING("compat", &fit_compat, "prototype", "the seed prototype's construction"),
-    OPT_LONG_RANGE("mem", &fit_mem, "MIB", "memory for samples (default 4096)", 16, 1L << 30),
-    OPT_FLAG("per-expert", &fit_per_expert,
-             "a null per layer and expert (each expert's own logits) instead of per layer"),
-    OPT_FLAG("force", &fit_force, "overwrite an existing output"),
-    OPT_FLAG("quiet", &fit_quiet, "no progress or table"),
-    OPT_END};
+enum { FIT_OPTS = 11 }; /* entries of fit's option table, OPT_END included */
+
+static void fit_option_table(fit_opts *o, olmoe_opt *opts) {
+    const olmoe_opt own[FIT_OPTS] = {
+        OPT_STRING("out", &o->out, "FILE", "null distribution to write (HDF5, required)"),
+        OPT_STRING("bandwidth", &o->bw, "RULE", "scott (default), silverman or a number (logits)"),
+        OPT_LONG_RANGE("grid", &o->grid, "N", "grid points per layer (default 2048)", 16, 1L << 24),
+        OPT_STRING("layers", &o->layers, "LIST", "layers to fit: all (default) or e.g. 0,3,8-15"),
+        OPT_LONG_RANGE("max-tokens", &o->max_tokens, "N", "use the first N tokens (default all)", 1,
+                       1L << 62),
+        OPT_STRING("compat", &o->compat, "prototype", "the seed prototype's construction"),
+        OPT_LONG_RANGE("mem", &o->mem, "MIB", "memory for samples (default 4096)", 16, 1L << 30),
+        OPT_FLAG("per-expert", &o->per_expert,
+                 "a null per layer and expert (each expert's own logits) instead of per layer"),
+        OPT_FLAG("force", &o->force, "overwrite an existing output"),
+        OPT_FLAG("quiet", &o->quiet, "no progress or table"),
+        OPT_END};
+    memcpy(opts, own, sizeof own);
+}
 
 static const char fit_usage[] =
     "usage: olmoe-kde fit TRACE --out FILE [options]\n"
@@ -80,133 +88,186 @@ static void print_table(const olmoe_kde_null *null) {
     }
 }
 
-static int cmd_fit(int argc, char **argv) {
-    char *command = olmoe_join_argv(argc + 1, argv - 1);
-    int npos = olmoe_opt_parse(argc, argv, fit_opts, fit_usage);
-    if (npos != 1) die_usage(npos ? "one trace, please" : "which trace? (olmoe-kde fit TRACE --out FILE)");
-    if (!fit_out) die_usage("--out FILE is required");
-    olmoe_quiet = fit_quiet;
+/* the KDE --bandwidth, --compat and --grid ask for (dies on a bad one) */
+static olmoe_kde_opts kde_opts_of(const fit_opts *o) {
     olmoe_kde_opts ko = OLMOE_KDE_OPTS_DEFAULT;
-    if (strcmp(fit_bw, "scott") == 0) {
+    if (strcmp(o->bw, "scott") == 0) {
         ko.rule = OLMOE_KDE_SCOTT;
-    } else if (strcmp(fit_bw, "silverman") == 0) {
+    } else if (strcmp(o->bw, "silverman") == 0) {
         ko.rule = OLMOE_KDE_SILVERMAN;
     } else {
         ko.rule = OLMOE_KDE_FIXED;
-        if (olmoe_parse_double(fit_bw, &ko.bandwidth) != 0 || !(ko.bandwidth > 0))
-            die_usage("--bandwidth: '%s' is not scott, silverman or a positive number", fit_bw);
+        if (olmoe_parse_double(o->bw, &ko.bandwidth) != 0 || !(ko.bandwidth > 0))
+            die_usage("--bandwidth: '%s' is not scott, silverman or a positive number", o->bw);
     }
-    if (fit_compat) {
-        if (strcmp(fit_compat, "prototype") != 0)
-            die_usage("--compat: '%s' is unknown (the one choice is prototype)", fit_compat);
+    if (o->compat) {
+        if (strcmp(o->compat, "prototype") != 0)
+            die_usage("--compat: '%s' is unknown (the one choice is prototype)", o->compat);
         ko.construction = OLMOE_KDE_PROTOTYPE;
     }
-    ko.n_grid = (int)fit_grid;
+    ko.n_grid = (int)o->grid;
+    return ko;
+}
 
-    const char *path = argv[0];
-    olmoe_trace *t = olmoe_trace_open(path);
-    if (!t) die("%s", olmoe_error());
-    const olmoe_trace_info *in = olmoe_trace_info_of(t);
-    const int L = in->meta.n_layers, E = in->meta.n_experts;
-    unsigned char *want = xmalloc((size_t)L);
-    parse_layers(fit_layers, L, want);
-    int64_t ntok = in->n_tokens;
-    if (fit_max_tokens > 0 && fit_max_tokens < ntok) ntok = fit_max_tokens;
-    if (ntok < 1) die("%s: the trace has no tokens", path);
-    if (!in->complete) warnf("%s: the trace is incomplete (its capture did not finish)", path);
+/* one fit: the trace, what is fitted, and how many layers a pass over the
+ * trace samples */
+typedef struct {
+    olmoe_trace *t;
+    const char *path;
+    olmoe_kde_opts ko;
+    const unsigned char *want; /* [L] layers to fit */
+    int L, E, per_expert;
+    int64_t ntok;
+    size_t per_layer; /* values per layer sample: ntok x E */
+    int nwant, group, passes;
+} fit_run;
 
-    olmoe_out out;
-    if (olmoe_out_begin(&out, fit_out, fit_force) != 0) die("%s", olmoe_error());
-
-    size_t per_layer = xmul((size_t)ntok, (size_t)E); /* values per layer sample */
-    size_t budget = (size_t)fit_mem << 20;
-    int group = (int)(budget / xmul(per_layer, sizeof(float)));
+/* as many layers per pass as --mem holds (at least one), and says so */
+static void plan_passes(fit_run *r, long mem_mib) {
+    size_t budget = (size_t)mem_mib << 20;
+    int group = (int)(budget / xmul(r->per_layer, sizeof(float)));
     if (group < 1) group = 1;
-    int nwant = 0;
-    for (int l = 0; l < L; l++) nwant += want[l];
-    if (group > nwant) group = nwant;
-    int passes = (nwant + group - 1) / group;
+    r->nwant = 0;
+    for (int l = 0; l < r->L; l++) r->nwant += r->want[l];
+    if (group > r->nwant) group = r->nwant;
+    r->group = group;
+    r->passes = (r->nwant + group - 1) / group;
     char b1[32];
     notef("fitting %d layer(s) on %lld tokens x %d experts (%s per layer), %d pass(es) over the "
           "trace",
-          nwant, (long long)ntok, E, olmoe_fmt_bytes((double)per_layer * 4, b1, sizeof b1), passes);
+          r->nwant, (long long)r->ntok, r->E,
+          olmoe_fmt_bytes((double)r->per_layer * 4, b1, sizeof b1), r->passes);
+}
 
-    olmoe_kde_null null;
-    memset(&null, 0, sizeof null);
-    null.n_layers = L;
-    null.n_experts = E;
-    null.max_tokens = fit_max_tokens;
-    snprintf(null.construction, sizeof null.construction, "%s", fit_compat ? "prototype" : "kde");
-    snprintf(null.rule, sizeof null.rule, "%s",
-             ko.rule == OLMOE_KDE_SCOTT ? "scott" : (ko.rule == OLMOE_KDE_SILVERMAN ? "silverman" : "fixed"));
-    snprintf(null.source, sizeof null.source, "%s", path);
-    snprintf(null.model_checksum, sizeof null.model_checksum, "%s", in->meta.model_checksum);
-    null.per_expert = fit_per_expert;
-    null.fits = xcalloc(xmul((size_t)nwant, fit_per_expert ? (size_t)E : 1), sizeof *null.fits);
-    float *column = fit_per_expert ? xmalloc(xmul((size_t)ntok, sizeof(float))) : NULL;
+/* the null's provenance, and room for its fits */
+static void null_begin(olmoe_kde_null *null, const fit_run *r, const fit_opts *o,
+                       const olmoe_trace_info *in) {
+    memset(null, 0, sizeof *null);
+    null->n_layers = r->L;
+    null->n_experts = r->E;
+    null->max_tokens = o->max_tokens;
+    snprintf(null->construction, sizeof null->construction, "%s", o->compat ? "prototype" : "kde");
+    snprintf(null->rule, sizeof null->rule, "%s",
+             r->ko.rule == OLMOE_KDE_SCOTT ? "scott"
+                                           : (r->ko.rule == OLMOE_KDE_SILVERMAN ? "silverman" : "fixed"));
+    snprintf(null->source, sizeof null->source, "%s", r->path);
+    snprintf(null->model_checksum, sizeof null->model_checksum, "%s", in->meta.model_checksum);
+    null->per_expert = r->per_expert;
+    null->fits = xcalloc(xmul((size_t)r->nwant, r->per_expert ? (size_t)r->E : 1), sizeof *null->fits);
+}
 
+/* one pass over the trace: the logits of layers which[0..ng) into sample[g] */
+static void read_samples(const fit_run *r, const int *which, int ng, float **sample, float *chunk,
+                         int64_t rows, olmoe_progress *prog, int pass) {
+    const int L = r->L, E = r->E;
+    for (int64_t s = 0; s < r->ntok; s += rows) {
+        int64_t n = r->ntok - s < rows ? r->ntok - s : rows;
+        if (olmoe_trace_read_router_logits(r->t, s, n, chunk) != 0) die("%s", olmoe_error());
+        for (int g = 0; g < ng; g++)
+            for (int64_t i = 0; i < n; i++)
+                memcpy(sample[g] + (size_t)(s + i) * E, chunk + ((size_t)i * L + (size_t)which[g]) * E,
+                       (size_t)E * sizeof(float));
+        olmoe_progress_step(prog, (double)pass * r->ntok + s + n);
+    }
+}
+
+/* fits the sampled layers (per expert: each expert's column) into null */
+static void fit_samples(const fit_run *r, const int *which, int ng, float **sample, float *column,
+                        olmoe_kde_null *null) {
+    const int E = r->E;
+    for (int g = 0; g < ng; g++) {
+        for (int e = 0; e < (r->per_expert ? E : 1); e++) {
+            olmoe_kde_layer *fit = &null->fits[null->n_fits];
+            int rc;
+            if (r->per_expert) { /* expert e's logits over the tokens */
+                for (int64_t i = 0; i < r->ntok; i++) column[i] = sample[g][(size_t)i * E + e];
+                rc = olmoe_kde_fit(column, (size_t)r->ntok, &r->ko, fit);
+            } else {
+                rc = olmoe_kde_fit(sample[g], r->per_layer, &r->ko, fit);
+            }
+            if (rc != 0)
+                die("%s: layer %d%s%.0d: %s", r->path, which[g], r->per_expert ? ", expert " : "",
+                    r->per_expert ? e : 0, olmoe_error());
+            fit->layer = which[g];
+            fit->expert = r->per_expert ? e : -1;
+            fit->n_tokens = r->ntok;
+            null->n_fits++;
+        }
+    }
+}
+
+/* every wanted layer, group layers per pass over the trace */
+static void fit_layers(const fit_run *r, olmoe_kde_null *null) {
     const int64_t rows = 1024;
-    float *chunk = xmalloc(xmul(xmul((size_t)rows, (size_t)L), (size_t)E * sizeof(float)));
-    float **sample = xcalloc((size_t)group, sizeof *sample);
-    int *which = xmalloc((size_t)group * sizeof *which);
-    for (int g = 0; g < group; g++) sample[g] = xmalloc_big(xmul(per_layer, sizeof(float)));
+    float *column = r->per_expert ? xmalloc(xmul((size_t)r->ntok, sizeof(float))) : NULL;
+    float *chunk = xmalloc(xmul(xmul((size_t)rows, (size_t)r->L), (size_t)r->E * sizeof(float)));
+    float **sample = xcalloc((size_t)r->group, sizeof *sample);
+    int *which = xmalloc((size_t)r->group * sizeof *which);
+    for (int g = 0; g < r->group; g++) sample[g] = xmalloc_big(xmul(r->per_layer, sizeof(float)));
     olmoe_progress prog;
-    olmoe_progress_begin(&prog, "tokens", (double)ntok * passes);
+    olmoe_progress_begin(&prog, "tokens", (double)r->ntok * r->passes);
     double t0 = olmoe_now(), t_read = 0;
     int next = 0;
-    for (int pass = 0; pass < passes; pass++) {
+    for (int pass = 0; pass < r->passes; pass++) {
         int ng = 0;
-        while (ng < group && next < L) {
-            if (want[next]) which[ng++] = next;
+        while (ng < r->group && next < r->L) {
+            if (r->want[next]) which[ng++] = next;
             next++;
         }
         double tr = olmoe_now();
-        for (int64_t s = 0; s < ntok; s += rows) {
-            int64_t n = ntok - s < rows ? ntok - s : rows;
-            if (olmoe_trace_read_router_logits(t, s, n, chunk) != 0) die("%s", olmoe_error());
-            for (int g = 0; g < ng; g++)
-                for (int64_t r = 0; r < n; r++)
-                    memcpy(sample[g] + (size_t)(s + r) * E,
-                           chunk + ((size_t)r * L + (size_t)which[g]) * E, (size_t)E * sizeof(float));
-            olmoe_progress_step(&prog, (double)pass * ntok + s + n);
-        }
+        read_samples(r, which, ng, sample, chunk, rows, &prog, pass);
         t_read += olmoe_now() - tr;
-        for (int g = 0; g < ng; g++) {
-            for (int e = 0; e < (fit_per_expert ? E : 1); e++) {
-                olmoe_kde_layer *fit = &null.fits[null.n_fits];
-                int rc;
-                if (fit_per_expert) { /* expert e's logits over the tokens */
-                    for (int64_t r = 0; r < ntok; r++) column[r] = sample[g][(size_t)r * E + e];
-                    rc = olmoe_kde_fit(column, (size_t)ntok, &ko, fit);
-                } else {
-                    rc = olmoe_kde_fit(sample[g], per_layer, &ko, fit);
-                }
-                if (rc != 0)
-                    die("%s: layer %d%s%.0d: %s", path, which[g], fit_per_expert ? ", expert " : "",
-                        fit_per_expert ? e : 0, olmoe_error());
-                fit->layer = which[g];
-                fit->expert = fit_per_expert ? e : -1;
-                fit->n_tokens = ntok;
-                null.n_fits++;
-            }
-        }
+        fit_samples(r, which, ng, sample, column, null);
     }
     olmoe_progress_end(&prog);
     double el = olmoe_now() - t0;
     notef("fitted in %.2f s (%.2f s reading the trace), %.1f M values/s", el, t_read,
-          (double)per_layer * nwant / el / 1e6);
+          (double)r->per_layer * r->nwant / el / 1e6);
     free(column);
-    for (int g = 0; g < group; g++) free(sample[g]);
+    for (int g = 0; g < r->group; g++) free(sample[g]);
     free(sample);
     free(which);
     free(chunk);
-    olmoe_trace_close(t);
+}
+
+static int cmd_fit(int argc, char **argv) {
+    char *command = olmoe_join_argv(argc + 1, argv - 1);
+    fit_opts o = {.bw = "scott", .mem = 4096};
+    olmoe_opt opts[FIT_OPTS];
+    fit_option_table(&o, opts);
+    int npos = olmoe_opt_parse(argc, argv, opts, fit_usage);
+    if (npos != 1) die_usage(npos ? "one trace, please" : "which trace? (olmoe-kde fit TRACE --out FILE)");
+    if (!o.out) die_usage("--out FILE is required");
+    olmoe_quiet = o.quiet;
+    fit_run r = {.path = argv[0], .ko = kde_opts_of(&o), .per_expert = o.per_expert};
+
+    r.t = olmoe_trace_open(r.path);
+    if (!r.t) die("%s", olmoe_error());
+    const olmoe_trace_info *in = olmoe_trace_info_of(r.t);
+    r.L = in->meta.n_layers;
+    r.E = in->meta.n_experts;
+    unsigned char *want = xmalloc((size_t)r.L);
+    parse_layers(o.layers, r.L, want);
+    r.want = want;
+    r.ntok = in->n_tokens;
+    if (o.max_tokens > 0 && o.max_tokens < r.ntok) r.ntok = o.max_tokens;
+    if (r.ntok < 1) die("%s: the trace has no tokens", r.path);
+    if (!in->complete) warnf("%s: the trace is incomplete (its capture did not finish)", r.path);
+
+    olmoe_out out;
+    if (olmoe_out_begin(&out, o.out, o.force) != 0) die("%s", olmoe_error());
+    r.per_layer = xmul((size_t)r.ntok, (size_t)r.E);
+    plan_passes(&r, o.mem);
+    olmoe_kde_null null;
+    null_begin(&null, &r, &o, in);
+    fit_layers(&r, &null);
+    olmoe_trace_close(r.t);
 
     if (olmoe_kde_write(out.tmp, &null, command) != 0) die("%s", olmoe_error());
     if (olmoe_out_commit(&out) != 0) die("%s", olmoe_error());
-    if (!fit_quiet) {
+    if (!o.quiet) {
         printf("# %s: %d layer(s) from %lld tokens of %s (%s, %s bandwidth, %d grid points)\n",
-               fit_out, null.n_fits, (long long)ntok, path, null.construction, null.rule,
+               o.out, null.n_fits, (long long)r.ntok, r.path, null.construction, null.rule,
                null.fits[0].n_grid);
         print_table(&null);
     }
@@ -241,15 +302,27 @@ static int cmd_show(int argc, char **argv) {
 
 /* ---- pvalue ---- */
 
-static long pv_layer = -1, pv_expert = -1;
-static double pv_floor = 1e-7;
-static const olmoe_opt pvalue_opts[] = {
-    OPT_LONG_RANGE("layer", &pv_layer, "L", "model layer (required)", 0, 1L << 20),
-    OPT_LONG_RANGE("expert", &pv_expert, "E", "expert (required for a per-expert null)", 0, 1L << 20),
-    OPT_DOUBLE("floor", &pv_floor, "X", "clamp to [X, 1 - X] (default 1e-7)"),
-    OPT_END};
+/* pvalue's command line */
+typedef struct {
+    long layer, expert;
+    double floor;
+} pvalue_opts;
+
+enum { PVALUE_OPTS = 4 }; /* entries of pvalue's option table, OPT_END included */
+
+static void pvalue_option_table(pvalue_opts *o, olmoe_opt *opts) {
+    const olmoe_opt own[PVALUE_OPTS] = {
+        OPT_LONG_RANGE("layer", &o->layer, "L", "model layer (required)", 0, 1L << 20),
+        OPT_LONG_RANGE("expert", &o->expert, "E", "expert (required for a per-expert null)", 0, 1L << 20),
+        OPT_DOUBLE("floor", &o->floor, "X", "clamp to [X, 1 - X] (default 1e-7)"),
+        OPT_END};
+    memcpy(opts, own, sizeof own);
+}
 
 static int cmd_pvalue(int argc, char **argv) {
+    pvalue_opts o = {.layer = -1, .expert = -1, .floor = 1e-7};
+    olmoe_opt opts[PVALUE_OPTS];
+    pvalue_option_table(&o, opts);
     /* negative logits are values, not options: a leading space makes them
      * positionals for the option parser (the number parsers skip it) */
     char **av = xmalloc(((size_t)argc + 1) * sizeof *av);
@@ -266,29 +339,29 @@ static int cmd_pvalue(int argc, char **argv) {
         }
     }
     av[n] = NULL;
-    int npos = olmoe_opt_parse(n, av, pvalue_opts,
+    int npos = olmoe_opt_parse(n, av, opts,
                                "usage: olmoe-kde pvalue NULL.h5 --layer L X [X ...]\n\n"
                                "Prints 1 - CDF(X) of the layer's null for each logit X, as the\n"
                                "bh policy computes it (interpolated, clamped).");
     if (npos < 2) die_usage("need a null distribution file and at least one logit");
-    if (pv_layer < 0) die_usage("--layer L is required");
-    if (!(pv_floor > 0 && pv_floor < 0.5)) die_usage("--floor must be in (0, 0.5)");
+    if (o.layer < 0) die_usage("--layer L is required");
+    if (!(o.floor > 0 && o.floor < 0.5)) die_usage("--floor must be in (0, 0.5)");
     olmoe_kde_null null;
     if (olmoe_kde_read(av[0], &null) != 0) die("%s", olmoe_error());
-    if (pv_layer >= null.n_layers || !olmoe_kde_null_layer(&null, (int)pv_layer))
-        die("%s: no fit for layer %ld (fitted: %d of %d layers)", av[0], pv_layer, null.n_fits,
+    if (o.layer >= null.n_layers || !olmoe_kde_null_layer(&null, (int)o.layer))
+        die("%s: no fit for layer %ld (fitted: %d of %d layers)", av[0], o.layer, null.n_fits,
             null.n_layers);
-    if (null.per_expert && (pv_expert < 0 || pv_expert >= null.n_experts))
+    if (null.per_expert && (o.expert < 0 || o.expert >= null.n_experts))
         die_usage("%s is a per-expert null: --expert 0..%d, please", av[0], null.n_experts - 1);
-    if (!null.per_expert && pv_expert >= 0) die_usage("--expert: %s is one null per layer", av[0]);
+    if (!null.per_expert && o.expert >= 0) die_usage("--expert: %s is one null per layer", av[0]);
     olmoe_kde_cdf cdf;
     if (olmoe_kde_cdf_init(&cdf, &null, null.n_layers) != 0) die("%s: %s", av[0], olmoe_error());
     for (int i = 1; i < npos; i++) {
         double x;
         if (olmoe_parse_double(av[i], &x) != 0) die_usage("'%s' is not a number", av[i]);
-        printf("%.9g\n", (double)olmoe_kde_cdf_pvalue_expert(&cdf, (int)pv_layer,
-                                                             pv_expert < 0 ? 0 : (int)pv_expert,
-                                                             (float)x, (float)pv_floor));
+        printf("%.9g\n", (double)olmoe_kde_cdf_pvalue_expert(&cdf, (int)o.layer,
+                                                             o.expert < 0 ? 0 : (int)o.expert,
+                                                             (float)x, (float)o.floor));
     }
     olmoe_kde_cdf_free(&cdf);
     olmoe_kde_null_free(&null);

@@ -14,18 +14,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-static long ck_top_k, ck_start, ck_max;
-static const char *ck_csv, *ck_png;
-static int ck_force, ck_quiet;
-static const olmoe_opt check_opts[] = {
-    OPT_LONG_RANGE("top-k", &ck_top_k, "K", "experts counted as selected (default: the trace's top-k)", 1, 256),
-    OPT_LONG_RANGE("start", &ck_start, "N", "first token checked (default 0)", 0, 1L << 62),
-    OPT_LONG_RANGE("max-tokens", &ck_max, "N", "check at most N tokens (default: to the end)", 1, 1L << 62),
-    OPT_STRING("csv", &ck_csv, "FILE", "QQ points, tail shares and discoveries as CSV"),
-    OPT_STRING("png", &ck_png, "FILE", "draw the QQ plot and the discoveries curve (gnuplot)"),
-    OPT_FLAG("force", &ck_force, "overwrite existing outputs"),
-    OPT_FLAG("quiet", &ck_quiet, "no table on stdout"),
-    OPT_END};
+/* check's command line */
+typedef struct {
+    long top_k, start, max;
+    const char *csv, *png;
+    int force, quiet;
+} check_opts;
+
+enum { CHECK_OPTS = 8 }; /* entries of check's option table, OPT_END included */
+
+static void check_option_table(check_opts *o, olmoe_opt *opts) {
+    const olmoe_opt own[CHECK_OPTS] = {
+        OPT_LONG_RANGE("top-k", &o->top_k, "K", "experts counted as selected (default: the trace's top-k)", 1, 256),
+        OPT_LONG_RANGE("start", &o->start, "N", "first token checked (default 0)", 0, 1L << 62),
+        OPT_LONG_RANGE("max-tokens", &o->max, "N", "check at most N tokens (default: to the end)", 1, 1L << 62),
+        OPT_STRING("csv", &o->csv, "FILE", "QQ points, tail shares and discoveries as CSV"),
+        OPT_STRING("png", &o->png, "FILE", "draw the QQ plot and the discoveries curve (gnuplot)"),
+        OPT_FLAG("force", &o->force, "overwrite existing outputs"),
+        OPT_FLAG("quiet", &o->quiet, "no table on stdout"),
+        OPT_END};
+    memcpy(opts, own, sizeof own);
+}
 
 static void write_csv(FILE *f, const olmoe_kde_check *c) {
     fprintf(f, "what,layer,x,y\n");
@@ -65,20 +74,23 @@ static int draw(const char *csv, const char *png, const olmoe_kde_check *c, cons
 }
 
 int olmoe_kde_cmd_check(int argc, char **argv) {
-    int npos = olmoe_opt_parse(argc, argv, check_opts,
+    check_opts o = {0};
+    olmoe_opt opts[CHECK_OPTS];
+    check_option_table(&o, opts);
+    int npos = olmoe_opt_parse(argc, argv, opts,
                                "usage: olmoe-kde check NULL.h5 TRACE [options]\n\n"
                                "Goodness of fit of a null on a (held-out) trace: per layer, the p-values\n"
                                "of the experts its top-k does not select against Uniform(0,1) (KS\n"
                                "distance, QQ, tail shares), and BH discoveries per token against alpha.");
     if (npos != 2) die_usage("a null distribution and a trace, please (olmoe-kde check NULL.h5 TRACE)");
-    if (ck_png && !ck_csv) die_usage("--png draws from the CSV: give --csv FILE too");
+    if (o.png && !o.csv) die_usage("--png draws from the CSV: give --csv FILE too");
     olmoe_out oc, op;
     FILE *fc = NULL;
-    if (ck_csv) {
-        if (olmoe_out_begin(&oc, ck_csv, ck_force) != 0) die("%s", olmoe_error());
+    if (o.csv) {
+        if (olmoe_out_begin(&oc, o.csv, o.force) != 0) die("%s", olmoe_error());
         if (!(fc = fopen(oc.tmp, "w"))) die("%s: cannot write", oc.tmp);
     }
-    if (ck_png && olmoe_out_begin(&op, ck_png, ck_force) != 0) die("%s", olmoe_error());
+    if (o.png && olmoe_out_begin(&op, o.png, o.force) != 0) die("%s", olmoe_error());
     olmoe_kde_null null;
     if (olmoe_kde_read(argv[0], &null) != 0) die("%s", olmoe_error());
     olmoe_trace *t = olmoe_trace_open(argv[1]);
@@ -87,9 +99,9 @@ int olmoe_kde_cmd_check(int argc, char **argv) {
     olmoe_kde_cdf cdf;
     if (olmoe_kde_cdf_init(&cdf, &null, in->meta.n_layers) != 0) die("%s: %s", argv[0], olmoe_error());
     olmoe_kde_check c;
-    int K = ck_top_k ? (int)ck_top_k : in->meta.top_k;
-    if (olmoe_kde_check_run(&cdf, t, K, ck_start, ck_max, &c) != 0) die("%s: %s", argv[1], olmoe_error());
-    if (!ck_quiet) {
+    int K = o.top_k ? (int)o.top_k : in->meta.top_k;
+    if (olmoe_kde_check_run(&cdf, t, K, o.start, o.max, &c) != 0) die("%s: %s", argv[1], olmoe_error());
+    if (!o.quiet) {
         printf("# %s on %s, tokens [%lld, %lld): p-values of the %d non-selected experts (top-%d selected)\n",
                argv[0], argv[1], (long long)c.first, (long long)(c.first + c.n_tokens), c.n_experts - K, K);
         printf("%5s %10s %8s %8s %8s %8s  BH discoveries per token at alpha 0.01 0.05 0.1 0.2\n", "layer", "n", "KS",
@@ -103,10 +115,10 @@ int olmoe_kde_cmd_check(int argc, char **argv) {
     }
     if (fc) {
         write_csv(fc, &c);
-        if (fclose(fc) != 0 || olmoe_out_commit(&oc) != 0) die("%s: write failed", ck_csv);
+        if (fclose(fc) != 0 || olmoe_out_commit(&oc) != 0) die("%s: write failed", o.csv);
     }
-    if (ck_png) {
-        if (draw(ck_csv, op.tmp, &c, argv[1]) != 0 || olmoe_out_commit(&op) != 0) die("%s", olmoe_error());
+    if (o.png) {
+        if (draw(o.csv, op.tmp, &c, argv[1]) != 0 || olmoe_out_commit(&op) != 0) die("%s", olmoe_error());
     }
     olmoe_kde_check_free(&c);
     olmoe_kde_cdf_free(&cdf);

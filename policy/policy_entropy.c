@@ -18,7 +18,6 @@ int olmoe_policy_route_entropy(const olmoe_policy *pol, int layer, const float *
                                float *w) {
     (void)layer;
     float p[OLMOE_POLICY_MAX_E];
-    uint64_t key[OLMOE_POLICY_MAX_E], best[OLMOE_POLICY_MAX_E];
     olmoe_policy_softmax(r, E, pol->T, p);
     double H = 0.0;
     for (int e = 0; e < E; e++)
@@ -27,9 +26,7 @@ int olmoe_policy_route_entropy(const olmoe_policy *pol, int layer, const float *
      * NaN when the logits are (then min_k) */
     double k = round(pol->scale * exp(H));
     int K = k >= pol->max_k ? pol->max_k : (k >= pol->min_k ? (int)k : pol->min_k);
-    for (int e = 0; e < E; e++) key[e] = olmoe_policy_key_desc(p[e], e);
-    olmoe_policy_select_smallest(key, E, K, best);
-    olmoe_policy_put_experts(best, K, ex);
+    olmoe_policy_most_probable(p, E, K, ex);
     if (w) olmoe_policy_put_weights(pol, p, ex, K, w);
     return K;
 }

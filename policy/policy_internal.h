@@ -56,6 +56,8 @@ void olmoe_policy_select_smallest(uint64_t *key /*[E]*/, int E, int K, uint64_t 
 int olmoe_policy_topk_by_logits(const float *r /*[E]*/, int E, float T, int K,
                                 uint64_t *best /*[K + 1]*/);
 void olmoe_policy_put_experts(const uint64_t *best /*[K]*/, int K, int *experts /*[K]*/);
+/* ex[0..K) = the K experts of largest p, largest first (ties: lower index) */
+void olmoe_policy_most_probable(const float *p /*[E]*/, int E, int K, int *ex /*[K]*/);
 /* the chosen experts' weights from p, as the policy's norm says */
 void olmoe_policy_put_weights(const olmoe_policy *pol, const float *p /*[E]*/, const int *ex,
                               int K, float *w /*[K]*/);

@@ -15,15 +15,13 @@ int olmoe_policy_route_topk(const olmoe_policy *pol, int layer, const float *r, 
                             float *w) {
     (void)layer;
     float p[OLMOE_POLICY_MAX_E];
-    uint64_t key[OLMOE_POLICY_MAX_E], best[OLMOE_POLICY_MAX_E];
+    uint64_t best[OLMOE_POLICY_MAX_E];
     if (!w && olmoe_policy_topk_by_logits(r, E, pol->T, pol->k, best)) {
         olmoe_policy_put_experts(best, pol->k, ex);
         return pol->k;
     }
     olmoe_policy_softmax(r, E, pol->T, p);
-    for (int e = 0; e < E; e++) key[e] = olmoe_policy_key_desc(p[e], e);
-    olmoe_policy_select_smallest(key, E, pol->k, best);
-    olmoe_policy_put_experts(best, pol->k, ex);
+    olmoe_policy_most_probable(p, E, pol->k, ex);
     if (w) olmoe_policy_put_weights(pol, p, ex, pol->k, w);
     return pol->k;
 }
@@ -32,11 +30,8 @@ int olmoe_policy_route_topp(const olmoe_policy *pol, int layer, const float *r, 
                             float *w) {
     (void)layer;
     float p[OLMOE_POLICY_MAX_E];
-    uint64_t key[OLMOE_POLICY_MAX_E], best[OLMOE_POLICY_MAX_E];
     olmoe_policy_softmax(r, E, pol->T, p);
-    for (int e = 0; e < E; e++) key[e] = olmoe_policy_key_desc(p[e], e);
-    olmoe_policy_select_smallest(key, E, pol->max_k, best);
-    olmoe_policy_put_experts(best, pol->max_k, ex);
+    olmoe_policy_most_probable(p, E, pol->max_k, ex);
     int K = pol->max_k;
     float cum = 0.0f;
     for (int i = 0; i < pol->max_k; i++) {

@@ -105,6 +105,13 @@ void olmoe_policy_put_experts(const uint64_t *best, int K, int *experts) {
     for (int i = 0; i < K; i++) experts[i] = (int)(uint32_t)best[i];
 }
 
+void olmoe_policy_most_probable(const float *p, int E, int K, int *ex) {
+    uint64_t key[OLMOE_POLICY_MAX_E], best[OLMOE_POLICY_MAX_E];
+    for (int e = 0; e < E; e++) key[e] = olmoe_policy_key_desc(p[e], e);
+    olmoe_policy_select_smallest(key, E, K, best);
+    olmoe_policy_put_experts(best, K, ex);
+}
+
 void olmoe_policy_put_weights(const olmoe_policy *pol, const float *p, const int *ex, int K, float *w) {
     if (pol->norm == OLMOE_NORM_SELECTED || pol->model.norm_topk_prob) {
         float s = 0.0f;

@@ -165,11 +165,8 @@ int olmoe_policy_bind_skip(olmoe_policy *p) {
 int olmoe_policy_route_skip(const olmoe_policy *pol, int layer, const float *r, int E, int *ex,
                             float *w) {
     float p[OLMOE_POLICY_MAX_E];
-    uint64_t key[OLMOE_POLICY_MAX_E], best[OLMOE_POLICY_MAX_E];
     olmoe_policy_softmax(r, E, pol->T, p);
-    for (int e = 0; e < E; e++) key[e] = olmoe_policy_key_desc(p[e], e);
-    olmoe_policy_select_smallest(key, E, pol->max_k, best);
-    olmoe_policy_put_experts(best, pol->max_k, ex);
+    olmoe_policy_most_probable(p, E, pol->max_k, ex);
     const float b = pol->beta_median ? pol->beta_layer[layer] : pol->beta;
     const float cut = b * p[ex[0]];
     int K = 0;

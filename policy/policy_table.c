@@ -64,40 +64,35 @@ int olmoe_policy_bind_kclamped(olmoe_policy *p);
 int olmoe_policy_bind_bh(olmoe_policy *p);
 
 #define FP(id, def, flags) {OLMOE_PARAM_##id, (def), (flags)}
+/* a family's own required parameter, then the clamp of its expert count
+ * and the temperature */
+#define FP_CLAMPED(id) FP(id, NAN, OLMOE_FP_REQUIRED), FP(MAX_K, 8, 0), FP(MIN_K, 1, 0), FP(T, 1, 0)
+#define FP_NORM FP(NORM, OLMOE_NORM_MODEL, 0)
+/* the families on per-expert p-values: the null, the weights, the clamp */
+#define FP_PVALUED FP(PVALUE, OLMOE_PVALUE_KDE, 0), FP_NORM, FP(PVALUE_FLOOR, 1e-7, OLMOE_FP_QUIET)
 
 const olmoe_policy_family olmoe_policy_families[] = {
     {"topk", "the k experts of largest softmax probability", 3,
-     {FP(K, 8, 0), FP(T, 1, OLMOE_FP_QUIET), FP(NORM, OLMOE_NORM_MODEL, 0)}, NULL,
+     {FP(K, 8, 0), FP(T, 1, OLMOE_FP_QUIET), FP_NORM}, NULL,
      olmoe_policy_bind_topk, olmoe_policy_route_topk, NULL},
-    {"topp", "the fewest experts whose probabilities sum to p", 5,
-     {FP(P, NAN, OLMOE_FP_REQUIRED), FP(MAX_K, 8, 0), FP(MIN_K, 1, 0), FP(T, 1, 0),
-      FP(NORM, OLMOE_NORM_MODEL, 0)},
+    {"topp", "the fewest experts whose probabilities sum to p", 5, {FP_CLAMPED(P), FP_NORM},
      olmoe_policy_check_k_range, olmoe_policy_bind_kclamped, olmoe_policy_route_topp, NULL},
-    {"bh", "Benjamini-Hochberg step-up on per-expert p-values", 7,
-     {FP(ALPHA, NAN, OLMOE_FP_REQUIRED), FP(MAX_K, 8, 0), FP(MIN_K, 1, 0), FP(T, 1, 0),
-      FP(PVALUE, OLMOE_PVALUE_KDE, 0), FP(NORM, OLMOE_NORM_MODEL, 0),
-      FP(PVALUE_FLOOR, 1e-7, OLMOE_FP_QUIET)},
+    {"bh", "Benjamini-Hochberg step-up on per-expert p-values", 7, {FP_CLAMPED(ALPHA), FP_PVALUED},
      olmoe_policy_check_k_range, olmoe_policy_bind_bh, olmoe_policy_route_bh, NULL},
     {"threshold", "every expert whose probability reaches tau (top-any)", 5,
-     {FP(TAU, NAN, OLMOE_FP_REQUIRED), FP(MAX_K, 8, 0), FP(MIN_K, 1, 0), FP(T, 1, 0),
-      FP(NORM, OLMOE_NORM_MODEL, 0)},
+     {FP_CLAMPED(TAU), FP_NORM},
      olmoe_policy_check_k_range, olmoe_policy_bind_threshold, olmoe_policy_route_threshold, NULL},
     {"skip", "top max_k, dropping experts below beta times the largest probability", 5,
-     {FP(BETA, NAN, OLMOE_FP_REQUIRED), FP(MAX_K, 8, 0), FP(MIN_K, 1, 0), FP(T, 1, 0),
-      FP(NORM, OLMOE_NORM_MODEL, 0)},
+     {FP_CLAMPED(BETA), FP_NORM},
      olmoe_policy_check_skip, olmoe_policy_bind_skip, olmoe_policy_route_skip, NULL},
     {"entropy", "scale times the router's effective number of experts exp(H)", 5,
-     {FP(SCALE, NAN, OLMOE_FP_REQUIRED), FP(MAX_K, 8, 0), FP(MIN_K, 1, 0), FP(T, 1, 0),
-      FP(NORM, OLMOE_NORM_MODEL, 0)},
+     {FP_CLAMPED(SCALE), FP_NORM},
      olmoe_policy_check_k_range, olmoe_policy_bind_entropy, olmoe_policy_route_entropy, NULL},
-    {"hc", "Higher Criticism on per-expert p-values", 7,
-     {FP(BETA, NAN, OLMOE_FP_REQUIRED), FP(MAX_K, 8, 0), FP(MIN_K, 1, 0), FP(T, 1, 0),
-      FP(PVALUE, OLMOE_PVALUE_KDE, 0), FP(NORM, OLMOE_NORM_MODEL, 0),
-      FP(PVALUE_FLOOR, 1e-7, OLMOE_FP_QUIET)},
+    {"hc", "Higher Criticism on per-expert p-values", 7, {FP_CLAMPED(BETA), FP_PVALUED},
      olmoe_policy_check_hc, olmoe_policy_bind_hc, olmoe_policy_route_hc, NULL},
     /* path= is not a table parameter: policy_spec.c reads it as text */
     {"file", "experts (and weights) per token and layer from a routing file (path=FILE)", 1,
-     {FP(NORM, OLMOE_NORM_MODEL, 0)}, NULL, olmoe_policy_bind_file, NULL, olmoe_policy_route_file},
+     {FP_NORM}, NULL, olmoe_policy_bind_file, NULL, olmoe_policy_route_file},
 };
 const int olmoe_policy_n_families =
     (int)(sizeof olmoe_policy_families / sizeof olmoe_policy_families[0]);

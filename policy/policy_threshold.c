@@ -15,15 +15,12 @@ int olmoe_policy_route_threshold(const olmoe_policy *pol, int layer, const float
                                  int *ex, float *w) {
     (void)layer;
     float p[OLMOE_POLICY_MAX_E];
-    uint64_t key[OLMOE_POLICY_MAX_E], best[OLMOE_POLICY_MAX_E];
     olmoe_policy_softmax(r, E, pol->T, p);
     const float tau = pol->tau;
     int K = 0;
     for (int e = 0; e < E; e++) K += p[e] >= tau;
     K = K < pol->min_k ? pol->min_k : (K > pol->max_k ? pol->max_k : K);
-    for (int e = 0; e < E; e++) key[e] = olmoe_policy_key_desc(p[e], e);
-    olmoe_policy_select_smallest(key, E, K, best);
-    olmoe_policy_put_experts(best, K, ex);
+    olmoe_policy_most_probable(p, E, K, ex);
     if (w) olmoe_policy_put_weights(pol, p, ex, K, w);
     return K;
 }

@@ -441,30 +441,10 @@ static void check_finite(trace_problems *v, const vds *d, const char *path, int6
     olmoe_h5_close_id(ty);
 }
 
-/* int32 dataset values in [0, hi) over [0, N) */
-static void check_ids(trace_problems *v, const vds *d, const char *path, int64_t N, int64_t hi,
-                      const char *what) {
-    if (d->ds < 0) return;
-    enum { B = 1 << 20 };
-    int32_t *buf = xmalloc(B * sizeof *buf);
-    tally bad = {0, 0};
-    for (int64_t s = 0; s < N; s += B) {
-        int64_t c = N - s < B ? N - s : B;
-        if (read_block(d->ds, H5T_NATIVE_INT32, s, c, buf) != 0) {
-            read_failed(v, path, s);
-            break;
-        }
-        for (int64_t i = 0; i < c; i++)
-            if (buf[i] < 0 || buf[i] >= hi) tally_add(&bad, s + i);
-    }
-    char msg[160];
-    snprintf(msg, sizeof msg, "%s: %s outside [0, %lld)", path, what, (long long)hi);
-    tally_report(v, &bad, msg);
-    free(buf);
-}
-
-/* /token = 0..N-1 */
-static void check_positions(trace_problems *v, const vds *d, int64_t N) {
+/* an integer dataset's values over [0, N), read as int64: in [0, hi), or
+ * (hi = 0) each equal to its position; what names the broken rule */
+static void check_int_rows(trace_problems *v, const vds *d, const char *path, int64_t N, int64_t hi,
+                           const char *what) {
     if (d->ds < 0) return;
     enum { B = 1 << 20 };
     int64_t *buf = xmalloc(B * sizeof *buf);
@@ -472,14 +452,27 @@ static void check_positions(trace_problems *v, const vds *d, int64_t N) {
     for (int64_t s = 0; s < N; s += B) {
         int64_t c = N - s < B ? N - s : B;
         if (read_block(d->ds, H5T_NATIVE_INT64, s, c, buf) != 0) {
-            read_failed(v, "/token", s);
+            read_failed(v, path, s);
             break;
         }
         for (int64_t i = 0; i < c; i++)
-            if (buf[i] != s + i) tally_add(&bad, s + i);
+            if (hi ? buf[i] < 0 || buf[i] >= hi : buf[i] != s + i) tally_add(&bad, s + i);
     }
-    tally_report(v, &bad, "/token: value differs from its position");
+    tally_report(v, &bad, what);
     free(buf);
+}
+
+/* int32 dataset values in [0, hi) over [0, N) */
+static void check_ids(trace_problems *v, const vds *d, const char *path, int64_t N, int64_t hi,
+                      const char *what) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s: %s outside [0, %lld)", path, what, (long long)hi);
+    check_int_rows(v, d, path, N, hi, msg);
+}
+
+/* /token = 0..N-1 */
+static void check_positions(trace_problems *v, const vds *d, int64_t N) {
+    check_int_rows(v, d, "/token", N, 0, "/token: value differs from its position");
 }
 
 /* NaN exactly at each window's last position; sums the others */
@@ -619,6 +612,94 @@ static void check_scale(trace_problems *v, hid_t f, const char *name, int64_t n,
     H5Eclear2(H5E_DEFAULT);
 }
 
+/* the format name and version this code checks; 0 (reported) if not */
+static int check_format(trace_problems *v, hid_t f) {
+    char *fmt = NULL;
+    int64_t ver = 0;
+    int ok = 0;
+    if (olmoe_h5_has_attr(f, ".", "format") <= 0 || olmoe_h5_get_attr_str(f, ".", "format", &fmt)) {
+        trace_problem(v, "not an olmoe trace (no string attribute 'format')");
+    } else if (strcmp(fmt, OLMOE_TRACE_FORMAT) != 0) {
+        trace_problem(v, "format is '%s', not '%s'", fmt, OLMOE_TRACE_FORMAT);
+    } else if (!attr_is(v, f, "format_version", H5T_INTEGER, 4) ||
+               olmoe_h5_get_attr_i64(f, ".", "format_version", &ver) != 0) {
+        /* reported by attr_is, or unreadable */
+    } else if (ver != OLMOE_TRACE_FORMAT_VERSION) {
+        trace_problem(v, "format version %lld; this olmoe (%s) checks version %d: %s", (long long)ver,
+                OLMOE_VERSION, OLMOE_TRACE_FORMAT_VERSION,
+                ver > OLMOE_TRACE_FORMAT_VERSION ? "use a newer olmoe-traces"
+                                                 : "capture it again or use an older olmoe-traces");
+    } else {
+        ok = 1;
+    }
+    free(fmt);
+    return ok;
+}
+
+/* every dataset of the schema opened when present with its type and shape */
+static void open_datasets(trace_problems *v, hid_t f, const olmoe_trace_meta *m, vds *d /*[TDS_COUNT]*/) {
+    d[TDS_TOKENS] = check_ds(v, f, "/tokens", 1, T_I32, 1, -1, -1);
+    d[TDS_TOKEN_SCALE] = check_ds(v, f, "/token", 1, T_I64, 1, -1, -1);
+    d[TDS_ROUTER_LOGITS] = check_ds(v, f, "/router_logits", 1, T_LOGITS, 3, m->n_layers, m->n_experts);
+    d[TDS_NLL] = check_ds(v, f, "/baseline/nll", 1, T_F32, 1, -1, -1);
+    d[TDS_ARGMAX] = check_ds(v, f, "/baseline/argmax", 1, T_I32, 1, -1, -1);
+    d[TDS_RESIDUAL] = check_ds(v, f, "/residual/attn", 0, T_BF16, 3, m->n_layers, m->hidden_size);
+    d[TDS_WINDOWS] = check_ds(v, f, "/windows", 1, T_I64, 2, 3, -1);
+    d[TDS_DOCUMENTS] = check_ds(v, f, "/documents", 0, T_DOCS, 1, -1, -1);
+    d[TDS_GROUPS] = check_ds(v, f, "/groups", 0, T_VSTR, 1, -1, -1);
+}
+
+/* the windows, and the positions every per-token dataset covers (w->N:
+ * the windows' positions, cut to the shortest dataset so that what is there
+ * is checked) */
+static void check_rows(trace_problems *v, const vds *d, const vattrs *a, vwin *w) {
+    if (d[TDS_WINDOWS].ds >= 0)
+        check_windows(v, &d[TDS_WINDOWS], a, w);
+    else
+        w->tiles = 0;
+    int64_t N = w->N;
+    for (int i = 0; i < TDS_COUNT; i++) {
+        if (!trace_ds_table[i].per_token || d[i].ds < 0) continue;
+        if (d[i].rows < N || (a->complete && w->tiles && d[i].rows != N))
+            trace_problem(v, "%s has %lld rows, the windows cover %lld positions", trace_ds_table[i].path,
+                    (long long)d[i].rows, (long long)N);
+        if (d[i].rows < N) N = d[i].rows;
+    }
+    w->N = N;
+}
+
+/* the values of each dataset over [0, w->N) */
+static void check_values(trace_problems *v, const vds *d, const vattrs *a, const vwin *w) {
+    const olmoe_trace_meta *m = &a->m;
+    const int64_t N = w->N;
+    check_ids(v, &d[TDS_TOKENS], "/tokens", N, m->vocab_size, "token id");
+    check_ids(v, &d[TDS_ARGMAX], "/baseline/argmax", N, m->vocab_size, "token id");
+    check_positions(v, &d[TDS_TOKEN_SCALE], N);
+    check_nll(v, &d[TDS_NLL], w, a);
+    check_finite(v, &d[TDS_ROUTER_LOGITS], "/router_logits", N,
+                 (size_t)m->n_layers * (size_t)m->n_experts);
+    check_finite(v, &d[TDS_RESIDUAL], "/residual/attn", N,
+                 (size_t)m->n_layers * (size_t)m->hidden_size);
+    check_documents(v, &d[TDS_DOCUMENTS], N, d[TDS_GROUPS].ds >= 0 ? d[TDS_GROUPS].rows : 0,
+                    a->complete);
+    check_groups(v, &d[TDS_GROUPS]);
+}
+
+/* the dimension scales and what each is attached to */
+static void check_scales(trace_problems *v, hid_t f, const vds *d, const olmoe_trace_meta *m) {
+    hid_t lg = d[TDS_ROUTER_LOGITS].ds;
+    check_scale(v, f, "token", -1, d[TDS_TOKENS].ds, "/tokens", 0);
+    check_scale(v, f, "token", -1, lg, "/router_logits", 0);
+    check_scale(v, f, "layer", m->n_layers, lg, "/router_logits", 1);
+    check_scale(v, f, "expert", m->n_experts, lg, "/router_logits", 2);
+    check_scale(v, f, "token", -1, d[TDS_NLL].ds, "/baseline/nll", 0);
+    check_scale(v, f, "token", -1, d[TDS_ARGMAX].ds, "/baseline/argmax", 0);
+    if (d[TDS_RESIDUAL].ds >= 0) {
+        check_scale(v, f, "layer", m->n_layers, d[TDS_RESIDUAL].ds, "/residual/attn", 1);
+        check_scale(v, f, "hidden", m->hidden_size, d[TDS_RESIDUAL].ds, "/residual/attn", 2);
+    }
+}
+
 int64_t olmoe_trace_verify(const char *path, olmoe_trace_report_fn report, void *ctx) {
     olmoe_h5_init();
     trace_problems v = {report, ctx, path, 0};
@@ -629,81 +710,19 @@ int64_t olmoe_trace_verify(const char *path, olmoe_trace_report_fn report, void 
     }
     vattrs a;
     memset(&a, 0, sizeof a);
-    char *fmt = NULL;
-    int64_t ver = 0;
-    if (olmoe_h5_has_attr(f, ".", "format") <= 0 || olmoe_h5_get_attr_str(f, ".", "format", &fmt)) {
-        trace_problem(&v, "not an olmoe trace (no string attribute 'format')");
-        goto done;
-    }
-    if (strcmp(fmt, OLMOE_TRACE_FORMAT) != 0) {
-        trace_problem(&v, "format is '%s', not '%s'", fmt, OLMOE_TRACE_FORMAT);
-        goto done;
-    }
-    if (!attr_is(&v, f, "format_version", H5T_INTEGER, 4) ||
-        olmoe_h5_get_attr_i64(f, ".", "format_version", &ver) != 0)
-        goto done;
-    if (ver != OLMOE_TRACE_FORMAT_VERSION) {
-        trace_problem(&v, "format version %lld; this olmoe (%s) checks version %d: %s", (long long)ver,
-                OLMOE_VERSION, OLMOE_TRACE_FORMAT_VERSION,
-                ver > OLMOE_TRACE_FORMAT_VERSION ? "use a newer olmoe-traces"
-                                                 : "capture it again or use an older olmoe-traces");
-        goto done;
-    }
+    if (!check_format(&v, f)) goto done;
     check_attrs(&v, f, &a);
     if (!a.sizes_ok) goto done; /* shapes cannot be checked without the sizes */
-    const olmoe_trace_meta *m = &a.m;
     vds d[TDS_COUNT];
-    d[TDS_TOKENS] = check_ds(&v, f, "/tokens", 1, T_I32, 1, -1, -1);
-    d[TDS_TOKEN_SCALE] = check_ds(&v, f, "/token", 1, T_I64, 1, -1, -1);
-    d[TDS_ROUTER_LOGITS] = check_ds(&v, f, "/router_logits", 1, T_LOGITS, 3, m->n_layers, m->n_experts);
-    d[TDS_NLL] = check_ds(&v, f, "/baseline/nll", 1, T_F32, 1, -1, -1);
-    d[TDS_ARGMAX] = check_ds(&v, f, "/baseline/argmax", 1, T_I32, 1, -1, -1);
-    d[TDS_RESIDUAL] = check_ds(&v, f, "/residual/attn", 0, T_BF16, 3, m->n_layers, m->hidden_size);
-    d[TDS_WINDOWS] = check_ds(&v, f, "/windows", 1, T_I64, 2, 3, -1);
-    d[TDS_DOCUMENTS] = check_ds(&v, f, "/documents", 0, T_DOCS, 1, -1, -1);
-    d[TDS_GROUPS] = check_ds(&v, f, "/groups", 0, T_VSTR, 1, -1, -1);
-
+    open_datasets(&v, f, &a.m, d);
     vwin w = {0, 0, 1, NULL, 0};
-    if (d[TDS_WINDOWS].ds >= 0)
-        check_windows(&v, &d[TDS_WINDOWS], &a, &w);
-    else
-        w.tiles = 0;
-    int64_t N = w.N;
-    for (int i = 0; i < TDS_COUNT; i++) {
-        if (!trace_ds_table[i].per_token || d[i].ds < 0) continue;
-        if (d[i].rows < N || (a.complete && w.tiles && d[i].rows != N))
-            trace_problem(&v, "%s has %lld rows, the windows cover %lld positions", trace_ds_table[i].path,
-                    (long long)d[i].rows, (long long)N);
-        if (d[i].rows < N) N = d[i].rows; /* check what is there */
-    }
-    w.N = N;
-    check_ids(&v, &d[TDS_TOKENS], "/tokens", N, m->vocab_size, "token id");
-    check_ids(&v, &d[TDS_ARGMAX], "/baseline/argmax", N, m->vocab_size, "token id");
-    check_positions(&v, &d[TDS_TOKEN_SCALE], N);
-    check_nll(&v, &d[TDS_NLL], &w, &a);
-    check_finite(&v, &d[TDS_ROUTER_LOGITS], "/router_logits", N,
-                 (size_t)m->n_layers * (size_t)m->n_experts);
-    check_finite(&v, &d[TDS_RESIDUAL], "/residual/attn", N,
-                 (size_t)m->n_layers * (size_t)m->hidden_size);
-    check_documents(&v, &d[TDS_DOCUMENTS], N, d[TDS_GROUPS].ds >= 0 ? d[TDS_GROUPS].rows : 0,
-                    a.complete);
-    check_groups(&v, &d[TDS_GROUPS]);
-    hid_t lg = d[TDS_ROUTER_LOGITS].ds;
-    check_scale(&v, f, "token", -1, d[TDS_TOKENS].ds, "/tokens", 0);
-    check_scale(&v, f, "token", -1, lg, "/router_logits", 0);
-    check_scale(&v, f, "layer", m->n_layers, lg, "/router_logits", 1);
-    check_scale(&v, f, "expert", m->n_experts, lg, "/router_logits", 2);
-    check_scale(&v, f, "token", -1, d[TDS_NLL].ds, "/baseline/nll", 0);
-    check_scale(&v, f, "token", -1, d[TDS_ARGMAX].ds, "/baseline/argmax", 0);
-    if (d[TDS_RESIDUAL].ds >= 0) {
-        check_scale(&v, f, "layer", m->n_layers, d[TDS_RESIDUAL].ds, "/residual/attn", 1);
-        check_scale(&v, f, "hidden", m->hidden_size, d[TDS_RESIDUAL].ds, "/residual/attn", 2);
-    }
+    check_rows(&v, d, &a, &w);
+    check_values(&v, d, &a, &w);
+    check_scales(&v, f, d, &a.m);
     free(w.nan_at);
     for (int i = 0; i < TDS_COUNT; i++) olmoe_h5_close_id(d[i].ds);
-    v.n += olmoe_trace_verify_usable(path, f, a.complete, N, report, ctx);
+    v.n += olmoe_trace_verify_usable(path, f, a.complete, w.N, report, ctx);
 done:
-    free(fmt);
     for (size_t i = 0; i < sizeof a.owned / sizeof a.owned[0]; i++) free(a.owned[i]);
     H5Fclose(f);
     H5Eclear2(H5E_DEFAULT);
