@@ -380,6 +380,13 @@ void rep_put_num(FILE *f, double v) {
         fprintf(f, "%.10g", v);
 }
 
+void rep_put_row(FILE *f, const double *v, int n) {
+    for (int i = 0; i < n; i++) {
+        if (i) fputc(' ', f);
+        rep_put_num(f, v[i]);
+    }
+}
+
 void rep_block(FILE *f, int i, const char *fmt, ...) {
     fputs(i ? "\n\n# " : "# ", f);
     va_list ap;

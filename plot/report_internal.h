@@ -102,6 +102,8 @@ const char *rep_gq(const char *s, char *buf, size_t n);
 void rep_safe_name(const char *s, char *buf, size_t n);
 /* a data file value: "%.10g", "NaN" for NaN */
 void rep_put_num(FILE *f, double v);
+/* n values so, separated by one space */
+void rep_put_row(FILE *f, const double *v, int n);
 /* starts block i of a data file (gnuplot's index i): two blank lines before
  * every block but the first, then the comment line "# <fmt ...>" */
 void rep_block(FILE *f, int i, const char *fmt, ...) OLMOE_PRINTF(3, 4);

@@ -132,13 +132,7 @@ static int write_match(rep_out *o, const match_view *v, const char *name, const 
                     if (x < *lo) *lo = x;
                     if (x > *hi) *hi = x;
                 }
-                rep_put_num(f, m->target[r]);
-                fputc(' ', f);
-                rep_put_num(f, x);
-                fputc(' ', f);
-                rep_put_num(f, m->ppl[r]);
-                fputc(' ', f);
-                rep_put_num(f, m->param[r]);
+                rep_put_row(f, (double[]){m->target[r], x, m->ppl[r], m->param[r]}, 4);
                 fprintf(f, " %d\n", m->reached[r]);
             }
         }
