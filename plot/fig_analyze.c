@@ -35,6 +35,27 @@ static void *get(const olmoe_report_data *d, const olmoe_report_analysis *a, con
     return out;
 }
 
+/* the datasets a figure needs */
+typedef struct {
+    const char *name;
+    olmoe_h5_kind kind;
+    int rank;
+} dataset;
+
+/* reads the n datasets ds of result a into out[i], their dimensions into
+ * dims[i]; -1 + message when one fails, nothing left allocated */
+static int get_all(const olmoe_report_data *d, const olmoe_report_analysis *a, const dataset *ds, int n,
+                   void **out, int64_t (*dims)[3]) {
+    for (int i = 0; i < n; i++) {
+        out[i] = get(d, a, ds[i].name, ds[i].kind, ds[i].rank, dims[i]);
+        if (!out[i]) {
+            while (i-- > 0) free(out[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static void fig_name(const rep_out *o, const olmoe_report_analysis *a, char *buf, size_t n) {
     char safe[64];
     rep_safe_name(a->name, safe, sizeof safe);
@@ -78,15 +99,15 @@ static void pairs_free(pairs_data *p) {
 
 /* 0 read, -1 + message */
 static int read_pairs(const olmoe_report_data *d, const olmoe_report_analysis *a, pairs_data *p) {
-    int64_t dp[3], db[1], dl[1], dlift[1];
+    static const dataset ds[] = {
+        {"prob", OLMOE_H5_F64, 3}, {"layer_from", OLMOE_H5_I32, 1}, {"layer_to", OLMOE_H5_I32, 1}, {"lift", OLMOE_H5_F64, 1}};
+    void *v[4];
+    int64_t dims[4][3];
     memset(p, 0, sizeof *p);
-    p->prob = get(d, a, "prob", OLMOE_H5_F64, 3, dp);
-    p->from = p->prob ? get(d, a, "layer_from", OLMOE_H5_I32, 1, db) : NULL;
-    p->to = p->from ? get(d, a, "layer_to", OLMOE_H5_I32, 1, dl) : NULL;
-    p->lift = p->to ? get(d, a, "lift", OLMOE_H5_F64, 1, dlift) : NULL;
-    if (!p->lift) return -1;
-    p->B = (int)dp[0], p->E = (int)dp[1];
-    if (dp[2] != p->E || db[0] != p->B || dl[0] != p->B || dlift[0] != p->B)
+    if (get_all(d, a, ds, 4, v, dims) != 0) return -1;
+    p->prob = v[0], p->from = v[1], p->to = v[2], p->lift = v[3];
+    p->B = (int)dims[0][0], p->E = (int)dims[0][1];
+    if (dims[0][2] != p->E || dims[1][0] != p->B || dims[2][0] != p->B || dims[3][0] != p->B)
         return olmoe_errorf("%s: /%s: datasets of different sizes", d->inputs[a->input], a->path);
     return 0;
 }
@@ -201,21 +222,23 @@ static void spec_free(spec_data *s) {
 
 /* 0 read, -1 + message */
 static int read_spec(const olmoe_report_data *d, const olmoe_report_analysis *a, spec_data *s) {
-    int64_t dr[3], dl[1], dg[1], dm[1];
+    static const dataset ds[] = {{"routed_frac", OLMOE_H5_F64, 3},
+                                 {"layer", OLMOE_H5_I32, 1},
+                                 {"group_tokens", OLMOE_H5_I64, 1},
+                                 {"mean_selected", OLMOE_H5_F64, 1}};
+    void *v[4];
+    int64_t dims[4][3];
     char p[600];
     memset(s, 0, sizeof *s);
-    s->rf = get(d, a, "routed_frac", OLMOE_H5_F64, 3, dr);
-    s->layer = s->rf ? get(d, a, "layer", OLMOE_H5_I32, 1, dl) : NULL;
-    s->gt = s->layer ? get(d, a, "group_tokens", OLMOE_H5_I64, 1, dg) : NULL;
-    s->ms = s->gt ? get(d, a, "mean_selected", OLMOE_H5_F64, 1, dm) : NULL;
-    if (!s->ms) return -1;
+    if (get_all(d, a, ds, 4, v, dims) != 0) return -1;
+    s->rf = v[0], s->layer = v[1], s->gt = v[2], s->ms = v[3];
     snprintf(p, sizeof p, "%s/group_names", a->path);
     if (rep_h5_strings(d->h5[a->input], p, &s->gn, &s->n_gn) != 0) {
         olmoe_error_prefix("%s", d->inputs[a->input]);
         return -1;
     }
-    s->NL = (int)dr[0], s->G = (int)dr[1], s->E = (int)dr[2];
-    if (dl[0] != s->NL || dg[0] != s->G || s->n_gn != s->G || dm[0] != s->NL)
+    s->NL = (int)dims[0][0], s->G = (int)dims[0][1], s->E = (int)dims[0][2];
+    if (dims[1][0] != s->NL || dims[2][0] != s->G || s->n_gn != s->G || dims[3][0] != s->NL)
         return olmoe_errorf("%s: /%s: datasets of different sizes", d->inputs[a->input], a->path);
     return 0;
 }

@@ -221,19 +221,28 @@ static int match_fig(rep_out *o, const match_view *v, int i) {
     return rep_fig_end(o, gp);
 }
 
-int rep_fig_match(rep_out *o, const olmoe_report_data *d) {
+/* calls fn(d, v, i, ctx) on each /match i in the known layout; stops at the first error */
+static int each_match(const olmoe_report_data *d,
+                      int (*fn)(const olmoe_report_data *d, const match_view *v, int i, void *ctx), void *ctx) {
     for (int i = 0; i < d->n_matches; i++) {
         match_view v;
         int rr = open_match(d, i, &v);
         if (rr < 0) return -1;
         if (rr == 0) continue;
-        /* calibration only: nothing scored, nothing to draw */
-        int rc = v.nk ? match_fig(o, &v, i) : 0;
+        int rc = fn(d, &v, i, ctx);
         match_free(&v.m);
         if (rc != 0) return -1;
     }
     return 0;
 }
+
+/* calibration only: nothing scored, nothing to draw */
+static int draw_match(const olmoe_report_data *d, const match_view *v, int i, void *o) {
+    (void)d;
+    return v->nk ? match_fig(o, v, i) : 0;
+}
+
+int rep_fig_match(rep_out *o, const olmoe_report_data *d) { return each_match(d, draw_match, o); }
 
 /* the table cell of family fam at target tg for kind: perplexity, the mean k
  * scored, Δ vs top-k, the parameter; the nearest point when unreached */
@@ -261,40 +270,39 @@ static void match_cell(FILE *md, const match_data *m, const char *fam, double tg
     fprintf(md, " |");
 }
 
-/* report.md: per scored kind, family x target: perplexity, Δ vs top-k, the parameter */
-int rep_match_table(FILE *md, const olmoe_report_data *d) {
-    for (int i = 0; i < d->n_matches; i++) {
-        match_view v;
-        int rr = open_match(d, i, &v);
-        if (rr < 0) return -1;
-        if (rr == 0) continue;
-        const match_data *m = &v.m;
-        double tg[64];
-        int nt = rep_distinct(m->target, m->n < 64 ? m->n : 64, tg);
-        char *cmd = rep_attr_str(d->h5[d->match[i].input], d->match[i].path, "command");
-        char *cal = rep_attr_str(d->h5[d->match[i].input], d->match[i].path, "calibration");
-        fprintf(md, "\nFrom `/match` of `%s`: each family's parameter calibrated on `%s` until its mean "
-                    "experts per token-layer is the target; cells give perplexity, relative to top-k at "
-                    "the same k, the mean k the scoring measured (@ k; the target is the column's), and the "
-                    "parameter.%s%s%s\n",
-                d->inputs[d->match[i].input], *cal ? cal : "the calibration trace", *cmd ? " Command: `" : "", cmd,
-                *cmd ? "`." : "");
-        free(cmd);
-        free(cal);
-        for (int k = 0; k < (v.nk ? v.nk : 1); k++) {
-            const char *kind = v.nk ? v.kinds[k] : "calibration";
-            fprintf(md, "\n**Matched compute, %s**\n\n| family |", kind);
-            for (int t = 0; t < nt; t++) fprintf(md, " k = %g |", tg[t]);
-            fprintf(md, "\n| --- |");
-            for (int t = 0; t < nt; t++) fprintf(md, " ---: |");
+/* the tables of the i-th /match: per scored kind, family x target */
+static int match_tables(const olmoe_report_data *d, const match_view *v, int i, void *ctx) {
+    FILE *md = ctx;
+    const match_data *m = &v->m;
+    double tg[64];
+    int nt = rep_distinct(m->target, m->n < 64 ? m->n : 64, tg);
+    char *cmd = rep_attr_str(d->h5[d->match[i].input], d->match[i].path, "command");
+    char *cal = rep_attr_str(d->h5[d->match[i].input], d->match[i].path, "calibration");
+    fprintf(md, "\nFrom `/match` of `%s`: each family's parameter calibrated on `%s` until its mean "
+                "experts per token-layer is the target; cells give perplexity, relative to top-k at "
+                "the same k, the mean k the scoring measured (@ k; the target is the column's), and the "
+                "parameter.%s%s%s\n",
+            d->inputs[d->match[i].input], *cal ? cal : "the calibration trace", *cmd ? " Command: `" : "", cmd,
+            *cmd ? "`." : "");
+    free(cmd);
+    free(cal);
+    for (int k = 0; k < (v->nk ? v->nk : 1); k++) {
+        const char *kind = v->nk ? v->kinds[k] : "calibration";
+        fprintf(md, "\n**Matched compute, %s**\n\n| family |", kind);
+        for (int t = 0; t < nt; t++) fprintf(md, " k = %g |", tg[t]);
+        fprintf(md, "\n| --- |");
+        for (int t = 0; t < nt; t++) fprintf(md, " ---: |");
+        fputc('\n', md);
+        for (int a = 0; a < v->nf; a++) {
+            fprintf(md, "| %s |", v->fam[a]);
+            for (int t = 0; t < nt; t++) match_cell(md, m, v->fam[a], tg[t], kind);
             fputc('\n', md);
-            for (int a = 0; a < v.nf; a++) {
-                fprintf(md, "| %s |", v.fam[a]);
-                for (int t = 0; t < nt; t++) match_cell(md, m, v.fam[a], tg[t], kind);
-                fputc('\n', md);
-            }
         }
-        match_free(&v.m);
     }
     return 0;
+}
+
+/* report.md: per scored kind, family x target: perplexity, Δ vs top-k, the parameter */
+int rep_match_table(FILE *md, const olmoe_report_data *d) {
+    return each_match(d, match_tables, md);
 }
