@@ -99,8 +99,10 @@ static void pairs_free(pairs_data *p) {
 
 /* 0 read, -1 + message */
 static int read_pairs(const olmoe_report_data *d, const olmoe_report_analysis *a, pairs_data *p) {
-    static const dataset ds[] = {
-        {"prob", OLMOE_H5_F64, 3}, {"layer_from", OLMOE_H5_I32, 1}, {"layer_to", OLMOE_H5_I32, 1}, {"lift", OLMOE_H5_F64, 1}};
+    static const dataset ds[] = {{"prob", OLMOE_H5_F64, 3},
+                                 {"layer_from", OLMOE_H5_I32, 1},
+                                 {"layer_to", OLMOE_H5_I32, 1},
+                                 {"lift", OLMOE_H5_F64, 1}};
     void *v[4];
     int64_t dims[4][3];
     memset(p, 0, sizeof *p);

@@ -84,9 +84,7 @@ static int quality_points(rep_out *o, quality_ctx *c) {
         if (!p->res[c->K].present || strcmp(p->family, "topk") || !strstr(p->id, "norm=model")) continue;
         put_str(f, p->id);
         fprintf(f, " %g ", p->k);
-        rep_put_num(f, c->x[i]);
-        fputc(' ', f);
-        rep_put_num(f, c->y[i]);
+        rep_put_row(f, (double[]){c->x[i], c->y[i]}, 2);
         fputc('\n', f);
         c->n_topk++;
     }
@@ -99,9 +97,7 @@ static int quality_points(rep_out *o, quality_ctx *c) {
         if (!p->res[c->K].present || strcmp(p->family, "bh")) continue;
         put_str(f, p->id);
         fprintf(f, " %g %d ", p->alpha, p->max_k);
-        rep_put_num(f, c->x[i]);
-        fputc(' ', f);
-        rep_put_num(f, c->y[i]);
+        rep_put_row(f, (double[]){c->x[i], c->y[i]}, 2);
         fprintf(f, " %d\n", rep_index_of(c->alphas, c->na, p->alpha));
         c->n_bh++;
     }
@@ -124,9 +120,7 @@ static int quality_points(rep_out *o, quality_ctx *c) {
         fputc(' ', f);
         put_str(f, p->family);
         fputc(' ', f);
-        rep_put_num(f, c->x[i]);
-        fputc(' ', f);
-        rep_put_num(f, c->y[i]);
+        rep_put_row(f, (double[]){c->x[i], c->y[i]}, 2);
         fputc('\n', f);
         c->n_other++;
     }
@@ -154,9 +148,7 @@ static int quality_lines(rep_out *o, quality_ctx *c) {
         for (int a = 0; a < m; a++) {
             put_str(f, c->d->pol[ord[a]].id);
             fputc(' ', f);
-            rep_put_num(f, c->x[ord[a]]);
-            fputc(' ', f);
-            rep_put_num(f, c->y[ord[a]]);
+            rep_put_row(f, (double[]){c->x[ord[a]], c->y[ord[a]]}, 2);
             fputc('\n', f);
         }
         free(ord);
@@ -170,9 +162,7 @@ static int quality_lines(rep_out *o, quality_ctx *c) {
             if (!r->present) continue;
             put_str(f, c->d->pol[i].id);
             fputc(' ', f);
-            rep_put_num(f, r->mean_k);
-            fputc(' ', f);
-            rep_put_num(f, r->perplexity);
+            rep_put_row(f, (double[]){r->mean_k, r->perplexity}, 2);
             fputc('\n', f);
             c->n_exact++;
         }
