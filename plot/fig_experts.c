@@ -8,15 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* small-multiples layout for n panels */
-static void grid_of(int n, int *rows, int *cols) {
-    int c = 1;
-    while (c * c < n) c++;
-    int r = (n + c - 1) / c;
-    *rows = r;
-    *cols = c;
-}
-
 static const char *source_words(const olmoe_report_policy *p) {
     const olmoe_report_result *r = olmoe_report_routing(p);
     return r == &p->res[OLMOE_REPORT_REPLAY] ? "replay" : r == &p->res[OLMOE_REPORT_EXACT] ? "exact" : "stats";
@@ -37,17 +28,12 @@ static int pick(const olmoe_report_data *d, int need_hist, int need_layer, int n
     return n;
 }
 
-static int experts_hist(rep_out *o, const olmoe_report_data *d) {
+/* one x range for every panel: up to the largest k any of them uses; the
+ * y axis (log) down to the decade of the smallest share drawn */
+static void hist_extent(const olmoe_report_data *d, const int *idx, int n, int *kmax, double *yfloor) {
     const int L = d->L, E = d->E;
-    int *idx = xmalloc(((size_t)d->n_policies + 1) * sizeof *idx);
-    int n = pick(d, 1, 0, 0, idx), rc = 0;
-    char q[1024];
-    if (n == 0) goto out;
-    rc = -1;
-    /* one x range for every panel: up to the largest k any of them uses; the
-     * y axis (log) down to the decade of the smallest share drawn */
-    int kmax = 1;
     double smin = 1;
+    *kmax = 1;
     for (int s = 0; s < n; s++) {
         const int64_t *h = olmoe_report_routing(&d->pol[idx[s]])->k_hist;
         double tot = 0;
@@ -55,15 +41,20 @@ static int experts_hist(rep_out *o, const olmoe_report_data *d) {
         for (int k = 0; k <= E; k++) {
             double c = 0;
             for (int l = 0; l < L; l++) c += (double)h[(size_t)l * (E + 1) + k];
-            if (c > 0 && k > kmax) kmax = k;
+            if (c > 0 && k > *kmax) *kmax = k;
             if (c > 0 && c / tot < smin) smin = c / tot;
         }
     }
-    double yfloor = pow(10, floor(log10(smin)));
-    if (yfloor < 1e-6) yfloor = 1e-6;
-    if (yfloor > 0.01) yfloor = 0.01;
+    *yfloor = pow(10, floor(log10(smin)));
+    if (*yfloor < 1e-6) *yfloor = 1e-6;
+    if (*yfloor > 0.01) *yfloor = 0.01;
+}
+
+/* each policy's share of token-layers per k, all layers pooled */
+static int write_hist(rep_out *o, const olmoe_report_data *d, const int *idx, int n, int kmax) {
+    const int L = d->L, E = d->E;
     FILE *f = rep_file(o, "experts_hist.dat");
-    if (!f) goto out;
+    if (!f) return -1;
     fprintf(f, "# experts_hist: share of token-layers that used k experts (all layers pooled), one "
                "block per policy (gnuplot: index N)\n# k share count\n");
     for (int s = 0; s < n; s++) {
@@ -71,7 +62,7 @@ static int experts_hist(rep_out *o, const olmoe_report_data *d) {
         const int64_t *h = olmoe_report_routing(p)->k_hist;
         double tot = 0;
         for (size_t z = 0; z < (size_t)L * (E + 1); z++) tot += (double)h[z];
-        fprintf(f, "%s# policy %d: %s (%s)\n", s ? "\n\n" : "", s, p->id, source_words(p));
+        rep_block(f, s, "policy %d: %s (%s)", s, p->id, source_words(p));
         for (int k = 0; k <= kmax; k++) {
             int64_t c = 0;
             for (int l = 0; l < L; l++) c += h[(size_t)l * (E + 1) + k];
@@ -80,49 +71,74 @@ static int experts_hist(rep_out *o, const olmoe_report_data *d) {
             fprintf(f, " %lld\n", (long long)c);
         }
     }
-    if (rep_close(f, "experts_hist.dat")) goto out;
-    /* panels: the other policies first, then the BH ones as a grid (a row per
-     * max_k, a column per alpha) when they form one; -1 is an empty slot */
-    int *slot = xmalloc(((size_t)n * 4 + 16) * sizeof *slot), ns = 0, cols = 0, rows;
-    {
-        double *al = xmalloc(((size_t)n + 1) * sizeof *al), *mk = xmalloc(((size_t)n + 1) * sizeof *mk);
-        double *va = xmalloc(((size_t)n + 1) * sizeof *va), *vm = xmalloc(((size_t)n + 1) * sizeof *vm);
-        int nb = 0;
-        for (int s = 0; s < n; s++)
-            if (!strcmp(d->pol[idx[s]].family, "bh")) {
-                va[nb] = d->pol[idx[s]].alpha;
-                vm[nb++] = d->pol[idx[s]].max_k;
-            }
-        int na = rep_distinct(va, nb, al), nm = rep_distinct(vm, nb, mk);
-        /* a grid when each (max_k, alpha) cell holds at most one policy */
-        int grid = na >= 2 && nm >= 1 && na <= 8;
-        for (int s = 0; s < n && grid; s++)
-            for (int t = s + 1; t < n && grid; t++)
-                if (!strcmp(d->pol[idx[s]].family, "bh") && !strcmp(d->pol[idx[t]].family, "bh") &&
-                    d->pol[idx[s]].alpha == d->pol[idx[t]].alpha && d->pol[idx[s]].max_k == d->pol[idx[t]].max_k)
-                    grid = 0;
-        if (grid) {
-            cols = na;
-            for (int s = 0; s < n; s++)
-                if (strcmp(d->pol[idx[s]].family, "bh")) slot[ns++] = s;
-            while (ns % cols) slot[ns++] = -1;
-            for (int m = 0; m < nm; m++)
-                for (int a = 0; a < na; a++) {
-                    int found = -1;
-                    for (int s = 0; s < n; s++)
-                        if (!strcmp(d->pol[idx[s]].family, "bh") && d->pol[idx[s]].alpha == al[a] &&
-                            d->pol[idx[s]].max_k == mk[m])
-                            found = s;
-                    slot[ns++] = found;
-                }
-        } else {
-            for (int s = 0; s < n; s++) slot[ns++] = s;
-            grid_of(n, &rows, &cols);
+    return rep_close(f, "experts_hist.dat");
+}
+
+static int is_bh(const olmoe_report_data *d, const int *idx, int s) { return !strcmp(d->pol[idx[s]].family, "bh"); }
+
+/* The panels in order into slot (indices into idx, -1 an empty slot): the
+ * other policies first, then the BH ones as a grid, a row per max_k and a
+ * column per alpha, when they form one (each cell at most one policy).
+ * Returns the number of slots; *cols the columns (0: no grid). */
+static int bh_grid_slots(const olmoe_report_data *d, const int *idx, int n, int *slot, int *cols) {
+    double *al = xmalloc(((size_t)n + 1) * sizeof *al), *mk = xmalloc(((size_t)n + 1) * sizeof *mk);
+    double *va = xmalloc(((size_t)n + 1) * sizeof *va), *vm = xmalloc(((size_t)n + 1) * sizeof *vm);
+    int nb = 0, ns = 0;
+    for (int s = 0; s < n; s++)
+        if (is_bh(d, idx, s)) {
+            va[nb] = d->pol[idx[s]].alpha;
+            vm[nb++] = d->pol[idx[s]].max_k;
         }
-        free(al);
-        free(mk);
-        free(va);
-        free(vm);
+    int na = rep_distinct(va, nb, al), nm = rep_distinct(vm, nb, mk);
+    int grid = na >= 2 && nm >= 1 && na <= 8;
+    for (int s = 0; s < n && grid; s++)
+        for (int t = s + 1; t < n && grid; t++)
+            if (is_bh(d, idx, s) && is_bh(d, idx, t) && d->pol[idx[s]].alpha == d->pol[idx[t]].alpha &&
+                d->pol[idx[s]].max_k == d->pol[idx[t]].max_k)
+                grid = 0;
+    *cols = grid ? na : 0;
+    if (grid) {
+        for (int s = 0; s < n; s++)
+            if (!is_bh(d, idx, s)) slot[ns++] = s;
+        while (ns % na) slot[ns++] = -1;
+        for (int m = 0; m < nm; m++)
+            for (int a = 0; a < na; a++) {
+                int found = -1;
+                for (int s = 0; s < n; s++)
+                    if (is_bh(d, idx, s) && d->pol[idx[s]].alpha == al[a] && d->pol[idx[s]].max_k == mk[m])
+                        found = s;
+                slot[ns++] = found;
+            }
+    }
+    free(al);
+    free(mk);
+    free(va);
+    free(vm);
+    return ns;
+}
+
+/* the panel in slot z of ns: policy pol's histogram (block s of the data) in its colour */
+static void hist_panel(FILE *gp, const olmoe_report_data *d, int pol, int s, int z, int ns, int cols) {
+    const olmoe_report_policy *p = &d->pol[pol];
+    const olmoe_report_result *r = olmoe_report_routing(p);
+    char t[256], st[128], q[1024];
+    snprintf(t, sizeof t, "%s: mean %.2f", p->label, r->mean_k);
+    rep_style(d, pol, st, sizeof st);
+    char *lc = strstr(st, "lc rgb '");
+    char col[16] = "#0072B2";
+    if (lc) snprintf(col, sizeof col, "%.7s", lc + 8);
+    fprintf(gp, "set title %s font ',11'\n", rep_gq(t, q, sizeof q));
+    rep_panel_labels(gp, z, ns, cols, "'experts k'", "'share of token-layers'");
+    fprintf(gp, "plot 'experts_hist.dat' index %d u 1:($2 > 0 ? $2 : NaN) w boxes lc rgb '%s' notitle\n", s, col);
+}
+
+/* the small multiples of the histograms, written by write_hist */
+static int hist_fig(rep_out *o, const olmoe_report_data *d, const int *idx, int n, int kmax, double yfloor) {
+    int *slot = xmalloc(((size_t)n * 4 + 16) * sizeof *slot), rows, cols;
+    int ns = bh_grid_slots(d, idx, n, slot, &cols);
+    if (!cols) {
+        for (ns = 0; ns < n; ns++) slot[ns] = ns;
+        rep_panel_grid(n, 2, &rows, &cols);
     }
     rows = (ns + cols - 1) / cols;
     int w = cols <= 2 ? 520 * cols + 120 : 430 * cols, h = 330 * rows + 110;
@@ -130,11 +146,9 @@ static int experts_hist(rep_out *o, const olmoe_report_data *d) {
     FILE *gp = rep_fig_begin(o, "experts_hist", "experts", title, w, h);
     if (!gp) {
         free(slot);
-        goto out;
+        return -1;
     }
-    fprintf(gp, "set multiplot layout %d,%d title %s font ',15' margins %.3f,0.98,%.3f,%.3f spacing %.3f,%.3f\n",
-            rows, cols, rep_gq(title, q, sizeof q), 80.0 / w, 60.0 / h, 1 - 95.0 / h, 70.0 / w,
-            80.0 / h);
+    rep_panel_layout(gp, rows, cols, title, w, h, 80, 70);
     fprintf(gp, "set boxwidth 0.8\nset xrange [-0.5:%d.5]\nset logscale y\nset yrange [%g:2]\n"
                 "set format y '1e%%T'\nset grid noxtics\nunset key\n",
             kmax, yfloor);
@@ -142,28 +156,23 @@ static int experts_hist(rep_out *o, const olmoe_report_data *d) {
     else if (kmax > 10) fprintf(gp, "set xtics 2\n");
     else fprintf(gp, "set xtics 1\n");
     for (int z = 0; z < ns; z++) {
-        int s = slot[z];
-        if (s < 0) {
-            fprintf(gp, "set multiplot next\n");
-            continue;
-        }
-        const olmoe_report_policy *p = &d->pol[idx[s]];
-        const olmoe_report_result *r = olmoe_report_routing(p);
-        char t[256], st[128];
-        snprintf(t, sizeof t, "%s: mean %.2f", p->label, r->mean_k);
-        rep_style(d, idx[s], st, sizeof st);
-        char *lc = strstr(st, "lc rgb '");
-        char col[16] = "#0072B2";
-        if (lc) snprintf(col, sizeof col, "%.7s", lc + 8);
-        fprintf(gp, "set title %s font ',11'\n", rep_gq(t, q, sizeof q));
-        fprintf(gp, "set xlabel %s\nset ylabel %s\n", z + cols >= ns ? "'experts k'" : "''",
-                z % cols == 0 ? "'share of token-layers'" : "''");
-        fprintf(gp, "plot 'experts_hist.dat' index %d u 1:($2 > 0 ? $2 : NaN) w boxes lc rgb '%s' notitle\n", s, col);
+        if (slot[z] < 0) fprintf(gp, "set multiplot next\n");
+        else hist_panel(gp, d, idx[slot[z]], slot[z], z, ns, cols);
     }
     free(slot);
     fprintf(gp, "unset multiplot\n");
-    rc = rep_fig_end(o, gp);
-out:
+    return rep_fig_end(o, gp);
+}
+
+/* a panel per selected policy: how many experts its token-layers used */
+static int experts_hist(rep_out *o, const olmoe_report_data *d) {
+    int *idx = xmalloc(((size_t)d->n_policies + 1) * sizeof *idx);
+    int n = pick(d, 1, 0, 0, idx), rc = 0, kmax;
+    double yfloor;
+    if (n > 0) {
+        hist_extent(d, idx, n, &kmax, &yfloor);
+        rc = write_hist(o, d, idx, n, kmax) != 0 ? -1 : hist_fig(o, d, idx, n, kmax, yfloor);
+    }
     free(idx);
     return rc;
 }
@@ -199,7 +208,7 @@ static int per_layer(rep_out *o, const olmoe_report_data *d, int cv) {
     for (int s = 0; s < n; s++) {
         const olmoe_report_policy *p = &d->pol[idx[s]];
         const olmoe_report_result *r = olmoe_report_routing(p);
-        fprintf(f, "%s# policy %d: %s (%s)\n", s ? "\n\n" : "", s, p->id, source_words(p));
+        rep_block(f, s, "policy %d: %s (%s)", s, p->id, source_words(p));
         for (int l = 0; l < L; l++) {
             fprintf(f, "%d ", l);
             rep_put_num(f, cv ? r->load_cv_layer[l] : layer_mean(r, l, E));

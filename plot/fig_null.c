@@ -82,22 +82,151 @@ static int count_logits(olmoe_trace *t, const olmoe_kde_null *nl, null_counts *c
     return rc;
 }
 
-static void grid_of(int n, int *rows, int *cols) {
-    if (n <= 3) {
-        *rows = 1;
-        *cols = n;
-        return;
-    }
-    int c = 1;
-    while (c * c < n) c++;
-    *cols = c;
-    *rows = (n + c - 1) / c;
-}
-
 static void fmt_count(double n, char *buf, size_t len) {
     if (n >= 1e6) snprintf(buf, len, "%.2fM", n / 1e6);
     else if (n >= 1e3) snprintf(buf, len, "%.1fk", n / 1e3);
     else snprintf(buf, len, "%.0f", n);
+}
+
+/* the KDE of each layer on its grid, every step-th point and always the last */
+static int write_kde(rep_out *o, const olmoe_kde_null *nl, int step) {
+    const int F = nl->n_fits, G = nl->fits[0].n_grid;
+    FILE *f = rep_file(o, "null_kde.dat");
+    if (!f) return -1;
+    fprintf(f, "# null: the KDE of each fitted layer on its grid (every %d-th point), one block per "
+               "layer (gnuplot: index N)\n# logit pdf cdf upper_tail(1-cdf)\n", step);
+    for (int k = 0; k < F; k++) {
+        const olmoe_kde_layer *fl = &nl->fits[k];
+        rep_block(f, k, "layer %d", fl->layer);
+        for (int i = 0; i < G; i += step) {
+            fprintf(f, "%.8g %.8g %.8g %.8g\n", fl->grid[i], fl->pdf[i], fl->cdf[i], 1 - fl->cdf[i]);
+            if (i + step >= G && i != G - 1) i = G - 1 - step; /* always end on the last point */
+        }
+    }
+    return rep_close(f, "null_kde.dat");
+}
+
+/* the histogram of each layer's logits, as a density and as counts */
+static int write_hist(rep_out *o, const olmoe_kde_null *nl, const null_counts *c) {
+    FILE *f = rep_file(o, "null_hist.dat");
+    if (!f) return -1;
+    fprintf(f, "# null: histogram of the router logits (%d bins over the sample's range), one "
+               "block per layer\n# bin_center density count\n", NBINS);
+    for (int k = 0; k < nl->n_fits; k++) {
+        const olmoe_kde_layer *fl = &nl->fits[k];
+        double w = (fl->max - fl->min) / NBINS;
+        rep_block(f, k, "layer %d", fl->layer);
+        for (int b = 0; b < NBINS; b++) {
+            int64_t cnt = c->hist[(size_t)k * NBINS + b];
+            fprintf(f, "%.8g %.8g %lld\n", fl->min + (b + 0.5) * w,
+                    c->n > 0 && w > 0 ? (double)cnt / ((double)c->n * w) : 0.0, (long long)cnt);
+        }
+    }
+    return rep_close(f, "null_hist.dat");
+}
+
+/* the empirical CDF of each layer's logits at the KDE's grid points (those of write_kde) */
+static int write_ecdf(rep_out *o, const olmoe_kde_null *nl, const null_counts *c, int step) {
+    const int G = nl->fits[0].n_grid;
+    FILE *f = rep_file(o, "null_ecdf.dat");
+    if (!f) return -1;
+    fprintf(f, "# null: empirical CDF of the logits at the KDE grid points (share of logits below "
+               "each), one block per layer\n# logit ecdf upper_tail(1-ecdf)\n");
+    for (int k = 0; k < nl->n_fits; k++) {
+        const olmoe_kde_layer *fl = &nl->fits[k];
+        const int64_t *cl = c->cell + (size_t)k * G;
+        rep_block(f, k, "layer %d", fl->layer);
+        int64_t cum = c->below[k];
+        for (int i = 0; i < G; i++) {
+            if (i % step == 0 || i == G - 1) {
+                double e = c->n > 0 ? (double)cum / (double)c->n : NAN;
+                fprintf(f, "%.8g %.8g ", fl->grid[i], e);
+                rep_put_num(f, 1 - e > 0 ? 1 - e : NAN);
+                fputc('\n', f);
+            }
+            cum += cl[i];
+        }
+    }
+    return rep_close(f, "null_ecdf.dat");
+}
+
+/* the three figures: density, CDF, upper tail */
+enum { NULL_PDF, NULL_CDF, NULL_TAIL };
+
+static void null_title(const olmoe_kde_null *nl, int fig, int logits, char *title, size_t n) {
+    char tok[32];
+    fmt_count((double)nl->fits[0].n_tokens, tok, sizeof tok);
+    if (fig == NULL_PDF)
+        snprintf(title, n, "Null distributions of router logits: KDE (%s bandwidth) over %s", nl->rule,
+                 logits ? "the logits' histogram" : "(logits not at hand)");
+    else if (fig == NULL_CDF)
+        snprintf(title, n, "Null CDFs: KDE against the empirical CDF of the logits (%s tokens)", tok);
+    else
+        snprintf(title, n, "Null upper tails: 1 − CDF, where BH's p-values come from (log scale)");
+}
+
+/* the range where the data of layer fl are: the tails of the grid are 4
+ * bandwidths of nothing; the upper tail from the median */
+static void null_xrange(FILE *gp, const olmoe_kde_layer *fl, int fig) {
+    double lo = fl->quantiles[0] - 0.5 * (fl->quantiles[8] - fl->quantiles[0]);
+    double hi = fl->quantiles[8] + 0.5 * (fl->quantiles[8] - fl->quantiles[0]);
+    if (lo < fl->grid[0]) lo = fl->grid[0];
+    if (hi > fl->grid[fl->n_grid - 1]) hi = fl->grid[fl->n_grid - 1];
+    if (fig == NULL_TAIL) lo = fl->quantiles[4];
+    fprintf(gp, "set xrange [%.6g:%.6g]\n", lo, hi);
+}
+
+/* panel k of figure fig: layer k's KDE, over its logits when they are at hand */
+static void null_panel(FILE *gp, const olmoe_kde_null *nl, int fig, int k, int cols, int logits) {
+    const olmoe_kde_layer *fl = &nl->fits[k];
+    char pt[160], nn[32], q[1024];
+    fmt_count((double)fl->n, nn, sizeof nn);
+    if (fig == NULL_CDF)
+        snprintf(pt, sizeof pt, "layer %d: KS %.2e (n = %s)", fl->layer, fl->ks, nn);
+    else
+        snprintf(pt, sizeof pt, "layer %d (KS %.2e, h = %.3g)", fl->layer, fl->ks, fl->bandwidth);
+    fprintf(gp, "set title %s font ',11'\n", rep_gq(pt, q, sizeof q));
+    null_xrange(gp, fl, fig);
+    rep_panel_labels(gp, k, nl->n_fits, cols, "'router logit'",
+                     fig == NULL_PDF ? "'density'" : fig == NULL_CDF ? "'P(logit ≤ x)'" : "'P(logit > x)'");
+    const char *key = k == 0 ? "" : "notitle";
+    fprintf(gp, "%s\n", k == 0 ? "set key" : "unset key");
+    if (fig == NULL_PDF) {
+        if (logits)
+            fprintf(gp, "set boxwidth %.8g absolute\nplot 'null_hist.dat' index %d u 1:2 w boxes "
+                        "fs solid 0.75 noborder lc rgb '#9ecae1' %s%s, ",
+                    (fl->max - fl->min) / NBINS, k, key, k == 0 ? " t 'logits (histogram)'" : "");
+        else
+            fprintf(gp, "plot ");
+        fprintf(gp, "'null_kde.dat' index %d u 1:2 w l lw 2.2 lc rgb '#D55E00' %s%s\n", k, key,
+                k == 0 ? " t 'KDE'" : "");
+        return;
+    }
+    fprintf(gp, "plot ");
+    if (logits)
+        fprintf(gp, "'null_ecdf.dat' index %d u 1:%d w steps lw 3.5 lc rgb '#9ecae1' %s%s, ", k,
+                fig == NULL_CDF ? 2 : 3, key, k == 0 ? " t 'empirical'" : "");
+    fprintf(gp, "'null_kde.dat' index %d u 1:%d w l lw 1.6 lc rgb '#D55E00' %s%s\n", k,
+            fig == NULL_CDF ? 3 : 4, key, k == 0 ? " t 'KDE'" : "");
+}
+
+/* figure fig: a panel per fitted layer */
+static int null_fig(rep_out *o, const olmoe_kde_null *nl, int fig, int logits) {
+    static const char *const names[] = {"null_pdf", "null_cdf", "null_tail"};
+    int rows, cols;
+    rep_panel_grid(nl->n_fits, 3, &rows, &cols);
+    int w = cols <= 2 ? 560 * cols + 100 : 440 * cols, h = 330 * rows + 110;
+    char title[400];
+    null_title(nl, fig, logits, title, sizeof title);
+    FILE *gp = rep_fig_begin(o, names[fig], "null", title, w, h);
+    if (!gp) return -1;
+    rep_panel_layout(gp, rows, cols, title, w, h, 85, 75);
+    fprintf(gp, "set key top left font ',10' box opaque\n");
+    if (fig == NULL_TAIL) fprintf(gp, "set logscale y\nset format y '1e%%T'\nset yrange [1e-6:1.5]\nset key top right\n");
+    if (fig == NULL_CDF) fprintf(gp, "set yrange [0:1]\n");
+    for (int k = 0; k < nl->n_fits; k++) null_panel(gp, nl, fig, k, cols, logits);
+    fprintf(gp, "unset multiplot\n");
+    return rep_fig_end(o, gp);
 }
 
 int rep_fig_null(rep_out *o, const olmoe_report_data *d) {
@@ -116,120 +245,10 @@ int rep_fig_null(rep_out *o, const olmoe_report_data *d) {
     else if (count_logits(t, nl, &c) != 0)
         goto out;
     int step = G > 600 ? (G + 511) / 512 : 1; /* the data files keep about 512 points a layer */
-    char q[1024];
-    FILE *f = rep_file(o, "null_kde.dat");
-    if (!f) goto out;
-    fprintf(f, "# null: the KDE of each fitted layer on its grid (every %d-th point), one block per "
-               "layer (gnuplot: index N)\n# logit pdf cdf upper_tail(1-cdf)\n", step);
-    for (int k = 0; k < F; k++) {
-        const olmoe_kde_layer *fl = &nl->fits[k];
-        fprintf(f, "%s# layer %d\n", k ? "\n\n" : "", fl->layer);
-        for (int i = 0; i < G; i += step) {
-            fprintf(f, "%.8g %.8g %.8g %.8g\n", fl->grid[i], fl->pdf[i], fl->cdf[i], 1 - fl->cdf[i]);
-            if (i + step >= G && i != G - 1) i = G - 1 - step; /* always end on the last point */
-        }
-    }
-    if (rep_close(f, "null_kde.dat")) goto out;
-    if (t) {
-        if (!(f = rep_file(o, "null_hist.dat"))) goto out;
-        fprintf(f, "# null: histogram of the router logits (%d bins over the sample's range), one "
-                   "block per layer\n# bin_center density count\n", NBINS);
-        for (int k = 0; k < F; k++) {
-            const olmoe_kde_layer *fl = &nl->fits[k];
-            double w = (fl->max - fl->min) / NBINS;
-            fprintf(f, "%s# layer %d\n", k ? "\n\n" : "", fl->layer);
-            for (int b = 0; b < NBINS; b++) {
-                int64_t cnt = c.hist[(size_t)k * NBINS + b];
-                fprintf(f, "%.8g %.8g %lld\n", fl->min + (b + 0.5) * w,
-                        c.n > 0 && w > 0 ? (double)cnt / ((double)c.n * w) : 0.0, (long long)cnt);
-            }
-        }
-        if (rep_close(f, "null_hist.dat")) goto out;
-        if (!(f = rep_file(o, "null_ecdf.dat"))) goto out;
-        fprintf(f, "# null: empirical CDF of the logits at the KDE grid points (share of logits below "
-                   "each), one block per layer\n# logit ecdf upper_tail(1-ecdf)\n");
-        for (int k = 0; k < F; k++) {
-            const olmoe_kde_layer *fl = &nl->fits[k];
-            const int64_t *cl = c.cell + (size_t)k * G;
-            fprintf(f, "%s# layer %d\n", k ? "\n\n" : "", fl->layer);
-            int64_t cum = c.below[k];
-            for (int i = 0; i < G; i++) {
-                if (i % step == 0 || i == G - 1) {
-                    double e = c.n > 0 ? (double)cum / (double)c.n : NAN;
-                    fprintf(f, "%.8g %.8g ", fl->grid[i], e);
-                    rep_put_num(f, 1 - e > 0 ? 1 - e : NAN);
-                    fputc('\n', f);
-                }
-                cum += cl[i];
-            }
-        }
-        if (rep_close(f, "null_ecdf.dat")) goto out;
-    }
-
-    int rows, cols;
-    grid_of(F, &rows, &cols);
-    int w = cols <= 2 ? 560 * cols + 100 : 440 * cols, h = 330 * rows + 110;
-    char tok[32];
-    fmt_count((double)nl->fits[0].n_tokens, tok, sizeof tok);
-    for (int fig = 0; fig < 3; fig++) {
-        static const char *const names[] = {"null_pdf", "null_cdf", "null_tail"};
-        char title[400];
-        if (fig == 0)
-            snprintf(title, sizeof title, "Null distributions of router logits: KDE (%s bandwidth) over %s",
-                     nl->rule, t ? "the logits' histogram" : "(logits not at hand)");
-        else if (fig == 1)
-            snprintf(title, sizeof title, "Null CDFs: KDE against the empirical CDF of the logits (%s tokens)", tok);
-        else
-            snprintf(title, sizeof title, "Null upper tails: 1 − CDF, where BH's p-values come from (log scale)");
-        FILE *gp = rep_fig_begin(o, names[fig], "null", title, w, h);
-        if (!gp) goto out;
-        fprintf(gp, "set multiplot layout %d,%d title %s font ',15' margins %.3f,0.98,%.3f,%.3f spacing %.3f,%.3f\n",
-                rows, cols, rep_gq(title, q, sizeof q), 85.0 / w, 60.0 / h, 1 - 95.0 / h, 75.0 / w, 80.0 / h);
-        fprintf(gp, "set key top left font ',10' box opaque\n");
-        if (fig == 2) fprintf(gp, "set logscale y\nset format y '1e%%T'\nset yrange [1e-6:1.5]\nset key top right\n");
-        if (fig == 1) fprintf(gp, "set yrange [0:1]\n");
-        for (int k = 0; k < F; k++) {
-            const olmoe_kde_layer *fl = &nl->fits[k];
-            char pt[160], nn[32];
-            fmt_count((double)fl->n, nn, sizeof nn);
-            if (fig == 1)
-                snprintf(pt, sizeof pt, "layer %d: KS %.2e (n = %s)", fl->layer, fl->ks, nn);
-            else
-                snprintf(pt, sizeof pt, "layer %d (KS %.2e, h = %.3g)", fl->layer, fl->ks, fl->bandwidth);
-            fprintf(gp, "set title %s font ',11'\n", rep_gq(pt, q, sizeof q));
-            /* the range where the data are: the tails of the grid are 4 bandwidths of nothing */
-            double lo = fl->quantiles[0] - 0.5 * (fl->quantiles[8] - fl->quantiles[0]);
-            double hi = fl->quantiles[8] + 0.5 * (fl->quantiles[8] - fl->quantiles[0]);
-            if (lo < fl->grid[0]) lo = fl->grid[0];
-            if (hi > fl->grid[G - 1]) hi = fl->grid[G - 1];
-            if (fig == 2) lo = fl->quantiles[4];
-            fprintf(gp, "set xrange [%.6g:%.6g]\n", lo, hi);
-            fprintf(gp, "set xlabel %s\nset ylabel %s\n", k + cols >= F ? "'router logit'" : "''",
-                    k % cols ? "''" : fig == 0 ? "'density'" : fig == 1 ? "'P(logit ≤ x)'" : "'P(logit > x)'");
-            const char *key = k == 0 ? "" : "notitle";
-            fprintf(gp, "%s\n", k == 0 ? "set key" : "unset key");
-            if (fig == 0) {
-                if (t)
-                    fprintf(gp, "set boxwidth %.8g absolute\nplot 'null_hist.dat' index %d u 1:2 w boxes "
-                                "fs solid 0.75 noborder lc rgb '#9ecae1' %s%s, ",
-                            (fl->max - fl->min) / NBINS, k, key, k == 0 ? " t 'logits (histogram)'" : "");
-                else
-                    fprintf(gp, "plot ");
-                fprintf(gp, "'null_kde.dat' index %d u 1:2 w l lw 2.2 lc rgb '#D55E00' %s%s\n", k, key,
-                        k == 0 ? " t 'KDE'" : "");
-            } else {
-                int col = fig == 1 ? 3 : 4;
-                fprintf(gp, "plot ");
-                if (t)
-                    fprintf(gp, "'null_ecdf.dat' index %d u 1:%d w steps lw 3.5 lc rgb '#9ecae1' %s%s, ", k,
-                            fig == 1 ? 2 : 3, key, k == 0 ? " t 'empirical'" : "");
-                fprintf(gp, "'null_kde.dat' index %d u 1:%d w l lw 1.6 lc rgb '#D55E00' %s%s\n", k, col, key,
-                        k == 0 ? " t 'KDE'" : "");
-            }
-        }
-        fprintf(gp, "unset multiplot\n");
-        if (rep_fig_end(o, gp) != 0) goto out;
-    }
+    if (write_kde(o, nl, step) != 0) goto out;
+    if (t && (write_hist(o, nl, &c) != 0 || write_ecdf(o, nl, &c, step) != 0)) goto out;
+    for (int fig = NULL_PDF; fig <= NULL_TAIL; fig++)
+        if (null_fig(o, nl, fig, t != NULL) != 0) goto out;
     rc = 0;
 out:
     free(c.hist);

@@ -84,9 +84,7 @@ static int quality_points(rep_out *o, quality_ctx *c) {
         if (!p->res[c->K].present || strcmp(p->family, "topk") || !strstr(p->id, "norm=model")) continue;
         put_str(f, p->id);
         fprintf(f, " %g ", p->k);
-        rep_put_num(f, c->x[i]);
-        fputc(' ', f);
-        rep_put_num(f, c->y[i]);
+        rep_put_row(f, (double[]){c->x[i], c->y[i]}, 2);
         fputc('\n', f);
         c->n_topk++;
     }
@@ -99,9 +97,7 @@ static int quality_points(rep_out *o, quality_ctx *c) {
         if (!p->res[c->K].present || strcmp(p->family, "bh")) continue;
         put_str(f, p->id);
         fprintf(f, " %g %d ", p->alpha, p->max_k);
-        rep_put_num(f, c->x[i]);
-        fputc(' ', f);
-        rep_put_num(f, c->y[i]);
+        rep_put_row(f, (double[]){c->x[i], c->y[i]}, 2);
         fprintf(f, " %d\n", rep_index_of(c->alphas, c->na, p->alpha));
         c->n_bh++;
     }
@@ -124,9 +120,7 @@ static int quality_points(rep_out *o, quality_ctx *c) {
         fputc(' ', f);
         put_str(f, p->family);
         fputc(' ', f);
-        rep_put_num(f, c->x[i]);
-        fputc(' ', f);
-        rep_put_num(f, c->y[i]);
+        rep_put_row(f, (double[]){c->x[i], c->y[i]}, 2);
         fputc('\n', f);
         c->n_other++;
     }
@@ -154,9 +148,7 @@ static int quality_lines(rep_out *o, quality_ctx *c) {
         for (int a = 0; a < m; a++) {
             put_str(f, c->d->pol[ord[a]].id);
             fputc(' ', f);
-            rep_put_num(f, c->x[ord[a]]);
-            fputc(' ', f);
-            rep_put_num(f, c->y[ord[a]]);
+            rep_put_row(f, (double[]){c->x[ord[a]], c->y[ord[a]]}, 2);
             fputc('\n', f);
         }
         free(ord);
@@ -170,9 +162,7 @@ static int quality_lines(rep_out *o, quality_ctx *c) {
             if (!r->present) continue;
             put_str(f, c->d->pol[i].id);
             fputc(' ', f);
-            rep_put_num(f, r->mean_k);
-            fputc(' ', f);
-            rep_put_num(f, r->perplexity);
+            rep_put_row(f, (double[]){r->mean_k, r->perplexity}, 2);
             fputc('\n', f);
             c->n_exact++;
         }
@@ -303,216 +293,245 @@ out:
 
 /* ---- alpha sweeps ---- */
 
-int rep_fig_sweep(rep_out *o, const olmoe_report_data *d) {
-    const int n = d->n_policies;
-    int K = ppl_kind(d);
-    /* series: BH policies grouped by sweep key, with at least two alphas */
-    int *series = xmalloc(((size_t)n + 1) * sizeof *series), ns = 0; /* first policy of each */
-    for (int i = 0; i < n; i++) {
+/* what the sweep figure is made of */
+typedef struct {
+    const olmoe_report_data *d;
+    int *series, ns; /* [ns] the first policy of each series */
+    int K;           /* the kind whose perplexities are drawn (-1: none) */
+    int any_ppl;     /* some policy of a series has a perplexity */
+    int only_maxk;   /* the series differ only in max_k: labelled by it */
+} sweep_ctx;
+
+static int routed_bh(const olmoe_report_policy *p) { return !strcmp(p->family, "bh") && olmoe_report_routing(p); }
+
+/* the series: BH policies grouped by sweep key, with at least two alphas;
+ * the first policy of each into series, their number returned */
+static int sweep_series(const olmoe_report_data *d, int *series) {
+    int ns = 0;
+    for (int i = 0; i < d->n_policies; i++) {
         const olmoe_report_policy *p = &d->pol[i];
-        if (strcmp(p->family, "bh") || !olmoe_report_routing(p)) continue;
+        if (!routed_bh(p)) continue;
         int seen = 0, count = 0;
-        for (int j = 0; j < n; j++)
-            if (!strcmp(d->pol[j].family, "bh") && olmoe_report_routing(&d->pol[j]) &&
-                !strcmp(d->pol[j].sweep_key, p->sweep_key)) {
+        for (int j = 0; j < d->n_policies; j++)
+            if (routed_bh(&d->pol[j]) && !strcmp(d->pol[j].sweep_key, p->sweep_key)) {
                 if (j < i) seen = 1;
                 count++;
             }
         if (!seen && count >= 2) series[ns++] = i;
     }
-    if (ns == 0) {
-        free(series);
-        return 0;
-    }
-    int rc = -1, any_ppl = 0;
-    char q[1024];
-    double *maxks = xmalloc(((size_t)n + 1) * sizeof *maxks);
-    int nm = rep_bh_maxks(d, maxks);
-    /* do the series differ only in max_k? then label them by it */
-    int only_maxk = 1;
+    return ns;
+}
+
+/* do the series differ only in max_k? */
+static int differ_in_maxk_only(const olmoe_report_data *d, const int *series, int ns) {
     for (int s = 1; s < ns; s++) {
         const char *a = d->pol[series[0]].sweep_key, *b = d->pol[series[s]].sweep_key;
-        size_t la, lb;
         const char *ma = strstr(a, "max_k="), *mb = strstr(b, "max_k=");
-        if (!ma || !mb) { only_maxk = 0; break; }
-        la = (size_t)(ma - a);
-        lb = (size_t)(mb - b);
-        if (la != lb || strncmp(a, b, la) || strcmp(ma + strcspn(ma, ",)"), mb + strcspn(mb, ",)")))
-            only_maxk = 0;
+        if (!ma || !mb) return 0;
+        size_t la = (size_t)(ma - a), lb = (size_t)(mb - b);
+        if (la != lb || strncmp(a, b, la) || strcmp(ma + strcspn(ma, ",)"), mb + strcspn(mb, ",)"))) return 0;
     }
+    return 1;
+}
+
+/* sweep.dat: a block per series, a row per alpha */
+static int write_sweep(rep_out *o, sweep_ctx *c) {
+    const olmoe_report_data *d = c->d;
     FILE *f = rep_file(o, "sweep.dat");
-    if (!f) goto out;
+    if (!f) return -1;
     fprintf(f, "# sweep: BH policies by alpha, one block per series (gnuplot: index N)\n"
                "# alpha mean_k perplexity policy\n");
-    for (int s = 0; s < ns; s++) {
-        const olmoe_report_policy *p0 = &d->pol[series[s]];
-        fprintf(f, "%s# series %d: %s\n", s ? "\n\n" : "", s, p0->sweep_key);
-        for (int j = 0; j < n; j++) {
+    for (int s = 0; s < c->ns; s++) {
+        const olmoe_report_policy *p0 = &d->pol[c->series[s]];
+        rep_block(f, s, "series %d: %s", s, p0->sweep_key);
+        for (int j = 0; j < d->n_policies; j++) {
             const olmoe_report_policy *p = &d->pol[j];
             if (strcmp(p->family, "bh") || strcmp(p->sweep_key, p0->sweep_key)) continue;
             const olmoe_report_result *r = olmoe_report_routing(p);
             if (!r) continue;
-            double ppl = K >= 0 && p->res[K].present ? p->res[K].perplexity : NAN;
-            if (isfinite(ppl)) any_ppl = 1;
+            double ppl = c->K >= 0 && p->res[c->K].present ? p->res[c->K].perplexity : NAN;
+            if (isfinite(ppl)) c->any_ppl = 1;
             fprintf(f, "%g ", p->alpha);
-            rep_put_num(f, r->mean_k);
-            fputc(' ', f);
-            rep_put_num(f, ppl);
+            rep_put_row(f, (double[]){r->mean_k, ppl}, 2);
             fputc(' ', f);
             put_str(f, p->id);
             fputc('\n', f);
         }
     }
-    if (rep_close(f, "sweep.dat")) goto out;
+    return rep_close(f, "sweep.dat");
+}
 
-    const char *title = any_ppl ? "BH alpha sweeps: experts per token and perplexity against alpha"
-                                : "BH alpha sweeps: experts per token against alpha";
-    FILE *gp = rep_fig_begin(o, "sweep", "sweep", title, any_ppl ? 1500 : 1000, 700);
-    if (!gp) goto out;
-    if (any_ppl)
+/* the x axis: every BH alpha, a tic each, on a log scale */
+static void sweep_xaxis(FILE *gp, const olmoe_report_data *d) {
+    const int n = d->n_policies;
+    double amin = INFINITY, amax = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(d->pol[i].family, "bh") && isfinite(d->pol[i].alpha)) {
+            if (d->pol[i].alpha < amin) amin = d->pol[i].alpha;
+            if (d->pol[i].alpha > amax) amax = d->pol[i].alpha;
+        }
+    fprintf(gp, "set xrange [%.6g:%.6g]\n", amin / 1.4, amax * 1.4);
+    double *al = xmalloc(((size_t)n + 1) * sizeof *al), *va = xmalloc(((size_t)n + 1) * sizeof *va);
+    int nv = 0;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(d->pol[i].family, "bh")) va[nv++] = d->pol[i].alpha;
+    int na = rep_distinct(va, nv, al);
+    fprintf(gp, "set xtics (");
+    for (int i = 0; i < na; i++) fprintf(gp, "%s%g", i ? ", " : "", al[i]);
+    fprintf(gp, ")\n");
+    free(al);
+    free(va);
+}
+
+/* a series' key: its max_k, or its label without the alpha */
+static void series_label(const olmoe_report_policy *p0, int only_maxk, char *lab, size_t n) {
+    if (only_maxk) {
+        snprintf(lab, n, "max_k=%d", p0->max_k);
+        return;
+    }
+    snprintf(lab, n, "%s", p0->label);
+    char *a = strstr(lab, " α=");
+    if (a) {
+        char *e = a + strlen(" α=");
+        e += strcspn(e, " ");
+        memmove(a, e, strlen(e) + 1);
+    }
+}
+
+/* panel 0 experts per token, panel 1 perplexity: a line per series */
+static void sweep_panel(FILE *gp, const sweep_ctx *c, int panel, const double *maxks, int nm) {
+    char q[1024];
+    if (panel == 0) {
+        fprintf(gp, "set ylabel 'experts per token and layer (mean)'\n");
+        if (c->any_ppl) fprintf(gp, "set title 'experts per token'\n");
+    } else {
+        fprintf(gp, "set ylabel 'perplexity, %s'\nset title 'perplexity'\nunset key\n", kind_words(c->K));
+    }
+    fprintf(gp, "plot ");
+    for (int s = 0; s < c->ns; s++) {
+        const olmoe_report_policy *p0 = &c->d->pol[c->series[s]];
+        char lab[200];
+        series_label(p0, c->only_maxk, lab, sizeof lab);
+        int mi = rep_index_of(maxks, nm, p0->max_k);
+        fprintf(gp, "%s'sweep.dat' index %d u 1:%d w lp lw 2 pt %d ps 1.6 lc rgb '%s' t %s", s ? ", \\\n  " : "",
+                s, panel ? 3 : 2, rep_point_types[(mi < 0 ? s : mi) % rep_n_point_types],
+                rep_colors[(mi < 0 ? s : mi) % rep_n_colors], rep_gq(lab, q, sizeof q));
+    }
+    fprintf(gp, "\n");
+}
+
+static int sweep_fig(rep_out *o, const sweep_ctx *c) {
+    char q[1024];
+    const char *title = c->any_ppl ? "BH alpha sweeps: experts per token and perplexity against alpha"
+                                   : "BH alpha sweeps: experts per token against alpha";
+    FILE *gp = rep_fig_begin(o, "sweep", "sweep", title, c->any_ppl ? 1500 : 1000, 700);
+    if (!gp) return -1;
+    if (c->any_ppl)
         fprintf(gp, "set multiplot layout 1,2 title %s font ',14' margins 0.07,0.98,0.11,0.80 spacing 0.09,0\n",
                 rep_gq(title, q, sizeof q));
     else
         fprintf(gp, "set title %s\nset tmargin 7\n", rep_gq(title, q, sizeof q));
-    {
-        double amin = INFINITY, amax = -INFINITY;
-        for (int i = 0; i < n; i++)
-            if (!strcmp(d->pol[i].family, "bh") && isfinite(d->pol[i].alpha)) {
-                if (d->pol[i].alpha < amin) amin = d->pol[i].alpha;
-                if (d->pol[i].alpha > amax) amax = d->pol[i].alpha;
-            }
-        fprintf(gp, "set xrange [%.6g:%.6g]\n", amin / 1.4, amax * 1.4);
-    }
-    {
-        double *al = xmalloc(((size_t)n + 1) * sizeof *al), *va = xmalloc(((size_t)n + 1) * sizeof *va);
-        int nv = 0;
-        for (int i = 0; i < n; i++)
-            if (!strcmp(d->pol[i].family, "bh")) va[nv++] = d->pol[i].alpha;
-        int na = rep_distinct(va, nv, al);
-        fprintf(gp, "set xtics (");
-        for (int i = 0; i < na; i++) fprintf(gp, "%s%g", i ? ", " : "", al[i]);
-        fprintf(gp, ")\n");
-        free(al);
-        free(va);
-    }
+    sweep_xaxis(gp, c->d);
     fprintf(gp, "set logscale x\nset xlabel 'BH α (log scale)'\n"
                 "set key at screen 0.5, screen %s center top horizontal width 2\n"
-                "set offsets 0, 0, graph 0.05, graph 0.05\n", any_ppl ? "0.905" : "0.915");
-    for (int panel = 0; panel < 1 + any_ppl; panel++) {
-        if (panel == 0) {
-            fprintf(gp, "set ylabel 'experts per token and layer (mean)'\n");
-            if (any_ppl) fprintf(gp, "set title 'experts per token'\n");
-        } else {
-            fprintf(gp, "set ylabel 'perplexity, %s'\nset title 'perplexity'\nunset key\n", kind_words(K));
-        }
-        fprintf(gp, "plot ");
-        for (int s = 0; s < ns; s++) {
-            const olmoe_report_policy *p0 = &d->pol[series[s]];
-            char lab[200];
-            if (only_maxk) {
-                snprintf(lab, sizeof lab, "max_k=%d", p0->max_k);
-            } else { /* the label without its alpha */
-                snprintf(lab, sizeof lab, "%s", p0->label);
-                char *a = strstr(lab, " α=");
-                if (a) {
-                    char *e = a + strlen(" α=");
-                    e += strcspn(e, " ");
-                    memmove(a, e, strlen(e) + 1);
-                }
-            }
-            int mi = rep_index_of(maxks, nm, p0->max_k);
-            fprintf(gp, "%s'sweep.dat' index %d u 1:%d w lp lw 2 pt %d ps 1.6 lc rgb '%s' t %s", s ? ", \\\n  " : "",
-                    s, panel ? 3 : 2, rep_point_types[(mi < 0 ? s : mi) % rep_n_point_types],
-                    rep_colors[(mi < 0 ? s : mi) % rep_n_colors], rep_gq(lab, q, sizeof q));
-        }
-        fprintf(gp, "\n");
-    }
-    if (any_ppl) fprintf(gp, "unset multiplot\n");
-    rc = rep_fig_end(o, gp);
-out:
-    free(series);
+                "set offsets 0, 0, graph 0.05, graph 0.05\n", c->any_ppl ? "0.905" : "0.915");
+    double *maxks = xmalloc(((size_t)c->d->n_policies + 1) * sizeof *maxks);
+    int nm = rep_bh_maxks(c->d, maxks);
+    for (int panel = 0; panel < 1 + c->any_ppl; panel++) sweep_panel(gp, c, panel, maxks, nm);
     free(maxks);
+    if (c->any_ppl) fprintf(gp, "unset multiplot\n");
+    return rep_fig_end(o, gp);
+}
+
+int rep_fig_sweep(rep_out *o, const olmoe_report_data *d) {
+    sweep_ctx c = {.d = d, .K = ppl_kind(d)};
+    c.series = xmalloc(((size_t)d->n_policies + 1) * sizeof *c.series);
+    c.ns = sweep_series(d, c.series);
+    int rc = 0;
+    if (c.ns > 0) {
+        c.only_maxk = differ_in_maxk_only(d, c.series, c.ns);
+        rc = write_sweep(o, &c) != 0 ? -1 : sweep_fig(o, &c);
+    }
+    free(c.series);
     return rc;
 }
 
 /* ---- replay against exact ---- */
 
-int rep_fig_fidelity(rep_out *o, const olmoe_report_data *d) {
+/* the policies scored both ways: from /validate when present, else from the
+ * /replay and /exact results (ids borrowed from d) */
+typedef struct {
+    int n;
+    const char **ids; /* [n] */
+    double *ex, *re;  /* [n] exact and replay perplexity */
+} fidelity_pts;
+
+static void fidelity_points(const olmoe_report_data *d, fidelity_pts *p) {
     const olmoe_report_validate *v = &d->val;
-    int n = 0, cap = v->present ? v->n : d->n_policies;
-    char **ids = xcalloc((size_t)cap + 1, sizeof *ids);
-    double *ex = xmalloc(((size_t)cap + 1) * sizeof *ex), *re = xmalloc(((size_t)cap + 1) * sizeof *re);
-    if (v->present) {
-        for (int i = 0; i < v->n; i++) {
-            ids[n] = v->policy[i];
-            ex[n] = v->exact_ppl[i];
-            re[n] = v->replay_ppl[i];
-            n++;
-        }
-    } else {
-        for (int i = 0; i < d->n_policies; i++)
-            if (d->pol[i].res[OLMOE_REPORT_REPLAY].present && d->pol[i].res[OLMOE_REPORT_EXACT].present) {
-                ids[n] = d->pol[i].id;
-                ex[n] = d->pol[i].res[OLMOE_REPORT_EXACT].perplexity;
-                re[n] = d->pol[i].res[OLMOE_REPORT_REPLAY].perplexity;
-                n++;
-            }
+    int cap = v->present ? v->n : d->n_policies;
+    p->n = 0;
+    p->ids = xcalloc((size_t)cap + 1, sizeof *p->ids);
+    p->ex = xmalloc(((size_t)cap + 1) * sizeof *p->ex);
+    p->re = xmalloc(((size_t)cap + 1) * sizeof *p->re);
+    for (int i = 0; v->present && i < v->n; i++, p->n++) {
+        p->ids[p->n] = v->policy[i];
+        p->ex[p->n] = v->exact_ppl[i];
+        p->re[p->n] = v->replay_ppl[i];
     }
-    int rc = 0;
-    char q[1024];
-    if (n == 0) goto out;
-    rc = -1;
+    for (int i = 0; !v->present && i < d->n_policies; i++)
+        if (d->pol[i].res[OLMOE_REPORT_REPLAY].present && d->pol[i].res[OLMOE_REPORT_EXACT].present) {
+            p->ids[p->n] = d->pol[i].id;
+            p->ex[p->n] = d->pol[i].res[OLMOE_REPORT_EXACT].perplexity;
+            p->re[p->n] = d->pol[i].res[OLMOE_REPORT_REPLAY].perplexity;
+            p->n++;
+        }
+}
+
+static const char *family_of(const olmoe_report_data *d, const char *id) {
+    int k = olmoe_report_find(d, id);
+    return k >= 0 ? d->pol[k].family : "?";
+}
+
+/* fidelity.dat, a row per policy; *lo, *hi the range of its perplexities */
+static int write_fidelity(rep_out *o, const olmoe_report_data *d, const fidelity_pts *p, double *lo, double *hi) {
     FILE *f = rep_file(o, "fidelity.dat");
-    if (!f) goto out;
+    if (!f) return -1;
     fprintf(f, "# fidelity: replay (frozen attention) against the exact forward pass, from %s\n"
                "# index policy label exact_ppl replay_ppl rel_diff_percent family\n",
-            v->present ? "/validate" : "the /replay and /exact results");
-    double lo = INFINITY, hi = -INFINITY;
-    for (int i = 0; i < n; i++) {
-        int k = olmoe_report_find(d, ids[i]);
-        const char *label = k >= 0 ? d->pol[k].label : ids[i];
-        const char *fam = k >= 0 ? d->pol[k].family : "?";
+            d->val.present ? "/validate" : "the /replay and /exact results");
+    *lo = INFINITY, *hi = -INFINITY;
+    for (int i = 0; i < p->n; i++) {
+        int k = olmoe_report_find(d, p->ids[i]);
         fprintf(f, "%d ", i);
-        put_str(f, ids[i]);
+        put_str(f, p->ids[i]);
         fputc(' ', f);
-        put_str(f, label);
+        put_str(f, k >= 0 ? d->pol[k].label : p->ids[i]);
         fputc(' ', f);
-        rep_put_num(f, ex[i]);
+        rep_put_row(f, (double[]){p->ex[i], p->re[i], 100.0 * (p->re[i] / p->ex[i] - 1)}, 3);
         fputc(' ', f);
-        rep_put_num(f, re[i]);
-        fputc(' ', f);
-        rep_put_num(f, 100.0 * (re[i] / ex[i] - 1));
-        fputc(' ', f);
-        put_str(f, fam);
+        put_str(f, family_of(d, p->ids[i]));
         fputc('\n', f);
         for (int z = 0; z < 2; z++) {
-            double w = z ? re[i] : ex[i];
+            double w = z ? p->re[i] : p->ex[i];
             if (isfinite(w) && w > 0) {
-                if (w < lo) lo = w;
-                if (w > hi) hi = w;
+                if (w < *lo) *lo = w;
+                if (w > *hi) *hi = w;
             }
         }
     }
-    if (rep_close(f, "fidelity.dat")) goto out;
-    if (!(lo < INFINITY)) lo = 1, hi = 10;
-    char title[400], extra[96] = "";
-    if (v->present && v->ranking_agrees >= 0)
-        snprintf(extra, sizeof extra, " (ranking %s, Kendall τ %.3f)",
-                 v->ranking_agrees ? "agrees" : "differs", v->kendall_tau);
-    snprintf(title, sizeof title, "Replay fidelity: frozen-attention replay vs exact forward%s", extra);
-    int w = 1500, h = 720;
-    FILE *gp = rep_fig_begin(o, "fidelity", "fidelity", title, w, h);
-    if (!gp) goto out;
-    fprintf(gp, "set multiplot layout 1,2 title %s font ',14'\n", rep_gq(title, q, sizeof q));
+    return rep_close(f, "fidelity.dat");
+}
+
+/* the left panel: replay against exact perplexity, a point per policy, by family */
+static void fidelity_scatter(FILE *gp, const olmoe_report_data *d, const fidelity_pts *p, double lo, double hi) {
     double a = lo / 1.08, b = hi * 1.08;
     fprintf(gp, "set title 'perplexity of each policy'\nset size ratio -1\n");
     if (hi / lo > 3) fprintf(gp, "set logscale xy\n");
     fprintf(gp, "set xrange [%.6g:%.6g]\nset yrange [%.6g:%.6g]\n", a, b, a, b);
     fprintf(gp, "set xlabel 'exact forward perplexity'\nset ylabel 'replay perplexity'\nset key top left\n");
     int nf[3] = {0, 0, 0}; /* top-k, BH, other: only series with points (else gnuplot warns) */
-    for (int i = 0; i < n; i++) {
-        int k = olmoe_report_find(d, ids[i]);
-        const char *fam = k >= 0 ? d->pol[k].family : "?";
+    for (int i = 0; i < p->n; i++) {
+        const char *fam = family_of(d, p->ids[i]);
         nf[!strcmp(fam, "topk") ? 0 : !strcmp(fam, "bh") ? 1 : 2]++;
     }
     fprintf(gp, "plot x w l dt 2 lw 1.5 lc rgb '#808080' t 'replay = exact'");
@@ -525,28 +544,52 @@ int rep_fig_fidelity(rep_out *o, const olmoe_report_data *d) {
         fprintf(gp, ", \\\n  'fidelity.dat' u (strcol(7) ne 'bh' && strcol(7) ne 'topk' ? $4 : NaN):5 w p pt 9 ps 1.8 "
                     "lc rgb '%s' t 'other'", rep_colors[1]);
     fprintf(gp, "\n");
+}
+
+/* the right panel: replay / exact - 1, a bar per policy */
+static void fidelity_bars(FILE *gp, const fidelity_pts *p) {
     fprintf(gp, "unset logscale\nset size noratio\nset autoscale\nset title 'replay / exact − 1'\n");
-    {
-        double rlo = 0, rhi = 0;
-        for (int i = 0; i < n; i++) {
-            double r = 100.0 * (re[i] / ex[i] - 1);
-            if (isfinite(r) && r < rlo) rlo = r;
-            if (isfinite(r) && r > rhi) rhi = r;
-        }
-        double pad = 0.08 * (rhi - rlo) + 1e-3;
-        fprintf(gp, "set yrange [%.6g:%.6g]\n", rlo < 0 ? rlo - pad : 0, rhi > 0 ? rhi + pad : 0);
+    double rlo = 0, rhi = 0;
+    for (int i = 0; i < p->n; i++) {
+        double r = 100.0 * (p->re[i] / p->ex[i] - 1);
+        if (isfinite(r) && r < rlo) rlo = r;
+        if (isfinite(r) && r > rhi) rhi = r;
     }
+    double pad = 0.08 * (rhi - rlo) + 1e-3;
+    fprintf(gp, "set yrange [%.6g:%.6g]\n", rlo < 0 ? rlo - pad : 0, rhi > 0 ? rhi + pad : 0);
     fprintf(gp, "set xlabel ''\nset ylabel 'relative difference (%%, negative: replay optimistic)'\n"
                 "set xzeroaxis lt -1 lw 1\nunset key\n");
     fprintf(gp, "set xrange [-0.7:%g]\nset xtics rotate by 60 right font ',%d'\nset boxwidth 0.7\n"
                 "set bmargin 10\nset grid noxtics\n",
-            n - 0.3, n > 30 ? 8 : 10);
+            p->n - 0.3, p->n > 30 ? 8 : 10);
     fprintf(gp, "plot 'fidelity.dat' u 1:6:xtic(3) w boxes lc rgb '%s' notitle\n", rep_colors[0]);
+}
+
+static int fidelity_fig(rep_out *o, const olmoe_report_data *d, const fidelity_pts *p, double lo, double hi) {
+    const olmoe_report_validate *v = &d->val;
+    char title[400], extra[96] = "", q[1024];
+    if (v->present && v->ranking_agrees >= 0)
+        snprintf(extra, sizeof extra, " (ranking %s, Kendall τ %.3f)",
+                 v->ranking_agrees ? "agrees" : "differs", v->kendall_tau);
+    snprintf(title, sizeof title, "Replay fidelity: frozen-attention replay vs exact forward%s", extra);
+    FILE *gp = rep_fig_begin(o, "fidelity", "fidelity", title, 1500, 720);
+    if (!gp) return -1;
+    fprintf(gp, "set multiplot layout 1,2 title %s font ',14'\n", rep_gq(title, q, sizeof q));
+    if (!(lo < INFINITY)) lo = 1, hi = 10;
+    fidelity_scatter(gp, d, p, lo, hi);
+    fidelity_bars(gp, p);
     fprintf(gp, "unset multiplot\n");
-    rc = rep_fig_end(o, gp);
-out:
-    free(ids);
-    free(ex);
-    free(re);
+    return rep_fig_end(o, gp);
+}
+
+int rep_fig_fidelity(rep_out *o, const olmoe_report_data *d) {
+    fidelity_pts p;
+    fidelity_points(d, &p);
+    double lo, hi;
+    int rc = 0;
+    if (p.n > 0) rc = write_fidelity(o, d, &p, &lo, &hi) != 0 ? -1 : fidelity_fig(o, d, &p, lo, hi);
+    free(p.ids);
+    free(p.ex);
+    free(p.re);
     return rc;
 }

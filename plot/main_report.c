@@ -14,13 +14,16 @@ static const char usage[] =
     "gnuplot script of each next to it, and writes DIR/report.md.";
 
 #define MAX_POLICIES 256
-static const char *policies[MAX_POLICIES];
-static int n_policies;
+/* the --policy arguments, in order */
+typedef struct {
+    const char *ids[MAX_POLICIES];
+    int n;
+} policy_args;
 
 static int add_policy(const char *v, void *ctx) {
-    (void)ctx;
-    if (n_policies == MAX_POLICIES) return olmoe_errorf("--policy: at most %d", MAX_POLICIES);
-    policies[n_policies++] = v;
+    policy_args *p = ctx;
+    if (p->n == MAX_POLICIES) return olmoe_errorf("--policy: at most %d", MAX_POLICIES);
+    p->ids[p->n++] = v;
     return 0;
 }
 
@@ -32,10 +35,11 @@ int main(int argc, char **argv) {
     const char *out = NULL, *kde = NULL, *formats = NULL, *gnuplot = NULL, *load_policy = NULL;
     int force = 0, quiet = 0;
     long jobs = 0;
+    policy_args policies = {0};
     const olmoe_opt opts[] = {
         OPT_STRING("out", &out, "DIR", "the report directory to write (required)"),
         OPT_STRING("kde", &kde, "NULL", "null distributions (olmoe-kde fit) to draw"),
-        OPT_CALLBACK("policy", add_policy, NULL, "ID",
+        OPT_CALLBACK("policy", add_policy, &policies, "ID",
                      "a policy for the per-policy figures (repeatable; default: the seed set present)"),
         OPT_STRING("load-policy", &load_policy, "ID", "the expert-load heatmap's policy (default: the baseline)"),
         OPT_STRING("format", &formats, "LIST", "png,svg,pdf or a subset (default: png,svg and pdf when gnuplot has pdfcairo)"),
@@ -55,8 +59,8 @@ int main(int argc, char **argv) {
     o.inputs = (const char **)argv;
     o.n_inputs = npos;
     o.kde = kde;
-    o.policies = policies;
-    o.n_policy_args = n_policies;
+    o.policies = policies.ids;
+    o.n_policy_args = policies.n;
     o.load_policy = load_policy;
     o.out = out;
     o.formats = formats;

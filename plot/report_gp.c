@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -377,4 +378,45 @@ void rep_put_num(FILE *f, double v) {
         fputs("NaN", f);
     else
         fprintf(f, "%.10g", v);
+}
+
+void rep_put_row(FILE *f, const double *v, int n) {
+    for (int i = 0; i < n; i++) {
+        if (i) fputc(' ', f);
+        rep_put_num(f, v[i]);
+    }
+}
+
+void rep_block(FILE *f, int i, const char *fmt, ...) {
+    fputs(i ? "\n\n# " : "# ", f);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fputc('\n', f);
+}
+
+/* ---- small multiples ---- */
+
+void rep_panel_grid(int n, int one_row, int *rows, int *cols) {
+    if (n <= one_row) {
+        *rows = 1;
+        *cols = n;
+        return;
+    }
+    int c = 1;
+    while (c * c < n) c++;
+    *cols = c;
+    *rows = (n + c - 1) / c;
+}
+
+void rep_panel_layout(FILE *gp, int rows, int cols, const char *title, int w, int h, double left_px,
+                      double gap_px) {
+    char q[1024];
+    fprintf(gp, "set multiplot layout %d,%d title %s font ',15' margins %.3f,0.98,%.3f,%.3f spacing %.3f,%.3f\n",
+            rows, cols, rep_gq(title, q, sizeof q), left_px / w, 60.0 / h, 1 - 95.0 / h, gap_px / w, 80.0 / h);
+}
+
+void rep_panel_labels(FILE *gp, int i, int n, int cols, const char *xlabel, const char *ylabel) {
+    fprintf(gp, "set xlabel %s\nset ylabel %s\n", i + cols >= n ? xlabel : "''", i % cols == 0 ? ylabel : "''");
 }

@@ -102,6 +102,22 @@ const char *rep_gq(const char *s, char *buf, size_t n);
 void rep_safe_name(const char *s, char *buf, size_t n);
 /* a data file value: "%.10g", "NaN" for NaN */
 void rep_put_num(FILE *f, double v);
+/* n values so, separated by one space */
+void rep_put_row(FILE *f, const double *v, int n);
+/* starts block i of a data file (gnuplot's index i): two blank lines before
+ * every block but the first, then the comment line "# <fmt ...>" */
+void rep_block(FILE *f, int i, const char *fmt, ...) OLMOE_PRINTF(3, 4);
+
+/* ---- small multiples: one panel per layer, policy or block ---- */
+/* rows and columns for n panels: one row up to one_row panels, else a square-ish grid */
+void rep_panel_grid(int n, int one_row, int *rows, int *cols);
+/* the multiplot of rows x cols panels in a w x h figure, the title over them:
+ * left_px of margin for the y labels, gap_px between the columns */
+void rep_panel_layout(FILE *gp, int rows, int cols, const char *title, int w, int h, double left_px,
+                      double gap_px);
+/* the axis labels of panel i of n: the x label under the bottom row only, the
+ * y label left of the first column only (both gnuplot literals, e.g. "'layer'") */
+void rep_panel_labels(FILE *gp, int i, int n, int cols, const char *xlabel, const char *ylabel);
 
 /* ---- figures (fig_*.c): each returns 0 (also when it has nothing to draw) or -1 ---- */
 int rep_fig_quality(rep_out *o, const olmoe_report_data *d);

@@ -311,9 +311,15 @@ static void analyses(FILE *md, const rep_out *o, const olmoe_report_data *d) {
     }
 }
 
-int rep_write_md(rep_out *o, const olmoe_report_data *d, const olmoe_report_opts *opts) {
-    FILE *md = rep_file(o, "report.md");
-    if (!md) return -1;
+/* a figure of the section was drawn (or tried) */
+static int has_section(const rep_out *o, const char *section) {
+    for (int i = 0; i < o->n_figs; i++)
+        if (!strcmp(o->figs[i].section, section)) return 1;
+    return 0;
+}
+
+/* the title, what wrote it, and the provenance */
+static void md_header(FILE *md, const olmoe_report_data *d, const olmoe_report_opts *opts) {
     char when[32];
     time_t now = time(NULL);
     strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime(&now));
@@ -323,92 +329,87 @@ int rep_write_md(rep_out *o, const olmoe_report_data *d, const olmoe_report_opts
                 "each figure's data (`.dat`) and gnuplot script (`.gp`) are next to it: `gnuplot NAME.gp` "
                 "in this directory redraws it.\n\n", OLMOE_VERSION, when);
     provenance(md, d, opts);
+}
 
-    if (d->n_policies) {
-        fprintf(md, "\n## Policies\n\nBaseline: `%s`", d->baseline_id);
-        if (isfinite(d->baseline_ppl)) fprintf(md, ", perplexity %.4f", d->baseline_ppl);
-        fprintf(md, ". Δ vs baseline = perplexity / baseline perplexity − 1; compute saved = 1 − experts per "
-                    "token / %d (expert FLOPs scale with the number of experts).\n", d->top_k);
-        quality_tables(md, d);
-        if (rep_paper_sections(md, d) != 0) return -1;
+/* the policies' tables, error bars and headroom */
+static int md_policies(FILE *md, const olmoe_report_data *d) {
+    if (!d->n_policies) return 0;
+    fprintf(md, "\n## Policies\n\nBaseline: `%s`", d->baseline_id);
+    if (isfinite(d->baseline_ppl)) fprintf(md, ", perplexity %.4f", d->baseline_ppl);
+    fprintf(md, ". Δ vs baseline = perplexity / baseline perplexity − 1; compute saved = 1 − experts per "
+                "token / %d (expert FLOPs scale with the number of experts).\n", d->top_k);
+    quality_tables(md, d);
+    return rep_paper_sections(md, d);
+}
+
+/* the Pareto front of kind K, as in the quality figure */
+static void md_pareto(FILE *md, const olmoe_report_data *d, int K) {
+    int n = d->n_policies;
+    double *x = xmalloc(((size_t)n + 1) * sizeof *x), *y = xmalloc(((size_t)n + 1) * sizeof *y);
+    int *fr = xcalloc((size_t)n + 1, sizeof *fr);
+    for (int i = 0; i < n; i++) {
+        x[i] = d->pol[i].res[K].present ? d->pol[i].res[K].mean_k : NAN;
+        y[i] = d->pol[i].res[K].present ? d->pol[i].res[K].perplexity : NAN;
     }
-    int have_ppl = count_kind(d, OLMOE_REPORT_REPLAY) + count_kind(d, OLMOE_REPORT_EXACT);
-    if (have_ppl) {
+    rep_pareto(x, y, n, fr);
+    fprintf(md, "\nPareto front (%s: no other policy has fewer experts per token and a lower perplexity):",
+            olmoe_report_kind_names[K]);
+    for (int i = 0; i < n; i++)
+        if (fr[i]) fprintf(md, " `%s`", d->pol[i].id);
+    fprintf(md, "\n");
+    free(x);
+    free(y);
+    free(fr);
+}
+
+/* quality against compute: the figure and the Pareto front, or why there are none */
+static void md_quality(FILE *md, const rep_out *o, const olmoe_report_data *d) {
+    int n_replay = count_kind(d, OLMOE_REPORT_REPLAY), n_exact = count_kind(d, OLMOE_REPORT_EXACT);
+    if (n_replay + n_exact) {
         fprintf(md, "\n## Quality vs compute\n");
         figures(md, o, "quality");
-        /* the Pareto front, as in the figure */
-        int K = count_kind(d, OLMOE_REPORT_REPLAY) ? OLMOE_REPORT_REPLAY : OLMOE_REPORT_EXACT, n = d->n_policies;
-        double *x = xmalloc(((size_t)n + 1) * sizeof *x), *y = xmalloc(((size_t)n + 1) * sizeof *y);
-        int *fr = xcalloc((size_t)n + 1, sizeof *fr);
-        for (int i = 0; i < n; i++) {
-            x[i] = d->pol[i].res[K].present ? d->pol[i].res[K].mean_k : NAN;
-            y[i] = d->pol[i].res[K].present ? d->pol[i].res[K].perplexity : NAN;
-        }
-        rep_pareto(x, y, n, fr);
-        fprintf(md, "\nPareto front (%s: no other policy has fewer experts per token and a lower perplexity):",
-                olmoe_report_kind_names[K]);
-        for (int i = 0; i < n; i++)
-            if (fr[i]) fprintf(md, " `%s`", d->pol[i].id);
-        fprintf(md, "\n");
-        free(x);
-        free(y);
-        free(fr);
-    }
-    if (!have_ppl && count_kind(d, OLMOE_REPORT_STATS))
+        md_pareto(md, d, n_replay ? OLMOE_REPORT_REPLAY : OLMOE_REPORT_EXACT);
+    } else if (count_kind(d, OLMOE_REPORT_STATS)) {
         fprintf(md, "\n## Quality vs compute\n\nNo perplexities in the inputs, only routing statistics "
                     "(`olmoe-replay --mode stats`): replay the policies (`olmoe-replay`, or `--exact`) and "
                     "store the results to draw quality against compute.\n");
-    int any_sweep = 0, any_load = 0;
-    for (int i = 0; i < o->n_figs; i++) {
-        if (!strcmp(o->figs[i].section, "sweep")) any_sweep = 1;
-        if (!strcmp(o->figs[i].section, "load")) any_load = 1;
     }
-    if (any_sweep) {
-        fprintf(md, "\n## Alpha sweeps\n");
-        figures(md, o, "sweep");
-    }
-    if (d->n_selected) {
-        fprintf(md, "\n## Experts per token\n\nPolicies drawn: %d (%s).\n", d->n_selected,
-                opts->n_policy_args ? "--policy" : "the seed set present, else the first ones");
-        figures(md, o, "experts");
-        layer_tables(md, d);
-    }
-    if (any_load) {
-        fprintf(md, "\n## Expert load\n");
-        figures(md, o, "load");
-    }
-    int any_fid = 0;
-    for (int i = 0; i < o->n_figs; i++) any_fid |= !strcmp(o->figs[i].section, "fidelity");
-    if (any_fid || d->val.present) {
-        fprintf(md, "\n## Replay fidelity\n");
-        fidelity_table(md, &d->val);
-        for (int i = 0; i < d->n_more_val; i++) fidelity_table(md, &d->more_val[i]);
-        figures(md, o, "fidelity");
-    }
+}
+
+/* a section of figures only, when it has any */
+static void md_figure_section(FILE *md, const rep_out *o, const char *section, const char *heading) {
+    if (!has_section(o, section)) return;
+    fprintf(md, "\n## %s\n", heading);
+    figures(md, o, section);
+}
+
+static void md_experts(FILE *md, const rep_out *o, const olmoe_report_data *d, const olmoe_report_opts *opts) {
+    if (!d->n_selected) return;
+    fprintf(md, "\n## Experts per token\n\nPolicies drawn: %d (%s).\n", d->n_selected,
+            opts->n_policy_args ? "--policy" : "the seed set present, else the first ones");
+    figures(md, o, "experts");
+    layer_tables(md, d);
+}
+
+static void md_fidelity(FILE *md, const rep_out *o, const olmoe_report_data *d) {
+    if (!has_section(o, "fidelity") && !d->val.present) return;
+    fprintf(md, "\n## Replay fidelity\n");
+    fidelity_table(md, &d->val);
+    for (int i = 0; i < d->n_more_val; i++) fidelity_table(md, &d->more_val[i]);
+    figures(md, o, "fidelity");
+}
+
+static void md_groups(FILE *md, const olmoe_report_data *d) {
     int any_groups = 0;
     for (int i = 0; i < d->n_policies; i++)
         for (int k = 0; k < OLMOE_REPORT_KIND_COUNT; k++) any_groups |= d->pol[i].selected && d->pol[i].res[k].n_groups > 0;
-    if (any_groups) {
-        fprintf(md, "\n## Document groups\n");
-        group_tables(md, d);
-    }
-    if (d->has_null) {
-        fprintf(md, "\n## Null distributions\n");
-        null_table(md, d);
-        figures(md, o, "null");
-    }
-    if (d->n_analyses) {
-        fprintf(md, "\n## Routing analyses\n");
-        analyses(md, o, d);
-    }
-    if (d->n_matches) {
-        fprintf(md, "\n## Matched compute\n");
-        if (rep_match_table(md, d) != 0) {
-            fclose(md);
-            return -1;
-        }
-        figures(md, o, "match");
-    }
+    if (!any_groups) return;
+    fprintf(md, "\n## Document groups\n");
+    group_tables(md, d);
+}
+
+/* the list of scripts, images and data files */
+static void md_files(FILE *md, const rep_out *o) {
     fprintf(md, "\n## Files\n\nFigures (script → images):\n\n");
     for (int i = 0; i < o->n_figs; i++)
         fprintf(md, "- `%s.gp` → `%s.png`%s%s\n", o->figs[i].name, o->figs[i].name,
@@ -420,5 +421,36 @@ int rep_write_md(rep_out *o, const olmoe_report_data *d, const olmoe_report_opts
         if (sl > 4 && !strcmp(o->files[f] + sl - 4, ".dat")) fprintf(md, " `%s`", o->files[f]);
     }
     fprintf(md, "\n");
+}
+
+int rep_write_md(rep_out *o, const olmoe_report_data *d, const olmoe_report_opts *opts) {
+    FILE *md = rep_file(o, "report.md");
+    if (!md) return -1;
+    md_header(md, d, opts);
+    if (md_policies(md, d) != 0) goto fail;
+    md_quality(md, o, d);
+    md_figure_section(md, o, "sweep", "Alpha sweeps");
+    md_experts(md, o, d, opts);
+    md_figure_section(md, o, "load", "Expert load");
+    md_fidelity(md, o, d);
+    md_groups(md, d);
+    if (d->has_null) {
+        fprintf(md, "\n## Null distributions\n");
+        null_table(md, d);
+        figures(md, o, "null");
+    }
+    if (d->n_analyses) {
+        fprintf(md, "\n## Routing analyses\n");
+        analyses(md, o, d);
+    }
+    if (d->n_matches) {
+        fprintf(md, "\n## Matched compute\n");
+        if (rep_match_table(md, d) != 0) goto fail;
+        figures(md, o, "match");
+    }
+    md_files(md, o);
     return rep_close(md, "report.md");
+fail:
+    fclose(md);
+    return -1;
 }
