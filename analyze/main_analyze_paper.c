@@ -17,30 +17,40 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *o_results[32], *o_kind, *o_json, *o_csv, *o_eps = "0.01,0.1", *o_write, *o_ladder_kind;
-static int o_n_results, o_force, o_quiet;
-static long o_seed = 1, o_resamples = 1000;
-static double o_write_eps = 0.01;
+/* the options of the three subcommands (each table lists the ones it takes),
+ * owned by the subcommand and passed down */
+typedef struct {
+    const char *results[32]; /* --results, in order */
+    int n_results;
+    const char *kind, *json, *csv, *eps, *write;
+    int force, quiet;
+    long seed, resamples;
+    double write_eps;
+} paper_opts;
+
+static paper_opts default_opts(void) {
+    return (paper_opts){.eps = "0.01,0.1", .seed = 1, .resamples = 1000, .write_eps = 0.01};
+}
 
 static int results_cb(const char *v, void *ctx) {
-    (void)ctx;
-    if (o_n_results == (int)(sizeof o_results / sizeof o_results[0])) return olmoe_errorf("too many --results");
-    o_results[o_n_results++] = v;
+    paper_opts *o = ctx;
+    if (o->n_results == (int)(sizeof o->results / sizeof o->results[0])) return olmoe_errorf("too many --results");
+    o->results[o->n_results++] = v;
     return 0;
 }
 
-#define OPTS_SOURCES                                                                               \
-    OPT_CALLBACK("results", results_cb, NULL, "FILE",                                              \
+#define OPTS_SOURCES(o)                                                                            \
+    OPT_CALLBACK("results", results_cb, (o), "FILE",                                               \
                  "a results file (olmoe-replay --out) searched after the trace (repeatable)"),     \
-        OPT_STRING("kind", &o_kind, "KIND", "exact (default when stored) or replay")
-#define OPTS_BOOT                                                                                  \
-    OPT_LONG_RANGE("seed", &o_seed, "N", "bootstrap seed (default 1)", 0, 1L << 62),              \
-        OPT_LONG_RANGE("resamples", &o_resamples, "N", "bootstrap resamples (default 1000)", 1, 10000000)
-#define OPTS_OUT                                                                                   \
-    OPT_STRING("json", &o_json, "FILE", "write the results as JSON"),                              \
-        OPT_STRING("csv", &o_csv, "FILE", "write the table as CSV"),                               \
-        OPT_FLAG("force", &o_force, "overwrite existing outputs"),                                 \
-        OPT_FLAG("quiet", &o_quiet, "no table on stdout")
+        OPT_STRING("kind", &(o)->kind, "KIND", "exact (default when stored) or replay")
+#define OPTS_BOOT(o)                                                                               \
+    OPT_LONG_RANGE("seed", &(o)->seed, "N", "bootstrap seed (default 1)", 0, 1L << 62),           \
+        OPT_LONG_RANGE("resamples", &(o)->resamples, "N", "bootstrap resamples (default 1000)", 1, 10000000)
+#define OPTS_OUT(o)                                                                                \
+    OPT_STRING("json", &(o)->json, "FILE", "write the results as JSON"),                           \
+        OPT_STRING("csv", &(o)->csv, "FILE", "write the table as CSV"),                            \
+        OPT_FLAG("force", &(o)->force, "overwrite existing outputs"),                              \
+        OPT_FLAG("quiet", &(o)->quiet, "no table on stdout")
 
 /* ---- where stored results are: the trace, then each --results file ---- */
 typedef struct {
@@ -51,14 +61,14 @@ typedef struct {
     float *base; /* [N] the captured baseline NLL */
 } sources;
 
-static void sources_open(sources *s, const char *trace) {
+static void sources_open(sources *s, const char *trace, const paper_opts *o) {
     memset(s, 0, sizeof *s);
     if (!(s->t = olmoe_trace_open(trace))) die("%s", olmoe_error());
     int own = olmoe_results_open(trace, olmoe_trace_hid(s->t), &s->file[s->n++]);
     if (own < 0) die("%s", olmoe_error());
     s->own_first = own;
-    for (int i = 0; i < o_n_results; i++)
-        if ((s->file[s->n++] = olmoe_h5_open(o_results[i], 0)) < 0) die("%s", olmoe_error());
+    for (int i = 0; i < o->n_results; i++)
+        if ((s->file[s->n++] = olmoe_h5_open(o->results[i], 0)) < 0) die("%s", olmoe_error());
     s->N = olmoe_trace_info_of(s->t)->n_tokens;
     s->base = xmalloc(xmul((size_t)(s->N ? s->N : 1), sizeof *s->base));
     if (s->N && olmoe_trace_read_nll(s->t, 0, s->N, s->base) != 0) die("%s", olmoe_error());
@@ -93,11 +103,11 @@ static float *find_nll(const sources *s, const char *kind, const char *id) {
     return NULL;
 }
 
-static const char *pick_kind(const sources *s, const char *id) {
-    if (o_kind) {
-        if (strcmp(o_kind, "exact") != 0 && strcmp(o_kind, "replay") != 0)
-            die_usage("--kind: exact or replay, not '%s'", o_kind);
-        return o_kind;
+static const char *pick_kind(const sources *s, const char *id, const char *given) {
+    if (given) {
+        if (strcmp(given, "exact") != 0 && strcmp(given, "replay") != 0)
+            die_usage("--kind: exact or replay, not '%s'", given);
+        return given;
     }
     float *x = find_nll(s, "exact", id), *y = x ? NULL : find_nll(s, "replay", id);
     const char *k = x || !y ? "exact" : "replay"; /* neither: exact, for the message */
@@ -106,9 +116,9 @@ static const char *pick_kind(const sources *s, const char *id) {
     return k;
 }
 
-static FILE *out_open(olmoe_out *o, const char *path) {
+static FILE *out_open(olmoe_out *o, const char *path, int force) {
     if (!path) return NULL;
-    if (olmoe_out_begin(o, path, o_force) != 0) die("%s", olmoe_error());
+    if (olmoe_out_begin(o, path, force) != 0) die("%s", olmoe_error());
     FILE *f = fopen(o->tmp, "w");
     if (!f) die("%s: cannot write", o->tmp);
     return f;
@@ -120,11 +130,34 @@ static void out_close(olmoe_out *o, FILE *f) {
     if (olmoe_out_commit(o) != 0) die("%s", olmoe_error());
 }
 
-static void boot(const sources *s, const float *a, const float *b, olmoe_boot_result *r, const char **unit) {
+/* what every subcommand reads and writes: the stored results' sources,
+ * --json and --csv (NULL when not given) */
+typedef struct {
+    sources s;
+    olmoe_out oj, oc;
+    FILE *fj, *fc;
+} paper_run;
+
+/* --json and --csv begun (refused when they exist, without --force), the
+ * sources of trace opened */
+static void paper_begin(paper_run *p, const paper_opts *o, const char *trace) {
+    p->fj = out_open(&p->oj, o->json, o->force);
+    p->fc = out_open(&p->oc, o->csv, o->force);
+    sources_open(&p->s, trace, o);
+}
+
+static void paper_end(paper_run *p) {
+    out_close(&p->oj, p->fj);
+    out_close(&p->oc, p->fc);
+    sources_close(&p->s);
+}
+
+static void boot(const sources *s, const paper_opts *o, const float *a, const float *b,
+                 olmoe_boot_result *r, const char **unit) {
     olmoe_boot_units u;
     if (olmoe_boot_trace_units(s->t, &u) != 0) die("%s", olmoe_error());
     olmoe_boot_units_fill(&u, a, b, s->N);
-    if (olmoe_boot_paired(&u, (int)o_resamples, (uint64_t)o_seed, r) != 0) die("%s", olmoe_error());
+    if (olmoe_boot_paired(&u, (int)o->resamples, (uint64_t)o->seed, r) != 0) die("%s", olmoe_error());
     *unit = u.unit;
     olmoe_boot_units_free(&u);
 }
@@ -158,30 +191,28 @@ static void csv_boot(FILE *f, const char *kind, const char *a, const char *b, co
 }
 
 /* ---- compare-policies TRACE A B ---- */
-static const olmoe_opt cmp_opts[] = {OPTS_SOURCES, OPTS_BOOT, OPTS_OUT, OPT_END};
-
 int olmoe_cmd_compare_policies(int argc, char **argv) {
-    int npos = olmoe_opt_parse(argc, argv, cmp_opts,
+    paper_opts o = default_opts();
+    const olmoe_opt opts[] = {OPTS_SOURCES(&o), OPTS_BOOT(&o), OPTS_OUT(&o), OPT_END};
+    int npos = olmoe_opt_parse(argc, argv, opts,
                                "usage: olmoe-analyze compare-policies TRACE A B [options]\n\n"
                                "A paired bootstrap over documents (windows when the trace has none) of\n"
                                "two stored policies' perplexities (ids or specs; 'baseline' is the\n"
                                "capture's): B against A, 95 % intervals and a two-sided p-value.");
     if (npos != 3) die_usage("a trace and two policies, please (olmoe-analyze compare-policies TRACE A B)");
-    olmoe_out oj, oc;
-    FILE *fj = out_open(&oj, o_json), *fc = out_open(&oc, o_csv);
-    sources s;
-    sources_open(&s, argv[0]);
-    const char *kind = pick_kind(&s, strcmp(argv[1], "baseline") ? argv[1] : argv[2]);
-    float *a = find_nll(&s, kind, argv[1]), *b = find_nll(&s, kind, argv[2]);
+    paper_run p;
+    paper_begin(&p, &o, argv[0]);
+    const char *kind = pick_kind(&p.s, strcmp(argv[1], "baseline") ? argv[1] : argv[2], o.kind);
+    float *a = find_nll(&p.s, kind, argv[1]), *b = find_nll(&p.s, kind, argv[2]);
     if (!a || !b)
         die("%s: no %s results for %s (run olmoe-replay%s first)", argv[0], kind, a ? argv[2] : argv[1],
             strcmp(kind, "exact") == 0 ? " --exact" : "");
     olmoe_boot_result r;
     const char *unit;
-    boot(&s, b, a, &r, &unit);
-    if (!o_quiet) {
+    boot(&p.s, &o, b, a, &r, &unit);
+    if (!o.quiet) {
         printf("# %s: B = %s against A = %s, paired bootstrap over %lld %ss (%lld tokens), %d resamples, seed %ld\n",
-               kind, argv[2], argv[1], (long long)r.n_units, unit, (long long)r.n_tokens, r.resamples, o_seed);
+               kind, argv[2], argv[1], (long long)r.n_units, unit, (long long)r.n_tokens, r.resamples, o.seed);
         printf("A perplexity %.4f [%.4f, %.4f]\n", r.ppl_b, r.ppl_b_lo, r.ppl_b_hi);
         printf("B perplexity %.4f [%.4f, %.4f]\n", r.ppl_a, r.ppl_a_lo, r.ppl_a_hi);
         printf("B/A - 1 %+.3f %% [%+.3f %%, %+.3f %%], mean NLL difference %+.5f [%+.5f, %+.5f] nats, p = %.4g\n",
@@ -189,88 +220,79 @@ int olmoe_cmd_compare_policies(int argc, char **argv) {
         printf("%s\n", r.delta_lo > 0 || r.delta_hi < 0 ? "the interval excludes 0: the difference is supported"
                                                         : "the interval holds 0: no difference is shown");
     }
-    if (fj) {
-        fprintf(fj, "{\"format\": \"olmoe-compare-policies\", \"trace\": \"%s\", \"results\": [\n", argv[0]);
-        json_boot(fj, kind, argv[2], argv[1], &r, unit, 1);
-        fprintf(fj, "]}\n");
+    if (p.fj) {
+        fprintf(p.fj, "{\"format\": \"olmoe-compare-policies\", \"trace\": \"%s\", \"results\": [\n", argv[0]);
+        json_boot(p.fj, kind, argv[2], argv[1], &r, unit, 1);
+        fprintf(p.fj, "]}\n");
     }
-    if (fc) fputs(csv_head, fc), csv_boot(fc, kind, argv[2], argv[1], &r, unit);
-    out_close(&oj, fj);
-    out_close(&oc, fc);
+    if (p.fc) fputs(csv_head, p.fc), csv_boot(p.fc, kind, argv[2], argv[1], &r, unit);
     free(a);
     free(b);
-    sources_close(&s);
+    paper_end(&p);
     return 0;
 }
 
 /* ---- intervals TRACE: every stored policy against the baseline ---- */
-static const olmoe_opt int_opts[] = {OPTS_SOURCES, OPTS_BOOT, OPTS_OUT, OPT_END};
+/* the rows of one kind stored in one file of p's sources; *first: no row
+ * written to --json yet */
+static void interval_rows(paper_run *p, const paper_opts *o, const char *kind, hid_t file,
+                          int *first) {
+    char **ids;
+    int n;
+    if (olmoe_replay_h5_ids(file, kind, &ids, &n) != 0) die("%s", olmoe_error());
+    for (int i = 0; i < n; i++) {
+        float *a = NULL;
+        int64_t na = 0;
+        if (olmoe_replay_h5_read_nll(file, kind, ids[i], &a, &na) != 1 || na != p->s.N) {
+            free(a), free(ids[i]);
+            continue;
+        }
+        olmoe_boot_result r;
+        const char *unit;
+        boot(&p->s, o, a, p->s.base, &r, &unit);
+        if (!o->quiet)
+            printf("%-6s %s  %.4f [%.4f, %.4f]  %+.3f %% [%+.3f, %+.3f]  %.3g\n", kind, ids[i], r.ppl_a,
+                   r.ppl_a_lo, r.ppl_a_hi, 100 * r.delta, 100 * r.delta_lo, 100 * r.delta_hi, r.p_value);
+        if (p->fj) fputs(*first ? "" : ",\n", p->fj), json_boot(p->fj, kind, ids[i], "baseline", &r, unit, 1);
+        if (p->fc) csv_boot(p->fc, kind, ids[i], "baseline", &r, unit);
+        *first = 0;
+        free(a), free(ids[i]);
+    }
+    free(ids);
+}
 
 int olmoe_cmd_intervals(int argc, char **argv) {
-    int npos = olmoe_opt_parse(argc, argv, int_opts,
+    paper_opts o = default_opts();
+    const olmoe_opt opts[] = {OPTS_SOURCES(&o), OPTS_BOOT(&o), OPTS_OUT(&o), OPT_END};
+    int npos = olmoe_opt_parse(argc, argv, opts,
                                "usage: olmoe-analyze intervals TRACE [options]\n\n"
                                "Every stored replay and exact result: perplexity and its ratio to the\n"
                                "captured baseline, with 95 % paired bootstrap intervals over documents.");
     if (npos != 1) die_usage("one trace, please (olmoe-analyze intervals TRACE)");
-    olmoe_out oj, oc;
-    FILE *fj = out_open(&oj, o_json), *fc = out_open(&oc, o_csv);
-    sources s;
-    sources_open(&s, argv[0]);
-    if (fj) fprintf(fj, "{\"format\": \"olmoe-intervals\", \"trace\": \"%s\", \"results\": [\n", argv[0]);
-    if (fc) fputs(csv_head, fc);
-    if (!o_quiet) printf("kind   policy  perplexity [95 %%]  vs baseline [95 %%]  p\n");
+    paper_run p;
+    paper_begin(&p, &o, argv[0]);
+    if (p.fj) fprintf(p.fj, "{\"format\": \"olmoe-intervals\", \"trace\": \"%s\", \"results\": [\n", argv[0]);
+    if (p.fc) fputs(csv_head, p.fc);
+    if (!o.quiet) printf("kind   policy  perplexity [95 %%]  vs baseline [95 %%]  p\n");
     int first = 1;
     for (int k = 0; k < 2; k++) {
         const char *kind = k ? "replay" : "exact";
-        if (o_kind && strcmp(o_kind, kind) != 0) continue;
-        for (int f = 0; f < s.n; f++) {
-            char **ids;
-            int n;
-            if (olmoe_replay_h5_ids(s.file[f], kind, &ids, &n) != 0) die("%s", olmoe_error());
-            for (int i = 0; i < n; i++) {
-                float *a = NULL;
-                int64_t na = 0;
-                if (olmoe_replay_h5_read_nll(s.file[f], kind, ids[i], &a, &na) != 1 || na != s.N) {
-                    free(a), free(ids[i]);
-                    continue;
-                }
-                olmoe_boot_result r;
-                const char *unit;
-                boot(&s, a, s.base, &r, &unit);
-                if (!o_quiet)
-                    printf("%-6s %s  %.4f [%.4f, %.4f]  %+.3f %% [%+.3f, %+.3f]  %.3g\n", kind, ids[i], r.ppl_a,
-                           r.ppl_a_lo, r.ppl_a_hi, 100 * r.delta, 100 * r.delta_lo, 100 * r.delta_hi, r.p_value);
-                if (fj) fputs(first ? "" : ",\n", fj), json_boot(fj, kind, ids[i], "baseline", &r, unit, 1);
-                if (fc) csv_boot(fc, kind, ids[i], "baseline", &r, unit);
-                first = 0;
-                free(a), free(ids[i]);
-            }
-            free(ids);
-        }
+        if (o.kind && strcmp(o.kind, kind) != 0) continue;
+        for (int f = 0; f < p.s.n; f++) interval_rows(&p, &o, kind, p.s.file[f], &first);
     }
-    if (fj) fprintf(fj, "]}\n");
-    out_close(&oj, fj);
-    out_close(&oc, fc);
-    sources_close(&s);
+    if (p.fj) fprintf(p.fj, "]}\n");
+    paper_end(&p);
     return 0;
 }
 
 /* ---- headroom TRACE ---- */
-static const olmoe_opt head_opts[] = {
-    OPTS_SOURCES,
-    OPT_STRING("eps", &o_eps, "LIST", "tolerances in nats (default 0.01,0.1)"),
-    OPT_STRING("write-routing", &o_write, "FILE", "write the oracle of --write-eps as a routing file"),
-    OPT_DOUBLE("write-eps", &o_write_eps, "X", "the tolerance of the oracle written (default 0.01)"),
-    OPTS_OUT,
-    OPT_END};
-
-/* the stored exact top-k results below the baseline's k, ascending */
-static void find_ladder(const sources *s, int k_base, olmoe_headroom_in *in, float **owned) {
+static void find_ladder(const sources *s, const char *kind, int k_base, olmoe_headroom_in *in,
+                        float **owned) {
     memset(in, 0, sizeof *in);
     for (int k = 1; k < k_base && in->n_k < OLMOE_HEADROOM_MAX_K; k++) {
         char id[64];
         snprintf(id, sizeof id, "topk(k=%d,norm=model)", k);
-        float *x = find_nll(s, o_ladder_kind, id);
+        float *x = find_nll(s, kind, id);
         if (!x) continue;
         owned[in->n_k] = x;
         in->ks[in->n_k] = k;
@@ -281,7 +303,8 @@ static void find_ladder(const sources *s, int k_base, olmoe_headroom_in *in, flo
 
 /* per token, the top-k* of the trace's router logits at every layer (-1
  * padded to k_base); unscored tokens keep the baseline's k */
-static void write_routing(const sources *s, const olmoe_headroom *h, int k_base, const char *path) {
+static void write_routing(const sources *s, const olmoe_headroom *h, int k_base, const char *path,
+                          int force) {
     const olmoe_trace_info *in = olmoe_trace_info_of(s->t);
     int L = in->meta.n_layers, E = in->meta.n_experts;
     int64_t N = s->N, C = 1024;
@@ -307,7 +330,7 @@ static void write_routing(const sources *s, const olmoe_headroom *h, int k_base,
         }
     }
     olmoe_out o;
-    if (olmoe_out_begin(&o, path, o_force) != 0) die("%s", olmoe_error());
+    if (olmoe_out_begin(&o, path, force) != 0) die("%s", olmoe_error());
     hid_t f = olmoe_h5_create(o.tmp);
     int64_t d3[3] = {N, L, k_base}, d1[1] = {N};
     if (f < 0 || olmoe_h5_set_attr_str(f, ".", "format", "olmoe-routing") || olmoe_h5_set_attr_i32(f, ".", "version", 1) ||
@@ -319,16 +342,12 @@ static void write_routing(const sources *s, const olmoe_headroom *h, int k_base,
     free(ex), free(tok), free(lg);
 }
 
-int olmoe_cmd_headroom(int argc, char **argv) {
-    int npos = olmoe_opt_parse(argc, argv, head_opts,
-                               "usage: olmoe-analyze headroom TRACE [options]\n\n"
-                               "From the stored exact top-k ladder (olmoe-replay --exact --sweep topk):\n"
-                               "per token the smallest k whose NLL is within eps of the baseline's, the\n"
-                               "distribution of that k, its mean and the perplexity of that oracle.");
-    if (npos != 1) die_usage("one trace, please (olmoe-analyze headroom TRACE)");
-    double eps[16];
+
+/* --eps: the tolerances of a comma-separated list (at most max) into eps;
+ * returns how many */
+static int parse_eps(const char *list, double *eps, int max) {
     int n_eps = 0;
-    for (const char *e = o_eps; *e && n_eps < 16;) {
+    for (const char *e = list; *e && n_eps < max;) {
         char buf[64];
         size_t l = strcspn(e, ",");
         snprintf(buf, sizeof buf, "%.*s", (int)(l < 63 ? l : 63), e);
@@ -336,66 +355,88 @@ int olmoe_cmd_headroom(int argc, char **argv) {
         n_eps++;
         e += l + (e[l] == ',');
     }
-    if (!(o_write_eps >= 0)) die_usage("--write-eps must be >= 0");
-    olmoe_out oj, oc, ow;
-    if (o_write) { /* refused early; written at the end */
-        if (olmoe_out_begin(&ow, o_write, o_force) != 0) die("%s", olmoe_error());
+    return n_eps;
+}
+
+/* the oracle at one tolerance: a line on stdout, a --json item (last: no
+ * comma after it) and --csv rows */
+static void headroom_rows(const paper_run *p, const paper_opts *o, const olmoe_headroom_in *in,
+                          int k_base, double eps, int last) {
+    olmoe_headroom h;
+    if (olmoe_headroom_compute(in, eps, &h) != 0) die("%s", olmoe_error());
+    if (!o->quiet) {
+        printf("eps %g: mean k %.3f, oracle perplexity %.4f (baseline %.4f, %+.2f %%) over %lld tokens; k:", eps,
+               h.mean_k, h.ppl_oracle, h.ppl_base, 100 * (h.ppl_oracle / h.ppl_base - 1), (long long)h.n_scored);
+        for (int j = 0; j <= in->n_k; j++)
+            printf(" %d: %.1f %%", j < in->n_k ? in->ks[j] : k_base, 100.0 * (double)h.count[j] / (double)h.n_scored);
+        printf("\n");
+    }
+    if (p->fj) {
+        fprintf(p->fj, "  {\"eps\": %.17g, \"n_scored\": %lld, \"mean_k\": %.17g, \"ppl_oracle\": %.17g, "
+                       "\"ppl_baseline\": %.17g, \"k\": [", eps, (long long)h.n_scored, h.mean_k, h.ppl_oracle, h.ppl_base);
+        for (int j = 0; j <= in->n_k; j++) fprintf(p->fj, "%s%d", j ? ", " : "", j < in->n_k ? in->ks[j] : k_base);
+        fprintf(p->fj, "], \"tokens\": [");
+        for (int j = 0; j <= in->n_k; j++) fprintf(p->fj, "%s%lld", j ? ", " : "", (long long)h.count[j]);
+        fprintf(p->fj, "]}%s\n", last ? "" : ",");
+    }
+    for (int j = 0; p->fc && j <= in->n_k; j++)
+        fprintf(p->fc, "%g,%lld,%.6f,%.6f,%.6f,%d,%lld,%.6f\n", eps, (long long)h.n_scored, h.mean_k, h.ppl_oracle,
+                h.ppl_base, j < in->n_k ? in->ks[j] : k_base, (long long)h.count[j],
+                (double)h.count[j] / (double)h.n_scored);
+    olmoe_headroom_free(&h);
+}
+
+int olmoe_cmd_headroom(int argc, char **argv) {
+    paper_opts o = default_opts();
+    const olmoe_opt opts[] = {
+        OPTS_SOURCES(&o),
+        OPT_STRING("eps", &o.eps, "LIST", "tolerances in nats (default 0.01,0.1)"),
+        OPT_STRING("write-routing", &o.write, "FILE", "write the oracle of --write-eps as a routing file"),
+        OPT_DOUBLE("write-eps", &o.write_eps, "X", "the tolerance of the oracle written (default 0.01)"),
+        OPTS_OUT(&o),
+        OPT_END};
+    int npos = olmoe_opt_parse(argc, argv, opts,
+                               "usage: olmoe-analyze headroom TRACE [options]\n\n"
+                               "From the stored exact top-k ladder (olmoe-replay --exact --sweep topk):\n"
+                               "per token the smallest k whose NLL is within eps of the baseline's, the\n"
+                               "distribution of that k, its mean and the perplexity of that oracle.");
+    if (npos != 1) die_usage("one trace, please (olmoe-analyze headroom TRACE)");
+    double eps[16];
+    int n_eps = parse_eps(o.eps, eps, 16);
+    if (!(o.write_eps >= 0)) die_usage("--write-eps must be >= 0");
+    olmoe_out ow;
+    if (o.write) { /* refused early; written at the end */
+        if (olmoe_out_begin(&ow, o.write, o.force) != 0) die("%s", olmoe_error());
         olmoe_out_abort(&ow);
     }
-    FILE *fj = out_open(&oj, o_json), *fc = out_open(&oc, o_csv);
-    sources s;
-    sources_open(&s, argv[0]);
-    o_ladder_kind = o_kind ? o_kind : "exact";
-    int k_base = olmoe_trace_info_of(s.t)->meta.top_k;
+    paper_run p;
+    paper_begin(&p, &o, argv[0]);
+    const char *ladder_kind = o.kind ? o.kind : "exact";
+    int k_base = olmoe_trace_info_of(p.s.t)->meta.top_k;
     olmoe_headroom_in in;
     float *owned[OLMOE_HEADROOM_MAX_K] = {0};
-    find_ladder(&s, k_base, &in, owned);
+    find_ladder(&p.s, ladder_kind, k_base, &in, owned);
     if (in.n_k == 0)
         die("%s: no stored %s top-k results below k=%d (run olmoe-replay %s --exact --sweep topk)", argv[0],
-            o_ladder_kind, k_base, argv[0]);
-    if (!o_quiet) {
-        printf("# headroom of %s over the %s ladder k =", argv[0], o_ladder_kind);
+            ladder_kind, k_base, argv[0]);
+    if (!o.quiet) {
+        printf("# headroom of %s over the %s ladder k =", argv[0], ladder_kind);
         for (int j = 0; j < in.n_k; j++) printf(" %d", in.ks[j]);
         printf(" (baseline k = %d)\n", k_base);
     }
-    if (fj) fprintf(fj, "{\"format\": \"olmoe-headroom\", \"trace\": \"%s\", \"kind\": \"%s\", \"k_base\": %d, \"results\": [\n", argv[0], o_ladder_kind, k_base);
-    if (fc) fprintf(fc, "eps,n_scored,mean_k,ppl_oracle,ppl_baseline,k,tokens,share\n");
-    for (int e = 0; e < n_eps; e++) {
+    if (p.fj) fprintf(p.fj, "{\"format\": \"olmoe-headroom\", \"trace\": \"%s\", \"kind\": \"%s\", \"k_base\": %d, \"results\": [\n", argv[0], ladder_kind, k_base);
+    if (p.fc) fprintf(p.fc, "eps,n_scored,mean_k,ppl_oracle,ppl_baseline,k,tokens,share\n");
+    for (int e = 0; e < n_eps; e++) headroom_rows(&p, &o, &in, k_base, eps[e], e + 1 == n_eps);
+    if (p.fj) fprintf(p.fj, "]}\n");
+    if (o.write) {
         olmoe_headroom h;
-        if (olmoe_headroom_compute(&in, eps[e], &h) != 0) die("%s", olmoe_error());
-        if (!o_quiet) {
-            printf("eps %g: mean k %.3f, oracle perplexity %.4f (baseline %.4f, %+.2f %%) over %lld tokens; k:", eps[e],
-                   h.mean_k, h.ppl_oracle, h.ppl_base, 100 * (h.ppl_oracle / h.ppl_base - 1), (long long)h.n_scored);
-            for (int j = 0; j <= in.n_k; j++)
-                printf(" %d: %.1f %%", j < in.n_k ? in.ks[j] : k_base, 100.0 * (double)h.count[j] / (double)h.n_scored);
-            printf("\n");
-        }
-        if (fj) {
-            fprintf(fj, "  {\"eps\": %.17g, \"n_scored\": %lld, \"mean_k\": %.17g, \"ppl_oracle\": %.17g, "
-                        "\"ppl_baseline\": %.17g, \"k\": [", eps[e], (long long)h.n_scored, h.mean_k, h.ppl_oracle, h.ppl_base);
-            for (int j = 0; j <= in.n_k; j++) fprintf(fj, "%s%d", j ? ", " : "", j < in.n_k ? in.ks[j] : k_base);
-            fprintf(fj, "], \"tokens\": [");
-            for (int j = 0; j <= in.n_k; j++) fprintf(fj, "%s%lld", j ? ", " : "", (long long)h.count[j]);
-            fprintf(fj, "]}%s\n", e + 1 < n_eps ? "," : "");
-        }
-        for (int j = 0; fc && j <= in.n_k; j++)
-            fprintf(fc, "%g,%lld,%.6f,%.6f,%.6f,%d,%lld,%.6f\n", eps[e], (long long)h.n_scored, h.mean_k, h.ppl_oracle,
-                    h.ppl_base, j < in.n_k ? in.ks[j] : k_base, (long long)h.count[j],
-                    (double)h.count[j] / (double)h.n_scored);
+        if (olmoe_headroom_compute(&in, o.write_eps, &h) != 0) die("%s", olmoe_error());
+        write_routing(&p.s, &h, k_base, o.write, o.force);
+        if (!o.quiet) printf("wrote %s: the oracle of eps %g (mean k %.3f); score it with olmoe-replay %s --exact --routing-file %s\n",
+                             o.write, o.write_eps, h.mean_k, argv[0], o.write);
         olmoe_headroom_free(&h);
     }
-    if (fj) fprintf(fj, "]}\n");
-    if (o_write) {
-        olmoe_headroom h;
-        if (olmoe_headroom_compute(&in, o_write_eps, &h) != 0) die("%s", olmoe_error());
-        write_routing(&s, &h, k_base, o_write);
-        if (!o_quiet) printf("wrote %s: the oracle of eps %g (mean k %.3f); score it with olmoe-replay %s --exact --routing-file %s\n",
-                             o_write, o_write_eps, h.mean_k, argv[0], o_write);
-        olmoe_headroom_free(&h);
-    }
-    out_close(&oj, fj);
-    out_close(&oc, fc);
     for (int j = 0; j < in.n_k; j++) free(owned[j]);
-    sources_close(&s);
+    paper_end(&p);
     return 0;
 }

@@ -10,6 +10,7 @@
 
 #include <hdf5.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -66,8 +67,31 @@ void cmd_replay_results_begin(olmoe_trace *t, int use, olmoe_results *res, olmoe
         die("%s", olmoe_error());
 }
 
-void cmd_replay_load_null(const char *kde_path, const olmoe_policy_set *set, olmoe_trace *t,
-                          olmoe_policy_model *m, olmoe_kde_null *null, olmoe_kde_cdf *cdf) {
+void cmd_replay_reserve(cmd_replay_outputs *r, const char *json, const char *csv, const char *out,
+                        int force) {
+    if (olmoe_cmd_reserve(&r->json, json, force) != 0 || olmoe_cmd_reserve(&r->csv, csv, force) != 0 ||
+        olmoe_cmd_reserve(&r->out, out, force) != 0)
+        die("%s", olmoe_error());
+}
+
+void cmd_replay_commit(cmd_replay_outputs *r) {
+    if (olmoe_cmd_commit(&r->json) != 0 || olmoe_cmd_commit(&r->csv) != 0 ||
+        olmoe_cmd_commit(&r->out) != 0)
+        die("%s", olmoe_error());
+}
+
+void cmd_replay_nothing_to_do(olmoe_results *res, olmoe_trace *t, cmd_replay_outputs *outs) {
+    printf("# every result is stored: nothing to compute\n");
+    olmoe_results_abort(res);
+    olmoe_trace_close(t);
+    olmoe_cmd_output *o[] = {&outs->json, &outs->csv, &outs->out};
+    for (int i = 0; i < 3; i++)
+        if (o[i]->used) olmoe_out_abort(&o[i]->out); /* nothing to write */
+}
+
+/* pvalue=kde: m->null from --kde (NULL: dies when a policy of set needs one) */
+static void load_null(const char *kde_path, const olmoe_policy_set *set, olmoe_trace *t,
+                      olmoe_policy_model *m, olmoe_kde_null *null, olmoe_kde_cdf *cdf) {
     const char *trace_path = olmoe_trace_path(t);
     if (kde_path) {
         if (olmoe_cmd_load_null(kde_path, trace_path, &olmoe_trace_info_of(t)->meta, null, cdf) != 0)
@@ -79,18 +103,25 @@ void cmd_replay_load_null(const char *kde_path, const olmoe_policy_set *set, olm
     }
 }
 
-void cmd_replay_bind_probe(olmoe_policy_set *set, const olmoe_policy_model *m) {
-    olmoe_policy_model m0 = *m;
+void cmd_replay_inputs_begin(cmd_replay_inputs *in, const char *kde_path, olmoe_policy_set *set,
+                             olmoe_trace *t) {
+    const olmoe_trace_info *info = olmoe_trace_info_of(t);
+    *in = (cmd_replay_inputs){.m = {info->meta.n_layers, info->meta.n_experts,
+                                    info->meta.norm_topk_prob, NULL, NULL, NULL, 0}};
+    load_null(kde_path, set, t, &in->m, &in->null, &in->cdf);
+    if (olmoe_cmd_trace_tokens(t, set, &in->m, &in->tokens) != 0) die("%s", olmoe_error());
+    olmoe_policy_model m0 = in->m;
     float one = 0;
-    olmoe_policy_empirical fake = {m->n_layers, m->n_experts, 1, 1, 1, 1, &one};
+    olmoe_policy_empirical fake = {in->m.n_layers, in->m.n_experts, 1, 1, 1, 1, &one};
     if (olmoe_policy_set_needs(set, OLMOE_PVALUE_EMPIRICAL)) m0.emp = &fake;
     if (olmoe_policy_set_bind(set, &m0) != 0) die("%s", olmoe_error());
 }
 
-int32_t *cmd_replay_trace_tokens(olmoe_trace *t, const olmoe_policy_set *set, olmoe_policy_model *m) {
-    int32_t *tokens;
-    if (olmoe_cmd_trace_tokens(t, set, m, &tokens) != 0) die("%s", olmoe_error());
-    return tokens;
+void cmd_replay_inputs_free(cmd_replay_inputs *in) {
+    olmoe_policy_empirical_free(&in->emp);
+    olmoe_kde_cdf_free(&in->cdf);
+    olmoe_kde_null_free(&in->null);
+    free(in->tokens);
 }
 
 void cmd_replay_bind_empirical(olmoe_policy_set *set, olmoe_policy_model *m, olmoe_trace *t,

@@ -28,15 +28,34 @@ olmoe_trace *cmd_replay_open_trace(const char *path, long max_tokens, int64_t *N
 /* the trace's identity into *tid and, when use, the results file beside it
  * begun (locked, written as a partial until olmoe_results_commit) */
 void cmd_replay_results_begin(olmoe_trace *t, int use, olmoe_results *res, olmoe_hash *tid);
-/* pvalue=kde: m->null from --kde (NULL: dies when a policy of set needs one) */
-void cmd_replay_load_null(const char *kde_path, const olmoe_policy_set *set, olmoe_trace *t,
-                          olmoe_policy_model *m, olmoe_kde_null *null, olmoe_kde_cdf *cdf);
-/* set bound to m before any work, so that bad parameters fail first (a
- * placeholder of the right shape stands for an empirical null still to read) */
-void cmd_replay_bind_probe(olmoe_policy_set *set, const olmoe_policy_model *m);
-/* a file policy in set: the trace's tokens into m->tokens (the caller
- * frees the array returned; NULL when no policy needs them) */
-int32_t *cmd_replay_trace_tokens(olmoe_trace *t, const olmoe_policy_set *set, olmoe_policy_model *m);
+/* a mode's --json, --csv and --out (each NULL: not given): reserved
+ * before any work (an existing one refused without force), then committed
+ * together */
+typedef struct {
+    olmoe_cmd_output json, csv, out;
+} cmd_replay_outputs;
+void cmd_replay_reserve(cmd_replay_outputs *r, const char *json, const char *csv, const char *out,
+                        int force);
+void cmd_replay_commit(cmd_replay_outputs *r);
+/* every result is stored: says so on stdout, removes the partials (the
+ * results file's and the outputs') and closes t */
+void cmd_replay_nothing_to_do(olmoe_results *res, olmoe_trace *t, cmd_replay_outputs *outs);
+/* what a set of policies is bound to, for a trace: its shapes, the null of
+ * --kde, the trace's tokens (for a file policy) and the empirical null */
+typedef struct {
+    olmoe_policy_model m;
+    olmoe_kde_null null;
+    olmoe_kde_cdf cdf;
+    olmoe_policy_empirical emp;
+    int32_t *tokens; /* NULL when no policy needs them */
+} cmd_replay_inputs;
+/* in from t's shapes, m.null from --kde (kde_path NULL: dies when a policy
+ * of set needs one), the tokens when a policy needs them, and set bound
+ * before any work, so that bad parameters fail first (a placeholder of the
+ * right shape stands for an empirical null still to read) */
+void cmd_replay_inputs_begin(cmd_replay_inputs *in, const char *kde_path, olmoe_policy_set *set,
+                             olmoe_trace *t);
+void cmd_replay_inputs_free(cmd_replay_inputs *in);
 /* pvalue=empirical: when set needs it, the null read from --empirical TRACE
  * or else t's first N tokens into emp (cli's options), m->emp set and set
  * bound again */

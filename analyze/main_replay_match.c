@@ -403,8 +403,8 @@ static void fill_table(olmoe_match_table *tab, match_plan *mp, const olmoe_repla
  * scored) in --out or the results file beside the trace; outputs committed */
 static void write_outputs(const olmoe_match_table *tab, const olmoe_replay_run *run,
                           const match_opts *o, const char *trace_path, const char *command,
-                          const olmoe_hash *tid, olmoe_results *res, olmoe_cmd_output *rc,
-                          olmoe_cmd_output *rjs, olmoe_cmd_output *ro) {
+                          const olmoe_hash *tid, olmoe_results *res, cmd_replay_outputs *outs) {
+    olmoe_cmd_output *rc = &outs->csv, *rjs = &outs->json, *ro = &outs->out;
     olmoe_match_print(tab, stdout);
     if (rc->used && olmoe_match_write_csv(tab, rc->out.tmp) != 0) die("%s", olmoe_error());
     if (rjs->used && olmoe_match_write_json(tab, rjs->out.tmp) != 0) die("%s", olmoe_error());
@@ -424,8 +424,7 @@ static void write_outputs(const olmoe_match_table *tab, const olmoe_replay_run *
     if (ro->used && olmoe_results_mark_last(f) != 0) die("%s: %s", o->out_path, olmoe_error());
     if (ro->used ? olmoe_h5_close(f) != 0 : olmoe_results_commit(res) != 0)
         die("%s", olmoe_error());
-    if (olmoe_cmd_commit(rc) != 0 || olmoe_cmd_commit(rjs) != 0 || olmoe_cmd_commit(ro) != 0)
-        die("%s", olmoe_error());
+    cmd_replay_commit(outs);
     if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
 }
 
@@ -471,6 +470,61 @@ static void option_table(match_opts *o, olmoe_opt *opts) {
     memcpy(opts, own, sizeof own);
 }
 
+/* the trace fits the targets (and has residuals to replay when scoring);
+ * returns the max_k of families whose spec has none */
+static int check_trace(const match_opts *o, const olmoe_trace_info *in,
+                       const olmoe_match_table *tab, const char *trace_path) {
+    const int E = in->meta.n_experts;
+    if (o->model_dir && !in->has_residuals)
+        die("%s: no attention residuals to replay (capture with --save-residuals)", trace_path);
+    for (int j = 0; j < tab->n_targets; j++)
+        if (tab->targets[j] > E) die_usage("--match-k: %g is more than the %d experts", tab->targets[j], E);
+    int dmax = (int)o->match_max_k;
+    if (!dmax) dmax = 2 * in->meta.top_k < E ? 2 * in->meta.top_k : E;
+    return dmax;
+}
+
+/* /match already stored (without --out and --force): refused, or with
+ * --skip-existing nothing to do (1) */
+static int match_stored(const match_opts *o, const olmoe_results *res) {
+    if (o->out_path || o->force || olmoe_h5_exists(res->f, "match") != 1) return 0;
+    if (!o->skip_existing)
+        die("%s: /match already exists (--force recomputes it, --skip-existing leaves it)",
+            res->final);
+    printf("# skipped (stored): /match\n");
+    return 1;
+}
+
+/* the calibration (on --calibrate's logits, or scored runs), each point
+ * scored when there is a model, the table filled and written */
+static void calibrate_and_score(match_opts *o, match_plan *mp, olmoe_match_table *tab,
+                                olmoe_policy_model *m, olmoe_replay_routing routing,
+                                const char *trace_path, int64_t N, const olmoe_hash *tid,
+                                olmoe_results *res, cmd_replay_outputs *outs) {
+    const char *calib_path = o->calib_trace ? o->calib_trace : trace_path;
+    olmoe_match_data d;
+    olmoe_model model;
+    if (o->model_dir && olmoe_model_open(o->model_dir, &model) != 0) die("%s", olmoe_error());
+    scored_measure sm = {.o = {.trace_path = trace_path, .model = &model, .do_replay = !o->exact,
+                               .do_exact = o->exact, .routing = routing, .device = o->device,
+                               .max_tokens = o->max_tokens, .chunk_tokens = o->chunk,
+                               .bind_model = m}};
+    load_calibration(&d, tab, o, calib_path, trace_path, N, m->n_layers, m->n_experts, mp->nf, &sm);
+    calibrate(mp, &d, tab, m, o->tol);
+    olmoe_policy_set set = {0};
+    make_policy_set(&set, mp, tab, m);
+    olmoe_replay_run run = {0};
+    if (o->model_dir) score(o, trace_path, res, &set, routing, m, &model, &run);
+    fill_table(tab, mp, o->model_dir ? &run : NULL, o->exact);
+    write_outputs(tab, o->model_dir ? &run : NULL, o, trace_path, tab->command, tid, res, outs);
+    if (o->model_dir) {
+        olmoe_replay_run_free(&run);
+        olmoe_model_close(&model);
+    }
+    olmoe_policy_set_free(&set);
+    olmoe_match_data_free(&d);
+}
+
 int cmd_replay_match(int argc, char **argv) {
     match_opts o = {.families = "topp,bh,threshold,skip,entropy,hc", .routing_s = "recompute",
                     .device = "auto", .chunk = 4096,
@@ -488,86 +542,38 @@ int cmd_replay_match(int argc, char **argv) {
     memset(&tab, 0, sizeof tab);
     tab.n_targets = parse_targets(o.match_k, tab.targets, 64);
     const char *trace_path = argv[0];
-    const char *calib_path = o.calib_trace ? o.calib_trace : trace_path;
-    olmoe_cmd_output rc, rjs, ro;
-    if (olmoe_cmd_reserve(&rc, o.csv_path, o.force) != 0 ||
-        olmoe_cmd_reserve(&rjs, o.json_path, o.force) != 0 ||
-        olmoe_cmd_reserve(&ro, o.out_path, o.force) != 0)
-        die("%s", olmoe_error());
+    cmd_replay_outputs outs;
+    cmd_replay_reserve(&outs, o.json_path, o.csv_path, o.out_path, o.force);
 
     int64_t N;
     olmoe_trace *t = cmd_replay_open_trace(trace_path, o.max_tokens, &N);
     const olmoe_trace_info *in = olmoe_trace_info_of(t);
-    const int L = in->meta.n_layers, E = in->meta.n_experts;
     char *model_dir = find_model(&o, in, trace_path);
-    if (o.model_dir && !in->has_residuals)
-        die("%s: no attention residuals to replay (capture with --save-residuals)", trace_path);
-    for (int j = 0; j < tab.n_targets; j++)
-        if (tab.targets[j] > E) die_usage("--match-k: %g is more than the %d experts", tab.targets[j], E);
-    int dmax = (int)o.match_max_k;
-    if (!dmax) dmax = 2 * in->meta.top_k < E ? 2 * in->meta.top_k : E;
+    int dmax = check_trace(&o, in, &tab, trace_path);
     match_plan mp = {.cli = &cli};
     make_families(&mp, o.families, dmax);
-    olmoe_kde_null null = {0};
-    olmoe_kde_cdf cdf = {0};
-    olmoe_policy_empirical emp = {0};
-    olmoe_policy_model m = {L, E, in->meta.norm_topk_prob, NULL, NULL, NULL, 0};
-    int need_emp = bind_families(&mp, &o, t, &m, &null, &cdf);
+    cmd_replay_inputs pin = {.m = {in->meta.n_layers, in->meta.n_experts, in->meta.norm_topk_prob,
+                                   NULL, NULL, NULL, 0}};
+    int need_emp = bind_families(&mp, &o, t, &pin.m, &pin.null, &pin.cdf);
     /* without --out: the results file beside the trace, locked from now on */
     olmoe_results res;
     olmoe_hash tid;
     cmd_replay_results_begin(t, !o.out_path, &res, &tid);
-    if (!o.out_path && !o.force && olmoe_h5_exists(res.f, "match") == 1) {
-        if (!o.skip_existing)
-            die("%s: /match already exists (--force recomputes it, --skip-existing leaves it)",
-                res.final);
-        printf("# skipped (stored): /match\n# every result is stored: nothing to compute\n");
-        olmoe_results_abort(&res);
+    if (match_stored(&o, &res)) {
+        cmd_replay_nothing_to_do(&res, t, &outs);
+    } else {
+        if (need_emp) {
+            if (olmoe_cmd_empirical_cli(&cli, t, N, &pin.emp) != 0) die("%s", olmoe_error());
+            pin.m.emp = &pin.emp;
+        }
         olmoe_trace_close(t);
-        olmoe_match_table_free(&tab);
-        olmoe_kde_cdf_free(&cdf);
-        olmoe_kde_null_free(&null);
-        free_plan(&mp);
-        free(model_dir);
-        free(command);
-        return 0; /* exit removes the other outputs' partials */
+        tab.tol = o.tol;
+        tab.default_max_k = dmax;
+        tab.command = command;
+        calibrate_and_score(&o, &mp, &tab, &pin.m, routing, trace_path, N, &tid, &res, &outs);
     }
-    if (need_emp) {
-        if (olmoe_cmd_empirical_cli(&cli, t, N, &emp) != 0) die("%s", olmoe_error());
-        m.emp = &emp;
-    }
-    olmoe_trace_close(t);
-
-    olmoe_match_data d;
-    olmoe_model model;
-    if (o.model_dir && olmoe_model_open(o.model_dir, &model) != 0) die("%s", olmoe_error());
-    scored_measure sm = {.o = {.trace_path = trace_path, .model = &model, .do_replay = !o.exact,
-                               .do_exact = o.exact, .routing = routing, .device = o.device,
-                               .max_tokens = o.max_tokens, .chunk_tokens = o.chunk,
-                               .bind_model = &m}};
-    load_calibration(&d, &tab, &o, calib_path, trace_path, N, L, E, mp.nf, &sm);
-    tab.tol = o.tol;
-    tab.default_max_k = dmax;
-    tab.command = command;
-    calibrate(&mp, &d, &tab, &m, o.tol);
-    olmoe_policy_set set = {0};
-    make_policy_set(&set, &mp, &tab, &m);
-    olmoe_replay_run run = {0};
-    if (o.model_dir) score(&o, trace_path, &res, &set, routing, &m, &model, &run);
-    fill_table(&tab, &mp, o.model_dir ? &run : NULL, o.exact);
-    write_outputs(&tab, o.model_dir ? &run : NULL, &o, trace_path, command, &tid, &res, &rc, &rjs,
-                  &ro);
-
-    if (o.model_dir) {
-        olmoe_replay_run_free(&run);
-        olmoe_model_close(&model);
-    }
-    olmoe_policy_set_free(&set);
-    olmoe_match_data_free(&d);
     olmoe_match_table_free(&tab);
-    olmoe_policy_empirical_free(&emp);
-    olmoe_kde_cdf_free(&cdf);
-    olmoe_kde_null_free(&null);
+    cmd_replay_inputs_free(&pin);
     free_plan(&mp);
     free(model_dir);
     free(command);

@@ -102,7 +102,8 @@ static void write_outputs(const olmoe_replay_run *run, const olmoe_replay_valida
                           const run_opts *o, const char *trace_path, const char *command,
                           const olmoe_replay_run *full, const olmoe_replay_opts *ropt,
                           olmoe_model *model, const olmoe_hash *tid, olmoe_results *res,
-                          olmoe_cmd_output *rj, olmoe_cmd_output *rc, olmoe_cmd_output *ro) {
+                          cmd_replay_outputs *outs) {
+    olmoe_cmd_output *rj = &outs->json, *rc = &outs->csv, *ro = &outs->out;
     olmoe_replay_print(run, v, stdout);
     if (rj->used && olmoe_replay_write_json(run, v, rj->out.tmp, trace_path, o->model_dir,
                                             o->kde_path) != 0)
@@ -126,8 +127,7 @@ static void write_outputs(const olmoe_replay_run *run, const olmoe_replay_valida
     if (ro->used && olmoe_results_mark_last(f) != 0) die("%s: %s", o->out_path, olmoe_error());
     if (ro->used ? olmoe_h5_close(f) != 0 : olmoe_results_commit(res) != 0)
         die("%s", olmoe_error());
-    if (olmoe_cmd_commit(rj) != 0 || olmoe_cmd_commit(rc) != 0 || olmoe_cmd_commit(ro) != 0)
-        die("%s", olmoe_error());
+    cmd_replay_commit(outs);
 }
 
 /* the model of --model, else the one the trace records, opened into *model
@@ -178,115 +178,121 @@ static void option_table(run_opts *o, olmoe_opt *opts) {
     memcpy(opts, own, sizeof own);
 }
 
-int cmd_replay_run(int argc, char **argv) {
-    run_opts o = {.routing_s = "recompute", .device = "auto", .chunk = 4096, .boot_seed = 1,
-                  .boot_resamples = 1000};
-    olmoe_policy_cli cli = {0};
-    olmoe_opt opts[OWN_OPTS + OLMOE_POLICY_CLI_NOPTS + 1];
-    option_table(&o, opts);
+/* what the command line asks for */
+typedef struct {
+    run_opts o;
+    olmoe_policy_cli cli;
+    olmoe_policy_set set;
     char *command;
-    cmd_replay_parse(argc, argv, opts, &cli, usage, &o.quiet,
-                     "which trace? (olmoe-replay TRACE --model DIR ...)", &command);
-    o.device = olmoe_device_resolve(o.device);
-    o.kde_path = cli.kde;
-    olmoe_replay_routing routing = check_args(&o);
-    int do_replay = o.validate || !o.exact, do_exact = o.validate || o.exact;
-    olmoe_policy_set set = {0};
-    if (olmoe_policy_cli_build(&cli, &set) != 0) die_usage("%s", olmoe_error());
-    const char *trace_path = argv[0];
-    int shard_i = 0, shard_n = 0; /* ---- --shard ---- */
-    if (o.shard_spec && olmoe_parse_shard(o.shard_spec, &shard_i, &shard_n) != 0)
+    const char *trace_path;
+    olmoe_replay_routing routing;
+    int do_replay, do_exact;
+    int shard_i, shard_n; /* --shard I/N; shard_n 0: the whole run */
+} run_plan;
+
+/* argv parsed and checked, the policy set built: every usage error */
+static void plan_of_args(run_plan *p, int argc, char **argv) {
+    *p = (run_plan){.o = {.routing_s = "recompute", .device = "auto", .chunk = 4096,
+                          .boot_seed = 1, .boot_resamples = 1000}};
+    run_opts *o = &p->o;
+    olmoe_opt opts[OWN_OPTS + OLMOE_POLICY_CLI_NOPTS + 1];
+    option_table(o, opts);
+    cmd_replay_parse(argc, argv, opts, &p->cli, usage, &o->quiet,
+                     "which trace? (olmoe-replay TRACE --model DIR ...)", &p->command);
+    o->device = olmoe_device_resolve(o->device);
+    o->kde_path = p->cli.kde;
+    p->routing = check_args(o);
+    p->do_replay = o->validate || !o->exact, p->do_exact = o->validate || o->exact;
+    if (olmoe_policy_cli_build(&p->cli, &p->set) != 0) die_usage("%s", olmoe_error());
+    p->trace_path = argv[0];
+    if (o->shard_spec && olmoe_parse_shard(o->shard_spec, &p->shard_i, &p->shard_n) != 0)
         die_usage("%s", olmoe_error());
-    if (o.shard_spec && !o.out_path)
+    if (o->shard_spec && !o->out_path)
         die_usage("--shard needs --out FILE: each shard writes its own results file");
+}
 
-    olmoe_cmd_output rj, rc, ro;
-    if (olmoe_cmd_reserve(&rj, o.json_path, o.force) != 0 ||
-        olmoe_cmd_reserve(&rc, o.csv_path, o.force) != 0 ||
-        olmoe_cmd_reserve(&ro, o.out_path, o.force) != 0)
-        die("%s", olmoe_error());
+/* bfloat16 residuals flip near-tied routing decisions now and then, so
+ * single tokens move (up to ~0.5 nats on random fixtures) but the mean NLL
+ * stays within 1e-4 of itself (tests/test_replay.c); more than 1e-3 means
+ * another cause */
+static void warn_self_check(const olmoe_replay_run *run, const char *trace_path) {
+    if (run->self.done && fabs(run->self.nll_rel_diff) > 1e-3)
+        warnf("self-check: replay of %s gives a mean NLL %+.3g relative to the capture (perplexity "
+              "%+.3g): is the trace from another device or dtype (%s)?",
+              run->self.policy, run->self.nll_rel_diff, run->self.ppl_rel_diff, trace_path);
+}
 
-    int64_t N;
-    olmoe_trace *t = cmd_replay_open_trace(trace_path, o.max_tokens, &N);
-    const olmoe_trace_info *in = olmoe_trace_info_of(t);
-    olmoe_model model;
-    char *model_dir = open_model(&o, t, do_replay, &model);
-    olmoe_kde_null null = {0};
-    olmoe_kde_cdf cdf = {0};
-    olmoe_policy_empirical emp = {0};
-    olmoe_policy_model m = {in->meta.n_layers, in->meta.n_experts, in->meta.norm_topk_prob,
-                            NULL, NULL, NULL, 0};
-    cmd_replay_load_null(o.kde_path, &set, t, &m, &null, &cdf);
-    int32_t *trace_tokens = cmd_replay_trace_tokens(t, &set, &m);
-    cmd_replay_bind_probe(&set, &m);
-    /* without --out: the results file beside the trace, locked from now on */
-    olmoe_results res;
-    olmoe_hash tid;
-    cmd_replay_results_begin(t, !o.out_path, &res, &tid);
-    if (!o.out_path && o.skip_existing && !o.force &&
-        skip_existing(&res, &set, do_replay, do_exact, o.validate) == 0) {
-        printf("# every result is stored: nothing to compute\n");
-        olmoe_results_abort(&res);
-        olmoe_trace_close(t);
-        olmoe_cmd_output *outs[] = {&rj, &rc, &ro};
-        for (int i = 0; i < 3; i++)
-            if (outs[i]->used) olmoe_out_abort(&outs[i]->out); /* nothing to write */
-        olmoe_policy_set_free(&set);
-        olmoe_model_close(&model);
-        free(model_dir);
-        free(command);
-        return 0;
-    }
-    if (!o.out_path && !o.force && !o.skip_existing)
-        refuse_existing(&res, &set, do_replay, do_exact, o.validate);
-    cmd_replay_bind_empirical(&set, &m, t, N, &cli, &emp);
-    olmoe_trace_close(t);
-
-    olmoe_policy **pols = xmalloc(xmul((size_t)set.n, sizeof *pols));
-    for (int i = 0; i < set.n; i++) pols[i] = &set.items[i];
-    olmoe_replay_opts ropt = {.trace_path = trace_path, .model = &model, .policies = pols,
-                           .n_policies = set.n, .do_replay = do_replay, .do_exact = do_exact,
-                           .routing = routing, .device = o.device, .max_tokens = o.max_tokens,
-                           .chunk_tokens = o.chunk, .self_check = 1, .bind_model = &m,
-                           .progress = !o.quiet, .shard_index = shard_i, .shard_count = shard_n};
-    notef("%d polic%s, %s%s%s on %s", set.n, set.n == 1 ? "y" : "ies", do_replay ? "replay" : "",
-          do_replay && do_exact ? " and " : "", do_exact ? "exact" : "", o.device);
+/* every policy of the plan run over the trace (replay, exact or both; the
+ * rows of one shard with --shard), checked, and its outputs written */
+static void evaluate(run_plan *p, olmoe_model *model, olmoe_policy_model *m,
+                     const olmoe_hash *tid, olmoe_results *res, cmd_replay_outputs *outs) {
+    const run_opts *o = &p->o;
+    olmoe_policy **pols = xmalloc(xmul((size_t)p->set.n, sizeof *pols));
+    for (int i = 0; i < p->set.n; i++) pols[i] = &p->set.items[i];
+    olmoe_replay_opts ropt = {.trace_path = p->trace_path, .model = model, .policies = pols,
+                              .n_policies = p->set.n, .do_replay = p->do_replay,
+                              .do_exact = p->do_exact, .routing = p->routing, .device = o->device,
+                              .max_tokens = o->max_tokens, .chunk_tokens = o->chunk,
+                              .self_check = 1, .bind_model = m, .progress = !o->quiet,
+                              .shard_index = p->shard_i, .shard_count = p->shard_n};
+    notef("%d polic%s, %s%s%s on %s", p->set.n, p->set.n == 1 ? "y" : "ies",
+          p->do_replay ? "replay" : "", p->do_replay && p->do_exact ? " and " : "",
+          p->do_exact ? "exact" : "", o->device);
     olmoe_replay_run full, run;
     if (olmoe_replay_run_all(&ropt, &full) != 0) die("%s", olmoe_error());
     /* --shard: the results over this shard's rows only */
-    if (shard_n) olmoe_replay_shard_view(&full, &run);
+    if (p->shard_n) olmoe_replay_shard_view(&full, &run);
     else run = full;
     notef("%.2f s wall, %.2f s reading the trace (%.2f s of it waited for)", run.total_seconds,
           run.read_seconds, run.read_wait_seconds);
-    /* bfloat16 residuals flip near-tied routing decisions now and then, so
-     * single tokens move (up to ~0.5 nats on random fixtures) but the mean
-     * NLL stays within 1e-4 of itself (tests/test_replay.c); more than 1e-3
-     * means another cause */
-    if (run.self.done && fabs(run.self.nll_rel_diff) > 1e-3)
-        warnf("self-check: replay of %s gives a mean NLL %+.3g relative to the capture (perplexity "
-              "%+.3g): is the trace from another device or dtype (%s)?",
-              run.self.policy, run.self.nll_rel_diff, run.self.ppl_rel_diff, trace_path);
+    warn_self_check(&run, p->trace_path);
     olmoe_replay_validation v;
-    if (o.validate && olmoe_replay_validate(&run, &v) != 0) die("%s", olmoe_error());
+    if (o->validate && olmoe_replay_validate(&run, &v) != 0) die("%s", olmoe_error());
     /* the intervals of --json and --csv (not of a shard: its rows are not whole documents) */
-    if ((rj.used || rc.used) && o.boot_resamples > 0 && !shard_n &&
-        olmoe_replay_bootstrap(&run, trace_path, (int)o.boot_resamples, (uint64_t)o.boot_seed) != 0)
+    if ((outs->json.used || outs->csv.used) && o->boot_resamples > 0 && !p->shard_n &&
+        olmoe_replay_bootstrap(&run, p->trace_path, (int)o->boot_resamples,
+                               (uint64_t)o->boot_seed) != 0)
         die("%s", olmoe_error());
-
-    write_outputs(&run, o.validate ? &v : NULL, &o, trace_path, command,
-                  shard_n ? &full : NULL, &ropt, &model, &tid, &res, &rj, &rc, &ro);
+    write_outputs(&run, o->validate ? &v : NULL, o, p->trace_path, p->command,
+                  p->shard_n ? &full : NULL, &ropt, model, tid, res, outs);
     if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
-    if (o.validate) olmoe_replay_validation_free(&v);
-    if (shard_n) olmoe_replay_shard_view_free(&run);
+    if (o->validate) olmoe_replay_validation_free(&v);
+    if (p->shard_n) olmoe_replay_shard_view_free(&run);
     olmoe_replay_run_free(&full);
     free(pols);
+}
+
+int cmd_replay_run(int argc, char **argv) {
+    run_plan p;
+    plan_of_args(&p, argc, argv);
+    run_opts *o = &p.o;
+    cmd_replay_outputs outs;
+    cmd_replay_reserve(&outs, o->json_path, o->csv_path, o->out_path, o->force);
+
+    int64_t N;
+    olmoe_trace *t = cmd_replay_open_trace(p.trace_path, o->max_tokens, &N);
+    olmoe_model model;
+    char *model_dir = open_model(o, t, p.do_replay, &model);
+    cmd_replay_inputs in;
+    cmd_replay_inputs_begin(&in, o->kde_path, &p.set, t);
+    /* without --out: the results file beside the trace, locked from now on */
+    olmoe_results res;
+    olmoe_hash tid;
+    cmd_replay_results_begin(t, !o->out_path, &res, &tid);
+    if (!o->out_path && o->skip_existing && !o->force &&
+        skip_existing(&res, &p.set, p.do_replay, p.do_exact, o->validate) == 0) {
+        cmd_replay_nothing_to_do(&res, t, &outs);
+    } else {
+        if (!o->out_path && !o->force && !o->skip_existing)
+            refuse_existing(&res, &p.set, p.do_replay, p.do_exact, o->validate);
+        cmd_replay_bind_empirical(&p.set, &in.m, t, N, &p.cli, &in.emp);
+        olmoe_trace_close(t);
+        evaluate(&p, &model, &in.m, &tid, &res, &outs);
+    }
     olmoe_model_close(&model);
-    olmoe_policy_empirical_free(&emp);
-    olmoe_kde_cdf_free(&cdf);
-    olmoe_kde_null_free(&null);
-    olmoe_policy_set_free(&set);
-    free(trace_tokens);
+    cmd_replay_inputs_free(&in);
+    olmoe_policy_set_free(&p.set);
     free(model_dir);
-    free(command);
+    free(p.command);
     return 0;
 }

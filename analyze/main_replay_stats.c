@@ -34,7 +34,8 @@ typedef struct {
 /* the table on stdout, --json, --csv, --out and --store; outputs committed */
 static void write_outputs(const olmoe_stats *st, const stats_opts *o, const char *trace_path,
                           const char *command, const olmoe_hash *tid, olmoe_results *res,
-                          olmoe_cmd_output *rj, olmoe_cmd_output *rc, olmoe_cmd_output *ro) {
+                          cmd_replay_outputs *outs) {
+    olmoe_cmd_output *rj = &outs->json, *rc = &outs->csv, *ro = &outs->out;
     olmoe_stats_print_table(st, stdout, o->per_layer);
     if (rj->used && olmoe_stats_write_json(st, rj->out.tmp, trace_path, o->kde_path) != 0)
         die("%s", olmoe_error());
@@ -65,9 +66,7 @@ static void write_outputs(const olmoe_stats *st, const stats_opts *o, const char
                      olmoe_stats_write_h5(st, res->f, res->final, o->force) != 0 ||
                      olmoe_results_commit(res) != 0))
         die("%s", olmoe_error());
-    if (olmoe_cmd_commit(rj) != 0) die("%s", olmoe_error());
-    if (olmoe_cmd_commit(rc) != 0) die("%s", olmoe_error());
-    if (olmoe_cmd_commit(ro) != 0) die("%s", olmoe_error());
+    cmd_replay_commit(outs);
 }
 
 /* --store: a policy's /stats group already there is refused, or with
@@ -94,23 +93,45 @@ static int check_stored(const olmoe_results *res, olmoe_policy_set *set, int ski
     return kept;
 }
 
+/* the mode's own options, into opts (room for the policy options after them) */
+enum { OWN_OPTS = 12 };
+static void option_table(stats_opts *o, olmoe_opt *opts) {
+    const olmoe_opt own[OWN_OPTS] = {
+        OPT_STRING("mode", &o->mode, "MODE", "stats"),
+        OPT_STRING("json", &o->json_path, "FILE", "write the statistics as JSON"),
+        OPT_STRING("csv", &o->csv_path, "FILE", "write summaries as CSV (policy x group x layer)"),
+        OPT_FLAG("store", &o->store, "store the results beside the trace (TRACE.results.h5, /stats/<policy id>)"),
+        OPT_STRING("out", &o->out_path, "FILE", "store the results in a new HDF5 file instead"),
+        OPT_LONG_RANGE("max-tokens", &o->max_tokens, "N", "only the first N tokens", 1, 1L << 62),
+        OPT_FLAG("per-layer", &o->per_layer, "print a row per layer too"),
+        OPT_FLAG("force", &o->force, "overwrite existing outputs and /stats groups"),
+        OPT_FLAG("skip-existing", &o->skip_existing,
+                 "--store: compute only the policies without a /stats group yet"),
+        OPT_FLAG("quiet", &o->quiet, "no notes or progress"),
+        OPT_END};
+    memcpy(opts, own, sizeof own);
+}
+
+/* every policy of st over the trace's first N tokens, in one pass, with
+ * the time it took */
+static void run_stats(olmoe_stats *st, olmoe_trace *t, olmoe_policy_set *set, int64_t N) {
+    if (olmoe_stats_init(st, t, set) != 0) die("%s", olmoe_error());
+    notef("%d polic%s over %lld tokens x %d layers", set->n, set->n == 1 ? "y" : "ies",
+          (long long)N, st->n_layers);
+    if (olmoe_stats_run(st, t, N) != 0) die("%s", olmoe_error());
+    double routed = 0, route_s = 0;
+    for (int p = 0; p < st->n_policies; p++) route_s += st->pol[p].seconds;
+    routed = (double)st->n_tokens * st->n_layers * st->n_policies;
+    notef("%.2f s wall; CPU: %.2f s reading the trace, %.2f s routing and counting (%.2f M "
+          "token-layers/s per policy and core)",
+          st->seconds_total, st->seconds_read, route_s, route_s > 0 ? routed / route_s / 1e6 : 0);
+}
+
 int cmd_replay_stats(int argc, char **argv) {
     stats_opts o = {0};
     olmoe_policy_cli cli = {0};
-    enum { OWN = 12 };
-    olmoe_opt opts[OWN + OLMOE_POLICY_CLI_NOPTS + 1] = {
-        OPT_STRING("mode", &o.mode, "MODE", "stats"),
-        OPT_STRING("json", &o.json_path, "FILE", "write the statistics as JSON"),
-        OPT_STRING("csv", &o.csv_path, "FILE", "write summaries as CSV (policy x group x layer)"),
-        OPT_FLAG("store", &o.store, "store the results beside the trace (TRACE.results.h5, /stats/<policy id>)"),
-        OPT_STRING("out", &o.out_path, "FILE", "store the results in a new HDF5 file instead"),
-        OPT_LONG_RANGE("max-tokens", &o.max_tokens, "N", "only the first N tokens", 1, 1L << 62),
-        OPT_FLAG("per-layer", &o.per_layer, "print a row per layer too"),
-        OPT_FLAG("force", &o.force, "overwrite existing outputs and /stats groups"),
-        OPT_FLAG("skip-existing", &o.skip_existing,
-                 "--store: compute only the policies without a /stats group yet"),
-        OPT_FLAG("quiet", &o.quiet, "no notes or progress"),
-        OPT_END};
+    olmoe_opt opts[OWN_OPTS + OLMOE_POLICY_CLI_NOPTS + 1];
+    option_table(&o, opts);
     char *command;
     cmd_replay_parse(argc, argv, opts, &cli, usage, &o.quiet,
                      "which trace? (olmoe-replay TRACE --mode stats ...)", &command);
@@ -119,66 +140,30 @@ int cmd_replay_stats(int argc, char **argv) {
     olmoe_policy_set set = {0};
     if (olmoe_policy_cli_build(&cli, &set) != 0) die_usage("%s", olmoe_error());
     const char *trace_path = argv[0];
-
-    olmoe_cmd_output rj, rc, ro;
-    if (olmoe_cmd_reserve(&rj, o.json_path, o.force) != 0 ||
-        olmoe_cmd_reserve(&rc, o.csv_path, o.force) != 0 ||
-        olmoe_cmd_reserve(&ro, o.out_path, o.force) != 0)
-        die("%s", olmoe_error());
+    cmd_replay_outputs outs;
+    cmd_replay_reserve(&outs, o.json_path, o.csv_path, o.out_path, o.force);
 
     int64_t N;
     olmoe_trace *t = cmd_replay_open_trace(trace_path, o.max_tokens, &N);
-    const olmoe_trace_info *in = olmoe_trace_info_of(t);
-
-    olmoe_kde_null null = {0};
-    olmoe_kde_cdf cdf = {0};
-    olmoe_policy_empirical emp = {0};
-    olmoe_policy_model m = {in->meta.n_layers, in->meta.n_experts, in->meta.norm_topk_prob,
-                            NULL, NULL, NULL, 0};
-    cmd_replay_load_null(o.kde_path, &set, t, &m, &null, &cdf);
-    int32_t *trace_tokens = cmd_replay_trace_tokens(t, &set, &m);
-    cmd_replay_bind_probe(&set, &m);
-    cmd_replay_bind_empirical(&set, &m, t, N, &cli, &emp);
-
+    cmd_replay_inputs in;
+    cmd_replay_inputs_begin(&in, o.kde_path, &set, t);
+    cmd_replay_bind_empirical(&set, &in.m, t, N, &cli, &in.emp);
     /* --store: the results file beside the trace, locked from now on */
     olmoe_results res;
     olmoe_hash tid;
     cmd_replay_results_begin(t, o.store, &res, &tid);
+    olmoe_stats st = {0};
     if (o.store && !o.force && check_stored(&res, &set, o.skip_existing) == 0) {
-        printf("# every result is stored: nothing to compute\n");
-        olmoe_results_abort(&res);
+        cmd_replay_nothing_to_do(&res, t, &outs);
+    } else {
+        run_stats(&st, t, &set, N);
         olmoe_trace_close(t);
-        olmoe_cmd_output *outs[] = {&rj, &rc, &ro};
-        for (int i = 0; i < 3; i++)
-            if (outs[i]->used) olmoe_out_abort(&outs[i]->out); /* nothing to write */
-        olmoe_policy_set_free(&set);
-        free(trace_tokens);
-        free(command);
-        return 0;
+        write_outputs(&st, &o, trace_path, command, &tid, &res, &outs);
+        if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
+        olmoe_stats_free(&st);
     }
-
-    olmoe_stats st;
-    if (olmoe_stats_init(&st, t, &set) != 0) die("%s", olmoe_error());
-    notef("%d polic%s over %lld tokens x %d layers", set.n, set.n == 1 ? "y" : "ies", (long long)N,
-          m.n_layers);
-    if (olmoe_stats_run(&st, t, N) != 0) die("%s", olmoe_error());
-    olmoe_trace_close(t);
-
-    double routed = 0, route_s = 0;
-    for (int p = 0; p < st.n_policies; p++) route_s += st.pol[p].seconds;
-    routed = (double)st.n_tokens * st.n_layers * st.n_policies;
-    notef("%.2f s wall; CPU: %.2f s reading the trace, %.2f s routing and counting (%.2f M "
-          "token-layers/s per policy and core)",
-          st.seconds_total, st.seconds_read, route_s, route_s > 0 ? routed / route_s / 1e6 : 0);
-
-    write_outputs(&st, &o, trace_path, command, &tid, &res, &rj, &rc, &ro);
-    if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
-    olmoe_stats_free(&st);
-    olmoe_policy_empirical_free(&emp);
-    olmoe_kde_cdf_free(&cdf);
-    olmoe_kde_null_free(&null);
+    cmd_replay_inputs_free(&in);
     olmoe_policy_set_free(&set);
-    free(trace_tokens);
     free(command);
     return 0;
 }

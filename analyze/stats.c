@@ -166,6 +166,79 @@ static inline void count_one(olmoe_stats_policy *p, size_t cell, int L, int E, i
     p->precision[sl] += (double)ov / k;
 }
 
+/* the documents of the trace in token order, for the group of each token */
+static int read_documents(doc_cursor *dc, olmoe_trace *t) {
+    dc->n = olmoe_trace_info_of(t)->n_documents;
+    dc->docs = xmalloc(xmul((size_t)dc->n, sizeof *dc->docs));
+    if (olmoe_trace_read_documents(t, 0, dc->n, dc->docs) != 0) {
+        free(dc->docs);
+        dc->docs = NULL;
+        return -1;
+    }
+    qsort(dc->docs, (size_t)dc->n, sizeof *dc->docs, cmp_doc);
+    return 0;
+}
+
+/* every logit of a chunk of n tokens from token s ([n, L, E], LE = L * E)
+ * finite, else an error naming the first that is not */
+static int check_finite(const float *logits, int64_t s, int64_t n, size_t LE, int E,
+                        const char *path) {
+    for (size_t i = 0; i < (size_t)n * LE; i++)
+        if (!isfinite(logits[i]))
+            return olmoe_errorf("%s: router logit of token %lld, layer %zu, expert %zu is not "
+                                "finite", path, (long long)(s + (int64_t)(i / LE)), i % LE / E,
+                                i % E);
+    return 0;
+}
+
+/* the largest logit of each of rows rows of E (in_baseline's tolerance
+ * needs it) */
+static void row_maxima(const float *logits, size_t rows, int E, float *rowmax) {
+    for (size_t row = 0; row < rows; row++) {
+        const float *r = logits + row * E;
+        float m = r[0];
+        int e = 0;
+        if (E >= 4) {
+            v4f vm;
+            memcpy(&vm, r, sizeof vm);
+            for (e = 4; e + 4 <= E; e += 4) {
+                v4f v;
+                memcpy(&v, r + e, sizeof v);
+                v4i gt = v > vm;
+                vm = (v4f)(((v4i)v & gt) | ((v4i)vm & ~gt));
+            }
+            m = vm[0];
+            for (int i = 1; i < 4; i++) m = vm[i] > m ? vm[i] : m;
+        }
+        for (; e < E; e++) m = r[e] > m ? r[e] : m;
+        rowmax[row] = m;
+    }
+}
+
+/* one policy over a chunk of n tokens from token s: each token-layer
+ * routed, counted overall and in its group (grp[r] >= 0) */
+static int route_chunk(olmoe_stats_policy *p, baseline *bl, const float *logits, const int *grp,
+                       int64_t s, int64_t n, int L, int E) {
+    int ex[OLMOE_POLICY_MAX_E];
+    for (int64_t r = 0; r < n; r++) {
+        for (int l = 0; l < L; l++) {
+            size_t row = ((size_t)r * L + (size_t)l) * (size_t)E;
+            int k = olmoe_policy_route_at(p->policy, l, s + r, logits + row, E, ex, NULL);
+            if (k < 0) return -1;
+            if (k < 1 || k > E)
+                return olmoe_errorf("%s: routing returned %d experts (internal error)",
+                                    p->policy->id, k);
+            int ov = 0;
+            size_t rl = (size_t)r * L + (size_t)l;
+            for (int i = 0; i < k; i++)
+                ov += in_baseline(bl, logits + row, bl->state + row, bl->rowmax[rl], l, ex[i]);
+            count_one(p, 0, L, E, l, k, ex, ov);
+            if (grp[r] >= 0) count_one(p, (size_t)grp[r] + 1, L, E, l, k, ex, ov);
+        }
+    }
+    return 0;
+}
+
 int olmoe_stats_run(olmoe_stats *st, olmoe_trace *t, int64_t max_tokens) {
     const olmoe_trace_info *in = olmoe_trace_info_of(t);
     const int L = st->n_layers, E = st->n_experts;
@@ -182,15 +255,7 @@ int olmoe_stats_run(olmoe_stats *st, olmoe_trace *t, int64_t max_tokens) {
     if (olmoe_policy_parse(spec, &base) != 0 || olmoe_policy_bind(&base, &bm) != 0) return -1;
 
     doc_cursor dc = {NULL, 0, 0};
-    if (st->n_scopes > 1) {
-        dc.n = in->n_documents;
-        dc.docs = xmalloc(xmul((size_t)dc.n, sizeof *dc.docs));
-        if (olmoe_trace_read_documents(t, 0, dc.n, dc.docs) != 0) {
-            free(dc.docs);
-            return -1;
-        }
-        qsort(dc.docs, (size_t)dc.n, sizeof *dc.docs, cmp_doc);
-    }
+    if (st->n_scopes > 1 && read_documents(&dc, t) != 0) return -1;
 
     const int64_t C = OLMOE_STATS_CHUNK;
     size_t LE = (size_t)L * (size_t)E;
@@ -198,7 +263,6 @@ int olmoe_stats_run(olmoe_stats *st, olmoe_trace *t, int64_t max_tokens) {
     baseline bl = {&base, st->top_k, E, xmalloc(xmul((size_t)C, LE)),
                    xmalloc(xmul((size_t)C * L, sizeof(float)))};
     int *grp = xmalloc((size_t)C * sizeof *grp);                          /* [C] */
-    int ex[OLMOE_POLICY_MAX_E];
     int rc = -1;
     olmoe_progress prog;
     olmoe_progress_begin(&prog, "tokens", (double)N);
@@ -207,59 +271,17 @@ int olmoe_stats_run(olmoe_stats *st, olmoe_trace *t, int64_t max_tokens) {
         double tr = cpu_now();
         if (olmoe_trace_read_router_logits(t, s, n, logits) != 0) goto done;
         st->seconds_read += cpu_now() - tr;
-        for (size_t i = 0; i < (size_t)n * LE; i++)
-            if (!isfinite(logits[i])) {
-                olmoe_errorf("%s: router logit of token %lld, layer %zu, expert %zu is not finite",
-                             olmoe_trace_path(t), (long long)(s + (int64_t)(i / LE)), i % LE / E,
-                             i % E);
-                goto done;
-            }
+        if (check_finite(logits, s, n, LE, E, olmoe_trace_path(t)) != 0) goto done;
         memset(bl.state, 0, (size_t)n * LE);
-        for (size_t row = 0; row < (size_t)n * L; row++) {
-            const float *r = logits + row * E;
-            float m = r[0];
-            int e = 0;
-            if (E >= 4) {
-                v4f vm;
-                memcpy(&vm, r, sizeof vm);
-                for (e = 4; e + 4 <= E; e += 4) {
-                    v4f v;
-                    memcpy(&v, r + e, sizeof v);
-                    v4i gt = v > vm;
-                    vm = (v4f)(((v4i)v & gt) | ((v4i)vm & ~gt));
-                }
-                m = vm[0];
-                for (int i = 1; i < 4; i++) m = vm[i] > m ? vm[i] : m;
-            }
-            for (; e < E; e++) m = r[e] > m ? r[e] : m;
-            bl.rowmax[row] = m;
-        }
+        row_maxima(logits, (size_t)n * L, E, bl.rowmax);
         if (st->n_scopes > 1)
             groups_of(&dc, s, n, st->n_scopes - 1, grp);
         else
             for (int64_t r = 0; r < n; r++) grp[r] = -1;
-
         for (int pi = 0; pi < st->n_policies; pi++) {
             olmoe_stats_policy *p = &st->pol[pi];
             double tp = cpu_now();
-            for (int64_t r = 0; r < n; r++) {
-                for (int l = 0; l < L; l++) {
-                    size_t row = ((size_t)r * L + (size_t)l) * (size_t)E;
-                    int k = olmoe_policy_route_at(p->policy, l, s + r, logits + row, E, ex, NULL);
-                    if (k < 0) goto done;
-                    if (k < 1 || k > E) {
-                        olmoe_errorf("%s: routing returned %d experts (internal error)",
-                                     p->policy->id, k);
-                        goto done;
-                    }
-                    int ov = 0;
-                    size_t rl = (size_t)r * L + (size_t)l;
-                    for (int i = 0; i < k; i++)
-                        ov += in_baseline(&bl, logits + row, bl.state + row, bl.rowmax[rl], l, ex[i]);
-                    count_one(p, 0, L, E, l, k, ex, ov);
-                    if (grp[r] >= 0) count_one(p, (size_t)grp[r] + 1, L, E, l, k, ex, ov);
-                }
-            }
+            if (route_chunk(p, &bl, logits, grp, s, n, L, E) != 0) goto done;
             p->seconds += cpu_now() - tp;
         }
         st->n_tokens = s + n;
