@@ -117,6 +117,10 @@ __device__ __forceinline__ void load_tile(bf16_t *s, const bf16_t *g, int ld, in
     }
 }
 
+/* One long kernel on purpose: the online softmax's row max, row sum and
+ * output accumulators live in registers across the whole key loop, and the
+ * cp.async pipeline's stages interleave with the two mma loops; the parts
+ * that stand alone (tile loads, swizzle, fragment loads) are functions above. */
 template <int HD>
 __global__ void __launch_bounds__(FA_THREADS)
     attn_flash_kernel(const bf16_t *qkv, int ld, int Hq, int Hkv, bf16_t *out, const int32_t *win_off,
