@@ -15,7 +15,7 @@ if ! "$B/olmoe-capture" --model "$M1" --tokens "$M1/tokens.txt" --ctx 32 --devic
 fi
 RES=$T/run.results.h5
 K8='topk(k=8,norm=model)'
-prov_of() { h5dump -a "/replay/$1/provenance" "$RES" 2>/dev/null | sed -n 's/^ *(0): *//p'; }
+prov_of() { h5dump -a "/replay/$(typable "$1")/provenance" "$RES" 2>/dev/null | sed -n 's/^ *(0): *//p'; }
 
 # ---- --skip-existing ----
 "$R" "$T/run.h5" --sweep topk --quiet >"$T/topk" 2>"$T/err" || fail sweep_topk "$(cat "$T/err")"
@@ -46,7 +46,7 @@ if "$R" "$T/run.h5" --mode stats --policy topk --k 1,2,3 --store --skip-existing
 then pass stats_skip_runs; else fail stats_skip_runs "$(cat "$T/err")"; fi
 check stats_skip_lines test "$(grep -c '^# skipped (stored): topk(k=[12],' "$T/st")" -eq 2
 check stats_skip_stored sh -c "h5ls '$RES/stats' | grep -c '^topk' | grep -qx 3"
-check stats_points_to_record_3 sh -c "h5dump -a '/stats/topk(k=3,norm=model)/provenance' '$RES' | grep -q '(0): 3\$'"
+check stats_points_to_record_3 sh -c "h5dump -a '/stats/topk_k_3_norm_model/provenance' '$RES' | grep -q '(0): 3\$'"
 
 # ---- olmoe-traces info: every result with its command ----
 "$B/olmoe-analyze" coactivation "$T/run.h5" --in-trace --quiet >/dev/null 2>"$T/err" ||
@@ -71,7 +71,7 @@ check force_relinks test "$(prov_of "$K8")" = 5
 # ---- a results file of its own (--out): its results point to its record ----
 "$R" "$T/run.h5" --policy 'topk(k=2)' --out "$T/own.h5" --quiet >/dev/null 2>"$T/err" ||
     fail out "$(cat "$T/err")"
-check out_points_to_record_0 sh -c "h5dump -a '/replay/topk(k=2,norm=model)/provenance' '$T/own.h5' | grep -q '(0): 0\$'"
+check out_points_to_record_0 sh -c "h5dump -a '/replay/topk_k_2_norm_model/provenance' '$T/own.h5' | grep -q '(0): 0\$'"
 
 # ---- report.md lists the commands ----
 "$B/olmoe-report" "$T/run.h5" --out "$T/rep" --quiet >/dev/null 2>"$T/err" || fail report "$(cat "$T/err")"

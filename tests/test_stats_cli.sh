@@ -30,7 +30,7 @@ if R --policy 'bh(alpha=0.2,max_k=16,pvalue=empirical)' --empirical-max 500 >"$T
 then pass empirical; else fail empirical "$(cat "$T/err")"; fi
 
 if R --policy topk --store 2>"$T/err" >/dev/null; then pass store; else fail store "$(cat "$T/err")"; fi
-check store_group sh -c "h5ls -r '$T/run.results.h5' | grep -q 'stats/topk(k=8,norm=model)/load'"
+check store_group sh -c "h5ls -r '$T/run.results.h5' | grep -q 'stats/topk_k_8_norm_model/load'"
 check store_leaves_trace sh -c "! h5ls '$T/run.h5' | grep -q stats"
 expect_fail store_twice "already exists" "$B/olmoe-replay" "$T/run.h5" --mode stats --policy topk --store
 if R --policy topk --store --force 2>"$T/err" >/dev/null; then pass store_force
