@@ -10,15 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* what a result is to a reader: kind/spec ("replay/topk(k=4,norm=model)"),
- * not where it lies ("replay/topk_k_4_norm_model"); fresh */
-static char *shown(const olmoe_result_entry *e) {
-    if (!*e->id) return xstrdup(e->path);
-    char *s = xmalloc(strlen(e->kind) + strlen(e->id) + 2);
-    sprintf(s, "%s/%s", e->kind, e->id);
-    return s;
-}
-
 static void print_records(hid_t f, const olmoe_result_entry *e, int n, int64_t n_prov) {
     for (int64_t k = 0; k < n_prov; k++) {
         olmoe_provenance p;
@@ -29,7 +20,7 @@ static void print_records(hid_t f, const olmoe_result_entry *e, int n, int64_t n
         int any = 0;
         for (int i = 0; i < n; i++)
             if (e[i].provenance == k) {
-                char *w = shown(&e[i]);
+                char *w = olmoe_result_shown(&e[i]);
                 printf("%s %s", any++ ? "," : "", w);
                 free(w);
             }
@@ -55,7 +46,7 @@ void cmd_traces_print_results(const char *path, hid_t trace) {
         printf("  %-9s %-32s ", e[i].kind, *e[i].id ? e[i].id : "-");
         if (e[i].provenance >= 0) printf("command [%lld]", (long long)e[i].provenance);
         else printf("command not recorded");
-        char *w = shown(&e[i]); /* where it lies, when that is not kind/spec */
+        char *w = olmoe_result_shown(&e[i]); /* where it lies, when that is not kind/spec */
         if (strcmp(w, e[i].path) != 0) printf("  in /%s", e[i].path);
         printf("\n");
         free(w);

@@ -18,7 +18,7 @@ check json_format grep -q '"format": "olmoe-stats"' "$T/s.json"
 # one header, then policy x (all + 3 groups) x (all + 4 layers)
 check csv_rows test "$(wc -l <"$T/s.csv")" -eq 21
 check csv_quoted grep -q '^"bh(alpha=0.1,max_k=8,min_k=1,T=1,pvalue=kde,norm=model)","genre-2",3,' "$T/s.csv"
-check h5_out sh -c "h5ls -r '$T/r.h5' | grep -q 'stats/bh(alpha=0.1,max_k=8,min_k=1,T=1,pvalue=kde,norm=model)/group_load'"
+check h5_out sh -c "h5ls -r '$T/r.h5' | grep -q 'stats/bh_alpha_0_1_max_k_8_min_k_1_T_1_pvalue_kde_norm_model/group_load'"
 check no_partials sh -c "! ls '$T' | grep -q partial"
 
 R --sweep seed --pvalue pseudo >"$T/out" 2>"$T/err"

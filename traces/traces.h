@@ -382,6 +382,9 @@ typedef struct {
                          * path below kind ("coactivation/NAME"; "" for validate, match) */
     int64_t provenance; /* -1: not recorded */
 } olmoe_result_entry;
+/* what a result is to a reader: "kind/id" ("replay/topk(k=4,norm=model)"),
+ * not where it lies ("replay/topk_k_4_norm_model"); the path when id is ""; fresh */
+char *olmoe_result_shown(const olmoe_result_entry *e);
 /* every result of f (a results file, or a trace holding results in place) */
 int olmoe_results_list(hid_t f, olmoe_result_entry **out, int *n);
 void olmoe_results_list_free(olmoe_result_entry *e, int n);
