@@ -75,13 +75,13 @@ static void write_outputs(const olmoe_stats *st, const stats_opts *o, const char
 static int check_stored(const olmoe_results *res, olmoe_policy_set *set, int skip) {
     int kept = 0;
     for (int i = 0; i < set->n; i++) {
-        char g[OLMOE_POLICY_ID_MAX + 16];
-        snprintf(g, sizeof g, "stats/%s", set->items[i].id);
-        int e = olmoe_h5_exists(res->f, g);
+        char *g = NULL;
+        int e = olmoe_result_find(res->f, "stats", set->items[i].id, &g);
+        free(g);
         if (e < 0) die("%s: %s", res->final, olmoe_error());
         if (e && !skip)
-            die("%s: /%s already exists (--force recomputes it, --skip-existing computes only "
-                "what is missing)", res->final, g);
+            die("%s: /stats/%s already exists (--force recomputes it, --skip-existing computes "
+                "only what is missing)", res->final, set->items[i].id);
         if (e) {
             printf("# skipped (stored): %s\n", set->items[i].id);
             olmoe_policy_free(&set->items[i]);

@@ -1,12 +1,14 @@
 /* main_traces_results.c: the results part of olmoe-traces info: every result
  * in the results file beside the trace (or held in place by an old trace),
  * its kind and policy or analysis, and the command that stored it, from the
- * /provenance/<n> record its "provenance" attribute names. */
+ * /provenance/<n> record its "provenance" attribute names. A result is shown
+ * by its policy spec; its group's name follows when it is not the spec. */
 #include "common.h"
 #include "main_traces.h"
 #include "traces.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static void print_records(hid_t f, const olmoe_result_entry *e, int n, int64_t n_prov) {
     for (int64_t k = 0; k < n_prov; k++) {
@@ -17,7 +19,11 @@ static void print_records(hid_t f, const olmoe_result_entry *e, int n, int64_t n
                p.tool_version, p.created, *ins ? ins : "none");
         int any = 0;
         for (int i = 0; i < n; i++)
-            if (e[i].provenance == k) printf("%s %s", any++ ? "," : "", e[i].path);
+            if (e[i].provenance == k) {
+                char *w = olmoe_result_shown(&e[i]);
+                printf("%s %s", any++ ? "," : "", w);
+                free(w);
+            }
         printf("%s\n", any ? "" : " (since replaced)");
         free(cmd);
         free(ins);
@@ -38,8 +44,12 @@ void cmd_traces_print_results(const char *path, hid_t trace) {
     free(rpath);
     for (int i = 0; i < n; i++) {
         printf("  %-9s %-32s ", e[i].kind, *e[i].id ? e[i].id : "-");
-        if (e[i].provenance >= 0) printf("command [%lld]\n", (long long)e[i].provenance);
-        else printf("command not recorded\n");
+        if (e[i].provenance >= 0) printf("command [%lld]", (long long)e[i].provenance);
+        else printf("command not recorded");
+        char *w = olmoe_result_shown(&e[i]); /* where it lies, when that is not kind/spec */
+        if (strcmp(w, e[i].path) != 0) printf("  in /%s", e[i].path);
+        printf("\n");
+        free(w);
     }
     if (n_prov) printf("commands:\n");
     print_records(f, e, n, n_prov);

@@ -219,8 +219,8 @@ int olmoe_replay_h5_conflict(hid_t loc, olmoe_policy *const *policies, int n, in
  * ("replay", "exact") and policy id under loc: 1 read (*nll is the caller's
  * to free), 0 absent, -1 + message. */
 int olmoe_replay_h5_read_nll(hid_t loc, const char *kind, const char *id, float **nll, int64_t *n);
-/* the policy ids stored under loc for kind, name order (caller frees each and
- * the array); none: *n = 0 */
+/* the policy ids stored under loc for kind (their groups' "policy"
+ * attributes), in id order (caller frees each and the array); none: *n = 0 */
 int olmoe_replay_h5_ids(hid_t loc, const char *kind, char ***ids, int *n);
 
 /* ---- olmoe-traces export --what decisions (replay_decisions.c) ---- */

@@ -66,38 +66,31 @@ static olmoe_tokenizer *open_tokenizer(olmoe_trace *t, const char *given) {
 }
 
 /* the stored results of one family ("bh" of "bh" or "bh(pvalue=pseudo)"):
- * kind/id names under replay/ and exact/ */
+ * "kind/id" under replay/ and exact/, and the group each lies in */
 typedef struct {
-    const char *family;
+    char names[16][OLMOE_POLICY_ID_MAX + 8], paths[16][OLMOE_POLICY_ID_MAX + 48];
     size_t flen;
-    const char *kind;
-    char names[16][OLMOE_POLICY_ID_MAX + 8];
     int n, total;
 } stored_list;
 
-static herr_t add_stored(hid_t g, const char *name, const H5L_info_t *info, void *ctx) {
-    (void)g, (void)info;
-    stored_list *l = ctx;
-    if (strncmp(name, l->family, l->flen) != 0 || name[l->flen] != '(') return 0;
-    if (l->n < 16) snprintf(l->names[l->n++], sizeof l->names[0], "%s/%s", l->kind, name);
-    l->total++;
-    return 0;
-}
-
 static void list_stored(hid_t loc, const char *spec, const char *only_kind, stored_list *l) {
     memset(l, 0, sizeof *l);
-    l->family = spec;
-    l->flen = strcspn(spec, "( ");
+    size_t flen = l->flen = strcspn(spec, "( ");
     const char *kinds[2] = {"replay", "exact"};
     for (int k = 0; k < 2; k++) {
-        if ((only_kind && strcmp(only_kind, kinds[k]) != 0) || olmoe_h5_exists(loc, kinds[k]) != 1)
-            continue;
-        l->kind = kinds[k];
-        hid_t g = H5Gopen2(loc, kinds[k], H5P_DEFAULT);
-        if (g < 0) continue; /* listing is for the message only */
-        hsize_t idx = 0;
-        if (H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, add_stored, l) < 0) l->total = l->n;
-        H5Gclose(g);
+        olmoe_result_group *g;
+        int n;
+        if ((only_kind && strcmp(only_kind, kinds[k]) != 0) || olmoe_result_groups(loc, kinds[k], &g, &n) != 0)
+            continue; /* listing is for the message only */
+        for (int i = 0; i < n; i++) {
+            if (strncmp(g[i].spec, spec, flen) != 0 || g[i].spec[flen] != '(') continue;
+            if (l->n < 16) {
+                snprintf(l->names[l->n], sizeof l->names[0], "%s/%s", kinds[k], g[i].spec);
+                snprintf(l->paths[l->n++], sizeof l->paths[0], "%s", g[i].path);
+            }
+            l->total++;
+        }
+        olmoe_result_groups_free(g, n);
     }
 }
 
@@ -111,14 +104,17 @@ static int find_group(hid_t loc, const char *where, const olmoe_decisions_opts *
     const char *kinds[2] = {"replay", "exact"};
     for (int k = 0; k < 2; k++) {
         if (o->kind && strcmp(o->kind, kinds[k]) != 0) continue;
-        snprintf(g, n, "%s/%s", kinds[k], id);
-        if (olmoe_h5_exists(loc, g) == 1) return 0;
+        char *path = NULL;
+        int e = olmoe_result_find(loc, kinds[k], id, &path);
+        if (e == 1) snprintf(g, n, "%s", path);
+        free(path);
+        if (e == 1) return 0;
     }
     stored_list l;
     list_stored(loc, o->policy_id, o->kind, &l);
     if (!parsed && !strchr(o->policy_id, '(') && l.total == 1) {
-        snprintf(g, n, "%s", l.names[0]);
-        notef("--policy %s: the one stored result of %s, /%s", o->policy_id, o->policy_id, g);
+        snprintf(g, n, "%s", l.paths[0]);
+        notef("--policy %s: the one stored result of %s, /%s", o->policy_id, o->policy_id, l.names[0]);
         return 0;
     }
     char names[1200] = "";
@@ -146,7 +142,7 @@ int olmoe_replay_export_decisions(olmoe_trace *t, const olmoe_decisions_opts *o,
     if (loc < 0) return -1;
     if (!o->results && own) where = "the results beside the trace";
     /* a spec names its canonical id: "topk(k=2)" finds topk(k=2,norm=model) */
-    char g[OLMOE_POLICY_ID_MAX + 16], p[OLMOE_POLICY_ID_MAX + 32];
+    char g[OLMOE_POLICY_ID_MAX + 48], p[OLMOE_POLICY_ID_MAX + 64];
     int found = find_group(loc, where, o, g, sizeof g) == 0;
     float *nll = NULL, *base = NULL;
     int32_t *experts = NULL, *tokens = NULL;

@@ -1,8 +1,10 @@
 /* replay_h5.c: replay and exact results in HDF5, as contracts.md lays them
- * out: /replay/<id>/ and /exact/<id>/ (attributes, per-token nll, argmax and
- * experts, k_hist, load, mean_k_layer, groups/<name>/), and /validate. The
- * generic olmoe_h5_* helpers write everything except the two kinds they lack
- * (uint8, variable-length strings), written here directly. */
+ * out: /replay/<name>/ and /exact/<name>/, the policy id made typable
+ * (olmoe_result_new_path; the id itself in attribute "policy"), each with
+ * its attributes, per-token nll, argmax and experts, k_hist, load,
+ * mean_k_layer, groups/<name>/), and /validate. The generic olmoe_h5_*
+ * helpers write everything except the two kinds they lack (uint8,
+ * variable-length strings), written here directly. */
 #include "common.h"
 #include "replay.h"
 
@@ -55,9 +57,10 @@ static int summary_attrs(hid_t loc, const char *g, const olmoe_replay_summary *s
     return 0;
 }
 
-static int write_result(const olmoe_replay_run *r, const olmoe_replay_result *res, hid_t loc) {
-    char g[OLMOE_POLICY_ID_MAX + 16], p[OLMOE_POLICY_ID_MAX + 300];
-    snprintf(g, sizeof g, "%s/%s", olmoe_replay_kind_name(res->kind), res->policy->id);
+/* the result into group g (its typable name, olmoe_result_new_path) */
+static int write_result(const olmoe_replay_run *r, const olmoe_replay_result *res, hid_t loc,
+                        const char *g) {
+    char p[OLMOE_POLICY_ID_MAX + 300];
     int L = r->n_layers, E = r->n_experts;
     int64_t N = r->n_tokens;
     if (olmoe_h5_make_groups(loc, g) != 0) return -1;
@@ -138,10 +141,12 @@ int olmoe_replay_h5_conflict(hid_t loc, olmoe_policy *const *pol, int n, int do_
     for (int k = 0; k < 2; k++) {
         if (!(k ? do_exact : do_replay)) continue;
         for (int i = 0; i < n; i++) {
-            snprintf(path, sizeof path, "%s/%s", k ? "exact" : "replay", pol[i]->id);
-            int e = olmoe_h5_exists(loc, path);
+            char *g = NULL;
+            int e = olmoe_result_find(loc, k ? "exact" : "replay", pol[i]->id, &g);
+            free(g);
             if (e < 0) return -1;
             if (e) {
+                snprintf(path, sizeof path, "%s/%s", k ? "exact" : "replay", pol[i]->id);
                 *which = path;
                 return 1;
             }
@@ -164,13 +169,18 @@ int olmoe_replay_write_h5(const olmoe_replay_run *r, const olmoe_replay_validati
     for (int i = 0; i < r->n_results; i++) {
         const olmoe_replay_result *res = &r->res[i];
         if (!res->stored) continue;
-        char g[OLMOE_POLICY_ID_MAX + 16];
-        snprintf(g, sizeof g, "%s/%s", olmoe_replay_kind_name(res->kind), res->policy->id);
-        int e = olmoe_h5_exists(loc, g);
+        const char *kind = olmoe_replay_kind_name(res->kind), *id = res->policy->id;
+        char *old = NULL, *g = NULL;
+        int e = olmoe_result_find(loc, kind, id, &old);
         if (e < 0) return -1;
-        if (e && !replace) return olmoe_errorf("/%s already exists (--force replaces it)", g);
-        if (e && olmoe_h5_delete(loc, g) != 0) return -1;
-        if (write_result(r, res, loc) != 0) return olmoe_error_prefix("/%s", g);
+        /* the one replaced leaves its name free for the new one */
+        int rc = e && !replace ? olmoe_errorf("/%s/%s already exists (--force replaces it)", kind, id)
+                 : e && olmoe_h5_delete(loc, old) != 0 ? -1
+                 : olmoe_result_new_path(loc, kind, id, &g);
+        if (rc == 0 && write_result(r, res, loc, g) != 0) rc = olmoe_error_prefix("/%s", g);
+        free(old);
+        free(g);
+        if (rc != 0) return -1;
     }
     if (v) {
         int e = olmoe_h5_exists(loc, "validate");
@@ -196,52 +206,33 @@ int olmoe_replay_results_attrs(hid_t f, const char *trace_path, const char *mode
 /* ---- reading stored results back (every reader of them goes through here) ---- */
 
 int olmoe_replay_h5_read_nll(hid_t loc, const char *kind, const char *id, float **nll, int64_t *n) {
-    char p[OLMOE_POLICY_ID_MAX + 32];
-    snprintf(p, sizeof p, "%s/%s/nll", kind, id);
-    int e = olmoe_h5_exists(loc, p);
-    if (e <= 0) return e < 0 ? -1 : 0;
+    char *g = NULL, *p = NULL;
+    int e = olmoe_result_find(loc, kind, id, &g);
+    if (e == 1) {
+        p = xmalloc(strlen(g) + sizeof "/nll");
+        sprintf(p, "%s/nll", g);
+        e = olmoe_h5_exists(loc, p);
+    }
     int rank;
     int64_t d[OLMOE_H5_MAX_RANK];
-    if (olmoe_h5_read_alloc(loc, p, OLMOE_H5_F32, (void **)nll, &rank, d) != 0) return -1;
-    if (rank != 1) {
+    if (e == 1 && olmoe_h5_read_alloc(loc, p, OLMOE_H5_F32, (void **)nll, &rank, d) != 0) e = -1;
+    if (e == 1 && rank != 1) {
         free(*nll);
         *nll = NULL;
-        return olmoe_errorf("/%s: rank %d, expected 1", p, rank);
+        e = olmoe_errorf("/%s: rank %d, expected 1", p, rank);
     }
-    *n = d[0];
-    return 1;
-}
-
-typedef struct {
-    char **names;
-    int n, cap;
-} name_list;
-
-static herr_t add_name(hid_t g, const char *name, const H5L_info_t *info, void *ctx) {
-    (void)g, (void)info;
-    name_list *l = ctx;
-    if (l->n == l->cap) {
-        l->cap = l->cap ? 2 * l->cap : 16;
-        l->names = xrealloc(l->names, xmul((size_t)l->cap, sizeof *l->names));
-    }
-    l->names[l->n++] = xstrdup(name);
-    return 0;
+    if (e == 1) *n = d[0];
+    free(g);
+    free(p);
+    return e;
 }
 
 int olmoe_replay_h5_ids(hid_t loc, const char *kind, char ***ids, int *n) {
-    name_list l = {NULL, 0, 0};
+    olmoe_result_group *g;
     *ids = NULL, *n = 0;
-    int e = olmoe_h5_exists(loc, kind);
-    if (e <= 0) return e;
-    hid_t g = H5Gopen2(loc, kind, H5P_DEFAULT);
-    if (g < 0) return olmoe_errorf("/%s: cannot open the group", kind);
-    herr_t rc = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, add_name, &l);
-    H5Gclose(g);
-    if (rc < 0) {
-        for (int i = 0; i < l.n; i++) free(l.names[i]);
-        free(l.names);
-        return olmoe_errorf("/%s: cannot list it", kind);
-    }
-    *ids = l.names, *n = l.n;
+    if (olmoe_result_groups(loc, kind, &g, n) != 0) return -1;
+    *ids = xmalloc(xmul((size_t)*n + 1, sizeof **ids));
+    for (int i = 0; i < *n; i++) (*ids)[i] = g[i].spec, g[i].spec = NULL;
+    olmoe_result_groups_free(g, *n);
     return 0;
 }

@@ -186,29 +186,14 @@ static int check_parts(rpart *p, int n) {
     return 0;
 }
 
-/* the results groups ("replay/<id>", "exact/<id>") of a part, in file order */
+/* the policy ids of a part's results under /replay or /exact, in id order */
 typedef struct {
     char **name;
     int n;
 } names;
 
-static herr_t add_name(hid_t g, const char *name, const H5L_info_t *info, void *op) {
-    (void)g;
-    (void)info;
-    names *x = op;
-    x->name = xrealloc(x->name, xmul((size_t)x->n + 1, sizeof *x->name));
-    x->name[x->n++] = xstrdup(name);
-    return 0;
-}
-
 static int list_results(hid_t f, const char *kind, names *out) {
-    if (olmoe_h5_exists(f, kind) <= 0) return 0;
-    hid_t g = H5Gopen2(f, kind, H5P_DEFAULT);
-    if (g < 0) return olmoe_errorf("/%s: cannot open", kind);
-    hsize_t idx = 0;
-    herr_t r = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, add_name, out);
-    H5Gclose(g);
-    return r < 0 ? olmoe_errorf("/%s: cannot list", kind) : 0;
+    return olmoe_replay_h5_ids(f, kind, &out->name, &out->n);
 }
 
 static void free_names(names *x) {
@@ -309,7 +294,7 @@ static int merge_result(rpart *p, int n, olmoe_replay_run *r, olmoe_replay_resul
                         olmoe_policy *pol, olmoe_replay_kind kind, const char *id) {
     int L = r->n_layers, E = r->n_experts;
     int64_t N = r->n_tokens;
-    char g[OLMOE_POLICY_ID_MAX + 16];
+    char g[OLMOE_POLICY_ID_MAX + 48];
     snprintf(g, sizeof g, "%s/%s", olmoe_replay_kind_name(kind), id);
     memset(res, 0, sizeof *res);
     if (olmoe_policy_parse(id, pol) != 0) return olmoe_error_prefix("%s: /%s", p[0].path, g);
@@ -323,8 +308,16 @@ static int merge_result(rpart *p, int n, olmoe_replay_run *r, olmoe_replay_resul
     int64_t *load = xmalloc((size_t)L * E * sizeof *load);
     int rc = -1;
     for (int i = 0; i < n; i++) {
-        if (olmoe_h5_exists(p[i].f, g) <= 0) {
-            olmoe_errorf("%s: no /%s (the shards ran other policies)", p[i].path, g);
+        /* each part names its group itself: a name's suffix depends on what it held */
+        char *path = NULL;
+        int e = olmoe_result_find(p[i].f, olmoe_replay_kind_name(kind), id, &path);
+        if (e == 1) snprintf(g, sizeof g, "%s", path);
+        free(path);
+        if (e <= 0) {
+            if (e == 0)
+                olmoe_errorf("%s: no /%s/%s (the shards ran other policies)", p[i].path,
+                             olmoe_replay_kind_name(kind), id);
+            else olmoe_error_prefix("%s", p[i].path);
             goto out;
         }
         char *routing = NULL, *device = NULL;
@@ -357,7 +350,7 @@ static int merge_result(rpart *p, int n, olmoe_replay_run *r, olmoe_replay_resul
             read_rows(&p[i], g, "argmax", OLMOE_H5_I32, res->argmax, sizeof(int32_t), 1) ||
             read_u8_rows(&p[i], g, res->experts, L))
             goto out;
-        char lp[OLMOE_POLICY_ID_MAX + 32];
+        char lp[OLMOE_POLICY_ID_MAX + 64];
         snprintf(lp, sizeof lp, "%s/load", g);
         if (olmoe_h5_read(p[i].f, lp, OLMOE_H5_I64, load, (size_t)L * E) != 0) {
             olmoe_error_prefix("%s", p[i].path);

@@ -178,17 +178,23 @@ int olmoe_stats_write_h5(const olmoe_stats *st, hid_t loc, const char *trace_pat
     int rc = -1;
     for (int p = 0; p < st->n_policies; p++) {
         const olmoe_stats_policy *sp = &st->pol[p];
-        char g[OLMOE_POLICY_ID_MAX + 16], ds[OLMOE_POLICY_ID_MAX + 48];
-        snprintf(g, sizeof g, "stats/%s", sp->policy->id);
-        int ex = olmoe_h5_exists(loc, g);
+        char g[OLMOE_POLICY_ID_MAX + 48], ds[OLMOE_POLICY_ID_MAX + 80], *path = NULL;
+        int ex = olmoe_result_find(loc, "stats", sp->policy->id, &path);
         if (ex < 0) goto fail;
         if (ex && !replace) {
             char file[512] = "";
             H5Fget_name(loc, file, sizeof file);
-            olmoe_errorf("%s: /%s already exists (--force replaces it)", file, g);
+            olmoe_errorf("%s: /stats/%s already exists (--force replaces it)", file, sp->policy->id);
+            free(path);
             goto fail;
         }
-        if (ex) OLMOE_TRY(olmoe_h5_delete(loc, g));
+        /* the one replaced leaves its name free for the new one */
+        int del = ex ? olmoe_h5_delete(loc, path) : 0;
+        free(path);
+        OLMOE_TRY(del);
+        OLMOE_TRY(olmoe_result_new_path(loc, "stats", sp->policy->id, &path));
+        snprintf(g, sizeof g, "%s", path);
+        free(path);
         OLMOE_TRY(olmoe_h5_make_groups(loc, g));
         olmoe_stats_summary s;
         olmoe_stats_summarize(st, p, OLMOE_STATS_ALL, -1, &s);

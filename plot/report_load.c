@@ -60,12 +60,13 @@ static int group_index(const olmoe_report_data *d, const char *name) {
     return d->n_groups;
 }
 
-static int read_result(olmoe_report_data *d, int input, olmoe_report_kind kind, const char *id,
+/* the result in group path ("replay/topk_k_4_norm_model", olmoe_result_groups) */
+static int read_result(olmoe_report_data *d, int input, olmoe_report_kind kind, const char *path,
                        olmoe_report_result *r) {
     hid_t h = d->h5[input];
     const char *file = d->inputs[input];
     char g[OLMOE_POLICY_ID_MAX + 64], ds[OLMOE_POLICY_ID_MAX + 128];
-    snprintf(g, sizeof g, "%s/%s", olmoe_report_kind_names[kind], id);
+    snprintf(g, sizeof g, "%s", path);
     const int L = d->L, E = d->E;
     r->present = 1;
     r->file = file;
@@ -232,26 +233,24 @@ static int find_shape(olmoe_report_data *d) {
         }
     for (int i = 0; i < d->n_inputs; i++)
         for (int k = 0; k < OLMOE_REPORT_KIND_COUNT; k++) {
-            char **names;
+            olmoe_result_group *g;
             int n;
-            if (rep_h5_list(d->h5[i], olmoe_report_kind_names[k], &names, &n) != 0)
+            if (olmoe_result_groups(d->h5[i], olmoe_report_kind_names[k], &g, &n) != 0)
                 return olmoe_error_prefix("%s", d->inputs[i]);
             for (int j = 0; j < n && !d->L; j++) {
                 char p[OLMOE_POLICY_ID_MAX + 64];
                 int r;
                 int64_t dims[OLMOE_H5_MAX_RANK];
-                snprintf(p, sizeof p, "%s/%s/load", olmoe_report_kind_names[k], names[j]);
+                snprintf(p, sizeof p, "%s/load", g[j].path);
                 if (olmoe_h5_exists(d->h5[i], p) == 1 && olmoe_h5_shape(d->h5[i], p, &r, dims) == 0 &&
                     r == 2) {
                     d->L = (int)dims[0];
                     d->E = (int)dims[1];
                 }
-                if (k == OLMOE_REPORT_STATS && !d->top_k) {
-                    snprintf(p, sizeof p, "%s/%s", olmoe_report_kind_names[k], names[j]);
-                    d->top_k = (int)rep_attr_i64(d->h5[i], p, "baseline_top_k", 0);
-                }
+                if (k == OLMOE_REPORT_STATS && !d->top_k)
+                    d->top_k = (int)rep_attr_i64(d->h5[i], g[j].path, "baseline_top_k", 0);
             }
-            rep_free_strings(names, n);
+            olmoe_result_groups_free(g, n);
             if (d->L) return 0;
         }
     return 0;
@@ -291,23 +290,23 @@ static int find_groups(olmoe_report_data *d) {
 static int read_results(olmoe_report_data *d) {
     for (int i = 0; i < d->n_inputs; i++)
         for (int k = 0; k < OLMOE_REPORT_KIND_COUNT; k++) {
-            char **names;
+            olmoe_result_group *g;
             int n;
-            if (rep_h5_list(d->h5[i], olmoe_report_kind_names[k], &names, &n) != 0)
+            if (olmoe_result_groups(d->h5[i], olmoe_report_kind_names[k], &g, &n) != 0)
                 return olmoe_error_prefix("%s", d->inputs[i]);
             int rc = 0;
             for (int j = 0; j < n && rc == 0; j++) {
-                size_t len = strlen(names[j]);
-                if (len > 8 && !strcmp(names[j] + len - 8, ".partial")) continue;
-                olmoe_report_policy *p = policy_get(d, names[j]);
+                size_t len = strlen(g[j].spec);
+                if (len > 8 && !strcmp(g[j].spec + len - 8, ".partial")) continue;
+                olmoe_report_policy *p = policy_get(d, g[j].spec);
                 if (p->res[k].present) {
                     warnf("%s: /%s/%s is also in %s; using the first", d->inputs[i],
-                          olmoe_report_kind_names[k], names[j], p->res[k].file);
+                          olmoe_report_kind_names[k], g[j].spec, p->res[k].file);
                     continue;
                 }
-                rc = read_result(d, i, (olmoe_report_kind)k, names[j], &p->res[k]);
+                rc = read_result(d, i, (olmoe_report_kind)k, g[j].path, &p->res[k]);
             }
-            rep_free_strings(names, n);
+            olmoe_result_groups_free(g, n);
             if (rc) return -1;
         }
     return 0;
@@ -499,11 +498,15 @@ static void collect_commands(olmoe_report_data *d) {
             int in = 0;
             while (in < d->n_inputs && strcmp(d->inputs[in], r->file)) in++;
             if (in == d->n_inputs) continue;
-            char g[OLMOE_POLICY_ID_MAX + 64];
-            snprintf(g, sizeof g, "%s/%s", olmoe_report_kind_names[k], d->pol[i].id);
+            char *g = NULL;
+            if (olmoe_result_find(d->h5[in], olmoe_report_kind_names[k], d->pol[i].id, &g) != 1) {
+                free(g);
+                continue;
+            }
             char *c = rep_attr_str(d->h5[in], g, "command");
             add_command(d, olmoe_report_kind_names[k], c);
             free(c);
+            free(g);
         }
     for (int a = 0; a < d->n_analyses; a++) {
         char *c = rep_attr_str(d->h5[d->an[a].input], d->an[a].path, "command");

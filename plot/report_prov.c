@@ -8,17 +8,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* the paths of the results that point to record n, ", "-joined; fresh */
+/* the results that point to record n, as kind/policy, ", "-joined; fresh */
 static char *made_by(const olmoe_result_entry *e, int n_e, int64_t n) {
     size_t len = 0;
     for (int i = 0; i < n_e; i++)
-        if (e[i].provenance == n) len += strlen(e[i].path) + 2;
+        if (e[i].provenance == n) len += strlen(e[i].kind) + strlen(e[i].id) + strlen(e[i].path) + 3;
     char *s = xmalloc(len + 1);
     s[0] = '\0';
     for (int i = 0; i < n_e; i++)
         if (e[i].provenance == n) {
+            char *w = olmoe_result_shown(&e[i]);
             if (*s) strcat(s, ", ");
-            strcat(s, e[i].path);
+            strcat(s, w);
+            free(w);
         }
     return s;
 }

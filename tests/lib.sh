@@ -1,6 +1,7 @@
 # tests/lib.sh: helpers for the shell tests (sourced).
 #   pass NAME / fail NAME WHY     one result line each
 #   expect_fail NAME PATTERN CMD...   CMD must exit non-zero and print PATTERN on stderr
+#   typable SPEC                  the group name a policy spec's results are stored under
 # $OLMOE_BIN holds the commands under test; $T is a fresh scratch directory.
 set -u
 T=$(mktemp -d "${TMPDIR:-/tmp}/olmoe-test.XXXXXX")
@@ -24,4 +25,7 @@ expect_fail() { # expect_fail NAME PATTERN CMD...
     else
         pass "$n"
     fi
+}
+typable() { # olmoe-trace(5) RESULTS: runs of [^A-Za-z0-9] -> one "_", none at either end
+    printf '%s\n' "$1" | LC_ALL=C sed 's/[^A-Za-z0-9][^A-Za-z0-9]*/_/g; s/^_//; s/_$//'
 }

@@ -38,7 +38,7 @@ check results_beside_trace test -f "$T/ref/t.results.h5"
 check trace_never_written cmp -s "$T/ref/t.h5" "$T/orig.h5"
 check results_record_trace sh -c "h5dump -a /trace_checksum '$T/ref/t.results.h5' | grep -q '\"[0-9a-f]\{32\}\"'"
 check results_provenance sh -c "h5dump -a /provenance/0/argv '$T/ref/t.results.h5' | grep -q 'topk(k=2)'"
-same_results() { h5diff -q "$T/ref/t.results.h5" "$1" '/replay/topk(k=2,norm=model)/nll' >/dev/null 2>&1; }
+same_results() { h5diff -q "$T/ref/t.results.h5" "$1" '/replay/topk_k_2_norm_model/nll' >/dev/null 2>&1; }
 
 if ! command -v strace >/dev/null 2>&1; then
     echo "SKIP test_faults/injection: strace is missing (apt-get install strace)"
@@ -118,7 +118,7 @@ same_ds() {
 ref_of() { rm -f "$RES"; sh -c "$1" >/dev/null 2>&1; mv "$RES" "$T/ref.out"; }
 RC="'$B/olmoe-replay' '$T/t.h5' --model '$T/model' --policy 'topk(k=2)' --quiet"
 ref_of "$RC"
-same_replay() { same_ds "$1" '/replay/topk(k=2,norm=model)/nll'; }
+same_replay() { same_ds "$1" '/replay/topk_k_2_norm_model/nll'; }
 fault replay pwrite64 "KILL TERM INT" "$RES" same_replay "$RC"
 
 # a full disk: the results writer fails, the trace and an earlier results file stay

@@ -43,9 +43,9 @@ cp "$T/run/run.h5" "$T/b.h5"
 "$R" "$T/a.h5" --policy topk --k 2 --out "$T/ra.h5" --quiet >"$T/ra" 2>"$T/err"
 check replay_model_from_trace test -s "$T/ra.h5"
 "$R" "$T/b.h5" --model "$T/run/ckpt" --policy topk --k 2 --out "$T/rb.h5" --quiet >"$T/rb" 2>>"$T/err"
-check replay_model_from_trace_same h5diff "$T/ra.h5" "$T/rb.h5" '/replay/topk(k=2,norm=model)/nll'
+check replay_model_from_trace_same h5diff "$T/ra.h5" "$T/rb.h5" '/replay/topk_k_2_norm_model/nll'
 check replay_device_auto sh -c "'$R' --help | grep -q -- '--device DEV *auto (default'"
-check replay_auto_is_cpu_here sh -c "h5dump -a '/replay/topk(k=2,norm=model)/device' '$T/ra.h5' | grep -q '\"cpu'"
+check replay_auto_is_cpu_here sh -c "h5dump -a '/replay/topk_k_2_norm_model/device' '$T/ra.h5' | grep -q '\"cpu'"
 # other weights than the trace's: refused, naming both
 expect_fail replay_other_weights "captured with other weights" "$R" "$T/a.h5" --model "$FIX/tiny-fused" --policy topk --out "$T/x.h5"
 mv "$T/run/ckpt" "$T/run/gone"
@@ -106,7 +106,7 @@ roundtrip capture "$cmd_cap" h5diff "$T/rt1/cap.h5" cap.h5 /router_logits
 roundtrip kde "$cmd_kde" h5diff "$T/rt1/null.h5" null.h5 /cdf
 roundtrip coactivation "$cmd_co" cmp -s "$T/rt1/co.csv" co.csv
 roundtrip flow "$cmd_flow" cmp -s "$T/rt1/flow.csv" flow.csv
-roundtrip replay "$cmd_rep" h5diff "$T/rt1/rep.h5" rep.h5 '/replay/topp(p=0.6,max_k=8,min_k=1,T=1,norm=model)/nll'
+roundtrip replay "$cmd_rep" h5diff "$T/rt1/rep.h5" rep.h5 '/replay/topp_p_0_6_max_k_8_min_k_1_T_1_norm_model/nll'
 roundtrip stats "$cmd_st" cmp -s "$T/rt1/st.csv" st.csv
 roundtrip match_k "$cmd_mk" h5diff "$T/rt1/mk.h5" mk.h5 /match/perplexity
 check coactivation_and_flow_differ test "$cmd_co" != "$cmd_flow"

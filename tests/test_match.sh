@@ -26,7 +26,7 @@ else fail e2e "$(cat "$T/err")"; fi
 check csv_rows test "$(wc -l <"$T/m.csv")" -eq 22
 check grid_rows test "$(grep -c '^\(topk\|topp\|bh\|threshold\|skip\|entropy\|hc\)  ' "$T/out")" -eq 7
 check h5_match sh -c "h5ls '$T/m.h5/match' | grep -q delta_vs_topk && h5ls '$T/m.h5/match' | grep -q 'achieved_k.*{21}'"
-check h5_replay sh -c "h5ls -r '$T/m.h5' | grep -q 'replay/topk(k=2,norm=model)/nll'"
+check h5_replay sh -c "h5ls -r '$T/m.h5' | grep -q 'replay/topk_k_2_norm_model/nll'"
 check trace_untouched sh -c "! h5ls '$T/run.h5' | grep -q '^match'"
 # every reached point is within the tolerance; top-k rows have delta 0
 check within_tol awk -F, 'NR > 1 && $7 == 1 { d = $6 - $2; if (d < 0) d = -d; if (d > 0.01) bad = 1 } END { exit bad }' "$T/m.csv"
@@ -47,7 +47,7 @@ if R "$T/run.h5" --match-k 2 --families 'topp,skip(max_k=4)' --model "$M" --exac
 else fail exact "$(cat "$T/err")"; fi
 check exact_grid grep -q '^# exact: ' "$T/out"
 check exact_rows test "$(grep -c '^exact  ' "$T/out")" -eq 3
-check in_trace sh -c "h5ls -r '$T/run.results.h5' | grep -q '^/match/kind' && h5ls -r '$T/run.results.h5' | grep -q '^/exact/skip(beta='"
+check in_trace sh -c "h5ls -r '$T/run.results.h5' | grep -q '^/match/kind' && h5ls -r '$T/run.results.h5' | grep -q '^/exact/skip_beta_'"
 expect_fail match_exists "/match already exists (--force recomputes it, --skip-existing leaves it)" \
     R "$T/run.h5" --match-k 2 --families topp --model "$M"
 # --skip-existing: a stored /match is nothing to do, said before the calibration starts

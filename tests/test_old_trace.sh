@@ -96,5 +96,23 @@ check replay-ok [ $? -eq 0 ]
 grep -v -E '"(seconds|cpu_seconds|tokens_per_second|model|trace)":' r.json >replay.json
 same replay-json "$root/$E/replay.json" replay.json 1e-6
 
+# the old result, stored in the trace under its spec, is found by the spec:
+# storing it again is refused, and --force replaces it (in the results file
+# beside the trace) under its typable name, never beside it
+expect_fail store-again-refused 'already exists' "$OLMOE_BIN/olmoe-replay" old.h5 --model "$M" \
+    --policy 'topk(k=4)' --quiet
+check store-again-nothing-written [ ! -e old.results.h5 ]
+"$OLMOE_BIN/olmoe-replay" old.h5 --model "$M" --policy 'topk(k=4)' --force --resamples 0 --quiet \
+    >/dev/null 2>err
+check store-force-ok [ $? -eq 0 ]
+h5ls old.results.h5/replay >groups.txt 2>err
+check store-force-typable-name [ "$(cut -d' ' -f1 groups.txt)" = topk_k_4_norm_model ]
+"$TR" info old.h5 >info2.txt 2>err
+check store-force-listed-by-spec grep -q \
+    '^  replay  *topk(k=4,norm=model)  *command \[0\]  in /replay/topk_k_4_norm_model$' info2.txt
+"$TR" export old.h5 --what decisions --policy 'topk(k=4)' --tokenizer "$M/tokenizer.json" \
+    >decisions2.txt 2>err
+same store-force-decisions "$root/$E/decisions.txt" decisions2.txt 1e-5
+
 # reading never wrote the trace
 check trace-untouched cmp -s old.h5 pristine.h5

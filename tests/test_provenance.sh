@@ -15,7 +15,7 @@ if ! "$B/olmoe-capture" --model "$M1" --tokens "$M1/tokens.txt" --ctx 32 --devic
 fi
 RES=$T/run.results.h5
 K8='topk(k=8,norm=model)'
-prov_of() { h5dump -a "/replay/$1/provenance" "$RES" 2>/dev/null | sed -n 's/^ *(0): *//p'; }
+prov_of() { h5dump -a "/replay/$(typable "$1")/provenance" "$RES" 2>/dev/null | sed -n 's/^ *(0): *//p'; }
 
 # ---- --skip-existing ----
 "$R" "$T/run.h5" --sweep topk --quiet >"$T/topk" 2>"$T/err" || fail sweep_topk "$(cat "$T/err")"
@@ -29,7 +29,7 @@ check skip_skips_only_topk8 test "$(grep -c '^# skipped' "$T/seed")" -eq 1
 check skip_computes_no_topk sh -c "! grep -q '^replay topk' '$T/seed'"
 n_bh=$(grep -c '^replay bh(' "$T/seed")
 check skip_computes_every_bh test "$n_bh" -ge 1
-check skip_stored_bh test "$(h5ls "$RES/replay" | grep -c '^bh(')" -eq "$n_bh"
+check skip_stored_bh test "$(h5ls "$RES/replay" | grep -c '^bh_')" -eq "$n_bh"
 check topk8_untouched test "$(prov_of "$K8")" = 0
 check bh_points_to_record_1 test "$(prov_of 'bh(alpha=0.1,max_k=8,min_k=1,T=1,pvalue=pseudo,norm=model)')" = 1
 if "$R" "$T/run.h5" --sweep seed --pvalue pseudo --skip-existing --quiet >"$T/again" 2>"$T/err"
@@ -46,7 +46,7 @@ if "$R" "$T/run.h5" --mode stats --policy topk --k 1,2,3 --store --skip-existing
 then pass stats_skip_runs; else fail stats_skip_runs "$(cat "$T/err")"; fi
 check stats_skip_lines test "$(grep -c '^# skipped (stored): topk(k=[12],' "$T/st")" -eq 2
 check stats_skip_stored sh -c "h5ls '$RES/stats' | grep -c '^topk' | grep -qx 3"
-check stats_points_to_record_3 sh -c "h5dump -a '/stats/topk(k=3,norm=model)/provenance' '$RES' | grep -q '(0): 3\$'"
+check stats_points_to_record_3 sh -c "h5dump -a '/stats/topk_k_3_norm_model/provenance' '$RES' | grep -q '(0): 3\$'"
 
 # ---- olmoe-traces info: every result with its command ----
 "$B/olmoe-analyze" coactivation "$T/run.h5" --in-trace --quiet >/dev/null 2>"$T/err" ||
@@ -54,12 +54,12 @@ check stats_points_to_record_3 sh -c "h5dump -a '/stats/topk(k=3,norm=model)/pro
 "$B/olmoe-traces" info "$T/run.h5" >"$T/info" 2>"$T/err" || fail info "$(cat "$T/err")"
 n_res=$(( $(h5ls "$RES/replay" | wc -l) + $(h5ls "$RES/stats" | wc -l) + $(h5ls "$RES/analyze/coactivation" | wc -l) ))
 check info_counts grep -q "^results: *$n_res in $RES\$" "$T/info"
-check info_topk_line grep -qE "^  replay +topk\(k=8,norm=model\) +command \[0\]\$" "$T/info"
-check info_bh_line grep -qE "^  replay +bh\(alpha=0\.2,max_k=4,.*command \[1\]\$" "$T/info"
+check info_topk_line grep -qE "^  replay +topk\(k=8,norm=model\) +command \[0\]  in /replay/topk_k_8_norm_model\$" "$T/info"
+check info_bh_line grep -qE "^  replay +bh\(alpha=0\.2,max_k=4,.*command \[1\]  in /replay/bh_alpha_0_2_max_k_4_[a-zA-Z0-9_]*\$" "$T/info"
 check info_analyze_line grep -qE "^  analyze +coactivation/.* +command \[4\]\$" "$T/info"
 check info_record_0 grep -qF "[0] $R $T/run.h5 --sweep topk --quiet" "$T/info"
 check info_record_1 grep -qF "[1] $R $T/run.h5 --sweep seed --pvalue pseudo --skip-existing --quiet" "$T/info"
-check info_stats_line grep -qE "^  stats +topk\(k=3,norm=model\) +command \[3\]\$" "$T/info"
+check info_stats_line grep -qE "^  stats +topk\(k=3,norm=model\) +command \[3\]  in /stats/topk_k_3_norm_model\$" "$T/info"
 check info_record_4 grep -qF "[4] $B/olmoe-analyze coactivation $T/run.h5 --in-trace --quiet" "$T/info"
 sum=$(h5dump -a /trace_checksum "$RES" | sed -n 's/^ *(0): *"\(.*\)"/\1/p')
 check info_inputs_checksum grep -qF "inputs: trace $T/run.h5 ($sum), model" "$T/info"
@@ -71,7 +71,7 @@ check force_relinks test "$(prov_of "$K8")" = 5
 # ---- a results file of its own (--out): its results point to its record ----
 "$R" "$T/run.h5" --policy 'topk(k=2)' --out "$T/own.h5" --quiet >/dev/null 2>"$T/err" ||
     fail out "$(cat "$T/err")"
-check out_points_to_record_0 sh -c "h5dump -a '/replay/topk(k=2,norm=model)/provenance' '$T/own.h5' | grep -q '(0): 0\$'"
+check out_points_to_record_0 sh -c "h5dump -a '/replay/topk_k_2_norm_model/provenance' '$T/own.h5' | grep -q '(0): 0\$'"
 
 # ---- report.md lists the commands ----
 "$B/olmoe-report" "$T/run.h5" --out "$T/rep" --quiet >/dev/null 2>"$T/err" || fail report "$(cat "$T/err")"

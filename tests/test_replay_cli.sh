@@ -36,7 +36,7 @@ check json_format grep -q '"format": "olmoe-replay"' "$T/one.json"
 check json_self_check grep -q '"mean_nll_rel_diff"' "$T/one.json"
 check csv_rows test "$(wc -l <"$T/one.csv")" -eq 5
 check csv_row grep -q '^replay,"topk(k=2,norm=model)","all",recompute,"cpu",' "$T/one.csv"
-check results_beside_trace sh -c "h5ls -r '$T/one.results.h5' | grep -q 'replay/topk(k=8,norm=model)/experts'"
+check results_beside_trace sh -c "h5ls -r '$T/one.results.h5' | grep -q 'replay/topk_k_8_norm_model/experts'"
 check trace_untouched sh -c "! h5ls '$T/one.h5' | grep -q replay"
 check trace_still_verifies sh -c "'$B/olmoe-traces' verify '$T/one.h5' >/dev/null"
 
@@ -45,7 +45,7 @@ check trace_still_verifies sh -c "'$B/olmoe-traces' verify '$T/one.h5' >/dev/nul
 # measures it; with fp32 residuals the two agree to 1e-6), so 0.02 relative.
 for k in 1 2 4 8; do
     "$CAP" --model "$M1" --tokens "$M1/tokens.txt" --ctx 32 --device cpu --top-k $k --out "$T/k$k.h5" --quiet >/dev/null
-    close "one_layer_top$k" "$T/one.results.h5" "/replay/topk(k=$k,norm=model)/nll" "$T/k$k.h5" /baseline/nll 0.02
+    close "one_layer_top$k" "$T/one.results.h5" "/replay/topk_k_${k}_norm_model/nll" "$T/k$k.h5" /baseline/nll 0.02
 done
 
 # ---- --exact against capture --policy (same batching: one window at a time) ----
@@ -74,7 +74,7 @@ check table_labels_exact grep -q '^exact  topp(p=0.7,max_k=6,min_k=1,T=1,norm=mo
 check exact_needs_no_self_check sh -c "! grep -q '^# self-check' '$T/out'"
 for j in 1 2 3 4 5; do
     id=$(id_of "$T/p$j.h5")
-    close "exact_equals_capture_$j" "$T/exact.h5" "/exact/$id/nll" "$T/p$j.h5" /baseline/nll 1e-6
+    close "exact_equals_capture_$j" "$T/exact.h5" "/exact/$(typable "$id")/nll" "$T/p$j.h5" /baseline/nll 1e-6
 done
 check capture_records_policy test "$(id_of "$T/p3.h5")" = 'bh(alpha=0.2,max_k=8,min_k=1,T=1,pvalue=kde,norm=model)'
 check out_file_format sh -c "h5dump -a /format '$T/exact.h5' | grep -q olmoe-replay"
@@ -122,7 +122,7 @@ if "$CAP" --model $BM --input data/brown-test.jsonl --format jsonl --group-field
 else
     fail brown_replay "$(cat "$T/err")"
 fi
-check brown_groups_h5 sh -c "h5ls -r '$T/brown.results.h5' | grep -q 'replay/topk(k=1,norm=model)/groups/'"
+check brown_groups_h5 sh -c "h5ls -r '$T/brown.results.h5' | grep -q 'replay/topk_k_1_norm_model/groups/'"
 check brown_groups_csv test "$(grep -c '^replay,"topk(k=1,norm=model)",' "$T/b.csv")" -gt 1
 if "$B/olmoe-traces" export "$T/brown.h5" --what decisions --policy 'topk(k=1)' --top 5 >"$T/d.csv" 2>"$T/err"
 then pass decisions; else fail decisions "$(cat "$T/err")"; fi

@@ -13,6 +13,7 @@
  */
 #include "test_replay_util.h"
 
+#include <ctype.h>
 #include <hdf5.h>
 #include <unistd.h>
 
@@ -128,8 +129,11 @@ static void check_type(hid_t f, const char *path, H5T_class_t cls, size_t size, 
 /* one result group against contracts.md, and its numbers recomputed */
 static void check_group(hid_t f, const char *kind, const olmoe_replay_run *r, const olmoe_replay_result *res,
                         const int32_t *tok) {
-    char g[300], p[400];
-    snprintf(g, sizeof g, "%s/%s", kind, res->policy->id);
+    char g[300], p[400], *found = NULL;
+    CHECK(olmoe_result_find(f, kind, res->policy->id, &found) == 1, "no /%s/%s", kind, res->policy->id);
+    snprintf(g, sizeof g, "%s", found ? found : "none");
+    free(found);
+    for (const char *c = strchr(g, '/') + 1; *c; c++) CHECK(isalnum((unsigned char)*c) || *c == '_', "/%s: not typable", g);
     int L = r->n_layers, E = r->n_experts;
     int64_t N = r->n_tokens;
     char *s = NULL;

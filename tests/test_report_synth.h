@@ -226,7 +226,9 @@ static int rs_write_trace(const char *path, rs_set *S) {
     return 0;
 }
 
-/* /replay/<id>/ or /exact/<id>/ under loc, as docs/contracts has it */
+/* /replay/<id>/ or /exact/<id>/ under loc, as docs/contracts has it: named by
+ * the spec itself, as files written before typable group names are
+ * (olmoe-trace(5), RESULTS), so the report's reading of those stays tested */
 static int rs_write_result(hid_t loc, const rs_policy *p, int exact, double base_ppl) {
     char g[256], ds[320], gg[400];
     snprintf(g, sizeof g, "%s/%s", exact ? "exact" : "replay", p->id);

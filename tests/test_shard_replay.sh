@@ -27,7 +27,7 @@ check shard-table-counts-its-rows grep -q "^# [0-9]* tokens ([0-9]* scored)" "$T
 same_results() {
     for k in replay exact; do
         for id in 'topk(k=4,norm=model)' 'topp(p=0.5,max_k=8,min_k=1,T=1,norm=model)'; do
-            g="/$k/$id"
+            g="/$k/$(typable "$id")"
             for d in nll argmax experts k_hist load mean_k_layer; do
                 h5diff -q "$1" "$2" "$g/$d" >/dev/null 2>&1 || { echo "$g/$d differs" >&2; return 1; }
             done

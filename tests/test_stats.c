@@ -266,8 +266,16 @@ static void test_counts_and_outputs(void) {
     CHECK(f >= 0 && olmoe_stats_write_h5(&st, f, p, 0) == 0, "%s", olmoe_error());
     CHECK(olmoe_stats_write_h5(&st, f, p, 0) == -1 && strstr(olmoe_error(), "already exists"), "%s", olmoe_error());
     CHECK(olmoe_stats_write_h5(&st, f, p, 1) == 0, "replace: %s", olmoe_error());
-    char ds[300];
-    snprintf(ds, sizeof ds, "stats/%s/group_load", set.items[2].id);
+    /* replaced in place: under the typable name, found by the spec, no "_2" beside it */
+    char ds[300], *where = NULL, *name = olmoe_result_name(set.items[2].id);
+    snprintf(ds, sizeof ds, "stats/%s", name);
+    CHECK(olmoe_result_find(f, "stats", set.items[2].id, &where) == 1 && where && strcmp(where, ds) == 0,
+          "/stats group of %s: %s", set.items[2].id, where ? where : "none");
+    snprintf(ds, sizeof ds, "stats/%s_2", name);
+    CHECK(olmoe_h5_exists(f, ds) == 0, "--force made /%s", ds);
+    free(where);
+    snprintf(ds, sizeof ds, "stats/%s/group_load", name);
+    free(name);
     int64_t dims[8];
     int rank;
     CHECK(olmoe_h5_shape(f, ds, &rank, dims) == 0 && rank == 3 && dims[0] == G && dims[1] == L && dims[2] == E,
@@ -277,7 +285,10 @@ static void test_counts_and_outputs(void) {
               memcmp(gl, st.pol[2].load + (size_t)L * E, sizeof(int64_t) * G * L * E) == 0,
           "group_load content");
     free(gl);
-    snprintf(ds, sizeof ds, "stats/%s", set.items[4].id);
+    where = NULL;
+    CHECK(olmoe_result_find(f, "stats", set.items[4].id, &where) == 1, "/stats group of %s", set.items[4].id);
+    snprintf(ds, sizeof ds, "%s", where ? where : "none");
+    free(where);
     double mk;
     olmoe_stats_summary s4;
     olmoe_stats_summarize(&st, 4, 0, -1, &s4);

@@ -18,7 +18,7 @@ check json_format grep -q '"format": "olmoe-stats"' "$T/s.json"
 # one header, then policy x (all + 3 groups) x (all + 4 layers)
 check csv_rows test "$(wc -l <"$T/s.csv")" -eq 21
 check csv_quoted grep -q '^"bh(alpha=0.1,max_k=8,min_k=1,T=1,pvalue=kde,norm=model)","genre-2",3,' "$T/s.csv"
-check h5_out sh -c "h5ls -r '$T/r.h5' | grep -q 'stats/bh(alpha=0.1,max_k=8,min_k=1,T=1,pvalue=kde,norm=model)/group_load'"
+check h5_out sh -c "h5ls -r '$T/r.h5' | grep -q 'stats/bh_alpha_0_1_max_k_8_min_k_1_T_1_pvalue_kde_norm_model/group_load'"
 check no_partials sh -c "! ls '$T' | grep -q partial"
 
 R --sweep seed --pvalue pseudo >"$T/out" 2>"$T/err"
@@ -30,7 +30,7 @@ if R --policy 'bh(alpha=0.2,max_k=16,pvalue=empirical)' --empirical-max 500 >"$T
 then pass empirical; else fail empirical "$(cat "$T/err")"; fi
 
 if R --policy topk --store 2>"$T/err" >/dev/null; then pass store; else fail store "$(cat "$T/err")"; fi
-check store_group sh -c "h5ls -r '$T/run.results.h5' | grep -q 'stats/topk(k=8,norm=model)/load'"
+check store_group sh -c "h5ls -r '$T/run.results.h5' | grep -q 'stats/topk_k_8_norm_model/load'"
 check store_leaves_trace sh -c "! h5ls '$T/run.h5' | grep -q stats"
 expect_fail store_twice "already exists" "$B/olmoe-replay" "$T/run.h5" --mode stats --policy topk --store
 if R --policy topk --store --force 2>"$T/err" >/dev/null; then pass store_force

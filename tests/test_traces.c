@@ -10,6 +10,7 @@
 #include "check.h"
 #include "test_traces_synth.h"
 
+#include <ctype.h>
 #include <hdf5.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -439,6 +440,99 @@ static int write_sample(const char *path, int killed) {
     return 0;
 }
 
+/* ---- the names of policy result groups (olmoe-trace(5), RESULTS) ---- */
+static int is_typable(const char *s) {
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_') return 0;
+    return 1;
+}
+
+/* a group kind/name holding spec (no attribute when spec is NULL) */
+static void put_group(hid_t f, const char *path, const char *spec) {
+    CHECK(olmoe_h5_make_groups(f, path) == 0 && (!spec || olmoe_h5_set_attr_str(f, path, "policy", spec) == 0),
+          "%s: %s", path, olmoe_error());
+}
+
+static void check_found(hid_t f, const char *kind, const char *spec, const char *want) {
+    char *got = NULL;
+    int e = olmoe_result_find(f, kind, spec, &got);
+    CHECK(want ? e == 1 && got && strcmp(got, want) == 0 : e == 0 && !got, "find %s %s: %d %s, want %s", kind,
+          spec, e, got ? got : "none", want ? want : "none");
+    free(got);
+}
+
+static void check_new(hid_t f, const char *kind, const char *spec, const char *want) {
+    char *got = NULL;
+    CHECK(olmoe_result_new_path(f, kind, spec, &got) == 0 && got && strcmp(got, want) == 0, "new %s %s: %s, want %s",
+          kind, spec, got ? got : "none", want);
+    free(got);
+}
+
+static void test_result_names(void) {
+    static const char *const cases[][2] = {
+        {"topk(k=4,norm=model)", "topk_k_4_norm_model"},
+        {"bh(alpha=0.1,max_k=8,min_k=1,T=1,pvalue=pseudo,norm=model)", "bh_alpha_0_1_max_k_8_min_k_1_T_1_pvalue_pseudo_norm_model"},
+        {"file(path=/tmp/r.h5,sum=0a1b)", "file_path_tmp_r_h5_sum_0a1b"},
+        {"(( x ))", "x"},
+        {"caf\xc3\xa9(k=1)", "caf_k_1"},
+        {"()", "policy"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *n = olmoe_result_name(cases[i][0]);
+        CHECK(strcmp(n, cases[i][1]) == 0 && is_typable(n), "name of %s: %s, want %s", cases[i][0], n, cases[i][1]);
+        free(n);
+    }
+    char long_spec[5000];
+    memset(long_spec, 'a', sizeof long_spec - 1);
+    long_spec[sizeof long_spec - 1] = '\0';
+    long_spec[1] = '(';
+    char *n = olmoe_result_name(long_spec);
+    CHECK(strlen(n) == sizeof long_spec - 1 && n[1] == '_', "a long spec keeps its whole name: %zu", strlen(n));
+    free(n);
+
+    hid_t f = olmoe_h5_create(tmp_path("names.h5"));
+    CHECK(f >= 0, "%s", olmoe_error());
+    /* new groups: the typable name; a second spec with the same name gets _2, a third _3 */
+    check_new(f, "replay", "a(b=1)", "replay/a_b_1");
+    put_group(f, "replay/a_b_1", "a(b=1)");
+    check_new(f, "replay", "a(b=1)", "replay/a_b_1"); /* its own: never _2 beside itself */
+    check_new(f, "replay", "a(b.1)", "replay/a_b_1_2");
+    put_group(f, "replay/a_b_1_2", "a(b.1)");
+    check_new(f, "replay", "a[b 1]", "replay/a_b_1_3");
+    check_found(f, "replay", "a(b=1)", "replay/a_b_1");
+    check_found(f, "replay", "a(b.1)", "replay/a_b_1_2");
+    check_found(f, "replay", "a[b 1]", NULL);
+    check_found(f, "exact", "a(b=1)", NULL); /* another kind */
+    /* a name taken by something that is no group of a policy */
+    int64_t d1[1] = {1};
+    int one = 1;
+    CHECK(olmoe_h5_write(f, "stats/x_y", OLMOE_H5_I32, 1, d1, &one) == 0, "%s", olmoe_error());
+    check_new(f, "stats", "x(y)", "stats/x_y_2");
+
+    /* files written before: groups named by the spec itself, with or without the attribute */
+    put_group(f, "exact/topk(k=4,norm=model)", "topk(k=4,norm=model)");
+    put_group(f, "exact/topp(p=0.5)", NULL);
+    put_group(f, "exact/file(path=/tmp/r.h5)", "file(path=/tmp/r.h5)"); /* a '/' made it nested */
+    put_group(f, "exact/bh(alpha=0.1)", "bh(alpha=0.2)");             /* named for another spec */
+    check_found(f, "exact", "topk(k=4,norm=model)", "exact/topk(k=4,norm=model)");
+    check_found(f, "exact", "topp(p=0.5)", "exact/topp(p=0.5)");
+    check_found(f, "exact", "file(path=/tmp/r.h5)", "exact/file(path=/tmp/r.h5)");
+    check_found(f, "exact", "bh(alpha=0.1)", NULL);
+    check_found(f, "exact", "bh(alpha=0.2)", "exact/bh(alpha=0.1)");
+    /* replacing an old one: removed, then written under its typable name */
+    check_new(f, "exact", "topk(k=4,norm=model)", "exact/topk_k_4_norm_model");
+
+    olmoe_result_group *g;
+    int ng;
+    CHECK(olmoe_result_groups(f, "replay", &g, &ng) == 0 && ng == 2 && strcmp(g[0].spec, "a(b.1)") == 0 &&
+              strcmp(g[0].path, "replay/a_b_1_2") == 0 && strcmp(g[1].spec, "a(b=1)") == 0,
+          "groups in spec order: %d", ng);
+    olmoe_result_groups_free(g, ng);
+    CHECK(olmoe_result_groups(f, "validate", &g, &ng) == 0 && ng == 0, "no such kind: none");
+    olmoe_result_groups_free(g, ng);
+    olmoe_h5_close(f);
+}
+
 int main(int argc, char **argv) {
     olmoe_set_prog("test_traces");
     if (argc == 3 && strcmp(argv[1], "--write-sample") == 0) return write_sample(argv[2], 0);
@@ -451,6 +545,7 @@ int main(int argc, char **argv) {
     RUN(test_roundtrip_bf16);
     RUN(test_roundtrip_variants);
     RUN(test_h5_helpers);
+    RUN(test_result_names);
     RUN(test_results_in_trace);
     RUN(test_errors);
     return check_summary();

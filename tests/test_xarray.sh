@@ -6,7 +6,8 @@
 # dimensions, and the groups /baseline and /residual open too. The same for
 # a trace merged from two shards (virtual datasets) and after --copy. Its
 # results file (olmoe-replay --sweep topk, --mode stats --store) opens the
-# same way: each policy's group found by its "policy" attribute, its
+# same way: each policy's group found by its "policy" attribute or typed by
+# its name (the spec made typable), its
 # perplexity that of its own per-token nll, every group without phony dims.
 . tests/lib.sh
 B=$OLMOE_BIN
@@ -77,7 +78,8 @@ for spec, name in sorted(groups.items()):
     assert r["k_hist"].dims == ("layer", "k") and r.sizes["expert"] == logits.sizes["expert"]
     own = float(np.exp(np.nanmean(r["nll"].values.astype(np.float64))))
     assert abs(r.attrs["perplexity"] / own - 1) < 1e-5, (spec, r.attrs["perplexity"], own)
-s = xr.open_dataset(results, engine="h5netcdf", group="stats/topk(k=2,norm=model)")
+assert groups["topk(k=4,norm=model)"] == "/replay/topk_k_4_norm_model", groups  # typable names
+s = xr.open_dataset(results, engine="h5netcdf", group="stats/topk_k_2_norm_model")
 assert s["mean_k"].dims == ("layer",) and s["load"].dims == ("layer", "expert")
 for name in every:                          # every group opens without phony dims
     xr.open_dataset(results, engine="h5netcdf", group=name)

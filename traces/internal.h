@@ -119,6 +119,9 @@ int trace_read_rows(olmoe_trace *t, trace_ds which, hid_t mtype, int64_t start,
 void trace_free(olmoe_trace *t);
 /* copy.c: from's groups and documents (fill-value rows a killed writer left
  * dropped), then its committed windows with their rows, appended to to */
+/* group path of src copied to the same path in dst, attributes included
+ * (copy_attrs.c: H5Ocopy alone crashes on dense attributes) */
+int trace_copy_group(hid_t src, const char *path, hid_t dst);
 int trace_copy_documents(olmoe_trace *from, olmoe_trace *to);
 int trace_copy_windows(olmoe_trace *from, olmoe_trace *to);
 

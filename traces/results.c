@@ -162,12 +162,8 @@ static int start_file(olmoe_results *r, const char *trace_path, hid_t trace) {
     for (size_t i = 0; i < sizeof result_groups / sizeof result_groups[0]; i++) {
         int e = olmoe_h5_exists(trace, result_groups[i]);
         if (e < 0) return olmoe_error_prefix("%s", trace_path);
-        if (e && H5Ocopy(trace, result_groups[i], r->f, result_groups[i], H5P_DEFAULT,
-                         H5P_DEFAULT) < 0) {
-            H5Eclear2(H5E_DEFAULT);
-            return olmoe_errorf("%s: cannot copy /%s from %s", r->final, result_groups[i],
-                                trace_path);
-        }
+        if (e && trace_copy_group(trace, result_groups[i], r->f) != 0)
+            return olmoe_error_prefix("%s: copying from %s", r->final, trace_path);
     }
     return 0;
 }

@@ -148,6 +148,13 @@ int olmoe_results_list(hid_t f, olmoe_result_entry **out, int *n) {
     return rc;
 }
 
+char *olmoe_result_shown(const olmoe_result_entry *e) {
+    if (!*e->id) return xstrdup(e->path);
+    char *s = xmalloc(strlen(e->kind) + strlen(e->id) + 2);
+    sprintf(s, "%s/%s", e->kind, e->id);
+    return s;
+}
+
 void olmoe_results_list_free(olmoe_result_entry *e, int n) {
     for (int i = 0; i < n; i++) {
         free(e[i].path);

@@ -377,14 +377,48 @@ int olmoe_results_provenance(hid_t f, const olmoe_input *in, int n_in);
  * of the command that wrote it (-1: not recorded). */
 typedef struct {
     const char *kind;   /* replay, exact, validate, stats, analyze, match */
-    char *path;         /* the group, from the root: "replay/topk_k8", "validate" */
+    char *path;         /* the group, from the root: "replay/topk_k_8", "validate" */
     char *id;           /* the "policy" attribute of replay, exact and stats results, else the
                          * path below kind ("coactivation/NAME"; "" for validate, match) */
     int64_t provenance; /* -1: not recorded */
 } olmoe_result_entry;
+/* what a result is to a reader: "kind/id" ("replay/topk(k=4,norm=model)"),
+ * not where it lies ("replay/topk_k_4_norm_model"); the path when id is ""; fresh */
+char *olmoe_result_shown(const olmoe_result_entry *e);
 /* every result of f (a results file, or a trace holding results in place) */
 int olmoe_results_list(hid_t f, olmoe_result_entry **out, int *n);
 void olmoe_results_list_free(olmoe_result_entry *e, int n);
+/* ---- policy result groups and their names (result_names.c) ----
+ * A result of a policy lies in <kind>/<name> (kind: replay, exact, stats),
+ * keyed by its canonical spec in the group's "policy" attribute; the name is
+ * the spec made typable: runs of characters other than [A-Za-z0-9] become one
+ * '_', leading and trailing '_' dropped, kept whole however long
+ * ("topk(k=4,norm=model)" -> "topk_k_4_norm_model"), with "_2", "_3", ...
+ * when another spec's group has it. Files written before hold groups named
+ * by the spec itself ("replay/topk(k=4,norm=model)"); readers find those too.
+ *
+ *   char *g;                                  // reading
+ *   int e = olmoe_result_find(f, "replay", pol.id, &g);   // 1 found, 0 none, -1
+ *   char *g;                                  // writing (after removing the found one)
+ *   olmoe_result_new_path(f, "replay", pol.id, &g); ... write g, its "policy" ...
+ */
+/* the typable name of spec; fresh */
+char *olmoe_result_name(const char *spec);
+/* the group of kind holding spec's results: the one whose "policy" is spec,
+ * else one literally named kind/spec (an older file). 1 and *path (fresh,
+ * "replay/topk_k_4_norm_model"), 0 and *path NULL when none, -1 + message. */
+int olmoe_result_find(hid_t f, const char *kind, const char *spec, char **path);
+/* where a new group of spec goes: kind/<name>, or the first of kind/<name>_2,
+ * _3, ... that is free or already spec's; *path fresh */
+int olmoe_result_new_path(hid_t f, const char *kind, const char *spec, char **path);
+typedef struct {
+    char *spec; /* the "policy" attribute (an old group without one: its name) */
+    char *path; /* "replay/topk_k_4_norm_model" */
+} olmoe_result_group;
+/* the groups under kind (none when kind is absent), in spec order; free with
+ * olmoe_result_groups_free */
+int olmoe_result_groups(hid_t f, const char *kind, olmoe_result_group **out, int *n);
+void olmoe_result_groups_free(olmoe_result_group *g, int n);
 /* sets provenance = n on every result group that has none */
 int olmoe_results_mark(hid_t f, int64_t n);
 /* the same with n = the last /provenance record (none: nothing marked): what
