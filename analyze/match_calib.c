@@ -318,6 +318,82 @@ static int finish(solver *s, double x, double k) {
     return 0;
 }
 
+/* the search interval in u, with the mean k at each end, and the answer
+ * once found (u NaN until then) */
+typedef struct {
+    double a, fa, b, fb;
+    double u, fu;
+} bracket;
+
+/* an end within the tolerance is the answer; what earlier targets measured
+ * narrows the bracket, or is the answer */
+static void use_seen(const olmoe_match_family *f, double target, double tol, bracket *br) {
+    if (fabs(br->fa - target) <= tol) br->u = br->a, br->fu = br->fa;
+    else if (fabs(br->fb - target) <= tol) br->u = br->b, br->fu = br->fb;
+    for (int i = 0; isnan(br->u) && i < f->n_seen; i++) {
+        double ui = f->seen_u[i], ki = f->seen_k[i];
+        if (fabs(ki - target) <= tol) br->u = ui, br->fu = ki;
+        else if (ki < target && ui > br->a) br->a = ui, br->fa = ki;
+        else if (ki > target && ui < br->b) br->b = ui, br->fb = ki;
+    }
+    if (isnan(br->u)) return;
+    /* the bracket around the answer, for the rounding after */
+    for (int i = 0; i < f->n_seen; i++) {
+        double ui = f->seen_u[i], ki = f->seen_k[i];
+        if (ki < target - tol && ui > br->a && ui < br->u) br->a = ui, br->fa = ki;
+        if (ki > target + tol && ui < br->b && ui > br->u) br->b = ui, br->fb = ki;
+    }
+    if (br->a > br->u) br->a = br->u;
+    if (br->b < br->u) br->b = br->u;
+}
+
+/* invariant: fa < target - tol < target + tol < fb. Steps alternate
+ * between interpolation (the mean is often near linear in u, so this
+ * usually lands within a step or two) and halving (which bounds the
+ * count at twice bisection's). Leaves u NaN at a plateau. */
+static int search(solver *s, double target, double tol, bracket *br) {
+    for (int it = 0; isnan(br->u) && it < 200; it++) {
+        double a = br->a, b = br->b, c = (a + b) / 2;
+        if (it % 2 == 0) {
+            double w = (b - a) / 64;
+            c = a + (target - br->fa) / (br->fb - br->fa) * (b - a);
+            c = c < a + w ? a + w : (c > b - w ? b - w : c);
+        }
+        if (s->f->knob.per_expert) c = floor(c) > a ? floor(c) : floor(c) + 1;
+        if (c <= a || c >= b || value_at(s, c) == value_at(s, a) || value_at(s, c) == value_at(s, b))
+            break; /* nothing left between them */
+        double fc = eval_u(s, c);
+        if (isnan(fc)) return -1;
+        if (fabs(fc - target) <= tol) br->u = c, br->fu = fc;
+        else if (fc < target) br->a = c, br->fa = fc;
+        else br->b = c, br->fb = fc;
+    }
+    return 0;
+}
+
+/* the answer's value with the fewest significant digits still within the
+ * tolerance: *x and *fk in, shortened in place */
+static int shorten(solver *s, const bracket *br, double target, double tol, double *x, double *fk) {
+    const olmoe_match_knob *kn = &s->f->knob;
+    if (kn->per_expert) return 0;
+    /* a rounded value outside (x_a, x_b) is outside the tolerance, unseen */
+    double xa = value_at(s, br->a), xb = value_at(s, br->b);
+    double xlo = xa < xb ? xa : xb, xhi = xa < xb ? xb : xa;
+    for (int dig = 1; dig <= 6; dig++) {
+        double r = round_sig(*x, dig);
+        if (r == *x) break;
+        if (r < kn->lo || r > kn->hi) continue; /* the range is valid for the parameter */
+        if ((br->u != br->a && br->u != br->b) && !(r > xlo && r < xhi)) continue;
+        double fr = eval_at(s, r);
+        if (isnan(fr)) return -1;
+        if (fabs(fr - target) <= tol) {
+            *x = r, *fk = fr;
+            break;
+        }
+    }
+    return 0;
+}
+
 int olmoe_match_solve(const olmoe_match_data *d, olmoe_match_family *f,
                       const olmoe_policy_model *m, double target, double tol,
                       olmoe_match_point *pt) {
@@ -326,90 +402,38 @@ int olmoe_match_solve(const olmoe_match_data *d, olmoe_match_family *f,
     solver s = {d, f, m, pt, m->n_experts};
     const olmoe_match_knob *kn = &f->knob;
     if (f->seen_on != d) f->seen_on = d, f->n_seen = 0;
-    double a = kn->per_expert ? 1 : 0, b = kn->per_expert ? m->n_experts : 1;
-    double fa = eval_u(&s, a), fb = eval_u(&s, b);
-    if (isnan(fa) || isnan(fb)) return -1;
+    bracket br = {.a = kn->per_expert ? 1 : 0, .b = kn->per_expert ? m->n_experts : 1,
+                  .u = NAN, .fu = NAN};
+    br.fa = eval_u(&s, br.a), br.fb = eval_u(&s, br.b);
+    if (isnan(br.fa) || isnan(br.fb)) return -1;
     char va[40], vb[40];
-    fmt(value_at(&s, a), va, sizeof va);
-    fmt(value_at(&s, b), vb, sizeof vb);
-    if (target < fa - tol) {
+    fmt(value_at(&s, br.a), va, sizeof va);
+    fmt(value_at(&s, br.b), vb, sizeof vb);
+    if (target < br.fa - tol) {
         snprintf(pt->note, sizeof pt->note,
-                 "cannot go below %.3f experts per token-layer (%s=%s; min_k bounds it)", fa,
+                 "cannot go below %.3f experts per token-layer (%s=%s; min_k bounds it)", br.fa,
                  kn->param, va);
-        return finish(&s, value_at(&s, a), fa);
+        return finish(&s, value_at(&s, br.a), br.fa);
     }
-    if (target > fb + tol) {
+    if (target > br.fb + tol) {
         snprintf(pt->note, sizeof pt->note,
                  "cannot reach it: at most %.3f experts per token-layer (%s=%s; max_k bounds it)",
-                 fb, kn->param, vb);
-        return finish(&s, value_at(&s, b), fb);
+                 br.fb, kn->param, vb);
+        return finish(&s, value_at(&s, br.b), br.fb);
     }
-    double u = NAN, fu = NAN;
-    if (fabs(fa - target) <= tol) u = a, fu = fa;
-    else if (fabs(fb - target) <= tol) u = b, fu = fb;
-    /* what earlier targets measured narrows the bracket, or is the answer */
-    for (int i = 0; isnan(u) && i < f->n_seen; i++) {
-        double ui = f->seen_u[i], ki = f->seen_k[i];
-        if (fabs(ki - target) <= tol) u = ui, fu = ki;
-        else if (ki < target && ui > a) a = ui, fa = ki;
-        else if (ki > target && ui < b) b = ui, fb = ki;
-    }
-    if (!isnan(u)) { /* the bracket around it, for the rounding below */
-        for (int i = 0; i < f->n_seen; i++) {
-            double ui = f->seen_u[i], ki = f->seen_k[i];
-            if (ki < target - tol && ui > a && ui < u) a = ui, fa = ki;
-            if (ki > target + tol && ui < b && ui > u) b = ui, fb = ki;
-        }
-        if (a > u) a = u;
-        if (b < u) b = u;
-    }
-    /* invariant: fa < target - tol < target + tol < fb. Steps alternate
-     * between interpolation (the mean is often near linear in u, so this
-     * usually lands within a step or two) and halving (which bounds the
-     * count at twice bisection's) */
-    for (int it = 0; isnan(u) && it < 200; it++) {
-        double c = (a + b) / 2;
-        if (it % 2 == 0) {
-            double w = (b - a) / 64;
-            c = a + (target - fa) / (fb - fa) * (b - a);
-            c = c < a + w ? a + w : (c > b - w ? b - w : c);
-        }
-        if (kn->per_expert) c = floor(c) > a ? floor(c) : floor(c) + 1;
-        if (c <= a || c >= b || value_at(&s, c) == value_at(&s, a) ||
-            value_at(&s, c) == value_at(&s, b))
-            break; /* nothing left between them */
-        double fc = eval_u(&s, c);
-        if (isnan(fc)) return -1;
-        if (fabs(fc - target) <= tol) u = c, fu = fc;
-        else if (fc < target) a = c, fa = fc;
-        else b = c, fb = fc;
-    }
-    if (isnan(u)) {
-        int near_a = target - fa <= fb - target;
-        fmt(value_at(&s, a), va, sizeof va);
-        fmt(value_at(&s, b), vb, sizeof vb);
+    use_seen(f, target, tol, &br);
+    if (search(&s, target, tol, &br) != 0) return -1;
+    if (isnan(br.u)) {
+        int near_a = target - br.fa <= br.fb - target;
+        fmt(value_at(&s, br.a), va, sizeof va);
+        fmt(value_at(&s, br.b), vb, sizeof vb);
         snprintf(pt->note, sizeof pt->note,
                  "a plateau: mean k jumps from %.3f (%s=%s) to %.3f (%s=%s), nothing in between",
-                 fa, kn->param, va, fb, kn->param, vb);
-        return finish(&s, value_at(&s, near_a ? a : b), near_a ? fa : fb);
+                 br.fa, kn->param, va, br.fb, kn->param, vb);
+        return finish(&s, value_at(&s, near_a ? br.a : br.b), near_a ? br.fa : br.fb);
     }
     pt->reached = 1;
-    double x = value_at(&s, u);
-    /* a rounded value outside (x_a, x_b) is outside the tolerance, unseen */
-    double xa = value_at(&s, a), xb = value_at(&s, b);
-    double xlo = xa < xb ? xa : xb, xhi = xa < xb ? xb : xa;
-    if (!kn->per_expert)
-        for (int dig = 1; dig <= 6; dig++) {
-            double r = round_sig(x, dig);
-            if (r == x) break;
-            if (r < kn->lo || r > kn->hi) continue; /* the range is valid for the parameter */
-            if ((u != a && u != b) && !(r > xlo && r < xhi)) continue;
-            double fr = eval_at(&s, r);
-            if (isnan(fr)) return -1;
-            if (fabs(fr - target) <= tol) {
-                x = r, fu = fr;
-                break;
-            }
-        }
-    return finish(&s, x, fu);
+    double x = value_at(&s, br.u), fk = br.fu;
+    if (shorten(&s, &br, target, tol, &x, &fk) != 0) return -1;
+    return finish(&s, x, fk);
 }

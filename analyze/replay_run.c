@@ -458,28 +458,17 @@ static size_t residual_bytes(olmoe_trace *t) {
     return n;
 }
 
-static int setup(const olmoe_replay_opts *o, olmoe_replay_run *r, run_state *s, chunk_plan **plan,
-                 int *n_chunks, olmoe_policy **base) {
-    olmoe_trace *t = s->t;
+/* the largest chunk of the plan, to size every buffer once */
+typedef struct {
+    int64_t need_tokens; /* tokens to read: up to the end of the last window */
+    int64_t max_len;     /* the longest window */
+    int64_t max_rows;    /* the most stored rows in one chunk */
+    int64_t max_sum;     /* the most window tokens in one chunk */
+} chunk_sizes;
+
+/* the tokens to read and the trace's own NLL, with its perplexity */
+static int read_baseline(olmoe_trace *t, olmoe_replay_run *r, int64_t need) {
     const olmoe_trace_info *in = olmoe_trace_info_of(t);
-    const olmoe_trace_meta *m = &in->meta;
-    if (o->do_replay && !in->has_residuals) /* first: it needs no checksum */
-        return olmoe_errorf("%s has no /residual/attn: capture it with olmoe-capture --save-residuals",
-                            o->trace_path);
-    if (olmoe_replay_check_trace(o->trace_path, t, o->model, o->do_replay, r->model_checksum) != 0)
-        return -1;
-    r->n_layers = m->n_layers, r->n_experts = m->n_experts, r->hidden_size = m->hidden_size;
-    r->vocab_size = m->vocab_size, r->top_k = m->top_k;
-    r->n_trace_tokens = in->n_tokens;
-    snprintf(r->trace_policy, sizeof r->trace_policy, "%s", m->policy);
-    int64_t need = 0, max_len = 0, max_rows = 0, max_sum = 0;
-    if (plan_chunks(t, o, plan, n_chunks, &r->n_tokens, &need, &max_len, &max_rows, &max_sum,
-                    &r->n_windows, &r->n_chunks_run) != 0)
-        return -1;
-    /* ---- --shard ---- */
-    r->row_begin = (*plan)[0].r0;
-    r->row_end = (*plan)[*n_chunks - 1].r1;
-    /* ---- end --shard ---- */
     int64_t N = r->n_tokens;
     if (need < N + 1) need = N + 1;
     if (need > in->n_tokens) need = in->n_tokens;
@@ -492,70 +481,110 @@ static int setup(const olmoe_replay_opts *o, olmoe_replay_run *r, run_state *s, 
     for (int64_t i = 0; i < N; i++)
         if (!isnan(r->baseline_nll[i])) sum += r->baseline_nll[i], r->baseline_scored++;
     r->baseline_perplexity = r->baseline_scored ? exp(sum / (double)r->baseline_scored) : NAN;
+    return 0;
+}
+
+/* checks the trace against the model, plans its chunks and reads what
+ * every chunk shares: the model's shape, tokens, baseline, groups, windows */
+static int read_trace(const olmoe_replay_opts *o, olmoe_replay_run *r, run_state *s, chunk_plan **plan,
+                      int *n_chunks, chunk_sizes *sz) {
+    olmoe_trace *t = s->t;
+    const olmoe_trace_info *in = olmoe_trace_info_of(t);
+    const olmoe_trace_meta *m = &in->meta;
+    if (o->do_replay && !in->has_residuals) /* first: it needs no checksum */
+        return olmoe_errorf("%s has no /residual/attn: capture it with olmoe-capture --save-residuals",
+                            o->trace_path);
+    if (olmoe_replay_check_trace(o->trace_path, t, o->model, o->do_replay, r->model_checksum) != 0)
+        return -1;
+    r->n_layers = m->n_layers, r->n_experts = m->n_experts, r->hidden_size = m->hidden_size;
+    r->vocab_size = m->vocab_size, r->top_k = m->top_k;
+    r->n_trace_tokens = in->n_tokens;
+    snprintf(r->trace_policy, sizeof r->trace_policy, "%s", m->policy);
+    if (plan_chunks(t, o, plan, n_chunks, &r->n_tokens, &sz->need_tokens, &sz->max_len,
+                    &sz->max_rows, &sz->max_sum, &r->n_windows, &r->n_chunks_run) != 0)
+        return -1;
+    /* ---- --shard ---- */
+    r->row_begin = (*plan)[0].r0;
+    r->row_end = (*plan)[*n_chunks - 1].r1;
+    /* ---- end --shard ---- */
+    if (read_baseline(t, r, sz->need_tokens) != 0) return -1;
     if (read_groups(t, r) != 0) return -1;
     s->win = xmalloc(xmul((size_t)r->n_windows, sizeof *s->win));
-    if (olmoe_trace_read_windows(t, 0, r->n_windows, s->win) != 0) return -1;
+    return olmoe_trace_read_windows(t, 0, r->n_windows, s->win);
+}
 
+/* the most experts any policy of the run (the self-check's included) may pick */
+static int most_experts(const olmoe_replay_opts *o, const olmoe_policy *base) {
     int max_k = 1;
     for (int i = 0; i < o->n_policies; i++) {
         int k = olmoe_policy_max_experts(o->policies[i]);
         if (k > max_k) max_k = k;
     }
-    self_check_prepare(o, r, base);
-    r->own_policy = *base;
-    if (*base && olmoe_policy_max_experts(*base) > max_k) max_k = olmoe_policy_max_experts(*base);
-    if (max_k > 255) return olmoe_errorf("policies of %d experts: at most 255 are stored per token", max_k);
+    if (base && olmoe_policy_max_experts(base) > max_k) max_k = olmoe_policy_max_experts(base);
+    return max_k;
+}
 
+/* the replay backend and the two sets of chunk inputs the reader fills */
+static int open_replay(const olmoe_replay_opts *o, olmoe_replay_run *r, run_state *s, int64_t max_rows,
+                       int max_k) {
     int L = r->n_layers, E = r->n_experts, D = r->hidden_size;
-    if (o->do_replay) {
-        if (olmoe_replay_backend_open(o->model, o->device, (int)max_rows, max_k, o->routing, &s->be) != 0)
-            return -1;
-        s->target = xmalloc(xmul((size_t)max_rows, sizeof *s->target));
-        /* traces store bfloat16 residuals; read float32 ones as they are
-         * when a trace has them (the writer may grow that option) */
-        if (residual_bytes(t) == 4) {
-            s->res_f32 = xmalloc(xmul(xmul((size_t)max_rows, (size_t)L * D), sizeof *s->res_f32));
-            s->res_f32_next = xmalloc(xmul(xmul((size_t)max_rows, (size_t)L * D), sizeof *s->res_f32));
-            r->self.residual_dtype = "float32";
-        } else {
-            s->res_bf16 = xmalloc(xmul(xmul((size_t)max_rows, (size_t)L * D), sizeof *s->res_bf16));
-            s->res_bf16_next = xmalloc(xmul(xmul((size_t)max_rows, (size_t)L * D), sizeof *s->res_bf16));
-        }
-        if (o->routing == OLMOE_ROUTING_CAPTURED) {
-            s->logits = xmalloc(xmul(xmul((size_t)max_rows, (size_t)L * E), sizeof *s->logits));
-            s->logits_next = xmalloc(xmul(xmul((size_t)max_rows, (size_t)L * E), sizeof *s->logits));
-        }
+    if (olmoe_replay_backend_open(o->model, o->device, (int)max_rows, max_k, o->routing, &s->be) != 0)
+        return -1;
+    s->target = xmalloc(xmul((size_t)max_rows, sizeof *s->target));
+    /* traces store bfloat16 residuals; read float32 ones as they are
+     * when a trace has them (the writer may grow that option) */
+    if (residual_bytes(s->t) == 4) {
+        s->res_f32 = xmalloc(xmul(xmul((size_t)max_rows, (size_t)L * D), sizeof *s->res_f32));
+        s->res_f32_next = xmalloc(xmul(xmul((size_t)max_rows, (size_t)L * D), sizeof *s->res_f32));
+        r->self.residual_dtype = "float32";
+    } else {
+        s->res_bf16 = xmalloc(xmul(xmul((size_t)max_rows, (size_t)L * D), sizeof *s->res_bf16));
+        s->res_bf16_next = xmalloc(xmul(xmul((size_t)max_rows, (size_t)L * D), sizeof *s->res_bf16));
     }
-    if (o->do_exact) {
-        olmoe_engine_opts eo = {.device = o->device ? o->device : "cpu", .max_tokens = (int)max_sum,
-                                .max_ctx = (int)max_len, .top_k = max_k};
-        if (olmoe_engine_open(o->model, &eo, &s->eng) != 0) return -1;
-        int64_t most_windows = 0;
-        for (int c = 0; c < *n_chunks; c++)
-            if ((*plan)[c].w1 - (*plan)[c].w0 > most_windows) most_windows = (*plan)[c].w1 - (*plan)[c].w0;
-        s->io = xcalloc((size_t)most_windows, sizeof *s->io);
-        s->x_nll = xmalloc(xmul((size_t)max_sum, sizeof *s->x_nll));
-        s->x_argmax = xmalloc(xmul((size_t)max_sum, sizeof *s->x_argmax));
-        /* owns its pages, so a GPU engine can page-lock it: copies run async */
-        size_t lb = xmul(xmul((size_t)max_sum, (size_t)L * E), sizeof *s->x_logits);
-        s->x_logits = olmoe_engine_host_alloc(lb);
-        olmoe_engine_host_buffer(s->eng, s->x_logits, lb);
-        if (strncmp(olmoe_engine_device(s->eng), "cuda", 4) == 0) { /* it reports its routing */
-            s->x_k = olmoe_engine_max_experts(s->eng);
-            s->x_nexp = xmalloc(xmul(xmul((size_t)max_sum, (size_t)L), 1));
-            s->x_exp = xmalloc(xmul(xmul((size_t)max_sum, (size_t)L * s->x_k), sizeof *s->x_exp));
-        }
+    if (o->routing == OLMOE_ROUTING_CAPTURED) {
+        s->logits = xmalloc(xmul(xmul((size_t)max_rows, (size_t)L * E), sizeof *s->logits));
+        s->logits_next = xmalloc(xmul(xmul((size_t)max_rows, (size_t)L * E), sizeof *s->logits));
     }
+    return 0;
+}
 
-    /* results: replay (policy order), exact, then the self-check's own */
-    int P = o->n_policies;
+/* the engine and its outputs for a chunk's full windows */
+static int open_exact(const olmoe_replay_opts *o, olmoe_replay_run *r, run_state *s,
+                      const chunk_plan *plan, int n_chunks, const chunk_sizes *sz, int max_k) {
+    int L = r->n_layers, E = r->n_experts;
+    olmoe_engine_opts eo = {.device = o->device ? o->device : "cpu", .max_tokens = (int)sz->max_sum,
+                            .max_ctx = (int)sz->max_len, .top_k = max_k};
+    if (olmoe_engine_open(o->model, &eo, &s->eng) != 0) return -1;
+    int64_t most_windows = 0;
+    for (int c = 0; c < n_chunks; c++)
+        if (plan[c].w1 - plan[c].w0 > most_windows) most_windows = plan[c].w1 - plan[c].w0;
+    s->io = xcalloc((size_t)most_windows, sizeof *s->io);
+    s->x_nll = xmalloc(xmul((size_t)sz->max_sum, sizeof *s->x_nll));
+    s->x_argmax = xmalloc(xmul((size_t)sz->max_sum, sizeof *s->x_argmax));
+    /* owns its pages, so a GPU engine can page-lock it: copies run async */
+    size_t lb = xmul(xmul((size_t)sz->max_sum, (size_t)L * E), sizeof *s->x_logits);
+    s->x_logits = olmoe_engine_host_alloc(lb);
+    olmoe_engine_host_buffer(s->eng, s->x_logits, lb);
+    if (strncmp(olmoe_engine_device(s->eng), "cuda", 4) == 0) { /* it reports its routing */
+        s->x_k = olmoe_engine_max_experts(s->eng);
+        s->x_nexp = xmalloc(xmul(xmul((size_t)sz->max_sum, (size_t)L), 1));
+        s->x_exp = xmalloc(xmul(xmul((size_t)sz->max_sum, (size_t)L * s->x_k), sizeof *s->x_exp));
+    }
+    return 0;
+}
+
+/* results: replay (policy order), exact, then the self-check's own */
+static void init_results(const olmoe_replay_opts *o, olmoe_replay_run *r, const run_state *s,
+                         olmoe_policy *base) {
+    int P = o->n_policies, L = r->n_layers, E = r->n_experts;
+    int64_t N = r->n_tokens;
     r->res = xcalloc((size_t)2 * P + 1, sizeof *r->res);
     if (o->do_replay)
         for (int i = 0; i < P; i++)
             olmoe_replay_result_init(&r->res[r->n_results++], o->policies[i], OLMOE_KIND_REPLAY,
                                      o->routing, N, L, E, r->n_groups, 1);
-    if (*base)
-        olmoe_replay_result_init(&r->res[r->n_results++], *base, OLMOE_KIND_REPLAY, o->routing, N, L,
+    if (base)
+        olmoe_replay_result_init(&r->res[r->n_results++], base, OLMOE_KIND_REPLAY, o->routing, N, L,
                                  E, r->n_groups, 0);
     if (o->do_exact)
         for (int i = 0; i < P; i++)
@@ -564,6 +593,19 @@ static int setup(const olmoe_replay_opts *o, olmoe_replay_run *r, run_state *s, 
     for (int i = 0; i < r->n_results; i++)
         snprintf(r->res[i].device, sizeof r->res[i].device, "%s",
                  r->res[i].kind == OLMOE_KIND_EXACT ? olmoe_engine_device(s->eng) : s->be->device);
+}
+
+static int setup(const olmoe_replay_opts *o, olmoe_replay_run *r, run_state *s, chunk_plan **plan,
+                 int *n_chunks, olmoe_policy **base) {
+    chunk_sizes sz = {0};
+    if (read_trace(o, r, s, plan, n_chunks, &sz) != 0) return -1;
+    self_check_prepare(o, r, base);
+    r->own_policy = *base;
+    int max_k = most_experts(o, *base);
+    if (max_k > 255) return olmoe_errorf("policies of %d experts: at most 255 are stored per token", max_k);
+    if (o->do_replay && open_replay(o, r, s, sz.max_rows, max_k) != 0) return -1;
+    if (o->do_exact && open_exact(o, r, s, *plan, *n_chunks, &sz, max_k) != 0) return -1;
+    init_results(o, r, s, *base);
     return 0;
 }
 
