@@ -104,7 +104,7 @@ int cmd_capture_generate(const olmoe_generate_env *env) {
     int L = c->num_hidden_layers, E = c->num_experts;
     if (env->top_k > E) die_usage("--top-k %ld: the model has %d experts", env->top_k, E);
     int k = env->top_k ? (int)env->top_k : c->num_experts_per_tok;
-    olmoe_policy *pol = env->make_policy ? env->make_policy(c) : NULL;
+    olmoe_policy *pol = env->make_policy ? env->make_policy(env->policy_ctx, c) : NULL;
     olmoe_tokenizer *tok = open_tokenizer(env->model_dir, fmt);
     olmoe_prompts ps;
     if (olmoe_prompts_read(a->prompts, fmt, tok, c->vocab_size, &ps) != 0) die("%s", olmoe_error());
