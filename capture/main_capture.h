@@ -23,8 +23,10 @@ typedef struct {
     long top_k;         /* --top-k, 0: the config's */
     int stream_options; /* a capture-only option was given (--tokens, --input, ...) */
     int policy_options; /* --kde or --empirical without --policy */
-    /* --policy: builds and binds it for the model (dies on error); NULL: top-k */
-    olmoe_policy *(*make_policy)(const olmoe_config *c);
+    /* --policy: builds and binds it for the model (dies on error), given
+     * policy_ctx; NULL: top-k */
+    olmoe_policy *(*make_policy)(void *policy_ctx, const olmoe_config *c);
+    void *policy_ctx;
     const olmoe_generate_args *args; /* the generation options */
 } olmoe_generate_env;
 

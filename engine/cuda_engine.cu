@@ -106,19 +106,6 @@ static void release(olmoe_cuda_state *s) {
     free(s);
 }
 
-static int pick_device(const char *name, int *dev) {
-    int n = olmoe_cuda_device_count();
-    if (n == 0) return olmoe_errorf("device '%s': no CUDA GPU found (or no driver)", name);
-    *dev = 0;
-    if (strncmp(name, "cuda:", 5) == 0) {
-        long v;
-        if (olmoe_parse_long(name + 5, 0, n - 1, &v) != 0)
-            return olmoe_errorf("device '%s': expected cuda:N with N in 0..%d", name, n - 1);
-        *dev = (int)v;
-    }
-    return 0;
-}
-
 static int check_shapes(const olmoe_engine *e) {
     const olmoe_config *c = &e->model->cfg;
     if (c->num_experts > 256) return olmoe_errorf("cuda engine: %d experts; at most 256 supported", c->num_experts);
@@ -129,81 +116,79 @@ static int check_shapes(const olmoe_engine *e) {
     return 0;
 }
 
-static int open_state(olmoe_engine *e, olmoe_cuda_state *s) {
-    const olmoe_config *c = &e->model->cfg;
-    CUDA_TRY(cudaSetDevice(s->device));
-    cudaDeviceProp prop;
-    CUDA_TRY(cudaGetDeviceProperties(&prop, s->device));
-    snprintf(e->device, sizeof e->device, "cuda:%.80s", prop.name);
-    e->compute_dtype = "bfloat16";
+/* the measurement switches of the environment (this file's header) */
+static int read_env(olmoe_cuda_state *s) {
     const char *v = getenv("OLMOE_CUDA_ATTN");
     s->attn_variant = v && !strcmp(v, "plain") ? OLMOE_ATTN_PLAIN : v && !strcmp(v, "flash") ? OLMOE_ATTN_FLASH : OLMOE_ATTN_AUTO;
     v = getenv("OLMOE_CUDA_EXPERTS");
     s->grouped = v && !strcmp(v, "grouped");
     v = getenv("OLMOE_CUDA_PROFILE");
     s->profile = v && *v && strcmp(v, "0");
-    long ns = 4;
-    v = getenv("OLMOE_CUDA_STREAMS");
-    if (v && olmoe_parse_long(v, 1, OLMOE_CUDA_MAX_STREAMS, &ns) != 0)
-        return olmoe_errorf("OLMOE_CUDA_STREAMS=%s: expected 1 to %d", v, OLMOE_CUDA_MAX_STREAMS);
-    s->n_streams = (int)ns;
+    return olmoe_cuda_streams_env(&s->n_streams);
+}
+
+/* the activation arena for max_tokens rows and max_ctx positions, carved */
+static int open_arena(olmoe_engine *e, olmoe_cuda_state *s) {
+    const olmoe_config *c = &e->model->cfg;
+    s->T = e->max_tokens, s->C = e->max_ctx, s->K = e->top_k;
+    carver cv = {NULL, 0};
+    layout(s, &cv, c);
+    s->arena_bytes = cv.off;
+    if (olmoe_cuda_alloc(&s->arena, s->arena_bytes, "cuda", " (try a smaller --batch)",
+                         "of activations for %d tokens", s->T) != 0)
+        return -1;
+    cv.base = (char *)s->arena;
+    cv.off = 0;
+    layout(s, &cv, c);
+    return 0;
+}
+
+/* the streams and events of a forward pass, the host routing threads
+ * (route_threads, or OLMOE_CUDA_ROUTE_THREADS) and the cuBLAS handle */
+static int open_streams(olmoe_engine *e, olmoe_cuda_state *s) {
+    CUDA_TRY(cudaStreamCreateWithFlags(&s->copy_stream, cudaStreamNonBlocking));
+    CUDA_TRY(cudaEventCreateWithFlags(&s->ev_rl, cudaEventDisableTiming));
+    /* ---- residuals copied out per layer; host routing threads ---- */
+    CUDA_TRY(cudaEventCreateWithFlags(&s->ev_res, cudaEventDisableTiming));
+    long rt = e->route_threads;
+    const char *v = getenv("OLMOE_CUDA_ROUTE_THREADS");
+    if (v && olmoe_parse_long(v, -1, 4096, &rt) != 0)
+        return olmoe_errorf("OLMOE_CUDA_ROUTE_THREADS=%s: expected -1 (every core) to 4096", v);
+    if (rt < 0 || rt > 1) s->pool = olmoe_pool_open((int)rt);
+    return olmoe_cuda_compute_open(s, &e->model->cfg);
+}
+
+/* pinned host staging, and the RoPE angles in fp32 as transformers computes
+ * them, once for max_ctx */
+static int host_and_rope(olmoe_cuda_state *s, const olmoe_config *c) {
+    size_t E = c->num_experts, T = s->T;
+    CUDA_TRY(cudaHostAlloc((void **)&s->h_io, 5 * T * sizeof(int32_t), cudaHostAllocDefault));
+    CUDA_TRY(cudaHostAlloc((void **)&s->h_first, (E + 1) * sizeof(int32_t), cudaHostAllocDefault));
+    CUDA_TRY(cudaHostAlloc((void **)&s->h_gptr, 6 * E * sizeof(void *), cudaHostAllocDefault));
+    size_t half = c->head_dim / 2, n = (size_t)s->C * half;
+    float *ct = (float *)xmalloc(2 * n * sizeof(float));
+    olmoe_rope_table(s->C, c->head_dim, c->rope_theta, ct, ct + n);
+    cudaError_t err = cudaMemcpy(s->cos_t, ct, n * sizeof(float), cudaMemcpyHostToDevice);
+    if (err == cudaSuccess) err = cudaMemcpy(s->sin_t, ct + n, n * sizeof(float), cudaMemcpyHostToDevice);
+    free(ct);
+    CUDA_TRY(err);
+    return 0;
+}
+
+static int open_state(olmoe_engine *e, olmoe_cuda_state *s) {
+    CUDA_TRY(cudaSetDevice(s->device));
+    cudaDeviceProp prop;
+    CUDA_TRY(cudaGetDeviceProperties(&prop, s->device));
+    snprintf(e->device, sizeof e->device, "cuda:%.80s", prop.name);
+    e->compute_dtype = "bfloat16";
+    if (read_env(s) != 0) return -1;
 
     size_t free0 = 0, total = 0;
     CUDA_TRY(cudaMemGetInfo(&free0, &total));
     double t0 = olmoe_now();
     if (olmoe_cuda_weights_upload(e->model, &s->w) != 0) return -1;
     double t_up = olmoe_now() - t0;
-
-    s->T = e->max_tokens, s->C = e->max_ctx, s->K = e->top_k;
-    carver cv = {NULL, 0};
-    layout(s, &cv, c);
-    s->arena_bytes = cv.off;
-    cudaError_t err = cudaMalloc(&s->arena, s->arena_bytes);
-    if (err != cudaSuccess) {
-        char b[32];
-        return olmoe_errorf("cuda: cannot allocate %s of activations for %d tokens: %s (try a smaller --batch)",
-                            olmoe_fmt_bytes((double)s->arena_bytes, b, sizeof b), s->T, cudaGetErrorString(err));
-    }
-    cv.base = (char *)s->arena;
-    cv.off = 0;
-    layout(s, &cv, c);
-    s->workspace_bytes = (size_t)32 << 20; /* per stream */
-    CUDA_TRY(cudaMalloc(&s->workspace, s->workspace_bytes * s->n_streams));
-
-    CUDA_TRY(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
-    CUDA_TRY(cudaStreamCreateWithFlags(&s->copy_stream, cudaStreamNonBlocking));
-    CUDA_TRY(cudaEventCreateWithFlags(&s->ev_rl, cudaEventDisableTiming));
-    /* ---- residuals copied out per layer; host routing threads ---- */
-    CUDA_TRY(cudaEventCreateWithFlags(&s->ev_res, cudaEventDisableTiming));
-    long rt = e->route_threads;
-    v = getenv("OLMOE_CUDA_ROUTE_THREADS");
-    if (v && olmoe_parse_long(v, -1, 4096, &rt) != 0)
-        return olmoe_errorf("OLMOE_CUDA_ROUTE_THREADS=%s: expected -1 (every core) to 4096", v);
-    if (rt < 0 || rt > 1) s->pool = olmoe_pool_open((int)rt);
-
-    CUDA_TRY(cudaEventCreateWithFlags(&s->ev_fork, cudaEventDisableTiming));
-    for (int i = 1; i < s->n_streams; i++) {
-        CUDA_TRY(cudaStreamCreateWithFlags(&s->xs[i], cudaStreamNonBlocking));
-        CUDA_TRY(cudaEventCreateWithFlags(&s->ev_join[i], cudaEventDisableTiming));
-    }
-    CUBLAS_TRY(cublasCreate(&s->blas));
-    CUBLAS_TRY(cublasSetStream(s->blas, s->stream));
-    CUBLAS_TRY(cublasSetWorkspace(s->blas, s->workspace, s->workspace_bytes));
-    if (olmoe_cuda_gemm_init(s, c) != 0) return -1;
-
-    size_t E = c->num_experts, T = s->T;
-    CUDA_TRY(cudaHostAlloc((void **)&s->h_io, 5 * T * sizeof(int32_t), cudaHostAllocDefault));
-    CUDA_TRY(cudaHostAlloc((void **)&s->h_first, (E + 1) * sizeof(int32_t), cudaHostAllocDefault));
-    CUDA_TRY(cudaHostAlloc((void **)&s->h_gptr, 6 * E * sizeof(void *), cudaHostAllocDefault));
-
-    /* RoPE angles in fp32 as transformers computes them, once for max_ctx */
-    size_t half = c->head_dim / 2, n = (size_t)s->C * half;
-    float *ct = (float *)xmalloc(2 * n * sizeof(float));
-    olmoe_rope_table(s->C, c->head_dim, c->rope_theta, ct, ct + n);
-    err = cudaMemcpy(s->cos_t, ct, n * sizeof(float), cudaMemcpyHostToDevice);
-    if (err == cudaSuccess) err = cudaMemcpy(s->sin_t, ct + n, n * sizeof(float), cudaMemcpyHostToDevice);
-    free(ct);
-    CUDA_TRY(err);
+    if (open_arena(e, s) != 0 || open_streams(e, s) != 0 || host_and_rope(s, &e->model->cfg) != 0) return -1;
 
     size_t free1 = 0;
     CUDA_TRY(cudaMemGetInfo(&free1, &total));
@@ -218,20 +203,11 @@ static int open_state(olmoe_engine *e, olmoe_cuda_state *s) {
 }
 
 static int cuda_open(olmoe_engine *e) {
-    const olmoe_config *c = &e->model->cfg;
-    if (c->arch != OLMOE_ARCH_OLMOE) /* its kernels are OLMoE's: whole-projection q/k norm, no biases */
-        return olmoe_errorf("the CUDA engine runs olmoe checkpoints only, this one is %s: use "
-                            "--device cpu",
-                            olmoe_arch_name(c->arch));
-    if (check_shapes(e) != 0) return -1;
+    if (olmoe_cuda_check_arch(&e->model->cfg, "the CUDA engine") != 0 || check_shapes(e) != 0) return -1;
     olmoe_cuda_state *s = (olmoe_cuda_state *)xcalloc(1, sizeof *s);
     const char *name = e->device[0] ? e->device : "cuda"; /* "cuda" or "cuda:N", as asked */
-    if (pick_device(name, &s->device) != 0 || open_state(e, s) != 0) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", olmoe_error());
-        release(s);
-        return olmoe_errorf("%s", msg);
-    }
+    if (olmoe_cuda_pick_device(name, &s->device) != 0 || open_state(e, s) != 0)
+        return olmoe_cuda_open_failed(release, s);
     e->impl = s;
     return 0;
 }

@@ -243,124 +243,175 @@ static void profile_collect(olmoe_cuda_state *s, int T) {
     s->n_rows += T;
 }
 
-int olmoe_cuda_forward(olmoe_engine *e, olmoe_window_io *w, int nw) {
-    olmoe_cuda_state *s = (olmoe_cuda_state *)e->impl;
-    const olmoe_config *c = &e->model->cfg;
-    const int D = c->hidden_size, E = c->num_experts, L = c->num_hidden_layers, I = c->intermediate_size;
-    const int Hq = c->num_attention_heads, Hkv = c->num_key_value_heads, hd = c->head_dim, V = c->vocab_size;
-    const int QD = Hq * hd, KD = Hkv * hd, LD = QD + 2 * KD, K = s->K, LE = L * E;
-    const float eps = (float)c->rms_norm_eps, clip = c->has_clip_qkv ? (float)c->clip_qkv : 0.0f;
-    cudaStream_t st = s->stream;
-    (void)V;
+/* one forward call: its windows stacked into T rows, and what they ask for */
+typedef struct {
+    olmoe_window_io *w;
+    int nw, T, max_len;
+    int want_res, want_hid, want_logits, want_routes;
+    int early;     /* router logits copied out during the last layer (pinned) */
+    int res_early; /* bf16 residuals copied out layer by layer (pinned) */
+    const int32_t *woff; /* host [nw]: each window's first row */
+    const int32_t *d_tok, *d_pos, *d_tgt, *d_woff, *d_wlen; /* device [T] each */
+} fwd_rows;
 
-    /* token ids, positions, next-token targets and windows, in one upload */
+/* token ids, positions, next-token targets and windows, in one upload; the
+ * stashes the windows ask for, and whether their outputs are pinned */
+static int upload_rows(olmoe_cuda_state *s, const olmoe_config *c, olmoe_window_io *w, int nw, fwd_rows *r) {
+    const int D = c->hidden_size, L = c->num_hidden_layers, LE = L * c->num_experts;
+    cudaStream_t st = s->stream;
     int32_t *tok = s->h_io, *pos = tok + s->T, *tgt = pos + s->T, *woff = tgt + s->T, *wlen = woff + s->T;
-    int T = 0, max_len = 0, want_res = 0, want_hid = 0, want_logits = 0;
+    memset(r, 0, sizeof *r);
+    r->w = w, r->nw = nw, r->woff = woff;
     for (int b = 0; b < nw; b++) {
         int n = w[b].n;
         for (int i = 0; i < n; i++) {
-            tok[T + i] = w[b].tokens[i];
-            pos[T + i] = i;
-            tgt[T + i] = i + 1 < n ? w[b].tokens[i + 1] : -1;
+            tok[r->T + i] = w[b].tokens[i];
+            pos[r->T + i] = i;
+            tgt[r->T + i] = i + 1 < n ? w[b].tokens[i + 1] : -1;
         }
-        woff[b] = T, wlen[b] = n;
-        T += n;
-        max_len = n > max_len ? n : max_len;
-        want_res |= w[b].attn_residual != NULL || w[b].attn_residual_bf16 != NULL;
-        want_hid |= w[b].hidden != NULL;
-        want_logits |= w[b].logits != NULL;
+        woff[b] = r->T, wlen[b] = n;
+        r->T += n;
+        r->max_len = n > r->max_len ? n : r->max_len;
+        r->want_res |= w[b].attn_residual != NULL || w[b].attn_residual_bf16 != NULL;
+        r->want_hid |= w[b].hidden != NULL;
+        r->want_logits |= w[b].logits != NULL;
     }
     CUDA_TRY(cudaMemcpyAsync(s->io, s->h_io, (size_t)5 * s->T * sizeof(int32_t), cudaMemcpyHostToDevice, st));
-    const int32_t *d_tok = s->io, *d_pos = s->io + s->T, *d_tgt = s->io + 2 * s->T;
-    const int32_t *d_woff = s->io + 3 * s->T, *d_wlen = s->io + 4 * s->T;
-    if (want_res && ensure_stash(&s->stash_res, (size_t)s->T * L * D) != 0) return -1;
-    if (want_hid && ensure_stash(&s->stash_hid, (size_t)s->T * (L + 1) * D) != 0) return -1;
-    int early = router_logits_pinned(s, w, nw, LE);
-    int res_early = want_res && residual_bf16_pinned(s, w, nw, (size_t)L * D); 
-    int want_routes = 0;
-    for (int b = 0; b < nw; b++) want_routes |= w[b].n_experts != NULL || w[b].experts != NULL;
+    r->d_tok = s->io, r->d_pos = s->io + s->T, r->d_tgt = s->io + 2 * s->T;
+    r->d_woff = s->io + 3 * s->T, r->d_wlen = s->io + 4 * s->T;
+    if (r->want_res && ensure_stash(&s->stash_res, (size_t)s->T * L * D) != 0) return -1;
+    if (r->want_hid && ensure_stash(&s->stash_hid, (size_t)s->T * (L + 1) * D) != 0) return -1;
+    r->early = router_logits_pinned(s, w, nw, LE);
+    r->res_early = r->want_res && residual_bf16_pinned(s, w, nw, (size_t)L * D);
+    for (int b = 0; b < nw; b++) r->want_routes |= w[b].n_experts != NULL || w[b].experts != NULL;
+    return 0;
+}
 
-    MARK(s, PH_START);
-    CUDA_TRY(olmoe_cuda_embed_rmsnorm(d_tok, s->w.embed, s->w.layers[0].input_norm, s->h, s->x, T, D, eps, st));
-    MARK(s, PH_NORM);
-    for (int l = 0; l < L; l++) {
-        const olmoe_cuda_layer *W = &s->w.layers[l];
-        if (want_hid)
-            CUDA_TRY(cudaMemcpy2DAsync(s->stash_hid + (size_t)l * D, (size_t)(L + 1) * D * 2, s->h, (size_t)D * 2,
-                                       (size_t)D * 2, T, cudaMemcpyDeviceToDevice, st));
-        if (olmoe_cuda_gemm(s, OLMOE_G_QKV, T, s->x, D, W->wqkv, s->qkv, LD) != 0) return -1;
-        MARK(s, PH_QKV);
-        CUDA_TRY(olmoe_cuda_qk_norm_rope(s->qkv, LD, QD, KD, hd, W->q_norm, W->k_norm, s->cos_t, s->sin_t, d_pos, eps,
-                                         clip, T, st));
-        MARK(s, PH_ROPE);
-        CUDA_TRY(olmoe_cuda_attention(s->qkv, LD, Hq, Hkv, hd, s->att, d_woff, d_wlen, nw, max_len, s->attn_variant,
-                                      st));
-        MARK(s, PH_ATTN);
-        if (olmoe_cuda_gemm(s, OLMOE_G_O, T, s->att, QD, W->wo, s->a, D) != 0) return -1;
-        MARK(s, PH_OPROJ);
-        if (want_res)
-            CUDA_TRY(cudaMemcpy2DAsync(s->stash_res + (size_t)l * D, (size_t)L * D * 2, s->a, (size_t)D * 2,
-                                       (size_t)D * 2, T, cudaMemcpyDeviceToDevice, st));
-        if (res_early && residual_bf16_layer(s, w, nw, l, L, D) != 0) return -1;
-        CUDA_TRY(olmoe_cuda_add_rmsnorm(s->h, s->a, W->post_norm, s->x, T, D, eps, st));
-        MARK(s, PH_NORM);
-        if (olmoe_cuda_gemm(s, OLMOE_G_ROUTER, T, s->x, D, W->router, s->rl + (size_t)l * E, LE) != 0) return -1;
-        MARK(s, PH_ROUTER);
-        if (olmoe_cuda_route_layer(e, s, l, T, want_routes, e->route_pos) != 0) return -1;
-        if (l == L - 1 && early) {
-            CUDA_TRY(cudaEventRecord(s->ev_rl, st));
-            CUDA_TRY(cudaStreamWaitEvent(s->copy_stream, s->ev_rl, 0));
-            if (copy_router_logits(s, w, nw, LE, s->copy_stream) != 0) return -1;
-        }
-        CUDA_TRY(olmoe_cuda_bucket(s->sel_e, s->sel_w, s->sel_n, T, K, E, s->blk, s->first, s->perm_tok, s->perm_w,
-                                   s->slot, st));
-        MARK(s, PH_ROUTE);
-        /* the one synchronisation of a layer: the experts' row counts */
-        CUDA_TRY(cudaMemcpyAsync(s->h_first, s->first, (size_t)(E + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost, st));
-        MARK(s, PH_SYNC);
-        CUDA_TRY(cudaStreamSynchronize(st));
-        int S = s->h_first[E];
-        if (S < 0 || S > T * K) return olmoe_errorf("cuda: layer %d: %d grouped rows for %d tokens", l, S, T);
-        CUDA_TRY(olmoe_cuda_gather_rows(s->x, D, s->perm_tok, s->first + E, S, s->xg, st));
-        MARK(s, PH_GATHER);
-        if (olmoe_cuda_expert_gemms(s, 0, E, 2 * I, D, W->wgu, s->xg, s->gu) != 0) return -1;
-        MARK(s, PH_GATEUP);
-        CUDA_TRY(olmoe_cuda_silu_mul(s->gu, I, s->first + E, S, s->act, st));
-        MARK(s, PH_SILU);
-        if (olmoe_cuda_expert_gemms(s, 1, E, D, I, W->wd, s->act, s->xg) != 0) return -1;
-        MARK(s, PH_DOWN);
-        const olmoe_bf16 *next = l + 1 < L ? s->w.layers[l + 1].input_norm : s->w.final_norm;
-        CUDA_TRY(olmoe_cuda_combine_rmsnorm(s->h, s->xg, s->slot, s->sel_w, s->sel_n, K, next, s->x, T, D, eps, st));
-        MARK(s, PH_COMBINE);
-    }
-    if (want_hid)
-        CUDA_TRY(cudaMemcpy2DAsync(s->stash_hid + (size_t)L * D, (size_t)(L + 1) * D * 2, s->h, (size_t)D * 2,
+/* layer l's attention sublayer: h (stashed first when asked) through q, k, v,
+ * q/k norm + RoPE, attention and o_proj into a (stashed when asked), then h
+ * += a fused with the post-attention norm into x */
+static int attention_block(olmoe_cuda_state *s, const olmoe_config *c, int l, const fwd_rows *r) {
+    const int D = c->hidden_size, L = c->num_hidden_layers, T = r->T;
+    const int Hq = c->num_attention_heads, Hkv = c->num_key_value_heads, hd = c->head_dim;
+    const int QD = Hq * hd, KD = Hkv * hd, LD = QD + 2 * KD;
+    const float eps = (float)c->rms_norm_eps, clip = c->has_clip_qkv ? (float)c->clip_qkv : 0.0f;
+    const olmoe_cuda_layer *W = &s->w.layers[l];
+    cudaStream_t st = s->stream;
+    if (r->want_hid)
+        CUDA_TRY(cudaMemcpy2DAsync(s->stash_hid + (size_t)l * D, (size_t)(L + 1) * D * 2, s->h, (size_t)D * 2,
                                    (size_t)D * 2, T, cudaMemcpyDeviceToDevice, st));
-    int any_head = 0;
-    for (int b = 0; b < nw; b++) any_head |= w[b].nll || w[b].argmax || w[b].logits;
-    if (any_head && head(e, s, w, nw, T, d_tgt, want_logits) != 0) return -1;
+    if (olmoe_cuda_gemm(s, OLMOE_G_QKV, T, s->x, D, W->wqkv, s->qkv, LD) != 0) return -1;
+    MARK(s, PH_QKV);
+    CUDA_TRY(olmoe_cuda_qk_norm_rope(s->qkv, LD, QD, KD, hd, W->q_norm, W->k_norm, s->cos_t, s->sin_t, r->d_pos,
+                                     eps, clip, T, st));
+    MARK(s, PH_ROPE);
+    CUDA_TRY(olmoe_cuda_attention(s->qkv, LD, Hq, Hkv, hd, s->att, r->d_woff, r->d_wlen, r->nw, r->max_len,
+                                  s->attn_variant, st));
+    MARK(s, PH_ATTN);
+    if (olmoe_cuda_gemm(s, OLMOE_G_O, T, s->att, QD, W->wo, s->a, D) != 0) return -1;
+    MARK(s, PH_OPROJ);
+    if (r->want_res)
+        CUDA_TRY(cudaMemcpy2DAsync(s->stash_res + (size_t)l * D, (size_t)L * D * 2, s->a, (size_t)D * 2,
+                                   (size_t)D * 2, T, cudaMemcpyDeviceToDevice, st));
+    if (r->res_early && residual_bf16_layer(s, r->w, r->nw, l, L, D) != 0) return -1;
+    CUDA_TRY(olmoe_cuda_add_rmsnorm(s->h, s->a, W->post_norm, s->x, T, D, eps, st));
+    MARK(s, PH_NORM);
+    return 0;
+}
 
-    for (int b = 0; b < nw; b++) {
-        size_t off = (size_t)woff[b], n = (size_t)w[b].n;
+/* layer l's experts: the router GEMM and the routing (the last layer's
+ * logits sent to the host early when pinned), the choices grouped by expert,
+ * the one synchronisation of a layer (the experts' row counts), the experts'
+ * GEMMs, then h += their weighted sum fused with the next norm into x */
+static int experts_block(olmoe_engine *e, olmoe_cuda_state *s, const olmoe_config *c, int l, const fwd_rows *r) {
+    const int D = c->hidden_size, E = c->num_experts, L = c->num_hidden_layers, I = c->intermediate_size;
+    const int K = s->K, LE = L * E, T = r->T;
+    const float eps = (float)c->rms_norm_eps;
+    const olmoe_cuda_layer *W = &s->w.layers[l];
+    cudaStream_t st = s->stream;
+    if (olmoe_cuda_gemm(s, OLMOE_G_ROUTER, T, s->x, D, W->router, s->rl + (size_t)l * E, LE) != 0) return -1;
+    MARK(s, PH_ROUTER);
+    if (olmoe_cuda_route_layer(e, s, l, T, r->want_routes, e->route_pos) != 0) return -1;
+    if (l == L - 1 && r->early) {
+        CUDA_TRY(cudaEventRecord(s->ev_rl, st));
+        CUDA_TRY(cudaStreamWaitEvent(s->copy_stream, s->ev_rl, 0));
+        if (copy_router_logits(s, r->w, r->nw, LE, s->copy_stream) != 0) return -1;
+    }
+    CUDA_TRY(olmoe_cuda_bucket(s->sel_e, s->sel_w, s->sel_n, T, K, E, s->blk, s->first, s->perm_tok, s->perm_w,
+                               s->slot, st));
+    MARK(s, PH_ROUTE);
+    /* the one synchronisation of a layer: the experts' row counts */
+    CUDA_TRY(cudaMemcpyAsync(s->h_first, s->first, (size_t)(E + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost, st));
+    MARK(s, PH_SYNC);
+    CUDA_TRY(cudaStreamSynchronize(st));
+    int S = s->h_first[E];
+    if (S < 0 || S > T * K) return olmoe_errorf("cuda: layer %d: %d grouped rows for %d tokens", l, S, T);
+    CUDA_TRY(olmoe_cuda_gather_rows(s->x, D, s->perm_tok, s->first + E, S, s->xg, st));
+    MARK(s, PH_GATHER);
+    if (olmoe_cuda_expert_gemms(s, 0, E, 2 * I, D, W->wgu, s->xg, s->gu) != 0) return -1;
+    MARK(s, PH_GATEUP);
+    CUDA_TRY(olmoe_cuda_silu_mul(s->gu, I, s->first + E, S, s->act, st));
+    MARK(s, PH_SILU);
+    if (olmoe_cuda_expert_gemms(s, 1, E, D, I, W->wd, s->act, s->xg) != 0) return -1;
+    MARK(s, PH_DOWN);
+    const olmoe_bf16 *next = l + 1 < L ? s->w.layers[l + 1].input_norm : s->w.final_norm;
+    CUDA_TRY(olmoe_cuda_combine_rmsnorm(s->h, s->xg, s->slot, s->sel_w, s->sel_n, K, next, s->x, T, D, eps, st));
+    MARK(s, PH_COMBINE);
+    return 0;
+}
+
+/* what the windows asked for, to the host: NLL, argmax and router logits on
+ * the compute stream, then after both streams are done the routing, the
+ * residuals and the hidden states */
+static int copy_out(olmoe_engine *e, olmoe_cuda_state *s, const olmoe_config *c, const fwd_rows *r) {
+    const int D = c->hidden_size, L = c->num_hidden_layers, LE = L * c->num_experts;
+    olmoe_window_io *w = r->w;
+    cudaStream_t st = s->stream;
+    for (int b = 0; b < r->nw; b++) {
+        size_t off = (size_t)r->woff[b], n = (size_t)w[b].n;
         if (w[b].nll) CUDA_TRY(cudaMemcpyAsync(w[b].nll, s->nll + off, n * 4, cudaMemcpyDeviceToHost, st));
         if (w[b].argmax) CUDA_TRY(cudaMemcpyAsync(w[b].argmax, s->am + off, n * 4, cudaMemcpyDeviceToHost, st));
     }
-    if (!early && copy_router_logits(s, w, nw, LE, st) != 0) return -1;
+    if (!r->early && copy_router_logits(s, w, r->nw, LE, st) != 0) return -1;
     MARK(s, PH_COPY);
     CUDA_TRY(cudaStreamSynchronize(st));
     CUDA_TRY(cudaStreamSynchronize(s->copy_stream));
-    if (want_routes) olmoe_cuda_routes_out(e, s, w, nw, woff);
-    for (int b = 0; b < nw; b++) {
-        size_t off = (size_t)woff[b], n = (size_t)w[b].n;
+    if (r->want_routes) olmoe_cuda_routes_out(e, s, w, r->nw, r->woff);
+    for (int b = 0; b < r->nw; b++) {
+        size_t off = (size_t)r->woff[b], n = (size_t)w[b].n;
         if (w[b].attn_residual &&
             stash_to_host(s, s->stash_res + off * L * D, n * L * D, w[b].attn_residual) != 0)
             return -1;
-        if (w[b].attn_residual_bf16 && !res_early) /* pageable: one plain copy */
+        if (w[b].attn_residual_bf16 && !r->res_early) /* pageable: one plain copy */
             CUDA_TRY(cudaMemcpy(w[b].attn_residual_bf16, s->stash_res + off * L * D, n * L * D * 2,
                                 cudaMemcpyDeviceToHost));
         if (w[b].hidden && stash_to_host(s, s->stash_hid + off * (L + 1) * D, n * (L + 1) * D, w[b].hidden) != 0)
             return -1;
     }
-    profile_collect(s, T);
+    return 0;
+}
+
+int olmoe_cuda_forward(olmoe_engine *e, olmoe_window_io *w, int nw) {
+    olmoe_cuda_state *s = (olmoe_cuda_state *)e->impl;
+    const olmoe_config *c = &e->model->cfg;
+    const int D = c->hidden_size, L = c->num_hidden_layers;
+    const float eps = (float)c->rms_norm_eps;
+    cudaStream_t st = s->stream;
+    fwd_rows r;
+    if (upload_rows(s, c, w, nw, &r) != 0) return -1;
+
+    MARK(s, PH_START);
+    CUDA_TRY(olmoe_cuda_embed_rmsnorm(r.d_tok, s->w.embed, s->w.layers[0].input_norm, s->h, s->x, r.T, D, eps, st));
+    MARK(s, PH_NORM);
+    for (int l = 0; l < L; l++)
+        if (attention_block(s, c, l, &r) != 0 || experts_block(e, s, c, l, &r) != 0) return -1;
+    if (r.want_hid)
+        CUDA_TRY(cudaMemcpy2DAsync(s->stash_hid + (size_t)L * D, (size_t)(L + 1) * D * 2, s->h, (size_t)D * 2,
+                                   (size_t)D * 2, r.T, cudaMemcpyDeviceToDevice, st));
+    int any_head = 0;
+    for (int b = 0; b < nw; b++) any_head |= w[b].nll || w[b].argmax || w[b].logits;
+    if (any_head && head(e, s, w, nw, r.T, r.d_tgt, r.want_logits) != 0) return -1;
+    if (copy_out(e, s, c, &r) != 0) return -1;
+    profile_collect(s, r.T);
     return 0;
 }

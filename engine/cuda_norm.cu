@@ -43,6 +43,19 @@ __device__ __forceinline__ void norm_row(const bf16_t *h, const bf16_t *w, bf16_
     }
 }
 
+/* the residual add h = bf16(h + a) over the P elements at hr; ss plus the
+ * squares of the new h */
+template <int P> __device__ __forceinline__ float add_row(bf16_t *hr, const float *a, float ss) {
+    float hv[P];
+    ld<P>(hr, hv);
+    for (int k = 0; k < P; k++) {
+        hv[k] = rbf(hv[k] + a[k]);
+        ss += hv[k] * hv[k];
+    }
+    st<P>(hr, hv);
+    return ss;
+}
+
 template <int P>
 __global__ void embed_rmsnorm_kernel(const int32_t *tok, const bf16_t *embed, const bf16_t *w, bf16_t *h,
                                      bf16_t *x, int D, float eps) {
@@ -69,14 +82,9 @@ __global__ void add_rmsnorm_kernel(bf16_t *h, const bf16_t *a, const bf16_t *w, 
     const bf16_t *ar = a + t * D;
     float ss = 0;
     for (int i = P * threadIdx.x; i < D; i += P * blockDim.x) {
-        float hv[P], av[P];
-        ld<P>(hr + i, hv);
+        float av[P];
         ld<P>(ar + i, av);
-        for (int k = 0; k < P; k++) {
-            hv[k] = rbf(hv[k] + av[k]);
-            ss += hv[k] * hv[k];
-        }
-        st<P>(hr + i, hv);
+        ss = add_row<P>(hr + i, av, ss);
     }
     ss = block_sum(ss, red);
     norm_row<P>(hr, w, x + t * D, D, ss, eps);
@@ -102,18 +110,13 @@ __global__ void combine_rmsnorm_kernel(bf16_t *h, const bf16_t *y, const int32_t
     for (int i = P * threadIdx.x; i < D; i += P * blockDim.x) {
         /* as transformers' bf16 index_add_: each weighted row rounded, then
          * added in bf16, here in the fixed slot order */
-        float acc[P], hv[P], yv[P];
+        float acc[P], yv[P];
         for (int k = 0; k < P; k++) acc[k] = 0;
         for (int j = 0; j < n; j++) {
             ld<P>(y + (size_t)rows[j] * D + i, yv);
             for (int k = 0; k < P; k++) acc[k] = rbf(acc[k] + rbf(ws[j] * yv[k]));
         }
-        ld<P>(hr + i, hv);
-        for (int k = 0; k < P; k++) {
-            hv[k] = rbf(hv[k] + acc[k]);
-            ss += hv[k] * hv[k];
-        }
-        st<P>(hr + i, hv);
+        ss = add_row<P>(hr + i, acc, ss);
     }
     ss = block_sum(ss, red);
     norm_row<P>(hr, w, x + t * D, D, ss, eps);

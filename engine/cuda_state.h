@@ -1,6 +1,6 @@
 /* cuda_state.h (internal to the engine .cu files): the CUDA engine's state, shared
- * by cuda_engine.cu (open, close, buffers) and cuda_forward.cu (the forward
- * pass). Activations live in one device arena sized at open for max_tokens
+ * by cuda_engine.cu (open, close, buffers), cuda_setup.cu (the opening both
+ * the engine and replay_cuda.cu do) and cuda_forward.cu (the forward pass). Activations live in one device arena sized at open for max_tokens
  * rows (T) and max_ctx; host staging is pinned. */
 #ifndef OLMOE_CUDA_STATE_H
 #define OLMOE_CUDA_STATE_H
@@ -136,6 +136,25 @@ int olmoe_cuda_gemm_on(olmoe_cuda_state *s, int si, int kind, int M, const void 
                        int ldc);
 void olmoe_cuda_gemm_report(const olmoe_cuda_state *s);
 void olmoe_cuda_gemm_free(olmoe_cuda_state *s);
+/* cuda_setup.cu: what the engine and the replay both do when they open.
+ * who names the one refusing ("the CUDA engine") */
+int olmoe_cuda_check_arch(const olmoe_config *c, const char *who);
+/* "cuda" (device 0) or "cuda:N" into *dev */
+int olmoe_cuda_pick_device(const char *name, int *dev);
+/* OLMOE_CUDA_STREAMS (1..OLMOE_CUDA_MAX_STREAMS, default 4) into *n */
+int olmoe_cuda_streams_env(int *n);
+/* the cuBLAS workspace (32 MiB a stream), the compute stream, the experts'
+ * streams (s->n_streams) and their events, the cuBLAS handle on the compute
+ * stream and the GEMM kinds (for s->T rows, s->K slots) */
+int olmoe_cuda_compute_open(olmoe_cuda_state *s, const olmoe_config *c);
+/* after an open that failed: what it made released (release(p)), its
+ * message kept whatever the release does */
+template <typename T> static inline int olmoe_cuda_open_failed(void (*release)(T *), T *p) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", olmoe_error());
+    release(p);
+    return olmoe_errorf("%s", msg);
+}
 /* cuda_engine.cu */
 int olmoe_cuda_pinned(olmoe_cuda_state *s, const void *p, size_t n); /* 1 if [p, p+n) is pinned */
 void olmoe_cuda_mark(olmoe_cuda_state *s, int phase);

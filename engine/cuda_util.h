@@ -1,7 +1,8 @@
 /* cuda_util.h (internal to the engine .cu files): what the CUDA files share: checked
- * calls that name file:line, bf16 bit conversions, and warp/block reductions
- * with a fixed order (so results are reproducible bit for bit). Device code
- * only in the inline functions; included by .cu files only. */
+ * calls that name file:line, a device allocation that says what failed, bf16
+ * bit conversions, and warp/block reductions with a fixed order (so results
+ * are reproducible bit for bit). Device code only in the inline functions;
+ * included by .cu files only. */
 #ifndef OLMOE_CUDA_UTIL_H
 #define OLMOE_CUDA_UTIL_H
 
@@ -29,6 +30,12 @@ extern "C" {
         if (s_ != 0)                                                                    \
             return olmoe_errorf("cublas: %s:%d: %s: status %d", __FILE__, __LINE__, #call, s_); \
     } while (0)
+
+/* cudaMalloc (cuda_setup.cu); on failure *p = NULL and the message "WHO:
+ * cannot allocate SIZE WHAT: cuda's reason HINT", WHAT formatted from what
+ * and its arguments */
+int olmoe_cuda_alloc(void **p, size_t bytes, const char *who, const char *hint, const char *what, ...)
+    OLMOE_PRINTF(5, 6);
 
 typedef uint16_t bf16_t;
 

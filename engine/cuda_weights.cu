@@ -134,14 +134,10 @@ int olmoe_cuda_weights_upload(const olmoe_model *m, olmoe_cuda_weights *w) {
     carve cv = {NULL, 0};
     layout(c, &cv, w);
     w->bytes = cv.off;
-    cudaError_t e = cudaMalloc(&w->base, w->bytes);
-    if (e != cudaSuccess) {
-        char b[32];
+    if (olmoe_cuda_alloc(&w->base, w->bytes, "cuda", "", "for the weights") != 0) {
         free(w->layers);
         w->layers = NULL;
-        w->base = NULL;
-        return olmoe_errorf("cuda: cannot allocate %s for the weights: %s", olmoe_fmt_bytes((double)w->bytes, b, sizeof b),
-                            cudaGetErrorString(e));
+        return -1;
     }
     cv.base = (char *)w->base;
     cv.off = 0;

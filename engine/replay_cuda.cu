@@ -143,30 +143,10 @@ static int host_alloc(void *p, size_t bytes) {
     return 0;
 }
 
-static int pick_device(const char *name, int *dev) {
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
-        cudaGetLastError();
-        return olmoe_errorf("device '%s': no CUDA GPU found (or no driver)", name);
-    }
-    *dev = 0;
-    if (strncmp(name, "cuda:", 5) == 0) {
-        long v;
-        if (olmoe_parse_long(name + 5, 0, n - 1, &v) != 0)
-            return olmoe_errorf("device '%s': expected cuda:N with N in 0..%d", name, n - 1);
-        *dev = (int)v;
-    }
-    return 0;
-}
-
-static int open_state(olmoe_replay_backend *b, cuda_replay *r) {
+/* the shapes of the backend's chunks and policies, checked against what its
+ * kernels take */
+static int set_shapes(olmoe_replay_backend *b, cuda_replay *r) {
     const olmoe_config *c = &b->model->cfg;
-    olmoe_cuda_state *s = &r->s;
-    int dev = 0;
-    if (pick_device(b->device, &dev) != 0) return -1;
-    CUDA_TRY(cudaSetDevice(dev));
-    cudaDeviceProp prop;
-    CUDA_TRY(cudaGetDeviceProperties(&prop, dev));
     r->T = b->max_tokens, r->K = b->max_k;
     r->L = c->num_hidden_layers, r->E = c->num_experts, r->D = c->hidden_size;
     r->I = c->intermediate_size, r->V = c->vocab_size;
@@ -178,47 +158,26 @@ static int open_state(olmoe_replay_backend *b, cuda_replay *r) {
                             "(use --device cpu)", r->K, MAX_SLOTS);
     if ((double)r->T * r->K * (r->D > 2 * r->I ? r->D : 2 * r->I) > 4e10)
         return olmoe_errorf("cuda replay: chunks of %d tokens are too many (use a smaller --chunk)", r->T);
+    return 0;
+}
+
+/* the measurement switches of the environment (replay_cuda.h) and the host
+ * routing threads */
+static int read_env(cuda_replay *r) {
     const char *v = getenv("OLMOE_REPLAY_HOST");
     r->host_topk = v && *v && strcmp(v, "0");
-    long nt = 0, ns = 4;
+    long nt = 0;
     v = getenv("OLMOE_REPLAY_THREADS");
     if (v && olmoe_parse_long(v, 1, 4096, &nt) != 0)
         return olmoe_errorf("OLMOE_REPLAY_THREADS=%s: expected 1 to 4096", v);
-    v = getenv("OLMOE_CUDA_STREAMS");
-    if (v && olmoe_parse_long(v, 1, OLMOE_CUDA_MAX_STREAMS, &ns) != 0)
-        return olmoe_errorf("OLMOE_CUDA_STREAMS=%s: expected 1 to %d", v, OLMOE_CUDA_MAX_STREAMS);
+    if (olmoe_cuda_streams_env(&r->s.n_streams) != 0) return -1;
     r->pool = olmoe_pool_open((int)nt);
-    s->n_streams = (int)ns;
-    snprintf(b->device, sizeof b->device, "cuda:%.80s", prop.name);
+    return 0;
+}
 
-    double t0 = olmoe_now();
-    if (olmoe_cuda_weights_upload(b->model, &s->w) != 0) return -1;
-    double t_up = olmoe_now() - t0;
-    /* the engine's representative rows per expert: T k / E with the model's k */
-    s->T = r->T, s->C = 1;
-    s->K = c->num_experts_per_tok >= 1 && c->num_experts_per_tok <= r->K ? c->num_experts_per_tok : r->K;
-    s->workspace_bytes = (size_t)32 << 20;
-    CUDA_TRY(cudaMalloc(&s->workspace, s->workspace_bytes * s->n_streams));
-    CUDA_TRY(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
-    CUDA_TRY(cudaEventCreateWithFlags(&s->ev_fork, cudaEventDisableTiming));
-    for (int i = 1; i < s->n_streams; i++) {
-        CUDA_TRY(cudaStreamCreateWithFlags(&s->xs[i], cudaStreamNonBlocking));
-        CUDA_TRY(cudaEventCreateWithFlags(&s->ev_join[i], cudaEventDisableTiming));
-    }
-    CUBLAS_TRY(cublasCreate(&s->blas));
-    CUBLAS_TRY(cublasSetStream(s->blas, s->stream));
-    CUBLAS_TRY(cublasSetWorkspace(s->blas, s->workspace, s->workspace_bytes));
-    if (olmoe_cuda_gemm_init(s, c) != 0) return -1;
-
-    size_t bytes = layout(r, NULL);
-    cudaError_t err = cudaMalloc(&r->arena, bytes);
-    if (err != cudaSuccess) {
-        char b1[32];
-        return olmoe_errorf("cuda replay: cannot allocate %s for chunks of %d tokens: %s (use a smaller --chunk)",
-                            olmoe_fmt_bytes((double)bytes, b1, sizeof b1), r->T, cudaGetErrorString(err));
-    }
-    layout(r, (char *)r->arena);
-
+/* the pinned host buffers: one layer's routing both ways, the chunk's
+ * tokens and results, and two staging buffers of residual rows */
+static int host_buffers(cuda_replay *r) {
     size_t T = r->T, K = r->K, E = r->E, LD = (size_t)r->L * r->D;
     r->stage_rows = (int)(STAGE_BYTES / (LD * 2));
     if (r->stage_rows < 1) r->stage_rows = 1;
@@ -230,6 +189,33 @@ static int open_state(olmoe_replay_backend *b, cuda_replay *r) {
         host_alloc(&r->stage[1], (size_t)r->stage_rows * LD * 2))
         return -1;
     for (int i = 0; i < 2; i++) CUDA_TRY(cudaEventCreateWithFlags(&r->staged[i], cudaEventDisableTiming));
+    return 0;
+}
+
+static int open_state(olmoe_replay_backend *b, cuda_replay *r) {
+    const olmoe_config *c = &b->model->cfg;
+    olmoe_cuda_state *s = &r->s;
+    int dev = 0;
+    if (olmoe_cuda_pick_device(b->device, &dev) != 0) return -1;
+    CUDA_TRY(cudaSetDevice(dev));
+    cudaDeviceProp prop;
+    CUDA_TRY(cudaGetDeviceProperties(&prop, dev));
+    if (set_shapes(b, r) != 0 || read_env(r) != 0) return -1;
+    snprintf(b->device, sizeof b->device, "cuda:%.80s", prop.name);
+
+    double t0 = olmoe_now();
+    if (olmoe_cuda_weights_upload(b->model, &s->w) != 0) return -1;
+    double t_up = olmoe_now() - t0;
+    /* the engine's representative rows per expert: T k / E with the model's k */
+    s->T = r->T, s->C = 1;
+    s->K = c->num_experts_per_tok >= 1 && c->num_experts_per_tok <= r->K ? c->num_experts_per_tok : r->K;
+    if (olmoe_cuda_compute_open(s, c) != 0) return -1;
+    size_t bytes = layout(r, NULL);
+    if (olmoe_cuda_alloc(&r->arena, bytes, "cuda replay", " (use a smaller --chunk)",
+                         "for chunks of %d tokens", r->T) != 0)
+        return -1;
+    layout(r, (char *)r->arena);
+    if (host_buffers(r) != 0) return -1;
 
     size_t fr = 0, tot = 0;
     CUDA_TRY(cudaMemGetInfo(&fr, &tot));
@@ -243,17 +229,9 @@ static int open_state(olmoe_replay_backend *b, cuda_replay *r) {
 }
 
 static int cuda_open(olmoe_replay_backend *b) {
-    if (b->model->cfg.arch != OLMOE_ARCH_OLMOE)
-        return olmoe_errorf("the CUDA replay runs olmoe checkpoints only, this one is %s: use "
-                            "--device cpu",
-                            olmoe_arch_name(b->model->cfg.arch));
+    if (olmoe_cuda_check_arch(&b->model->cfg, "the CUDA replay") != 0) return -1;
     cuda_replay *r = (cuda_replay *)xcalloc(1, sizeof *r);
-    if (open_state(b, r) != 0) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", olmoe_error());
-        release(r);
-        return olmoe_errorf("%s", msg);
-    }
+    if (open_state(b, r) != 0) return olmoe_cuda_open_failed(release, r);
     b->impl = r;
     return 0;
 }

@@ -316,58 +316,54 @@ static int load_model(olmoe_tokenizer *t, json_t *m) {
 
 /* ---- added tokens ---- */
 
-static int load_added(olmoe_tokenizer *t, json_t *list) {
-    tok_strmap_init(&t->added_map, 16);
-    tok_trie_init(&t->trie_raw);
-    tok_trie_init(&t->trie_norm);
-    if (list && !json_is_null(list) && !json_is_array(list))
-        return FAIL("added_tokens is not a list");
-    t->added = xcalloc(json_array_size(list) + 1, sizeof *t->added); /* 0 for no list */
-    int32_t max_added = -1;
-    size_t i;
-    json_t *o;
-    json_array_foreach(list, i, o) {
-        char where[48];
-        snprintf(where, sizeof where, "added_tokens[%zu]", i);
-        json_t *c = json_object_get(o, "content"), *idv = json_object_get(o, "id");
-        if (!json_is_object(o) || !json_is_string(c))
-            return FAIL("%s has no string 'content'", where);
-        if (!json_is_integer(idv) || json_integer_value(idv) < 0 ||
-            json_integer_value(idv) >= TOK_MAX_ID)
-            return FAIL("%s has no valid 'id'", where);
-        tok_added a = {0};
-        if (get_bool(o, "special", 0, &a.special, where) != 0 ||
-            get_bool(o, "single_word", 0, &a.single_word, where) != 0 ||
-            get_bool(o, "lstrip", 0, &a.lstrip, where) != 0 ||
-            get_bool(o, "rstrip", 0, &a.rstrip, where) != 0 ||
-            get_bool(o, "normalized", !a.special, &a.normalized, where) != 0)
-            return -1;
-        a.content_len = json_string_length(c);
-        if (a.content_len == 0) continue; /* HF ignores empty tokens */
-        a.content = xmalloc(a.content_len + 1);
-        memcpy(a.content, json_string_value(c), a.content_len + 1);
-        if (tok_strmap_get(&t->added_map, a.content, a.content_len) >= 0) {
-            free(a.content);
-            return FAIL("%s: '%s' is added twice", where, json_string_value(c));
-        }
-        /* HF's id: the model's for a known content, else one past the
-         * largest id handed out so far (or the vocab size, for the first) */
-        int32_t id = tok_strmap_get(&t->vocab, a.content, a.content_len);
-        if (id < 0) {
-            int32_t vs = (int32_t)t->vocab_count;
-            id = max_added < 0 ? vs : (max_added >= vs || vs == 0) ? max_added + 1 : vs;
-        }
-        if (id != json_integer_value(idv)) {
-            free(a.content);
-            return FAIL("%s: '%s' has id %lld, but HF would give it id %d", where,
-                        json_string_value(c), (long long)json_integer_value(idv), id);
-        }
-        a.id = id;
-        if (id > max_added) max_added = id;
-        tok_strmap_put(&t->added_map, a.content, a.content_len, id);
-        t->added[t->n_added++] = a;
+/* added_tokens[i] (o) appended to t->added, *max_added the largest id so
+ * far; an empty content is skipped, as HF does */
+static int add_one(olmoe_tokenizer *t, json_t *o, size_t i, int32_t *max_added) {
+    char where[48];
+    snprintf(where, sizeof where, "added_tokens[%zu]", i);
+    json_t *c = json_object_get(o, "content"), *idv = json_object_get(o, "id");
+    if (!json_is_object(o) || !json_is_string(c))
+        return FAIL("%s has no string 'content'", where);
+    if (!json_is_integer(idv) || json_integer_value(idv) < 0 ||
+        json_integer_value(idv) >= TOK_MAX_ID)
+        return FAIL("%s has no valid 'id'", where);
+    tok_added a = {0};
+    if (get_bool(o, "special", 0, &a.special, where) != 0 ||
+        get_bool(o, "single_word", 0, &a.single_word, where) != 0 ||
+        get_bool(o, "lstrip", 0, &a.lstrip, where) != 0 ||
+        get_bool(o, "rstrip", 0, &a.rstrip, where) != 0 ||
+        get_bool(o, "normalized", !a.special, &a.normalized, where) != 0)
+        return -1;
+    a.content_len = json_string_length(c);
+    if (a.content_len == 0) return 0; /* HF ignores empty tokens */
+    a.content = xmalloc(a.content_len + 1);
+    memcpy(a.content, json_string_value(c), a.content_len + 1);
+    if (tok_strmap_get(&t->added_map, a.content, a.content_len) >= 0) {
+        free(a.content);
+        return FAIL("%s: '%s' is added twice", where, json_string_value(c));
     }
-    /* ids of added tokens may lie past the vocab */
+    /* HF's id: the model's for a known content, else one past the
+     * largest id handed out so far (or the vocab size, for the first) */
+    int32_t id = tok_strmap_get(&t->vocab, a.content, a.content_len);
+    if (id < 0) {
+        int32_t vs = (int32_t)t->vocab_count;
+        id = *max_added < 0 ? vs : (*max_added >= vs || vs == 0) ? *max_added + 1 : vs;
+    }
+    if (id != json_integer_value(idv)) {
+        free(a.content);
+        return FAIL("%s: '%s' has id %lld, but HF would give it id %d", where,
+                    json_string_value(c), (long long)json_integer_value(idv), id);
+    }
+    a.id = id;
+    if (id > *max_added) *max_added = id;
+    tok_strmap_put(&t->added_map, a.content, a.content_len, id);
+    t->added[t->n_added++] = a;
+    return 0;
+}
+
+/* the id tables grown to hold max_added (ids of added tokens may lie past
+ * the vocab), and added_of_id set to none */
+static void grow_ids(olmoe_tokenizer *t, int32_t max_added) {
     int32_t cap = t->id_cap;
     if (max_added + 1 > cap) cap = max_added + 1;
     if (cap > t->id_cap) {
@@ -378,7 +374,11 @@ static int load_added(olmoe_tokenizer *t, json_t *list) {
     }
     t->added_of_id = xmalloc(((size_t)t->id_cap + 1) * sizeof *t->added_of_id);
     for (int32_t k = 0; k <= t->id_cap; k++) t->added_of_id[k] = -1;
-    /* HF's trie: special tokens first, then the others, in file order */
+}
+
+/* HF's trie: special tokens first, then the others, in file order; a
+ * normalized token is matched by its normalized form */
+static int build_tries(olmoe_tokenizer *t) {
     for (int pass = 0; pass < 2; pass++) {
         for (size_t k = 0; k < t->n_added; k++) {
             tok_added *a = &t->added[k];
@@ -406,6 +406,22 @@ static int load_added(olmoe_tokenizer *t, json_t *list) {
         }
     }
     return 0;
+}
+
+static int load_added(olmoe_tokenizer *t, json_t *list) {
+    tok_strmap_init(&t->added_map, 16);
+    tok_trie_init(&t->trie_raw);
+    tok_trie_init(&t->trie_norm);
+    if (list && !json_is_null(list) && !json_is_array(list))
+        return FAIL("added_tokens is not a list");
+    t->added = xcalloc(json_array_size(list) + 1, sizeof *t->added); /* 0 for no list */
+    int32_t max_added = -1;
+    size_t i;
+    json_t *o;
+    json_array_foreach(list, i, o)
+        if (add_one(t, o, i, &max_added) != 0) return -1;
+    grow_ids(t, max_added);
+    return build_tries(t);
 }
 
 /* ---- the whole file ---- */
