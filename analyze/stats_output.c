@@ -169,85 +169,105 @@ int olmoe_stats_write_csv(const olmoe_stats *st, const char *path) {
 
 /* ---- HDF5 ---- */
 
-int olmoe_stats_write_h5(const olmoe_stats *st, hid_t loc, const char *trace_path, int replace) {
+/* the group stats/<name> for policy id, made empty: an existing one is
+ * refused unless replace, else deleted, leaving its name free for the new */
+static int claim_group(hid_t loc, const char *id, int replace, char *g, size_t n) {
+    char *path = NULL;
+    int ex = olmoe_result_find(loc, "stats", id, &path);
+    if (ex < 0) return -1;
+    if (ex && !replace) {
+        char file[512] = "";
+        H5Fget_name(loc, file, sizeof file);
+        free(path);
+        return olmoe_errorf("%s: /stats/%s already exists (--force replaces it)", file, id);
+    }
+    int del = ex ? olmoe_h5_delete(loc, path) : 0;
+    free(path);
+    if (del != 0 || olmoe_result_new_path(loc, "stats", id, &path) != 0) return -1;
+    snprintf(g, n, "%s", path);
+    free(path);
+    return olmoe_h5_make_groups(loc, g);
+}
+
+static int write_attrs(hid_t loc, const char *g, const olmoe_stats *st, int p, const char *trace_path,
+                       const char *created) {
+    const olmoe_stats_policy *sp = &st->pol[p];
+    olmoe_stats_summary s;
+    olmoe_stats_summarize(st, p, OLMOE_STATS_ALL, -1, &s);
+    OLMOE_TRY(olmoe_h5_set_attr_str(loc, g, "policy", sp->policy->id));
+    OLMOE_TRY(olmoe_h5_set_attr_str(loc, g, "family", sp->policy->family->name));
+    OLMOE_TRY(olmoe_h5_set_attr_str(loc, g, "trace", trace_path));
+    OLMOE_TRY(olmoe_h5_set_attr_str(loc, g, "created", created));
+    OLMOE_TRY(olmoe_h5_set_attr_i64(loc, g, "n_tokens", st->n_tokens));
+    OLMOE_TRY(olmoe_h5_set_attr_i32(loc, g, "baseline_top_k", st->top_k));
+    OLMOE_TRY(olmoe_h5_set_attr_i32(loc, g, "min_k", sp->min_k));
+    OLMOE_TRY(olmoe_h5_set_attr_i32(loc, g, "max_k", sp->max_k));
+    const struct { const char *name; double v; } attrs[] = {
+        {"mean_k", s.mean_k}, {"sd_k", s.sd_k}, {"share_min_k", s.share_min_k},
+        {"share_max_k", s.share_max_k}, {"overlap_mean", s.overlap_mean},
+        {"coverage", s.coverage}, {"precision", s.precision},
+        {"flops_vs_baseline", s.flops_vs_baseline}, {"load_cv", s.load_cv}};
+    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
+        OLMOE_TRY(olmoe_h5_set_attr_f64(loc, g, attrs[i].name, attrs[i].v));
+    return 0;
+fail:
+    return -1;
+}
+
+/* raw counts (scope 0 as [L, ...], groups as [G, L, ...]) and the per-layer
+ * summaries [L] (groups: [G, L]); col is scratch of 7 * S * L doubles */
+static int write_arrays(hid_t loc, const char *g, const olmoe_stats *st, int p, double *col) {
     const int L = st->n_layers, E = st->n_experts, S = st->n_scopes, G = S - 1;
+    const olmoe_stats_policy *sp = &st->pol[p];
+    static const char *const names[] = {"mean_k", "sd_k", "share_min_k", "share_max_k",
+                                        "coverage", "precision", "load_cv"};
+    char ds[OLMOE_POLICY_ID_MAX + 80];
+    int64_t dh[3] = {L, E + 1}, dl[2] = {L, E}, d1[1] = {L};
+    snprintf(ds, sizeof ds, "%s/k_hist", g);
+    OLMOE_TRY(olmoe_h5_write(loc, ds, OLMOE_H5_I64, 2, dh, sp->k_hist));
+    snprintf(ds, sizeof ds, "%s/load", g);
+    OLMOE_TRY(olmoe_h5_write(loc, ds, OLMOE_H5_I64, 2, dl, sp->load));
+    snprintf(ds, sizeof ds, "%s/overlap_sum", g);
+    OLMOE_TRY(olmoe_h5_write(loc, ds, OLMOE_H5_I64, 1, d1, sp->overlap));
+    for (int sc = 0; sc < S; sc++)
+        for (int l = 0; l < L; l++) {
+            olmoe_stats_summary s;
+            olmoe_stats_summarize(st, p, sc, l, &s);
+            double v[7] = {s.mean_k, s.sd_k, s.share_min_k, s.share_max_k, s.coverage, s.precision, s.load_cv};
+            for (int m = 0; m < 7; m++) col[((size_t)m * S + sc) * L + l] = v[m];
+        }
+    for (int m = 0; m < 7; m++) {
+        snprintf(ds, sizeof ds, "%s/%s", g, names[m]);
+        OLMOE_TRY(olmoe_h5_write(loc, ds, OLMOE_H5_F64, 1, d1, col + (size_t)m * S * L));
+    }
+    if (G > 0) {
+        int64_t gh[3] = {G, L, E + 1}, gl[3] = {G, L, E}, g2[2] = {G, L};
+        size_t off_h = (size_t)L * (E + 1), off_l = (size_t)L * E;
+        snprintf(ds, sizeof ds, "%s/group_k_hist", g);
+        OLMOE_TRY(olmoe_h5_write(loc, ds, OLMOE_H5_I64, 3, gh, sp->k_hist + off_h));
+        snprintf(ds, sizeof ds, "%s/group_load", g);
+        OLMOE_TRY(olmoe_h5_write(loc, ds, OLMOE_H5_I64, 3, gl, sp->load + off_l));
+        for (int m = 0; m < 7; m++) {
+            snprintf(ds, sizeof ds, "%s/group_%s", g, names[m]);
+            OLMOE_TRY(olmoe_h5_write(loc, ds, OLMOE_H5_F64, 2, g2, col + ((size_t)m * S + 1) * L));
+        }
+    }
+    return 0;
+fail:
+    return -1;
+}
+
+int olmoe_stats_write_h5(const olmoe_stats *st, hid_t loc, const char *trace_path, int replace) {
     char created[32];
     time_t now = time(NULL);
     strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    double *col = xmalloc(xmul((size_t)S * L, 9 * sizeof *col));
+    double *col = xmalloc(xmul((size_t)st->n_scopes * st->n_layers, 9 * sizeof *col));
     int rc = -1;
     for (int p = 0; p < st->n_policies; p++) {
-        const olmoe_stats_policy *sp = &st->pol[p];
-        char g[OLMOE_POLICY_ID_MAX + 48], ds[OLMOE_POLICY_ID_MAX + 80], *path = NULL;
-        int ex = olmoe_result_find(loc, "stats", sp->policy->id, &path);
-        if (ex < 0) goto fail;
-        if (ex && !replace) {
-            char file[512] = "";
-            H5Fget_name(loc, file, sizeof file);
-            olmoe_errorf("%s: /stats/%s already exists (--force replaces it)", file, sp->policy->id);
-            free(path);
-            goto fail;
-        }
-        /* the one replaced leaves its name free for the new one */
-        int del = ex ? olmoe_h5_delete(loc, path) : 0;
-        free(path);
-        OLMOE_TRY(del);
-        OLMOE_TRY(olmoe_result_new_path(loc, "stats", sp->policy->id, &path));
-        snprintf(g, sizeof g, "%s", path);
-        free(path);
-        OLMOE_TRY(olmoe_h5_make_groups(loc, g));
-        olmoe_stats_summary s;
-        olmoe_stats_summarize(st, p, OLMOE_STATS_ALL, -1, &s);
-        OLMOE_TRY(olmoe_h5_set_attr_str(loc, g, "policy", sp->policy->id));
-        OLMOE_TRY(olmoe_h5_set_attr_str(loc, g, "family", sp->policy->family->name));
-        OLMOE_TRY(olmoe_h5_set_attr_str(loc, g, "trace", trace_path));
-        OLMOE_TRY(olmoe_h5_set_attr_str(loc, g, "created", created));
-        OLMOE_TRY(olmoe_h5_set_attr_i64(loc, g, "n_tokens", st->n_tokens));
-        OLMOE_TRY(olmoe_h5_set_attr_i32(loc, g, "baseline_top_k", st->top_k));
-        OLMOE_TRY(olmoe_h5_set_attr_i32(loc, g, "min_k", sp->min_k));
-        OLMOE_TRY(olmoe_h5_set_attr_i32(loc, g, "max_k", sp->max_k));
-        const struct { const char *name; double v; } attrs[] = {
-            {"mean_k", s.mean_k}, {"sd_k", s.sd_k}, {"share_min_k", s.share_min_k},
-            {"share_max_k", s.share_max_k}, {"overlap_mean", s.overlap_mean},
-            {"coverage", s.coverage}, {"precision", s.precision},
-            {"flops_vs_baseline", s.flops_vs_baseline}, {"load_cv", s.load_cv}};
-        for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
-            OLMOE_TRY(olmoe_h5_set_attr_f64(loc, g, attrs[i].name, attrs[i].v));
-
-        /* raw counts: scope 0 as [L, ...], groups as [G, L, ...] */
-        int64_t dh[3] = {L, E + 1}, dl[2] = {L, E}, d1[1] = {L};
-        snprintf(ds, sizeof ds, "%s/k_hist", g);
-        OLMOE_TRY(olmoe_h5_write(loc, ds, OLMOE_H5_I64, 2, dh, sp->k_hist));
-        snprintf(ds, sizeof ds, "%s/load", g);
-        OLMOE_TRY(olmoe_h5_write(loc, ds, OLMOE_H5_I64, 2, dl, sp->load));
-        snprintf(ds, sizeof ds, "%s/overlap_sum", g);
-        OLMOE_TRY(olmoe_h5_write(loc, ds, OLMOE_H5_I64, 1, d1, sp->overlap));
-        /* per-layer summaries [L] (groups: [G, L]) */
-        static const char *const names[] = {"mean_k", "sd_k", "share_min_k", "share_max_k",
-                                            "coverage", "precision", "load_cv"};
-        for (int sc = 0; sc < S; sc++)
-            for (int l = 0; l < L; l++) {
-                olmoe_stats_summarize(st, p, sc, l, &s);
-                double v[7] = {s.mean_k, s.sd_k, s.share_min_k, s.share_max_k, s.coverage,
-                               s.precision, s.load_cv};
-                for (int m = 0; m < 7; m++) col[((size_t)m * S + sc) * L + l] = v[m];
-            }
-        for (int m = 0; m < 7; m++) {
-            snprintf(ds, sizeof ds, "%s/%s", g, names[m]);
-            OLMOE_TRY(olmoe_h5_write(loc, ds, OLMOE_H5_F64, 1, d1, col + (size_t)m * S * L));
-        }
-        if (G > 0) {
-            int64_t gh[3] = {G, L, E + 1}, gl[3] = {G, L, E}, g2[2] = {G, L};
-            size_t off_h = (size_t)L * (E + 1), off_l = (size_t)L * E;
-            snprintf(ds, sizeof ds, "%s/group_k_hist", g);
-            OLMOE_TRY(olmoe_h5_write(loc, ds, OLMOE_H5_I64, 3, gh, sp->k_hist + off_h));
-            snprintf(ds, sizeof ds, "%s/group_load", g);
-            OLMOE_TRY(olmoe_h5_write(loc, ds, OLMOE_H5_I64, 3, gl, sp->load + off_l));
-            for (int m = 0; m < 7; m++) {
-                snprintf(ds, sizeof ds, "%s/group_%s", g, names[m]);
-                OLMOE_TRY(olmoe_h5_write(loc, ds, OLMOE_H5_F64, 2, g2, col + ((size_t)m * S + 1) * L));
-            }
-        }
+        char g[OLMOE_POLICY_ID_MAX + 48];
+        OLMOE_TRY(claim_group(loc, st->pol[p].policy->id, replace, g, sizeof g));
+        OLMOE_TRY(write_attrs(loc, g, st, p, trace_path, created));
+        OLMOE_TRY(write_arrays(loc, g, st, p, col));
     }
     rc = 0;
 fail:

@@ -60,16 +60,9 @@ static int group_index(const olmoe_report_data *d, const char *name) {
     return d->n_groups;
 }
 
-/* the result in group path ("replay/topk_k_4_norm_model", olmoe_result_groups) */
-static int read_result(olmoe_report_data *d, int input, olmoe_report_kind kind, const char *path,
-                       olmoe_report_result *r) {
-    hid_t h = d->h5[input];
-    const char *file = d->inputs[input];
-    char g[OLMOE_POLICY_ID_MAX + 64], ds[OLMOE_POLICY_ID_MAX + 128];
-    snprintf(g, sizeof g, "%s", path);
-    const int L = d->L, E = d->E;
-    r->present = 1;
-    r->file = file;
+/* the group's scalar attributes; stats groups name compute differently */
+static int read_scalars(hid_t h, const char *file, const char *g, olmoe_report_kind kind,
+                        olmoe_report_result *r) {
     r->routing = rep_attr_str(h, g, "routing");
     r->device = rep_attr_str(h, g, "device");
     r->n_scored = rep_attr_i64(h, g, "n_scored", -1);
@@ -92,92 +85,126 @@ static int read_result(olmoe_report_data *d, int input, olmoe_report_kind kind, 
     }
     if (kind != OLMOE_REPORT_STATS && isnan(r->perplexity))
         return olmoe_errorf("%s: /%s has no perplexity attribute", file, g);
+    return 0;
+}
 
+/* dataset g/name of the given shape (n items of size bytes) in a new
+ * buffer, NULL where the file has none; *err set on a read error */
+static void *read_optional(hid_t h, const char *file, const char *g, const char *name, olmoe_h5_kind type,
+                           int rank, const int64_t *dims, size_t n, size_t size, int *err) {
+    char ds[OLMOE_POLICY_ID_MAX + 128];
+    snprintf(ds, sizeof ds, "%s/%s", g, name);
+    void *buf = xmalloc(xmul(n, size));
+    int rc = rep_h5_read_shape(h, file, ds, type, rank, dims, buf);
+    if (rc < 0) *err = 1;
+    if (rc <= 0) free(buf), buf = NULL;
+    return buf;
+}
+
+/* per-layer arrays: k histogram, expert load, mean k and load CV per layer
+ * (the CV from the load where a file has none) */
+static int read_layer_arrays(hid_t h, const char *file, const char *g, olmoe_report_kind kind, int L, int E,
+                             olmoe_report_result *r) {
     int64_t dh[2] = {L, E + 1}, dl[2] = {L, E}, d1[1] = {L};
-    int rc;
-    r->k_hist = xmalloc(xmul((size_t)L * (E + 1), sizeof *r->k_hist));
-    snprintf(ds, sizeof ds, "%s/k_hist", g);
-    if ((rc = rep_h5_read_shape(h, file, ds, OLMOE_H5_I64, 2, dh, r->k_hist)) < 0) return -1;
-    if (rc == 0) free(r->k_hist), r->k_hist = NULL;
-    r->load = xmalloc(xmul((size_t)L * E, sizeof *r->load));
-    snprintf(ds, sizeof ds, "%s/load", g);
-    if ((rc = rep_h5_read_shape(h, file, ds, OLMOE_H5_I64, 2, dl, r->load)) < 0) return -1;
-    if (rc == 0) free(r->load), r->load = NULL;
-    r->mean_k_layer = xmalloc((size_t)L * sizeof *r->mean_k_layer);
-    snprintf(ds, sizeof ds, "%s/%s", g, kind == OLMOE_REPORT_STATS ? "mean_k" : "mean_k_layer");
-    if ((rc = rep_h5_read_shape(h, file, ds, OLMOE_H5_F64, 1, d1, r->mean_k_layer)) < 0) return -1;
-    if (rc == 0) free(r->mean_k_layer), r->mean_k_layer = NULL;
-    r->load_cv_layer = xmalloc((size_t)L * sizeof *r->load_cv_layer);
-    snprintf(ds, sizeof ds, "%s/load_cv", g);
-    if ((rc = rep_h5_read_shape(h, file, ds, OLMOE_H5_F64, 1, d1, r->load_cv_layer)) < 0) return -1;
-    if (rc == 0) {
-        free(r->load_cv_layer);
-        r->load_cv_layer = r->load ? cv_from_load(r->load, L, E) : NULL;
-    }
+    int err = 0;
+    const char *mean_k = kind == OLMOE_REPORT_STATS ? "mean_k" : "mean_k_layer";
+    size_t LE = (size_t)L * E;
+    r->k_hist = read_optional(h, file, g, "k_hist", OLMOE_H5_I64, 2, dh, LE + L, sizeof(int64_t), &err);
+    if (!err) r->load = read_optional(h, file, g, "load", OLMOE_H5_I64, 2, dl, LE, sizeof(int64_t), &err);
+    if (!err)
+        r->mean_k_layer = read_optional(h, file, g, mean_k, OLMOE_H5_F64, 1, d1, (size_t)L, sizeof(double), &err);
+    if (!err)
+        r->load_cv_layer =
+            read_optional(h, file, g, "load_cv", OLMOE_H5_F64, 1, d1, (size_t)L, sizeof(double), &err);
+    if (err) return -1;
+    if (!r->load_cv_layer && r->load) r->load_cv_layer = cv_from_load(r->load, L, E);
     if (isnan(r->load_cv) && r->load_cv_layer) { /* over all layers: the mean of the layers' */
         double s = 0;
         for (int l = 0; l < L; l++) s += r->load_cv_layer[l];
         r->load_cv = s / L;
     }
+    return 0;
+}
 
-    /* document groups */
-    if (kind != OLMOE_REPORT_STATS) {
-        char **names;
-        int n;
-        snprintf(ds, sizeof ds, "%s/groups", g);
-        if (rep_h5_list(h, ds, &names, &n) != 0) return olmoe_error_prefix("%s", file);
-        /* in the trace's order of /groups (the listing is alphabetical) */
-        for (int a = 0; a < n; a++)
-            for (int b = a + 1; b < n; b++) {
-                int ia = group_index(d, names[a]), ib = group_index(d, names[b]);
-                if (ib < ia) {
-                    char *t = names[a];
-                    names[a] = names[b];
-                    names[b] = t;
-                }
-            }
-        r->n_groups = n;
-        r->group_names = names;
-        r->group_ppl = xmalloc(((size_t)n + 1) * sizeof(double));
-        r->group_mean_k = xmalloc(((size_t)n + 1) * sizeof(double));
-        r->group_acc = xmalloc(((size_t)n + 1) * sizeof(double));
-        r->group_n = xmalloc(((size_t)n + 1) * sizeof(int64_t));
-        for (int i = 0; i < n; i++) {
-            char gg[OLMOE_POLICY_ID_MAX + 512];
-            snprintf(gg, sizeof gg, "%s/groups/%s", g, names[i]);
-            r->group_ppl[i] = rep_attr_f64(h, gg, "perplexity");
-            r->group_mean_k[i] = rep_attr_f64(h, gg, "mean_k");
-            r->group_acc[i] = rep_attr_f64(h, gg, "accuracy");
-            r->group_n[i] = rep_attr_i64(h, gg, "n_scored", -1);
-        }
-    } else if (d->n_groups > 0) {
-        int G = d->n_groups;
-        int64_t d2[2] = {G, L};
-        double *gm = xmalloc(xmul((size_t)G * L, sizeof *gm));
-        snprintf(ds, sizeof ds, "%s/group_mean_k", g);
-        if ((rc = rep_h5_read_shape(h, file, ds, OLMOE_H5_F64, 2, d2, gm)) < 0) {
-            free(gm);
-            return -1;
-        }
-        if (rc == 1) {
-            r->n_groups = G;
-            r->group_names = xcalloc((size_t)G, sizeof *r->group_names);
-            r->group_ppl = xmalloc((size_t)G * sizeof(double));
-            r->group_mean_k = xmalloc((size_t)G * sizeof(double));
-            r->group_acc = xmalloc((size_t)G * sizeof(double));
-            r->group_n = xmalloc((size_t)G * sizeof(int64_t));
-            for (int i = 0; i < G; i++) {
-                double s = 0; /* every layer counts the same tokens: the mean of the layers' means */
-                for (int l = 0; l < L; l++) s += gm[(size_t)i * L + l];
-                r->group_names[i] = xstrdup(d->group_names[i]);
-                r->group_mean_k[i] = s / L;
-                r->group_ppl[i] = r->group_acc[i] = NAN;
-                r->group_n[i] = -1;
+static void alloc_group_rows(olmoe_report_result *r, int n) {
+    r->n_groups = n;
+    r->group_ppl = xmalloc(((size_t)n + 1) * sizeof(double));
+    r->group_mean_k = xmalloc(((size_t)n + 1) * sizeof(double));
+    r->group_acc = xmalloc(((size_t)n + 1) * sizeof(double));
+    r->group_n = xmalloc(((size_t)n + 1) * sizeof(int64_t));
+}
+
+/* a replay or exact result's document groups (g/groups/<name>), in the
+ * trace's order of /groups (the listing is alphabetical) */
+static int read_doc_groups(olmoe_report_data *d, hid_t h, const char *file, const char *g,
+                           olmoe_report_result *r) {
+    char ds[OLMOE_POLICY_ID_MAX + 128];
+    char **names;
+    int n;
+    snprintf(ds, sizeof ds, "%s/groups", g);
+    if (rep_h5_list(h, ds, &names, &n) != 0) return olmoe_error_prefix("%s", file);
+    for (int a = 0; a < n; a++)
+        for (int b = a + 1; b < n; b++) {
+            int ia = group_index(d, names[a]), ib = group_index(d, names[b]);
+            if (ib < ia) {
+                char *t = names[a];
+                names[a] = names[b];
+                names[b] = t;
             }
         }
-        free(gm);
+    alloc_group_rows(r, n);
+    r->group_names = names;
+    for (int i = 0; i < n; i++) {
+        char gg[OLMOE_POLICY_ID_MAX + 512];
+        snprintf(gg, sizeof gg, "%s/groups/%s", g, names[i]);
+        r->group_ppl[i] = rep_attr_f64(h, gg, "perplexity");
+        r->group_mean_k[i] = rep_attr_f64(h, gg, "mean_k");
+        r->group_acc[i] = rep_attr_f64(h, gg, "accuracy");
+        r->group_n[i] = rep_attr_i64(h, gg, "n_scored", -1);
     }
     return 0;
+}
+
+/* a stats result's groups: mean k per group from g/group_mean_k [G, L];
+ * stats has no loss, so perplexity and accuracy are NaN */
+static int read_stats_groups(olmoe_report_data *d, hid_t h, const char *file, const char *g,
+                             olmoe_report_result *r) {
+    char ds[OLMOE_POLICY_ID_MAX + 128];
+    int G = d->n_groups, L = d->L, rc;
+    int64_t d2[2] = {G, L};
+    double *gm = xmalloc(xmul((size_t)G * L, sizeof *gm));
+    snprintf(ds, sizeof ds, "%s/group_mean_k", g);
+    if ((rc = rep_h5_read_shape(h, file, ds, OLMOE_H5_F64, 2, d2, gm)) < 0) {
+        free(gm);
+        return -1;
+    }
+    if (rc == 1) {
+        alloc_group_rows(r, G);
+        r->group_names = xcalloc((size_t)G, sizeof *r->group_names);
+        for (int i = 0; i < G; i++) {
+            double s = 0; /* every layer counts the same tokens: the mean of the layers' means */
+            for (int l = 0; l < L; l++) s += gm[(size_t)i * L + l];
+            r->group_names[i] = xstrdup(d->group_names[i]);
+            r->group_mean_k[i] = s / L;
+            r->group_ppl[i] = r->group_acc[i] = NAN;
+            r->group_n[i] = -1;
+        }
+    }
+    free(gm);
+    return 0;
+}
+
+/* the result in group path ("replay/topk_k_4_norm_model", olmoe_result_groups) */
+static int read_result(olmoe_report_data *d, int input, olmoe_report_kind kind, const char *path,
+                       olmoe_report_result *r) {
+    hid_t h = d->h5[input];
+    const char *file = d->inputs[input];
+    r->present = 1;
+    r->file = file;
+    if (read_scalars(h, file, path, kind, r) != 0 || read_layer_arrays(h, file, path, kind, d->L, d->E, r) != 0)
+        return -1;
+    if (kind != OLMOE_REPORT_STATS) return read_doc_groups(d, h, file, path, r);
+    return d->n_groups > 0 ? read_stats_groups(d, h, file, path, r) : 0;
 }
 
 static void free_result(olmoe_report_result *r) {
