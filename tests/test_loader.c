@@ -152,6 +152,13 @@ static char *dir_with_tensors(const tt_model *tm, tt_tensor *ts, int n) {
     return dir;
 }
 
+/* a model directory written from the tensor list, which must fail with msg */
+static void expect_fail_tensors(const tt_model *tm, tt_tensor *ts, int n, const char *msg, const char *what) {
+    char *d = dir_with_tensors(tm, ts, n);
+    expect_fail(d, msg, what);
+    free(d);
+}
+
 /* a model directory whose model.safetensors has this exact header and data */
 static char *dir_with_raw(const tt_model *tm, const char *header, uint64_t hlen, size_t data_bytes) {
     char *dir = new_dir();
@@ -186,50 +193,40 @@ static void test_corrupt_files(void) {
     free(p);
     free(d);
 
-    const char *h;
-    h = "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}";
-    d = dir_with_raw(&tm, h, strlen(h), 8);
-    expect_fail(d, "model.safetensors: bad header JSON", "bad JSON");
-    free(d);
-    h = "[1, 2]";
-    d = dir_with_raw(&tm, h, strlen(h), 0);
-    expect_fail(d, "header is not a JSON object", "array header");
-    free(d);
-    h = "{\"a\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]}}";
-    d = dir_with_raw(&tm, h, strlen(h), 8);
-    expect_fail(d, "tensor 'a' has data_offsets [0, 16] outside the data area (8 bytes)", "offsets outside");
-    free(d);
-    h = "{\"a\": {\"dtype\": \"F32\", \"shape\": [3], \"data_offsets\": [0, 8]}}";
-    d = dir_with_raw(&tm, h, strlen(h), 8);
-    expect_fail(d, "tensor 'a' holds 8 bytes, its shape and dtype need 12", "shape vs bytes");
-    free(d);
-    h = "{\"a\": {\"dtype\": \"I64\", \"shape\": [1], \"data_offsets\": [0, 8]}}";
-    d = dir_with_raw(&tm, h, strlen(h), 8);
-    expect_fail(d, "model.safetensors: tensor 'a' has dtype I64; only F32, BF16 and F16 are supported",
-                "bad dtype");
-    free(d);
-    h = "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
-        " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}";
-    d = dir_with_raw(&tm, h, strlen(h), 12);
-    expect_fail(d, "tensors 'a' and 'b' overlap", "overlap");
-    free(d);
-    h = "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]},"
-        " \"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}";
-    d = dir_with_raw(&tm, h, strlen(h), 8);
-    expect_fail(d, "duplicate", "duplicate name");
-    free(d);
-    h = "{\"a\": {\"dtype\": \"F32\", \"shape\": [-1], \"data_offsets\": [0, 4]}}";
-    d = dir_with_raw(&tm, h, strlen(h), 4);
-    expect_fail(d, "tensor 'a' has a bad shape entry 0", "negative dim");
-    free(d);
-    h = "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4]}}";
-    d = dir_with_raw(&tm, h, strlen(h), 4);
-    expect_fail(d, "tensor 'a' needs data_offsets [begin, end]", "one offset");
-    free(d);
-    h = "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [8, 4]}}";
-    d = dir_with_raw(&tm, h, strlen(h), 8);
-    expect_fail(d, "outside the data area", "reversed offsets");
-    free(d);
+    /* each header (with that many data bytes) fails with its message */
+    static const struct {
+        const char *header;
+        size_t data_bytes;
+        const char *msg, *what;
+    } raw[] = {
+        {"{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}",
+         8, "model.safetensors: bad header JSON", "bad JSON"},
+        {"[1, 2]",
+         0, "header is not a JSON object", "array header"},
+        {"{\"a\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]}}",
+         8, "tensor 'a' has data_offsets [0, 16] outside the data area (8 bytes)", "offsets outside"},
+        {"{\"a\": {\"dtype\": \"F32\", \"shape\": [3], \"data_offsets\": [0, 8]}}",
+         8, "tensor 'a' holds 8 bytes, its shape and dtype need 12", "shape vs bytes"},
+        {"{\"a\": {\"dtype\": \"I64\", \"shape\": [1], \"data_offsets\": [0, 8]}}",
+         8, "model.safetensors: tensor 'a' has dtype I64; only F32, BF16 and F16 are supported", "bad dtype"},
+        {"{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
+         " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}",
+         12, "tensors 'a' and 'b' overlap", "overlap"},
+        {"{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]},"
+         " \"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}",
+         8, "duplicate", "duplicate name"},
+        {"{\"a\": {\"dtype\": \"F32\", \"shape\": [-1], \"data_offsets\": [0, 4]}}",
+         4, "tensor 'a' has a bad shape entry 0", "negative dim"},
+        {"{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4]}}",
+         4, "tensor 'a' needs data_offsets [begin, end]", "one offset"},
+        {"{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [8, 4]}}",
+         8, "outside the data area", "reversed offsets"},
+    };
+    for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++) {
+        d = dir_with_raw(&tm, raw[i].header, strlen(raw[i].header), raw[i].data_bytes);
+        expect_fail(d, raw[i].msg, raw[i].what);
+        free(d);
+    }
 
     tt_tensors_free(&tm, ts, n);
     tt_model_free(&tm);
@@ -247,24 +244,22 @@ static void test_binding_errors(void) {
     tt_model_make(&tm, &c, 5);
     int n;
     tt_tensor *ts = tt_model_tensors(&tm, &n);
-    char *d;
 
     /* wrong shape (same bytes): the message the style guide quotes */
     int g = find_tensor(ts, n, "model.layers.1.mlp.gate.weight");
     ts[g].shape[0] = 2 * c.E, ts[g].shape[1] = c.D / 2;
-    d = dir_with_tensors(&tm, ts, n);
-    expect_fail(d, "model.safetensors: tensor 'model.layers.1.mlp.gate.weight' has shape [16, 16], config says [8, 32]",
-                "wrong shape");
-    free(d);
+    expect_fail_tensors(&tm, ts, n,
+                        "model.safetensors: tensor 'model.layers.1.mlp.gate.weight' has shape [16, 16], config says [8, 32]",
+                        "wrong shape");
     ts[g].shape[0] = c.E, ts[g].shape[1] = c.D;
 
     /* missing: drop one tensor */
     int kn = find_tensor(ts, n, "model.layers.0.self_attn.k_norm.weight");
     tt_tensor save = ts[kn];
     ts[kn] = ts[n - 1];
-    d = dir_with_tensors(&tm, ts, n - 1);
-    expect_fail(d, "model.safetensors: missing tensor 'model.layers.0.self_attn.k_norm.weight'", "missing");
-    free(d);
+    expect_fail_tensors(&tm, ts, n - 1,
+                        "model.safetensors: missing tensor 'model.layers.0.self_attn.k_norm.weight'",
+                        "missing");
     ts[kn] = save;
 
     /* unexpected: one more */
@@ -272,15 +267,15 @@ static void test_binding_errors(void) {
     memcpy(more, ts, n * sizeof *ts);
     more[n] = ts[find_tensor(ts, n, "model.norm.weight")];
     snprintf(more[n].name, sizeof more[n].name, "model.layers.0.mlp.shared_expert.weight");
-    d = dir_with_tensors(&tm, more, n + 1);
-    expect_fail(d, "model.safetensors: unexpected tensor 'model.layers.0.mlp.shared_expert.weight'", "unexpected");
-    free(d);
+    expect_fail_tensors(&tm, more, n + 1,
+                        "model.safetensors: unexpected tensor 'model.layers.0.mlp.shared_expert.weight'",
+                        "unexpected");
     /* an expert beyond num_experts is unexpected too */
     more[n] = ts[find_tensor(ts, n, "model.layers.0.mlp.experts.0.up_proj.weight")];
     snprintf(more[n].name, sizeof more[n].name, "model.layers.0.mlp.experts.8.up_proj.weight");
-    d = dir_with_tensors(&tm, more, n + 1);
-    expect_fail(d, "unexpected tensor 'model.layers.0.mlp.experts.8.up_proj.weight'", "extra expert");
-    free(d);
+    expect_fail_tensors(&tm, more, n + 1,
+                        "unexpected tensor 'model.layers.0.mlp.experts.8.up_proj.weight'",
+                        "extra expert");
     free(more);
 
     /* lm_head missing while not tied */
@@ -288,9 +283,7 @@ static void test_binding_errors(void) {
     save = ts[lm];
     ts[lm] = ts[n - 1];
     ts[n - 1] = save;
-    d = dir_with_tensors(&tm, ts, n - 1);
-    expect_fail(d, "missing tensor 'lm_head.weight'", "no lm_head");
-    free(d);
+    expect_fail_tensors(&tm, ts, n - 1, "missing tensor 'lm_head.weight'", "no lm_head");
 
     /* a fused layer with the wrong expert count */
     tt_cfg cf = c;
@@ -301,15 +294,28 @@ static void test_binding_errors(void) {
     tt_tensor *tsf = tt_model_tensors(&tf, &nf);
     int gu = find_tensor(tsf, nf, "model.layers.0.mlp.experts.gate_up_proj");
     tsf[gu].shape[0] = c.E / 2, tsf[gu].shape[1] = 4 * c.I;
-    d = dir_with_tensors(&tf, tsf, nf);
-    expect_fail(d, "tensor 'model.layers.0.mlp.experts.gate_up_proj' has shape [4, 96, 32], config says [8, 48, 32]",
-                "fused shape");
-    free(d);
+    expect_fail_tensors(&tf, tsf, nf,
+                        "tensor 'model.layers.0.mlp.experts.gate_up_proj' has shape [4, 96, 32], config says [8, 48, 32]",
+                        "fused shape");
     tt_tensors_free(&tf, tsf, nf);
     tt_model_free(&tf);
 
     tt_tensors_free(&tm, ts, n);
     tt_model_free(&tm);
+}
+
+/* the index orig with model.norm.weight mapped to shard (removed when NULL)
+ * written to idx: opening dir must fail with msg */
+static void index_case(const json_t *orig, const char *idx, const char *dir, const char *shard, const char *msg,
+                       const char *what) {
+    json_t *j = json_deep_copy(orig);
+    if (shard)
+        json_object_set_new(json_object_get(j, "weight_map"), "model.norm.weight", json_string(shard));
+    else
+        json_object_del(json_object_get(j, "weight_map"), "model.norm.weight");
+    json_dump_file(j, idx, 0);
+    json_decref(j);
+    expect_fail(dir, msg, what);
 }
 
 static void test_shards(void) {
@@ -326,32 +332,19 @@ static void test_shards(void) {
     free(text);
 
     /* a tensor mapped to the wrong shard */
-    json_t *j = json_deep_copy(orig);
-    json_object_set_new(json_object_get(j, "weight_map"), "model.norm.weight",
-                        json_string("model-00001-of-00002.safetensors"));
-    json_dump_file(j, idx, 0);
-    json_decref(j);
-    expect_fail(d, "model.safetensors.index.json: tensor 'model.norm.weight' is listed in model-00001-of-00002.safetensors, which does not hold it",
-                "wrong shard");
+    index_case(orig, idx, d, "model-00001-of-00002.safetensors",
+               "model.safetensors.index.json: tensor 'model.norm.weight' is listed in "
+               "model-00001-of-00002.safetensors, which does not hold it",
+               "wrong shard");
     /* a tensor the index does not list */
-    j = json_deep_copy(orig);
-    json_object_del(json_object_get(j, "weight_map"), "model.norm.weight");
-    json_dump_file(j, idx, 0);
-    json_decref(j);
-    expect_fail(d, "model-00002-of-00002.safetensors: tensor 'model.norm.weight' is not listed in model.safetensors.index.json",
-                "unlisted");
+    index_case(orig, idx, d, NULL,
+               "model-00002-of-00002.safetensors: tensor 'model.norm.weight' is not listed in "
+               "model.safetensors.index.json",
+               "unlisted");
     /* a shard that is not there */
-    j = json_deep_copy(orig);
-    json_object_set_new(json_object_get(j, "weight_map"), "model.norm.weight", json_string("gone.safetensors"));
-    json_dump_file(j, idx, 0);
-    json_decref(j);
-    expect_fail(d, "gone.safetensors: No such file", "missing shard");
+    index_case(orig, idx, d, "gone.safetensors", "gone.safetensors: No such file", "missing shard");
     /* a shard name that leaves the directory */
-    j = json_deep_copy(orig);
-    json_object_set_new(json_object_get(j, "weight_map"), "model.norm.weight", json_string("../x.safetensors"));
-    json_dump_file(j, idx, 0);
-    json_decref(j);
-    expect_fail(d, "is not a file name in the model directory", "path escape");
+    index_case(orig, idx, d, "../x.safetensors", "is not a file name in the model directory", "path escape");
     tt_write_text(idx, "{\"weight_map\": 3}");
     expect_fail(d, "no weight_map object", "no weight_map");
     tt_write_text(idx, "{\"weight_map\": {");
