@@ -177,48 +177,20 @@ static void test_misuse(void) {
           "max_k > E: %s", olmoe_error());
 }
 
+#include "test_policy_random.h"
 #include "test_policy_ref.h"
 
-/* ---- random logits with ties ---- */
-static uint64_t rng = 88172645463325252ull;
-static double urand(void) {
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (double)(rng >> 11) / 9007199254740992.0;
+static ref_policy cur_ref;
+static int ref_prepare(const olmoe_policy *pol) {
+    cur_ref = ref_from_policy(pol);
+    return cur_ref.pvalue;
 }
-static double nrand(void) {
-    double u = urand() + 1e-300, v = urand();
-    return sqrt(-2 * log(u)) * cos(2 * M_PI * v);
-}
-static void random_logits(float *r, int E, int mode) {
-    for (int e = 0; e < E; e++) {
-        switch (mode) {
-        case 0: r[e] = (float)(2.0 * nrand()); break;             /* continuous */
-        case 1: r[e] = (float)(floor(4.0 * nrand()) / 4.0); break; /* many ties */
-        case 2: r[e] = e % 3 ? 0.0f : 7.0f; break;                 /* blocks of equal values */
-        case 3: r[e] = (float)(nrand() * (urand() < 0.1 ? 8 : 1)); break; /* outliers */
-        default: r[e] = urand() < 0.5 ? (urand() < 0.5 ? -0.0f : 0.0f) : (float)(e % 2); /* +-0 */
-        }
-    }
+static int ref_route_cur(int L, int layer, const float *r, int E, int ntp, const olmoe_kde_cdf *null,
+                         const float *emp, int emp_n, int *ex, float *w) {
+    return ref_route(&cur_ref, L, layer, r, E, ntp, null, emp, emp_n, ex, w);
 }
 
 static void test_random_vs_reference(void) {
-    const int L = 3;
-    /* a null on a coarse grid (so grid points and flats are hit) from a normal */
-    enum { G = 33 };
-    static float sf[3 * G];
-    static unsigned char present[3] = {1, 1, 1};
-    static double x0[3], inv[3];
-    for (int l = 0; l < L; l++) {
-        x0[l] = -3.0 - l;
-        inv[l] = (G - 1) / (6.0 + 2 * l);
-        for (int j = 0; j < G; j++) {
-            double x = x0[l] + j / inv[l];
-            sf[l * G + j] = (float)(0.5 * erfc(x / sqrt(2.0)));
-        }
-        sf[l * G + 5] = sf[l * G + 6]; /* a flat stretch: p-value ties */
-    }
-    olmoe_kde_cdf null = {L, 0, G, present, x0, inv, sf};
-
     static const char *const specs[] = {
         "topk(k=1)", "topk(k=8)", "topk(k=3,T=0.7)", "topk(k=64)", "topk(k=5,norm=selected)",
         "topk(k=4,T=1e-6)", "topk(k=2,T=1e6)", "bh(alpha=0.5,max_k=8,pvalue=pseudo,T=1e-6)",
@@ -230,64 +202,21 @@ static void test_random_vs_reference(void) {
         "bh(alpha=0.6,max_k=64,pvalue=empirical,pvalue_floor=0.0078125)",
         "bh(alpha=0.9,max_k=64,min_k=1,pvalue=kde,pvalue_floor=0.01)",
     };
-    const int Es[] = {64, 7, 64, 33};
-    long mismatches = 0, routed = 0, sizes[65] = {0};
-    for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
-        for (size_t ei = 0; ei < sizeof Es / sizeof Es[0]; ei++) {
-            int E = Es[ei];
-            olmoe_policy pol;
-            CHECK(olmoe_policy_parse(specs[s], &pol) == 0, "%s: %s", specs[s], olmoe_error());
-            if (olmoe_policy_max_experts(&pol) > E) continue;
-            /* an empirical null: 50 tokens of random logits (with ties) */
-            enum { NT = 50 };
-            float *tok = malloc(sizeof(float) * NT * L * E), *ref_emp = malloc(sizeof(float) * L * E * NT);
-            for (int t = 0; t < NT; t++) random_logits(tok + (size_t)t * L * E, L * E, t % 2);
-            olmoe_policy_empirical emp;
-            CHECK(olmoe_policy_empirical_init(&emp, L, E, NT, 0) == 0, "emp init");
-            olmoe_policy_empirical_add(&emp, 0, tok, NT);
-            CHECK(olmoe_policy_empirical_finish(&emp) == 0, "emp finish");
-            for (int l = 0; l < L; l++)
-                for (int e = 0; e < E; e++)
-                    for (int t = 0; t < NT; t++)
-                        ref_emp[((size_t)l * E + e) * NT + t] = tok[((size_t)t * L + l) * E + e];
-            int ntp = (int)(s % 2);
-            olmoe_policy_model m = {L, E, ntp, &null, &emp, NULL, 0};
-            CHECK(olmoe_policy_bind(&pol, &m) == 0, "%s: %s", specs[s], olmoe_error());
-            ref_policy rp = ref_from_policy(&pol);
-            for (int trial = 0; trial < 400; trial++) {
-                float r[64];
-                int layer = trial % L;
-                if (trial < 40 && rp.pvalue == 1) /* logits from the null itself: exact ties */
-                    memcpy(r, tok + ((size_t)(trial % NT) * L + layer) * E, sizeof(float) * E);
-                else
-                    random_logits(r, E, trial % 5);
-                int ex[64], rex[64];
-                float w[64], rw[64];
-                int n = olmoe_policy_route(&pol, layer, r, E, ex, w);
-                int rn = ref_route(&rp, L, layer, r, E, ntp, &null,
-                                   ref_emp + (size_t)layer * E * NT, NT, rex, rw);
-                int same = n == rn;
-                for (int i = 0; same && i < n; i++) same = ex[i] == rex[i] && fabsf(w[i] - rw[i]) <= 1e-6f;
-                /* selection-only calls decide the same */
-                int ex2[64];
-                same = same && olmoe_policy_route(&pol, layer, r, E, ex2, NULL) == n &&
-                       memcmp(ex, ex2, sizeof(int) * (size_t)n) == 0;
-                if (!same && mismatches++ < 3)
-                    CHECK(same, "%s E=%d trial %d: n %d vs %d, first %d vs %d", specs[s], E, trial,
-                          n, rn, ex[0], rex[0]);
-                routed++;
-                if (n >= 0 && n <= 64) sizes[n]++;
-            }
-            olmoe_policy_empirical_free(&emp);
-            free(tok);
-            free(ref_emp);
-        }
-    }
-    CHECK(mismatches == 0, "%ld of %ld decisions differ", mismatches, routed);
+    static const int Es[] = {64, 7, 64, 33};
+    static const int modes[] = {PR_CONTINUOUS, PR_TIES, PR_BLOCKS, PR_OUTLIERS, PR_ZEROS};
+    pr_sweep sw = {.seed = 88172645463325252ull,
+                   .specs = specs,
+                   .n_specs = (int)(sizeof specs / sizeof specs[0]),
+                   .Es = Es,
+                   .n_Es = 4,
+                   .modes = modes,
+                   .n_modes = 5,
+                   .w_tol = 1e-6f,
+                   .ref_prepare = ref_prepare,
+                   .ref_route = ref_route_cur};
+    pr_result res = pr_run(&sw);
     /* the cases must exercise more than one outcome */
-    int distinct = 0;
-    for (int k = 0; k <= 64; k++) distinct += sizes[k] > 0;
-    CHECK(distinct >= 10, "only %d distinct expert counts", distinct);
+    CHECK(res.distinct >= 10, "only %d distinct expert counts", res.distinct);
 }
 
 int main(void) {

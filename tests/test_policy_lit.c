@@ -8,6 +8,7 @@
 #include "common.h"
 #include "policy.h"
 #include "test_policy_lit_ref.h"
+#include "test_policy_random.h"
 #include "traces.h"
 
 #include <stdint.h>
@@ -149,41 +150,22 @@ static void test_misuse(void) {
 }
 
 /* ---- random logits against the reference ---- */
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static double urand(void) {
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (double)(rng >> 11) / 9007199254740992.0;
+static lit_policy cur_lit;
+static int lit_prepare(const olmoe_policy *pol) {
+    cur_lit = lit_from_policy(pol);
+    return cur_lit.pvalue;
 }
-static double nrand(void) {
-    double u = urand() + 1e-300, v = urand();
-    return sqrt(-2 * log(u)) * cos(2 * M_PI * v);
+static int lit_route_cur(int L, int layer, const float *r, int E, int ntp, const olmoe_kde_cdf *null,
+                         const float *emp, int emp_n, int *ex, float *w) {
+    (void)L;
+    return lit_route(&cur_lit, layer, r, E, ntp, null, emp, emp_n, ex, w);
 }
-static void random_logits(float *r, int E, int mode) {
-    for (int e = 0; e < E; e++) {
-        switch (mode) {
-        case 0: r[e] = (float)(2.0 * nrand()); break;
-        case 1: r[e] = (float)(floor(4.0 * nrand()) / 4.0); break; /* many ties */
-        case 2: r[e] = e % 3 ? 0.0f : 7.0f; break;                 /* blocks of equal values */
-        case 3: r[e] = (float)(nrand() * (urand() < 0.1 ? 8 : 1)); break;
-        case 4: r[e] = 0.0f; break;                                /* flat */
-        default: r[e] = urand() < 0.5 ? (urand() < 0.5 ? -0.0f : 0.0f) : (float)(e % 2);
-        }
-    }
+/* hc searching no rank at all */
+static int hc_searches_none(const olmoe_policy *pol, int E) {
+    return !strcmp(pol->family->name, "hc") && floor(olmoe_policy_get(pol, "beta") * E) < 1;
 }
 
 static void test_random_vs_reference(void) {
-    const int L = 3;
-    enum { G = 33 };
-    static float sf[3 * G];
-    static unsigned char present[3] = {1, 1, 1};
-    static double x0[3], inv[3];
-    for (int l = 0; l < L; l++) {
-        x0[l] = -3.0 - l;
-        inv[l] = (G - 1) / (6.0 + 2 * l);
-        for (int j = 0; j < G; j++) sf[l * G + j] = (float)(0.5 * erfc((x0[l] + j / inv[l]) / sqrt(2.0)));
-        sf[l * G + 5] = sf[l * G + 6]; /* a flat stretch: p-value ties */
-    }
-    olmoe_kde_cdf null = {L, 0, G, present, x0, inv, sf};
     static const char *const specs[] = {
         "threshold(tau=0.1)", "threshold(tau=0.02,max_k=64)", "threshold(tau=0.3,max_k=4,min_k=2)",
         "threshold(tau=1)", "threshold(tau=1e-30,max_k=16)", "threshold(tau=0.05,max_k=16,T=0.5,norm=selected)",
@@ -196,63 +178,22 @@ static void test_random_vs_reference(void) {
         "hc(beta=0.7,max_k=32,pvalue=kde,pvalue_floor=0.01,norm=selected)",
         "hc(beta=1,max_k=64,pvalue=empirical,pvalue_floor=0.0078125)",
     };
-    const int Es[] = {64, 7, 33, 16};
-    long mismatches = 0, routed = 0, sizes[65] = {0};
-    for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
-        for (size_t ei = 0; ei < sizeof Es / sizeof Es[0]; ei++) {
-            int E = Es[ei];
-            olmoe_policy pol;
-            CHECK(olmoe_policy_parse(specs[s], &pol) == 0, "%s: %s", specs[s], olmoe_error());
-            if (olmoe_policy_max_experts(&pol) > E) continue;
-            if (!strcmp(pol.family->name, "hc") && floor(olmoe_policy_get(&pol, "beta") * E) < 1)
-                continue;
-            enum { NT = 50 };
-            float *tok = malloc(sizeof(float) * NT * L * E), *ref_emp = malloc(sizeof(float) * L * E * NT);
-            for (int t = 0; t < NT; t++) random_logits(tok + (size_t)t * L * E, L * E, t % 2);
-            olmoe_policy_empirical emp;
-            CHECK(olmoe_policy_empirical_init(&emp, L, E, NT, 0) == 0, "emp init");
-            olmoe_policy_empirical_add(&emp, 0, tok, NT);
-            CHECK(olmoe_policy_empirical_finish(&emp) == 0, "emp finish");
-            for (int l = 0; l < L; l++)
-                for (int e = 0; e < E; e++)
-                    for (int t = 0; t < NT; t++)
-                        ref_emp[((size_t)l * E + e) * NT + t] = tok[((size_t)t * L + l) * E + e];
-            int ntp = (int)(s % 2);
-            olmoe_policy_model m = {L, E, ntp, &null, &emp, NULL, 0};
-            CHECK(olmoe_policy_bind(&pol, &m) == 0, "%s: %s", specs[s], olmoe_error());
-            lit_policy rp = lit_from_policy(&pol);
-            for (int trial = 0; trial < 400; trial++) {
-                float r[64];
-                int layer = trial % L;
-                if (trial < 40 && rp.pvalue == 1)
-                    memcpy(r, tok + ((size_t)(trial % NT) * L + layer) * E, sizeof(float) * E);
-                else
-                    random_logits(r, E, trial % 6);
-                int ex[64], rex[64], ex2[64];
-                float w[64], rw[64];
-                int n = olmoe_policy_route(&pol, layer, r, E, ex, w);
-                int rn = lit_route(&rp, layer, r, E, ntp, &null, ref_emp + (size_t)layer * E * NT, NT,
-                                   rex, rw);
-                int same = n == rn;
-                for (int i = 0; same && i < n; i++) same = ex[i] == rex[i] && w[i] == rw[i];
-                same = same && olmoe_policy_route(&pol, layer, r, E, ex2, NULL) == n &&
-                       memcmp(ex, ex2, sizeof(int) * (size_t)n) == 0;
-                if (!same && mismatches++ < 3)
-                    CHECK(same, "%s E=%d trial %d: n %d vs %d, first %d vs %d", pol.id, E, trial, n,
-                          rn, ex[0], rex[0]);
-                routed++;
-                if (n >= 0 && n <= 64) sizes[n]++;
-            }
-            olmoe_policy_empirical_free(&emp);
-            free(tok);
-            free(ref_emp);
-        }
-    }
-    CHECK(mismatches == 0, "%ld of %ld decisions differ", mismatches, routed);
-    int distinct = 0;
-    for (int k = 0; k <= 64; k++) distinct += sizes[k] > 0;
-    CHECK(distinct >= 20, "only %d distinct expert counts", distinct);
-    CHECK(routed > 20000, "only %ld decisions", routed);
+    static const int Es[] = {64, 7, 33, 16};
+    static const int modes[] = {PR_CONTINUOUS, PR_TIES, PR_BLOCKS, PR_OUTLIERS, PR_FLAT, PR_ZEROS};
+    pr_sweep sw = {.seed = 0x9E3779B97F4A7C15ull,
+                   .specs = specs,
+                   .n_specs = (int)(sizeof specs / sizeof specs[0]),
+                   .Es = Es,
+                   .n_Es = 4,
+                   .modes = modes,
+                   .n_modes = 6,
+                   .w_tol = 0,
+                   .skip = hc_searches_none,
+                   .ref_prepare = lit_prepare,
+                   .ref_route = lit_route_cur};
+    pr_result res = pr_run(&sw);
+    CHECK(res.distinct >= 20, "only %d distinct expert counts", res.distinct);
+    CHECK(res.routed > 20000, "only %ld decisions", res.routed);
 }
 
 /* ---- ids, sets, errors ---- */
@@ -378,7 +319,7 @@ static int cmp_f(const void *a, const void *b) {
 static void test_skip_median(void) {
     enum { N = 301, L = 3, E = 16 };
     float *lg = malloc(sizeof(float) * N * L * E);
-    for (int i = 0; i < N * L * E; i++) lg[i] = (float)(nrand() * (1 + (i / E) % L));
+    for (int i = 0; i < N * L * E; i++) lg[i] = (float)(pr_nrand() * (1 + (i / E) % L));
     for (int i = 0; i < 40 * E; i++) lg[i] = (float)((i % 5) / 2); /* ties */
     char path[] = "/tmp/olmoe-lit-XXXXXX", other[] = "/tmp/olmoe-lit2-XXXXXX";
     close(mkstemp(path));
@@ -401,8 +342,8 @@ static void test_skip_median(void) {
             float ratio[N], pr[E];
             int idx[E];
             for (int t = 0; t < N; t++) {
-                lit_softmax(lg + ((size_t)t * L + l) * E, E, Ts[c], pr);
-                lit_order(pr, E, 1, idx);
+                ref_softmax(lg + ((size_t)t * L + l) * E, E, Ts[c], pr);
+                ref_order(pr, E, 1, idx);
                 ratio[t] = pr[idx[ks[c] - 1]] / pr[idx[0]];
             }
             qsort(ratio, N, sizeof *ratio, cmp_f);

@@ -1,18 +1,13 @@
 /* test_policy_lit_ref.h: the literature's routing policies (threshold, skip,
  * entropy, hc) written the straightforward way from docs/DESIGN.md §6 and the
- * definitions at the top of analyze/policy.h: full qsort orders, counts over
+ * definitions at the top of policy/policy.h: full qsort orders, counts over
  * every expert, HC scanned over every searched rank, p-values counted by
- * hand. It shares no code with analyze/policy*.c; test_policy_lit.c compares
+ * hand. It shares no code with policy/policy*.c; test_policy_lit.c compares
  * the two decision for decision. */
 #ifndef OLMOE_TEST_POLICY_LIT_REF_H
 #define OLMOE_TEST_POLICY_LIT_REF_H
 
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "kde.h"
-#include "policy.h"
+#include "test_policy_ref_base.h"
 
 enum { LIT_THRESHOLD, LIT_SKIP, LIT_ENTROPY, LIT_HC };
 
@@ -23,54 +18,8 @@ typedef struct {
     const float *beta_layer; /* skip: per layer, or NULL for beta */
 } lit_policy;
 
-static void lit_softmax(const float *r, int E, float T, float *p) {
-    float x[512], m, s = 0;
-    for (int e = 0; e < E; e++) x[e] = T == 1.0f ? r[e] : r[e] / T;
-    m = x[0];
-    for (int e = 1; e < E; e++) m = x[e] > m ? x[e] : m;
-    for (int e = 0; e < E; e++) s += (x[e] = (float)exp((double)(x[e] - m)));
-    for (int e = 0; e < E; e++) p[e] = x[e] / s;
-}
-
-static const float *lit_sort_val;
-static int lit_sort_desc;
-static int lit_cmp(const void *a, const void *b) {
-    int i = *(const int *)a, j = *(const int *)b;
-    float u = lit_sort_val[i], v = lit_sort_val[j];
-    if (u != v) return lit_sort_desc ? (u < v ? 1 : -1) : (u < v ? -1 : 1);
-    return i - j;
-}
-/* experts ordered by v (descending or ascending), ties to the lower index */
-static void lit_order(const float *v, int E, int desc, int *idx) {
-    for (int e = 0; e < E; e++) idx[e] = e;
-    lit_sort_val = v;
-    lit_sort_desc = desc;
-    qsort(idx, (size_t)E, sizeof *idx, lit_cmp);
-}
-
 static int lit_clamp(int k, int lo, int hi) {
     return k < lo ? lo : (k > hi ? hi : k);
-}
-
-static float lit_clampq(float q, float lo) {
-    float hi = 1.0f - lo;
-    return q < lo ? lo : (q > hi ? hi : q);
-}
-
-/* 1 - CDF of the layer's null, written out from kde.h's definition */
-static float lit_kde_p(const olmoe_kde_cdf *c, int l, float x, float lo) {
-    double t = ((double)x - c->x0[l]) * c->inv_dx[l];
-    const float *s = c->sf + (size_t)l * c->n_grid;
-    float p;
-    if (isnan(t) || t < 0) p = 1.0f;
-    else if (t > c->n_grid - 1) p = 0.0f;
-    else if (t == c->n_grid - 1) p = s[c->n_grid - 1];
-    else {
-        int i = (int)floor(t);
-        float f = (float)(t - i);
-        p = s[i] + f * (s[i + 1] - s[i]);
-    }
-    return lit_clampq(p, lo);
 }
 
 /* one routing decision; emp: that layer's logits per expert [E][emp_n] */
@@ -78,38 +27,27 @@ static int lit_route(const lit_policy *rp, int layer, const float *r, int E, int
                      const olmoe_kde_cdf *null, const float *emp, int emp_n, int *ex, float *w) {
     float p[512] = {0}, q[512] = {0}; /* zeroed: -O1 cannot see that E bounds the reads */
     int idx[512], K = 0;
-    lit_softmax(r, E, (float)rp->T, p);
+    ref_softmax(r, E, (float)rp->T, p);
     if (rp->family == LIT_THRESHOLD) {
-        lit_order(p, E, 1, idx);
+        ref_order(p, E, 1, idx);
         for (int e = 0; e < E; e++) K += p[e] >= (float)rp->tau;
         K = lit_clamp(K, rp->min_k, rp->max_k);
     } else if (rp->family == LIT_SKIP) {
-        lit_order(p, E, 1, idx);
+        ref_order(p, E, 1, idx);
         float beta = rp->beta_layer ? rp->beta_layer[layer] : (float)rp->beta;
         float cut = beta * p[idx[0]];
         for (int i = 0; i < rp->max_k; i++) K += p[idx[i]] >= cut;
         K = K < rp->min_k ? rp->min_k : K;
     } else if (rp->family == LIT_ENTROPY) {
-        lit_order(p, E, 1, idx);
+        ref_order(p, E, 1, idx);
         double H = 0;
         for (int e = 0; e < E; e++)
             if (p[e] > 0) H += -(double)p[e] * log((double)p[e]);
         double k = round(rp->scale * exp(H));
         K = k > rp->max_k ? rp->max_k : (k < rp->min_k ? rp->min_k : (int)k);
     } else {
-        float lo = (float)rp->floor;
-        for (int e = 0; e < E; e++) {
-            if (rp->pvalue == 0) {
-                q[e] = lit_kde_p(null, layer, r[e], lo);
-            } else if (rp->pvalue == 1) {
-                int above = 0;
-                for (int i = 0; i < emp_n; i++) above += emp[e * emp_n + i] > r[e];
-                q[e] = lit_clampq((float)((double)above / emp_n), lo);
-            } else {
-                q[e] = lit_clampq(1.0f - p[e], lo);
-            }
-        }
-        lit_order(q, E, 0, idx);
+        ref_pvalues(rp->pvalue, (float)rp->floor, null, layer, r, p, E, emp, emp_n, q);
+        ref_order(q, E, 0, idx);
         int m = (int)floor(rp->beta * E), kstar = 1;
         double top = 0;
         for (int i = 1; i <= m; i++) {

@@ -1,63 +1,12 @@
 /* test_policy_ref.h: the routing policies written the straightforward way,
- * from docs/DESIGN.md §6 and the definitions at the top of analyze/policy.h:
+ * from docs/DESIGN.md §6 and the definitions at the top of policy/policy.h:
  * full sorts with qsort, the step-up rule scanned from the top rank down,
  * linear counts for empirical p-values. It shares no code with
- * analyze/policy*.c; the tests compare the two decision for decision. */
+ * policy/policy*.c; the tests compare the two decision for decision. */
 #ifndef OLMOE_TEST_POLICY_REF_H
 #define OLMOE_TEST_POLICY_REF_H
 
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "kde.h"
-#include "policy.h"
-
-static void ref_softmax(const float *r, int E, float T, float *p) {
-    float x[512], m;
-    for (int e = 0; e < E; e++) x[e] = T == 1.0f ? r[e] : r[e] / T;
-    m = x[0];
-    for (int e = 1; e < E; e++) m = x[e] > m ? x[e] : m;
-    float s = 0;
-    for (int e = 0; e < E; e++) s += (x[e] = (float)exp((double)(x[e] - m)));
-    for (int e = 0; e < E; e++) p[e] = x[e] / s;
-}
-
-static const float *sort_val;
-static int sort_desc;
-static int cmp_idx(const void *a, const void *b) {
-    int i = *(const int *)a, j = *(const int *)b;
-    float u = sort_val[i], v = sort_val[j];
-    if (u != v) return sort_desc ? (u < v ? 1 : -1) : (u < v ? -1 : 1);
-    return i - j;
-}
-static void order(const float *v, int E, int desc, int *idx) {
-    for (int e = 0; e < E; e++) idx[e] = e;
-    sort_val = v;
-    sort_desc = desc;
-    qsort(idx, (size_t)E, sizeof *idx, cmp_idx);
-}
-
-static float ref_clamp(float q, float lo) {
-    float hi = 1.0f - lo;
-    return q < lo ? lo : (q > hi ? hi : q);
-}
-
-/* kde p-value written out from kde.h's definition (not calling it) */
-static float ref_kde_p(const olmoe_kde_cdf *c, int l, float x, float lo) {
-    double t = ((double)x - c->x0[l]) * c->inv_dx[l];
-    const float *s = c->sf + (size_t)l * c->n_grid;
-    float p;
-    if (isnan(t) || t < 0) p = 1.0f;
-    else if (t > c->n_grid - 1) p = 0.0f;
-    else if (t == c->n_grid - 1) p = s[c->n_grid - 1];
-    else {
-        int i = (int)floor(t);
-        float f = (float)(t - i);
-        p = s[i] + f * (s[i + 1] - s[i]);
-    }
-    return ref_clamp(p, lo);
-}
+#include "test_policy_ref_base.h"
 
 typedef struct {
     int family; /* 0 topk, 1 topp, 2 bh */
@@ -73,7 +22,7 @@ static int ref_route(const ref_policy *rp, int L_unused, int layer, const float 
     int idx[512], K;
     ref_softmax(r, E, (float)rp->T, p);
     if (rp->family == 0 || rp->family == 1) {
-        order(p, E, 1, idx);
+        ref_order(p, E, 1, idx);
         if (rp->family == 0) {
             K = rp->k;
         } else {
@@ -89,19 +38,8 @@ static int ref_route(const ref_policy *rp, int L_unused, int layer, const float 
             K = K < rp->min_k ? rp->min_k : (K > rp->max_k ? rp->max_k : K);
         }
     } else {
-        float lo = (float)rp->floor;
-        for (int e = 0; e < E; e++) {
-            if (rp->pvalue == 0) {
-                q[e] = ref_kde_p(null, layer, r[e], lo);
-            } else if (rp->pvalue == 1) {
-                int above = 0;
-                for (int i = 0; i < emp_n; i++) above += emp[e * emp_n + i] > r[e];
-                q[e] = ref_clamp((float)((double)above / emp_n), lo);
-            } else {
-                q[e] = ref_clamp(1.0f - p[e], lo);
-            }
-        }
-        order(q, E, 0, idx);
+        ref_pvalues(rp->pvalue, (float)rp->floor, null, layer, r, p, E, emp, emp_n, q);
+        ref_order(q, E, 0, idx);
         int kstar = 0;
         for (int k = E; k >= 1; k--)
             if (q[idx[k - 1]] <= (float)((double)k * rp->alpha / E)) {

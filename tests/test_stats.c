@@ -60,7 +60,7 @@ static void baseline_case(olmoe_trace_dtype dtype, int norm) {
         float prob[64], w[8], want_w[8];
         int idx[64], ex[8];
         ref_softmax(r, E, 1.0f, prob);
-        order(prob, E, 1, idx);
+        ref_order(prob, E, 1, idx);
         for (int j = 0; j < E - 1; j++) ties += prob[idx[j]] == prob[idx[j + 1]];
         float s = 0;
         for (int j = 0; j < 8; j++) s += prob[idx[j]];
