@@ -10,6 +10,7 @@
  * --tokens reading agree with the fixture's. The achieved differences are
  * printed ("# ..." lines) for the notes. */
 #include "check.h"
+#include "test_hf_fixture.h"
 #include "model.h"
 #include "traces.h"
 #include "windows.h"
@@ -24,55 +25,6 @@
 #define TOL_NLL 1e-4   /* absolute, per token */
 #define TOL_PPL 1e-5   /* relative */
 
-typedef struct {
-    char *dir, *name;
-    hid_t h5;
-    int64_t N, ctx, n_topks;
-    int32_t *tokens;   /* [N] */
-    int64_t *docs;     /* [D, 2] */
-    int64_t n_docs;
-    int64_t *windows;  /* [W, 3] */
-    int64_t n_windows;
-    int topks[16];
-} fixture;
-
-static void *read_all(hid_t h, const char *path, olmoe_h5_kind kind, int64_t *rows) {
-    void *p;
-    int rank;
-    int64_t dims[OLMOE_H5_MAX_RANK];
-    if (olmoe_h5_read_alloc(h, path, kind, &p, &rank, dims) != 0) die("%s", olmoe_error());
-    if (rows) *rows = dims[0];
-    return p;
-}
-
-static int fixture_open(fixture *f, const char *dir, const char *name) {
-    memset(f, 0, sizeof *f);
-    f->dir = xstrdup(dir);
-    f->name = xstrdup(name);
-    char *p = olmoe_path_join(dir, "reference.h5");
-    f->h5 = olmoe_h5_open(p, 0);
-    free(p);
-    if (f->h5 < 0) return -1;
-    f->tokens = read_all(f->h5, "tokens", OLMOE_H5_I32, &f->N);
-    f->docs = read_all(f->h5, "documents", OLMOE_H5_I64, &f->n_docs);
-    f->windows = read_all(f->h5, "windows", OLMOE_H5_I64, &f->n_windows);
-    if (olmoe_h5_get_attr_i64(f->h5, ".", "ctx", &f->ctx) != 0) return -1;
-    /* the list of top-k is an array attribute, which the traces helpers do not read */
-    hid_t a = H5Aopen(f->h5, "topks", H5P_DEFAULT);
-    hid_t sp = a >= 0 ? H5Aget_space(a) : -1;
-    hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
-    if (n < 1 || n > 16 || H5Aread(a, H5T_NATIVE_INT, f->topks) < 0) return olmoe_errorf("%s: bad topks", name);
-    f->n_topks = n;
-    H5Sclose(sp);
-    H5Aclose(a);
-    return 0;
-}
-
-static void fixture_close(fixture *f) {
-    if (f->h5 >= 0) olmoe_h5_close(f->h5);
-    free(f->tokens), free(f->docs), free(f->windows), free(f->dir), free(f->name);
-}
-
 /* max |a - b| over the arrays, and max |b| */
 static void diff(const float *a, const float *b, size_t n, double *md, double *scale) {
     *md = 0, *scale = 0;
@@ -84,7 +36,7 @@ static void diff(const float *a, const float *b, size_t n, double *md, double *s
 }
 
 /* our windows and our reading of tokens.txt are the fixture's */
-static void check_inputs(const fixture *f, const olmoe_model *m) {
+static void check_inputs(const hf_fixture *f, const olmoe_model *m) {
     /* fixtures of other architectures name theirs; OLMoE's predate the attribute */
     const char *arch = "olmoe";
     char *owned = NULL;
@@ -92,7 +44,7 @@ static void check_inputs(const fixture *f, const olmoe_model *m) {
         CHECK(olmoe_h5_get_attr_str(f->h5, ".", "architecture", &owned) == 0, "%s", olmoe_error());
         if (owned) arch = owned;
     }
-    CHECK(strcmp(arch, olmoe_arch_name(m->cfg.arch)) == 0, "%s: fixture of %s, config.json says %s",
+    CHECK(strcmp(arch, olmoe_arch_name(m->cfg.arch)) == 0, "%s: hf_fixture of %s, config.json says %s",
           f->name, arch, olmoe_arch_name(m->cfg.arch));
     free(owned);
     char *tp = olmoe_path_join(f->dir, "tokens.txt");
@@ -111,7 +63,7 @@ static void check_inputs(const fixture *f, const olmoe_model *m) {
     olmoe_window *w;
     int64_t nw;
     CHECK(olmoe_windows_documents(ts.doc_start, ts.doc_length, ts.n_docs, f->ctx, &w, &nw) == 0, "windows");
-    CHECK(nw == f->n_windows, "%s: %lld windows, fixture has %lld", f->name, (long long)nw, (long long)f->n_windows);
+    CHECK(nw == f->n_windows, "%s: %lld windows, hf_fixture has %lld", f->name, (long long)nw, (long long)f->n_windows);
     for (int64_t i = 0; i < nw && i < f->n_windows; i++)
         CHECK(w[i].start == f->windows[3 * i] && w[i].length == f->windows[3 * i + 1] &&
                   w[i].stored_from == f->windows[3 * i + 2],
@@ -130,11 +82,11 @@ static void arrays_free(arrays *a) {
     free(a->router_logits), free(a->logits), free(a->nll), free(a->attn), free(a->hidden), free(a->argmax);
 }
 
-static void read_reference(const fixture *f, int k, arrays *r) {
+static void read_reference(const hf_fixture *f, int k, arrays *r) {
     char p[64];
 #define RD(field, name, kind)                                        \
     snprintf(p, sizeof p, "topk_%d/%s", k, name);                    \
-    r->field = read_all(f->h5, p, kind, NULL)
+    r->field = hf_read_all(f->h5, p, kind, NULL)
     RD(router_logits, "router_logits", OLMOE_H5_F32);
     RD(logits, "logits", OLMOE_H5_F32);
     RD(nll, "nll", OLMOE_H5_F32);
@@ -145,7 +97,7 @@ static void read_reference(const fixture *f, int k, arrays *r) {
 }
 
 /* the engine over every window of the fixture, 3 windows per call */
-static void run_engine(const fixture *f, olmoe_model *m, int k, arrays *o) {
+static void run_engine(const hf_fixture *f, olmoe_model *m, int k, arrays *o) {
     const olmoe_config *c = &m->cfg;
     size_t N = f->N, L = c->num_hidden_layers, E = c->num_experts, V = c->vocab_size, D = c->hidden_size;
     o->router_logits = xmalloc(N * L * E * sizeof(float));
@@ -186,7 +138,7 @@ static double perplexity_of(const float *nll, int64_t n, int64_t *scored) {
 }
 
 /* the nll arrays agree, NaN exactly where the reference has NaN */
-static double nll_diff(const fixture *f, const float *ours, const float *ref) {
+static double nll_diff(const hf_fixture *f, const float *ours, const float *ref) {
     double md = 0;
     for (int64_t i = 0; i < f->N; i++) {
         if (isnan(ref[i]) || isnan(ours[i])) {
@@ -198,7 +150,7 @@ static double nll_diff(const fixture *f, const float *ours, const float *ref) {
     return md;
 }
 
-static void compare_engine(const fixture *f, olmoe_model *m, int k) {
+static void compare_engine(const hf_fixture *f, olmoe_model *m, int k) {
     const olmoe_config *c = &m->cfg;
     size_t N = f->N, L = c->num_hidden_layers, E = c->num_experts, V = c->vocab_size, D = c->hidden_size;
     arrays r, o;
@@ -235,11 +187,11 @@ static void compare_engine(const fixture *f, olmoe_model *m, int k) {
 }
 
 /* greedy continuation of the prompt, one full forward per new token */
-static void check_generate(const fixture *f, olmoe_model *m) {
+static void check_generate(const hf_fixture *f, olmoe_model *m) {
     int32_t *prompt, *want;
     int64_t np, nw;
-    prompt = read_all(f->h5, "generate/prompt", OLMOE_H5_I32, &np);
-    want = read_all(f->h5, "generate/output", OLMOE_H5_I32, &nw);
+    prompt = hf_read_all(f->h5, "generate/prompt", OLMOE_H5_I32, &np);
+    want = hf_read_all(f->h5, "generate/output", OLMOE_H5_I32, &nw);
     int64_t k;
     if (olmoe_h5_get_attr_i64(f->h5, "generate", "top_k", &k) != 0) die("%s", olmoe_error());
     olmoe_engine_opts eo = {.device = "cpu", .max_ctx = (int)nw, .max_tokens = (int)nw, .top_k = (int)k};
@@ -260,7 +212,7 @@ static void check_generate(const fixture *f, olmoe_model *m) {
 }
 
 /* olmoe-capture itself, at each top-k: the trace holds HF's numbers */
-static void compare_cli(const fixture *f, const olmoe_model *m, int k, const char *tmp) {
+static void compare_cli(const hf_fixture *f, const olmoe_model *m, int k, const char *tmp) {
     const char *bin = getenv("OLMOE_BIN");
     char out[512], cmd[2048];
     if (m->cfg.n_dense_layers) { /* the engine runs dense layers; a trace refuses them */
@@ -320,36 +272,24 @@ static void compare_cli(const fixture *f, const olmoe_model *m, int k, const cha
     olmoe_trace_close(t);
 }
 
-static fixture fx[32];
+static hf_fixture fx[32];
 static olmoe_model models[32];
 static int n_fx;
 
-static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 static void load_fixtures(void) {
     const char *root = check_fixture_dir();
-    DIR *d = opendir(root);
     char *names[64];
-    int nn = 0;
-    struct dirent *de;
-    while (d && (de = readdir(d)) && nn < 64) {
-        if (de->d_name[0] == '.') continue;
-        char *dir = olmoe_path_join(root, de->d_name), *ref = olmoe_path_join(dir, "reference.h5");
-        if (olmoe_file_exists(ref)) names[nn++] = xstrdup(de->d_name);
-        free(dir), free(ref);
-    }
-    if (d) closedir(d);
-    qsort(names, nn, sizeof *names, cmp_name);
+    int nn = hf_fixture_names(root, NULL, names, 64);
     for (int i = 0; i < nn && n_fx < 32; i++) {
         char *dir = olmoe_path_join(root, names[i]);
-        if (fixture_open(&fx[n_fx], dir, names[i]) != 0 || olmoe_model_open(dir, &models[n_fx]) != 0) {
+        if (hf_fixture_open(&fx[n_fx], dir, names[i]) != 0 || olmoe_model_open(dir, &models[n_fx]) != 0) {
             CHECK(0, "%s: %s", names[i], olmoe_error());
         } else {
             n_fx++;
         }
         free(dir);
-        free(names[i]);
     }
+    for (int i = 0; i < nn; i++) free(names[i]);
 }
 
 static void test_fixtures_present(void) {
@@ -392,7 +332,7 @@ int main(void) {
     RUN(test_capture_vs_hf);
     for (int i = 0; i < n_fx; i++) {
         olmoe_model_close(&models[i]);
-        fixture_close(&fx[i]);
+        hf_fixture_close(&fx[i]);
     }
     return check_summary();
 }

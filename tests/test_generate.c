@@ -15,6 +15,7 @@
  *   router logits, and BH stores variable expert counts.
  * - Errors: N < 1, a sequence past max_ctx, bad prompt files. */
 #include "check.h"
+#include "test_hf_fixture.h"
 #include "generate.h"
 #include "policy.h"
 #include "tokenizer.h"
@@ -32,15 +33,6 @@
 static const char *const brown_prompts[3] = {"The jury said that", "In the evening, the old man",
                                              "Scientists have found"};
 
-static void *read_ds(hid_t h, const char *path, int64_t *n) {
-    void *p;
-    int rank;
-    int64_t dims[OLMOE_H5_MAX_RANK];
-    if (olmoe_h5_read_alloc(h, path, OLMOE_H5_I32, &p, &rank, dims) != 0) die("%s", olmoe_error());
-    *n = dims[0];
-    return p;
-}
-
 static olmoe_engine *open_engine(olmoe_model *m, int ctx, int top_k, olmoe_policy *pol) {
     olmoe_engine_opts eo = {.device = "cpu", .max_ctx = ctx, .max_tokens = ctx, .top_k = top_k};
     if (pol) eo.top_k = olmoe_policy_max_experts(pol), eo.route = olmoe_policy_route_at, eo.route_ctx = pol;
@@ -54,29 +46,19 @@ static int same_ids(const int32_t *a, const int32_t *b, int n) {
 }
 
 /* ---- HF's greedy generate on every tiny fixture ---- */
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 static void test_hf_tiny_fixtures(void) {
     const char *root = check_fixture_dir();
-    DIR *d = opendir(root);
-    CHECK(d != NULL, "cannot open %s", root);
     char *names[64];
-    int nn = 0;
-    for (struct dirent *de; d && (de = readdir(d)) && nn < 64;) {
-        if (de->d_name[0] == '.') continue;
-        char *dir = olmoe_path_join(root, de->d_name), *ref = olmoe_path_join(dir, "reference.h5");
-        if (olmoe_file_exists(ref)) names[nn++] = xstrdup(de->d_name);
-        free(dir), free(ref);
-    }
-    if (d) closedir(d);
-    qsort(names, nn, sizeof *names, cmp_str);
+    int nn = hf_fixture_names(root, NULL, names, 64);
+    CHECK(nn >= 0, "cannot open %s", root);
     CHECK(nn >= 5, "only %d fixtures with reference.h5 under %s", nn, root);
     for (int i = 0; i < nn; i++) {
         char *dir = olmoe_path_join(root, names[i]), *ref = olmoe_path_join(dir, "reference.h5");
         hid_t h = olmoe_h5_open(ref, 0);
         if (h < 0) die("%s", olmoe_error());
         int64_t np, nw, k;
-        int32_t *prompt = read_ds(h, "generate/prompt", &np), *want = read_ds(h, "generate/output", &nw);
+        int32_t *prompt = hf_read_all(h, "generate/prompt", OLMOE_H5_I32, &np);
+        int32_t *want = hf_read_all(h, "generate/output", OLMOE_H5_I32, &nw);
         if (olmoe_h5_get_attr_i64(h, "generate", "top_k", &k) != 0) die("%s", olmoe_error());
         olmoe_model m;
         if (olmoe_model_open(dir, &m) != 0) die("%s", olmoe_error());
@@ -119,9 +101,9 @@ static void test_hf_brown(void) {
         char name[32];
         int64_t np, nw;
         snprintf(name, sizeof name, "generate/prompt_%d", i);
-        int32_t *prompt = read_ds(h, name, &np);
+        int32_t *prompt = hf_read_all(h, name, OLMOE_H5_I32, &np);
         snprintf(name, sizeof name, "generate/output_%d", i);
-        int32_t *want = read_ds(h, name, &nw);
+        int32_t *want = hf_read_all(h, name, OLMOE_H5_I32, &nw);
         olmoe_ids ids = {0};
         if (olmoe_tokenizer_encode(tok, brown_prompts[i], strlen(brown_prompts[i]), &ids) != 0)
             die("%s", olmoe_error());

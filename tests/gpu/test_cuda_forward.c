@@ -15,6 +15,7 @@
  * achieved values print as "# ..." lines. */
 #include "check.h"
 #include "gpu_util.h"
+#include "test_hf_fixture.h"
 #include "model.h"
 #include "traces.h"
 #include "windows.h"
@@ -25,51 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-typedef struct {
-    char *dir, *name;
-    hid_t h5;
-    int64_t N, ctx;
-    int32_t *tokens;  /* [N] */
-    int64_t *windows; /* [W, 3] */
-    int64_t n_windows;
-    int topks[16], n_topks;
-} fixture;
-
-static void *read_all(hid_t h, const char *path, olmoe_h5_kind kind, int64_t *rows) {
-    void *p;
-    int rank;
-    int64_t dims[OLMOE_H5_MAX_RANK];
-    if (olmoe_h5_read_alloc(h, path, kind, &p, &rank, dims) != 0) die("%s", olmoe_error());
-    if (rows) *rows = dims[0];
-    return p;
-}
-
-static int fixture_open(fixture *f, const char *dir, const char *name) {
-    memset(f, 0, sizeof *f);
-    f->dir = xstrdup(dir);
-    f->name = xstrdup(name);
-    char *p = olmoe_path_join(dir, "reference.h5");
-    f->h5 = olmoe_h5_open(p, 0);
-    free(p);
-    if (f->h5 < 0) return -1;
-    f->tokens = read_all(f->h5, "tokens", OLMOE_H5_I32, &f->N);
-    f->windows = read_all(f->h5, "windows", OLMOE_H5_I64, &f->n_windows);
-    if (olmoe_h5_get_attr_i64(f->h5, ".", "ctx", &f->ctx) != 0) return -1;
-    hid_t a = H5Aopen(f->h5, "topks", H5P_DEFAULT);
-    hid_t sp = a >= 0 ? H5Aget_space(a) : -1;
-    hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
-    if (n < 1 || n > 16 || H5Aread(a, H5T_NATIVE_INT, f->topks) < 0) return olmoe_errorf("%s: bad topks", name);
-    f->n_topks = (int)n;
-    H5Sclose(sp);
-    H5Aclose(a);
-    return 0;
-}
-
-static void fixture_close(fixture *f) {
-    if (f->h5 >= 0) olmoe_h5_close(f->h5);
-    free(f->tokens), free(f->windows), free(f->dir), free(f->name);
-}
 
 typedef struct {
     float *router_logits, *logits, *nll;
@@ -85,7 +41,7 @@ typedef struct {
     void *route_ctx;
 } run_opts;
 
-static void run_engine(const fixture *f, olmoe_model *m, const run_opts *ro, arrays *o) {
+static void run_engine(const hf_fixture *f, olmoe_model *m, const run_opts *ro, arrays *o) {
     const olmoe_config *c = &m->cfg;
     size_t N = f->N, L = c->num_hidden_layers, E = c->num_experts, V = c->vocab_size;
     memset(o, 0, sizeof *o);
@@ -155,7 +111,7 @@ typedef struct {
     int nan_ok;
 } cmp;
 
-static cmp compare(const fixture *f, const olmoe_config *c, int k, const arrays *o, const float *ref_rl,
+static cmp compare(const hf_fixture *f, const olmoe_config *c, int k, const arrays *o, const float *ref_rl,
                    const float *ref_nll, const int32_t *ref_am) {
     cmp r = {0};
     size_t N = f->N, L = c->num_hidden_layers, E = c->num_experts;
@@ -173,7 +129,7 @@ static cmp compare(const fixture *f, const olmoe_config *c, int k, const arrays 
     return r;
 }
 
-static void check_cmp(const fixture *f, const char *what, int k, const cmp *r, double ppl_tol, double agree_min,
+static void check_cmp(const hf_fixture *f, const char *what, int k, const cmp *r, double ppl_tol, double agree_min,
                       int check_am) {
     int fused = strcmp(f->name, "tiny-fused") == 0;
     printf("# %s top-%d vs %s: perplexity %.3f %%, mean nll %.3f %%, router logits error %.2e, top-%d agreement "
@@ -190,24 +146,26 @@ static void check_cmp(const fixture *f, const char *what, int k, const cmp *r, d
 }
 
 static int n_fixtures;
-static fixture fixtures[16];
+static hf_fixture fixtures[16];
+
+static int tiny_on_cuda(const char *dir, const char *name) {
+    return strncmp(name, "tiny-", 5) == 0 && gpu_fixture_runs_on_cuda(dir, name);
+}
 
 static void load_fixtures(void) {
     const char *root = check_fixture_dir();
-    DIR *d = opendir(root);
-    if (!d) die("%s: %s", root, "cannot open");
-    struct dirent *de;
-    while ((de = readdir(d)) && n_fixtures < 16) {
-        if (strncmp(de->d_name, "tiny-", 5) != 0) continue;
-        char *dir = olmoe_path_join(root, de->d_name);
-        if (gpu_fixture_runs_on_cuda(dir, de->d_name) && fixture_open(&fixtures[n_fixtures], dir, de->d_name) == 0)
-            n_fixtures++;
+    char *names[64];
+    int nn = hf_fixture_names(root, tiny_on_cuda, names, 64);
+    if (nn < 0) die("%s: %s", root, "cannot open");
+    for (int i = 0; i < nn; i++) {
+        char *dir = olmoe_path_join(root, names[i]);
+        if (n_fixtures < 16 && hf_fixture_open(&fixtures[n_fixtures], dir, names[i]) == 0) n_fixtures++;
         free(dir);
+        free(names[i]);
     }
-    closedir(d);
 }
 
-static olmoe_model *open_model(const fixture *f, olmoe_model *m) {
+static olmoe_model *open_model(const hf_fixture *f, olmoe_model *m) {
     if (olmoe_model_open(f->dir, m) != 0) die("%s", olmoe_error());
     return m;
 }
@@ -216,7 +174,7 @@ static olmoe_model *open_model(const fixture *f, olmoe_model *m) {
 static void test_vs_hf_fp32(void) {
     CHECK(n_fixtures >= 4, "only %d fixtures found", n_fixtures);
     for (int i = 0; i < n_fixtures; i++) {
-        fixture *f = &fixtures[i];
+        hf_fixture *f = &fixtures[i];
         olmoe_model m;
         open_model(f, &m);
         for (int t = 0; t < f->n_topks; t++) {
@@ -224,11 +182,11 @@ static void test_vs_hf_fp32(void) {
             if (k > m.cfg.num_experts) continue;
             char p[64];
             snprintf(p, sizeof p, "topk_%d/router_logits", k);
-            float *rl = read_all(f->h5, p, OLMOE_H5_F32, NULL);
+            float *rl = hf_read_all(f->h5, p, OLMOE_H5_F32, NULL);
             snprintf(p, sizeof p, "topk_%d/nll", k);
-            float *nll = read_all(f->h5, p, OLMOE_H5_F32, NULL);
+            float *nll = hf_read_all(f->h5, p, OLMOE_H5_F32, NULL);
             snprintf(p, sizeof p, "topk_%d/argmax", k);
-            int32_t *am = read_all(f->h5, p, OLMOE_H5_I32, NULL);
+            int32_t *am = hf_read_all(f->h5, p, OLMOE_H5_I32, NULL);
             arrays o;
             run_opts ro = {.device = "cuda", .k = k, .per_call = 3};
             run_engine(f, &m, &ro, &o);
@@ -243,14 +201,14 @@ static void test_vs_hf_fp32(void) {
 
 static void test_vs_hf_bf16(void) {
     for (int i = 0; i < n_fixtures; i++) {
-        fixture *f = &fixtures[i];
+        hf_fixture *f = &fixtures[i];
         if (olmoe_h5_exists(f->h5, "bf16_topk_8") != 1) continue;
         olmoe_model m;
         open_model(f, &m);
-        float *rl = read_all(f->h5, "bf16_topk_8/router_logits", OLMOE_H5_F32, NULL);
-        float *nll = read_all(f->h5, "bf16_topk_8/nll", OLMOE_H5_F32, NULL);
-        int32_t *am = read_all(f->h5, "bf16_topk_8/argmax", OLMOE_H5_I32, NULL);
-        float *rl32 = read_all(f->h5, "topk_8/router_logits", OLMOE_H5_F32, NULL);
+        float *rl = hf_read_all(f->h5, "bf16_topk_8/router_logits", OLMOE_H5_F32, NULL);
+        float *nll = hf_read_all(f->h5, "bf16_topk_8/nll", OLMOE_H5_F32, NULL);
+        int32_t *am = hf_read_all(f->h5, "bf16_topk_8/argmax", OLMOE_H5_I32, NULL);
+        float *rl32 = hf_read_all(f->h5, "topk_8/router_logits", OLMOE_H5_F32, NULL);
         size_t rows = (size_t)f->N * m.cfg.num_hidden_layers;
         printf("# %s: HF bf16 vs HF fp32 top-8 agreement %.2f %% (the yardstick)\n", f->name,
                100 * topk_agreement(rl, rl32, rows, m.cfg.num_experts, 8));
@@ -268,7 +226,7 @@ static void test_vs_hf_bf16(void) {
 /* the fp32 CPU engine is the C reference of the whole pass */
 static void test_vs_cpu(void) {
     for (int i = 0; i < n_fixtures; i++) {
-        fixture *f = &fixtures[i];
+        hf_fixture *f = &fixtures[i];
         olmoe_model m;
         open_model(f, &m);
         int k = m.cfg.num_experts_per_tok;
@@ -291,7 +249,7 @@ static void test_vs_cpu(void) {
 /* same input, same GPU: the same bits, also from a fresh engine */
 static void test_determinism(void) {
     for (int i = 0; i < n_fixtures; i++) {
-        fixture *f = &fixtures[i];
+        hf_fixture *f = &fixtures[i];
         olmoe_model m;
         open_model(f, &m);
         const olmoe_config *c = &m.cfg;
@@ -323,7 +281,7 @@ static int hook(void *ctx, int layer, int64_t pos, const float *logits, int E, i
 
 static void test_route_hook(void) {
     for (int i = 0; i < n_fixtures; i++) {
-        fixture *f = &fixtures[i];
+        hf_fixture *f = &fixtures[i];
         if (strcmp(f->name, "tiny-f32") != 0) continue;
         olmoe_model m;
         open_model(f, &m);
@@ -347,9 +305,9 @@ static void test_route_hook(void) {
         hook_ctx h1 = {{1, 0}, 0};
         run_opts r1 = {.device = "cuda", .k = 2, .per_call = 3, .route = hook, .route_ctx = &h1};
         run_engine(f, &m, &r1, &b);
-        float *rl = read_all(f->h5, "topk_1/router_logits", OLMOE_H5_F32, NULL);
-        float *nll = read_all(f->h5, "topk_1/nll", OLMOE_H5_F32, NULL);
-        int32_t *am = read_all(f->h5, "topk_1/argmax", OLMOE_H5_I32, NULL);
+        float *rl = hf_read_all(f->h5, "topk_1/router_logits", OLMOE_H5_F32, NULL);
+        float *nll = hf_read_all(f->h5, "topk_1/nll", OLMOE_H5_F32, NULL);
+        int32_t *am = hf_read_all(f->h5, "topk_1/argmax", OLMOE_H5_I32, NULL);
         r = compare(f, c, 1, &b, rl, nll, am);
         check_cmp(f, "HF fp32 (hook top-1)", 1, &r, 0.01, 0.85, 1);
         (void)E;
@@ -363,7 +321,7 @@ static void test_route_hook(void) {
 /* one window per call and several per call give the same answer */
 static void test_batching(void) {
     for (int i = 0; i < n_fixtures; i++) {
-        fixture *f = &fixtures[i];
+        hf_fixture *f = &fixtures[i];
         olmoe_model m;
         open_model(f, &m);
         int k = m.cfg.num_experts_per_tok;
@@ -389,7 +347,7 @@ static void test_capture_cli(void) {
     if (!bin) bin = "bin";
     if (!tmp) tmp = "/tmp";
     for (int i = 0; i < n_fixtures; i++) {
-        fixture *f = &fixtures[i];
+        hf_fixture *f = &fixtures[i];
         if (strcmp(f->name, "tiny-f32") != 0) continue;
         char out[2][512], cmd[2048];
         for (int r = 0; r < 2; r++) {
@@ -420,7 +378,7 @@ static void test_capture_cli(void) {
             CHECK(memcmp(rl[0], rl[1], (size_t)N * LE * 4) == 0 && memcmp(nll[0], nll[1], (size_t)N * 4) == 0 &&
                       memcmp(am[0], am[1], (size_t)N * 4) == 0,
                   "two captures of the same input differ");
-            float *ref = read_all(f->h5, "topk_2/nll", OLMOE_H5_F32, NULL);
+            float *ref = hf_read_all(f->h5, "topk_2/nll", OLMOE_H5_F32, NULL);
             int64_t s1, s2;
             double d = fabs(exp(mean_nll(nll[0], N, &s1) - mean_nll(ref, N, &s2)) - 1);
             printf("# olmoe-capture --device cuda on %s: perplexity %.3f %% from HF fp32\n", f->name, 100 * d);
@@ -450,6 +408,6 @@ int main(void) {
     RUN(test_route_hook);
     RUN(test_batching);
     RUN(test_capture_cli);
-    for (int i = 0; i < n_fixtures; i++) fixture_close(&fixtures[i]);
+    for (int i = 0; i < n_fixtures; i++) hf_fixture_close(&fixtures[i]);
     return check_summary();
 }

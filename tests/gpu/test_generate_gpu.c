@@ -20,6 +20,7 @@
 #include "check.h"
 #include "generate.h"
 #include "gpu_util.h"
+#include "test_hf_fixture.h"
 #include "policy.h"
 #include "tokenizer.h"
 #include "traces.h"
@@ -31,15 +32,6 @@
 #include <unistd.h>
 
 #define BROWN "models/olmoe-brown"
-
-static void *read_i32(hid_t h, const char *path, int64_t *n) {
-    void *p;
-    int rank;
-    int64_t dims[OLMOE_H5_MAX_RANK];
-    if (olmoe_h5_read_alloc(h, path, OLMOE_H5_I32, &p, &rank, dims) != 0) die("%s", olmoe_error());
-    *n = dims[0];
-    return p;
-}
 
 static olmoe_engine *open_cuda(olmoe_model *m, int ctx, int top_k, olmoe_policy *pol) {
     olmoe_engine_opts eo = {.device = "cuda", .max_ctx = ctx, .max_tokens = ctx, .top_k = top_k};
@@ -113,28 +105,18 @@ static void teacher_forced(const char *dir, const char *what, const int32_t *seq
     olmoe_model_close(&m);
 }
 
-static int cmp_str(const void *x, const void *y) { return strcmp(*(char *const *)x, *(char *const *)y); }
-
 static void test_kv_vs_recompute(void) {
     const char *root = check_fixture_dir();
-    DIR *d = opendir(root);
     char *names[64];
-    int nn = 0;
-    for (struct dirent *de; d && (de = readdir(d)) && nn < 64;) {
-        if (de->d_name[0] == '.') continue;
-        char *dir = olmoe_path_join(root, de->d_name), *ref = olmoe_path_join(dir, "reference.h5");
-        if (olmoe_file_exists(ref) && gpu_fixture_runs_on_cuda(dir, de->d_name)) names[nn++] = xstrdup(de->d_name);
-        free(dir), free(ref);
-    }
-    if (d) closedir(d);
-    qsort(names, nn, sizeof *names, cmp_str);
+    int nn = hf_fixture_names(root, gpu_fixture_runs_on_cuda, names, 64);
     CHECK(nn >= 5, "%d fixtures under %s", nn, root);
     for (int i = 0; i < nn; i++) {
         char *dir = olmoe_path_join(root, names[i]), *ref = olmoe_path_join(dir, "reference.h5");
         hid_t h = olmoe_h5_open(ref, 0);
         if (h < 0) die("%s", olmoe_error());
         int64_t np, nw, k;
-        int32_t *p = read_i32(h, "generate/prompt", &np), *seq = read_i32(h, "generate/output", &nw);
+        int32_t *p = hf_read_all(h, "generate/prompt", OLMOE_H5_I32, &np);
+        int32_t *seq = hf_read_all(h, "generate/output", OLMOE_H5_I32, &nw);
         if (olmoe_h5_get_attr_i64(h, "generate", "top_k", &k) != 0) die("%s", olmoe_error());
         teacher_forced(dir, names[i], seq, (int)np, (int)nw, (int)k, NULL);
         olmoe_h5_close(h);
@@ -143,7 +125,8 @@ static void test_kv_vs_recompute(void) {
     hid_t h = olmoe_h5_open(BROWN "/reference.h5", 0);
     if (h < 0) die("%s", olmoe_error());
     int64_t np, nw;
-    int32_t *p = read_i32(h, "generate/prompt_0", &np), *seq = read_i32(h, "generate/output_0", &nw);
+    int32_t *p = hf_read_all(h, "generate/prompt_0", OLMOE_H5_I32, &np);
+    int32_t *seq = hf_read_all(h, "generate/output_0", OLMOE_H5_I32, &nw);
     teacher_forced(BROWN, "olmoe-brown top-8", seq, (int)np, (int)nw, 0, NULL);
     olmoe_policy pol;
     olmoe_policy_model pm = {.n_layers = 4, .n_experts = 64, .norm_topk_prob = 0};
@@ -169,9 +152,9 @@ static void test_generate_brown(void) {
         char name[32];
         int64_t np, nw;
         snprintf(name, sizeof name, "generate/output_%d", i);
-        int32_t *want = read_i32(h, name, &nw);
+        int32_t *want = hf_read_all(h, name, OLMOE_H5_I32, &nw);
         snprintf(name, sizeof name, "generate/prompt_%d", i);
-        free(read_i32(h, name, &np));
+        free(hf_read_all(h, name, OLMOE_H5_I32, &np));
         olmoe_ids ids = {0};
         if (olmoe_tokenizer_encode(tok, prompts[i], strlen(prompts[i]), &ids) != 0) die("%s", olmoe_error());
         olmoe_generate_opts go = {.n_new = (int)(nw - np), .stop_id = -1};
