@@ -22,18 +22,6 @@ awk 'BEGIN { srand(7); for (d = 0; d < 120; d++) { n = 3 + int(rand() * 20); s =
 A="--model $T/model --tokens $T/tok.txt --ctx 8 --batch 2 --quiet"
 export OLMOE_TEST_BATCH_DELAY_MS=0
 
-# same_trace A B: every dataset and the close-time totals equal (h5diff: NaN = NaN)
-same_trace() {
-    for d in /tokens /token /router_logits /baseline/nll /baseline/argmax /windows /documents; do
-        h5diff -q "$1" "$2" "$d" >/dev/null 2>&1 || { echo "dataset $d differs" >&2; return 1; }
-    done
-    for a in n_tokens n_windows n_scored nll_sum perplexity complete; do
-        x=$(h5dump -a "/$a" "$1" 2>/dev/null | grep '(0)')
-        y=$(h5dump -a "/$a" "$2" 2>/dev/null | grep '(0)')
-        [ -n "$x" ] && [ "$x" = "$y" ] || { echo "attribute $a: '$x' vs '$y'" >&2; return 1; }
-    done
-}
-
 # the reference, and how long its batches take (from its partial's creation on)
 OLMOE_TEST_BATCH_DELAY_MS=$KDELAY "$CAP" $A --out "$T/ref.h5" >"$T/ref.out" &
 pid=$!
