@@ -26,12 +26,7 @@ W=${BENCH_WORK:-/tmp/olmoe-bench}
 WINDOWS=${SHARD_WINDOWS:-150}
 mkdir -p "$OUT" "$W"
 export PYTHONUNBUFFERED=1
-for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
-         $(python3 -c 'import nvidia.cublas, os; print(os.path.join(nvidia.cublas.__path__[0], "lib"))' 2>/dev/null) \
-         $(python3 -c 'import nvidia.cuda_runtime, os; print(os.path.join(nvidia.cuda_runtime.__path__[0], "lib"))' 2>/dev/null); do
-    [ -d "$d" ] && LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"
-done
-export LD_LIBRARY_PATH
+. bench/cuda_libs.sh
 DEV=${SHARD_DEVICE:-cuda}
 NG=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | wc -l)
 nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader 2>/dev/null | tee "$OUT/env.log"
@@ -58,6 +53,19 @@ timed() { # timed NAME CMD...: runs it, appends "NAME seconds" to times.txt
     echo "$name $t" | tee -a "$OUT/times.txt"
     [ $rc -eq 0 ] || { echo "$name: rc=$rc: $(tail -n 3 "$OUT/$name.log")"; return 1; }
 }
+on_two_gpus() { # on_two_gpus NAME PREFIX CMD...: CMD --shard i/2 --out $T/PREFIXi.h5 on GPU i, both at once
+    name=$1 pre=$2
+    shift 2
+    t0=$(now)
+    CUDA_VISIBLE_DEVICES=0 "$@" --shard 0/2 --out "$T/${pre}0.h5" >"$OUT/${pre}0.log" 2>&1 &
+    p0=$!
+    CUDA_VISIBLE_DEVICES=1 "$@" --shard 1/2 --out "$T/${pre}1.h5" >"$OUT/${pre}1.log" 2>&1 &
+    p1=$!
+    wait $p0; r0=$?
+    wait $p1; r1=$?
+    echo "$name $(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }')" | tee -a "$OUT/times.txt"
+    [ $r0 -eq 0 ] && [ $r1 -eq 0 ] || echo "$name: rc $r0 $r1: $(tail -n 2 "$OUT/${pre}0.log" "$OUT/${pre}1.log")"
+}
 same() { # same A B DATASET...: every dataset equal (NaN = NaN), one line each
     python3 bench/h5same.py "$@"
 }
@@ -73,15 +81,7 @@ timed capture-shard1-gpu0 env CUDA_VISIBLE_DEVICES=0 $CAP --shard 1/2 --out "$T/
 rm -f "$T"/seq*.h5
 # 3. one process per GPU
 if [ "$NG" -ge 2 ]; then
-    t0=$(now)
-    CUDA_VISIBLE_DEVICES=0 $CAP --shard 0/2 --out "$T/par0.h5" >"$OUT/par0.log" 2>&1 &
-    p0=$!
-    CUDA_VISIBLE_DEVICES=1 $CAP --shard 1/2 --out "$T/par1.h5" >"$OUT/par1.log" 2>&1 &
-    p1=$!
-    wait $p0; r0=$?
-    wait $p1; r1=$?
-    echo "capture-2gpu $(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }')" | tee -a "$OUT/times.txt"
-    [ $r0 -eq 0 ] && [ $r1 -eq 0 ] || echo "capture-2gpu: rc $r0 $r1: $(tail -n 2 "$OUT/par0.log" "$OUT/par1.log")"
+    on_two_gpus capture-2gpu par $CAP
     timed merge-capture "$B/olmoe-traces" merge "$T/par.h5" "$T/par0.h5" "$T/par1.h5" &&
         "$B/olmoe-traces" verify "$T/par.h5" &&
         { echo "shards on two GPUs, merged, against one run:"; same "$T/one.h5" "$T/par.h5" $DS; }
@@ -96,15 +96,7 @@ timed kde-fit "$B/olmoe-kde" fit "$T/res.h5" --out "$T/null.h5" || exit 1
 RP="$B/olmoe-replay $T/res.h5 --model $M --sweep seed --kde $T/null.h5 --device $DEV --quiet ${SHARD_REPLAY_ARGS:-}"
 timed replay-1gpu env CUDA_VISIBLE_DEVICES=0 $RP --out "$T/r-one.h5" || exit 1
 if [ "$NG" -ge 2 ]; then
-    t0=$(now)
-    CUDA_VISIBLE_DEVICES=0 $RP --shard 0/2 --out "$T/r0.h5" >"$OUT/r0.log" 2>&1 &
-    p0=$!
-    CUDA_VISIBLE_DEVICES=1 $RP --shard 1/2 --out "$T/r1.h5" >"$OUT/r1.log" 2>&1 &
-    p1=$!
-    wait $p0; r0=$?
-    wait $p1; r1=$?
-    echo "replay-2gpu $(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }')" | tee -a "$OUT/times.txt"
-    [ $r0 -eq 0 ] && [ $r1 -eq 0 ] || echo "replay-2gpu: rc $r0 $r1: $(tail -n 2 "$OUT/r0.log" "$OUT/r1.log")"
+    on_two_gpus replay-2gpu r $RP
 else
     timed replay-shard0-gpu0 env CUDA_VISIBLE_DEVICES=0 $RP --shard 0/2 --out "$T/r0.h5"
     timed replay-shard1-gpu0 env CUDA_VISIBLE_DEVICES=0 $RP --shard 1/2 --out "$T/r1.h5"
