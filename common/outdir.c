@@ -94,47 +94,58 @@ static void install_hooks(void) {
     }
 }
 
-/* 0: only plain files (and the marker?) in dir; -1 + message otherwise.
- * *n_files and *has_marker say what is there. */
-static int scan_dir(const char *dir, const char *marker, int *n_files, int *has_marker) {
-    *n_files = 0;
-    *has_marker = 0;
+/* fn(dir, name, path, ctx) for each entry of dir but . and .., until one
+ * returns non-zero; that value, or -1 + message when dir cannot be read */
+typedef int (*entry_fn)(const char *dir, const char *name, const char *path, void *ctx);
+static int each_entry(const char *dir, entry_fn fn, void *ctx) {
     DIR *d = opendir(dir);
     if (!d) return olmoe_errorf("%s: %s", dir, strerror(errno));
     struct dirent *e;
     int rc = 0;
-    while ((e = readdir(d))) {
+    while (rc == 0 && (e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
         char *p = olmoe_path_join(dir, e->d_name);
-        struct stat st;
-        int ok = lstat(p, &st) == 0;
+        rc = fn(dir, e->d_name, p, ctx);
         free(p);
-        if (!ok || !S_ISREG(st.st_mode)) {
-            rc = olmoe_errorf("%s: holds '%s', which is not a plain file; refusing to replace it",
-                              dir, e->d_name);
-            break;
-        }
-        (*n_files)++;
-        if (marker && !strcmp(e->d_name, marker)) *has_marker = 1;
     }
     closedir(d);
     return rc;
 }
 
+typedef struct {
+    const char *marker;
+    int n_files, has_marker;
+} scan_state;
+
+static int scan_entry(const char *dir, const char *name, const char *path, void *ctx) {
+    scan_state *s = ctx;
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return olmoe_errorf("%s: holds '%s', which is not a plain file; refusing to replace it", dir, name);
+    s->n_files++;
+    if (s->marker && !strcmp(name, s->marker)) s->has_marker = 1;
+    return 0;
+}
+
+/* 0: only plain files (and the marker?) in dir; -1 + message otherwise.
+ * *n_files and *has_marker say what is there. */
+static int scan_dir(const char *dir, const char *marker, int *n_files, int *has_marker) {
+    scan_state s = {marker, 0, 0};
+    int rc = each_entry(dir, scan_entry, &s);
+    *n_files = s.n_files;
+    *has_marker = s.has_marker;
+    return rc;
+}
+
+static int remove_entry(const char *dir, const char *name, const char *path, void *ctx) {
+    (void)dir, (void)name, (void)ctx;
+    if (unlink(path) != 0 && errno != ENOENT) return olmoe_errorf("%s: %s", path, strerror(errno));
+    return 0;
+}
+
 /* removes the plain files of dir, then dir */
 static int remove_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return olmoe_errorf("%s: %s", dir, strerror(errno));
-    struct dirent *e;
-    int rc = 0;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char *p = olmoe_path_join(dir, e->d_name);
-        if (unlink(p) != 0 && errno != ENOENT) rc = olmoe_errorf("%s: %s", p, strerror(errno));
-        free(p);
-        if (rc) break;
-    }
-    closedir(d);
+    int rc = each_entry(dir, remove_entry, NULL);
     if (rc == 0 && rmdir(dir) != 0) rc = olmoe_errorf("%s: %s", dir, strerror(errno));
     return rc;
 }
