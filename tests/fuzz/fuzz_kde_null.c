@@ -48,12 +48,7 @@ static void kde_null_ds(fuzz_bytes *b, hid_t f, const char *name, int rank, hsiz
 }
 
 static void *kde_null_build(fuzz_bytes *b, size_t *size, const char *path) {
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_fapl_core(fapl, 1 << 16, 1);
-    H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
-    if (fuzz_pick(b, 2)) H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
-    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
+    hid_t f = tb_create_core(b, path);
     if (f < 0) return NULL;
     int64_t F = 1 + fuzz_pick(b, 3), G = 2 + fuzz_pick(b, 7), L = F + fuzz_pick(b, 2);
     /* what the attributes claim; the datasets follow the claim when it is

@@ -50,12 +50,9 @@ static void safetensors_check_ckpt(olmoe_checkpoint *ck) {
 }
 
 FUZZ_TARGET(safetensors) {
-    static char dir[300], file[320], cfg[320];
+    static char dir[300], file[320];
     if (!dir[0]) {
-        fuzz_path(dir, sizeof dir, "st-model");
-        if (mkdir(dir, 0700) != 0 && errno != EEXIST) abort();
-        snprintf(cfg, sizeof cfg, "%s/config.json", dir);
-        fuzz_write_file(cfg, fuzz_tiny_config, strlen(fuzz_tiny_config));
+        fuzz_tiny_model_dir(dir, sizeof dir, "st-model");
         snprintf(file, sizeof file, "%s/model.safetensors", dir);
     }
     fuzz_write_file(file, data, size);

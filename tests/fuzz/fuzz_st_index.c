@@ -14,10 +14,7 @@ FUZZ_TARGET(st_index) {
     static char dir[300], index[340];
     if (!dir[0]) {
         char p[340];
-        fuzz_path(dir, sizeof dir, "st-index");
-        if (mkdir(dir, 0700) != 0 && errno != EEXIST) abort();
-        snprintf(p, sizeof p, "%s/config.json", dir);
-        fuzz_write_file(p, fuzz_tiny_config, strlen(fuzz_tiny_config));
+        fuzz_tiny_model_dir(dir, sizeof dir, "st-index");
         snprintf(p, sizeof p, "%s/model-00001-of-00002.safetensors", dir);
         fuzz_tiny_write(p, fuzz_tiny_tensors, ST_INDEX_SPLIT);
         snprintf(p, sizeof p, "%s/model-00002-of-00002.safetensors", dir);

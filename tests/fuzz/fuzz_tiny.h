@@ -47,6 +47,16 @@ static const fuzz_tiny_tensor fuzz_tiny_tensors[] = {
 };
 #define FUZZ_TINY_N_TENSORS ((int)(sizeof fuzz_tiny_tensors / sizeof fuzz_tiny_tensors[0]))
 
+/* dir = fuzz_dir()/name, a model directory holding fuzz_tiny_config as its
+ * config.json (aborts on failure: harness) */
+static inline void fuzz_tiny_model_dir(char *dir, size_t n, const char *name) {
+    char p[400];
+    fuzz_path(dir, n, name);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) abort();
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    fuzz_write_file(p, fuzz_tiny_config, strlen(fuzz_tiny_config));
+}
+
 /* Writes tensors[0..n) as F32 zeros to path (aborts on failure: harness). */
 static inline void fuzz_tiny_write(const char *path, const fuzz_tiny_tensor *t, int n) {
     json_t *h = json_object();

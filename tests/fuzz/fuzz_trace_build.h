@@ -25,6 +25,18 @@
 
 #define TB_MAX_ROWS 12
 
+/* path created with the core driver (in memory, written out at close),
+ * in the latest format when the bytes pick it; -1 when HDF5 refuses */
+static inline hid_t tb_create_core(fuzz_bytes *b, const char *path) {
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fapl_core(fapl, 1 << 16, 1);
+    H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
+    if (fuzz_pick(b, 2)) H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    return f;
+}
+
 /* an int: usually the sensible value, sometimes one that must be refused */
 static inline int64_t tb_int(fuzz_bytes *b, int64_t sensible) {
     static const int64_t weird[] = {0, -1, 1, 2, 3, 255, 65536, INT32_MAX, (int64_t)INT32_MAX + 1,
@@ -228,12 +240,7 @@ static inline void *trace_build(fuzz_bytes *b, size_t *size) {
      * open file would not open again. */
     static char path[300];
     if (!path[0]) fuzz_path(path, sizeof path, "built.h5");
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_fapl_core(fapl, 1 << 16, 1);
-    H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
-    if (fuzz_pick(b, 2)) H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
-    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
+    hid_t f = tb_create_core(b, path);
     if (f < 0) return NULL;
 
     /* sizes as attributes say, and as datasets are shaped (small) */
