@@ -53,13 +53,7 @@ static int make_trace(const char *model_name, const char *path, int residuals, i
     olmoe_hash h;
     if (olmoe_model_checksum(&m, &h) != 0) return -1;
     char pol[64];
-    snprintf(pol, sizeof pol, "topk(k=%d,norm=model)", c->num_experts_per_tok);
-    olmoe_trace_meta meta = {.command = "test_replay_run", .config_json = c->json, .model_checksum = h.hex,
-                             .tokenizer_checksum = "", .model_dir = md, .policy = pol, .device = "cpu",
-                             .compute_dtype = "float32", .corpus = "", .n_layers = L, .n_experts = E,
-                             .hidden_size = D, .vocab_size = c->vocab_size, .top_k = c->num_experts_per_tok,
-                             .norm_topk_prob = c->norm_topk_prob, .ctx = 40, .logits_dtype = OLMOE_DTYPE_F32,
-                             .save_residuals = residuals};
+    olmoe_trace_meta meta = tr_meta(c, "test_replay_run", md, h.hex, pol, residuals);
     olmoe_trace *t = olmoe_trace_create(path, &meta);
     const char *groups[2] = {"news", "fiction"};
     olmoe_trace_rows rows = {tok, lg, nll, am, residuals ? at : NULL, NULL};

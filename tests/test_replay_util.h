@@ -23,6 +23,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* the trace metadata of a capture of the model c configures (directory md, checksum hex)
+ * under its own top-k on the CPU in fp32; pol receives the policy id */
+static inline olmoe_trace_meta tr_meta(const olmoe_config *c, const char *command, const char *md, const char *hex,
+                                       char pol[64], int save_residuals) {
+    snprintf(pol, 64, "topk(k=%d,norm=model)", c->num_experts_per_tok);
+    return (olmoe_trace_meta){.command = command, .config_json = c->json, .model_checksum = hex,
+                              .tokenizer_checksum = "", .model_dir = md, .policy = pol, .device = "cpu",
+                              .compute_dtype = "float32", .corpus = "", .n_layers = c->num_hidden_layers,
+                              .n_experts = c->num_experts, .hidden_size = c->hidden_size,
+                              .vocab_size = c->vocab_size, .top_k = c->num_experts_per_tok,
+                              .norm_topk_prob = c->norm_topk_prob, .ctx = 40, .logits_dtype = OLMOE_DTYPE_F32,
+                              .save_residuals = save_residuals};
+}
+
 /* deterministic ids in [2, V) (0 and 1 are EOS and padding in the fixtures) */
 static inline int32_t *tr_tokens(int n, int V, unsigned seed) {
     int32_t *t = xmalloc((size_t)n * sizeof *t);

@@ -328,13 +328,7 @@ static int make_trace(olmoe_model *m, const char *md, const char *path) {
     olmoe_hash h;
     if (rc || olmoe_model_checksum(m, &h) != 0) return -1;
     char pol[64];
-    snprintf(pol, sizeof pol, "topk(k=%d,norm=model)", c->num_experts_per_tok);
-    olmoe_trace_meta meta = {.command = "test_replay_cuda", .config_json = c->json, .model_checksum = h.hex,
-                             .tokenizer_checksum = "", .model_dir = md, .policy = pol, .device = "cpu",
-                             .compute_dtype = "float32", .corpus = "", .n_layers = L, .n_experts = E,
-                             .hidden_size = D, .vocab_size = c->vocab_size, .top_k = c->num_experts_per_tok,
-                             .norm_topk_prob = c->norm_topk_prob, .ctx = 40, .logits_dtype = OLMOE_DTYPE_F32,
-                             .save_residuals = 1};
+    olmoe_trace_meta meta = tr_meta(c, "test_replay_cuda", md, h.hex, pol, 1);
     olmoe_trace *t = olmoe_trace_create(path, &meta);
     olmoe_trace_rows rows = {tok, lg, nll, am, NULL, at};
     rc = !t || olmoe_trace_append_windows(t, TW, tw, &rows) || olmoe_trace_close(t);
