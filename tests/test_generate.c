@@ -53,13 +53,11 @@ static void test_hf_tiny_fixtures(void) {
     CHECK(nn >= 0, "cannot open %s", root);
     CHECK(nn >= 5, "only %d fixtures with reference.h5 under %s", nn, root);
     for (int i = 0; i < nn; i++) {
-        char *dir = olmoe_path_join(root, names[i]), *ref = olmoe_path_join(dir, "reference.h5");
-        hid_t h = olmoe_h5_open(ref, 0);
-        if (h < 0) die("%s", olmoe_error());
-        int64_t np, nw, k;
-        int32_t *prompt = hf_read_all(h, "generate/prompt", OLMOE_H5_I32, &np);
-        int32_t *want = hf_read_all(h, "generate/output", OLMOE_H5_I32, &nw);
-        if (olmoe_h5_get_attr_i64(h, "generate", "top_k", &k) != 0) die("%s", olmoe_error());
+        char *dir = olmoe_path_join(root, names[i]);
+        hf_generation hg;
+        hf_generation_read(dir, &hg);
+        int64_t np = hg.np, nw = hg.nw, k = hg.k;
+        const int32_t *prompt = hg.prompt, *want = hg.output;
         olmoe_model m;
         if (olmoe_model_open(dir, &m) != 0) die("%s", olmoe_error());
         olmoe_engine *e = open_engine(&m, (int)nw, (int)k, NULL);
@@ -82,8 +80,8 @@ static void test_hf_tiny_fixtures(void) {
         }
         olmoe_engine_close(e);
         olmoe_model_close(&m);
-        olmoe_h5_close(h);
-        free(prompt), free(want), free(dir), free(ref), free(names[i]);
+        hf_generation_free(&hg);
+        free(dir), free(names[i]);
     }
 }
 

@@ -84,4 +84,24 @@ static inline void hf_fixture_close(hf_fixture *f) {
     free(f->tokens), free(f->docs), free(f->windows), free(f->dir), free(f->name);
 }
 
+/* HF's greedy generate recorded in dir/reference.h5 /generate: the prompt
+ * [np], the whole sequence [nw] (prompt, then the new tokens), at top-k k */
+typedef struct {
+    int32_t *prompt, *output;
+    int64_t np, nw, k;
+} hf_generation;
+
+static inline void hf_generation_read(const char *dir, hf_generation *g) {
+    char *ref = olmoe_path_join(dir, "reference.h5");
+    hid_t h = olmoe_h5_open(ref, 0);
+    free(ref);
+    if (h < 0) die("%s", olmoe_error());
+    g->prompt = hf_read_all(h, "generate/prompt", OLMOE_H5_I32, &g->np);
+    g->output = hf_read_all(h, "generate/output", OLMOE_H5_I32, &g->nw);
+    if (olmoe_h5_get_attr_i64(h, "generate", "top_k", &g->k) != 0) die("%s", olmoe_error());
+    olmoe_h5_close(h);
+}
+
+static inline void hf_generation_free(hf_generation *g) { free(g->prompt), free(g->output); }
+
 #endif

@@ -111,16 +111,12 @@ static void test_kv_vs_recompute(void) {
     int nn = hf_fixture_names(root, gpu_fixture_runs_on_cuda, names, 64);
     CHECK(nn >= 5, "%d fixtures under %s", nn, root);
     for (int i = 0; i < nn; i++) {
-        char *dir = olmoe_path_join(root, names[i]), *ref = olmoe_path_join(dir, "reference.h5");
-        hid_t h = olmoe_h5_open(ref, 0);
-        if (h < 0) die("%s", olmoe_error());
-        int64_t np, nw, k;
-        int32_t *p = hf_read_all(h, "generate/prompt", OLMOE_H5_I32, &np);
-        int32_t *seq = hf_read_all(h, "generate/output", OLMOE_H5_I32, &nw);
-        if (olmoe_h5_get_attr_i64(h, "generate", "top_k", &k) != 0) die("%s", olmoe_error());
-        teacher_forced(dir, names[i], seq, (int)np, (int)nw, (int)k, NULL);
-        olmoe_h5_close(h);
-        free(p), free(seq), free(dir), free(ref), free(names[i]);
+        char *dir = olmoe_path_join(root, names[i]);
+        hf_generation hg;
+        hf_generation_read(dir, &hg);
+        teacher_forced(dir, names[i], hg.output, (int)hg.np, (int)hg.nw, (int)hg.k, NULL);
+        hf_generation_free(&hg);
+        free(dir), free(names[i]);
     }
     hid_t h = olmoe_h5_open(BROWN "/reference.h5", 0);
     if (h < 0) die("%s", olmoe_error());
