@@ -46,13 +46,19 @@ static int route(olmoe_policy *p, const float *r, int E, int *ex) {
     return olmoe_policy_route(p, 0, r, E, ex, NULL);
 }
 
+/* routes the logits whose p-values under lin_null are q */
+static int route_q(olmoe_policy *p, const float *q, int E, int *ex) {
+    float r[64];
+    logits_for(q, E, r);
+    return route(p, r, E, ex);
+}
+
 static void test_bh_nothing_significant(void) {
     olmoe_kde_cdf c = lin_null(1);
     olmoe_policy p = bound("bh(alpha=0.1,max_k=4,min_k=2)", 1, 8, 0, &c, NULL);
-    float q[8] = {0.5f, 0.6f, 0.4f, 0.9f, 0.5f, 0.7f, 0.8f, 0.4f}, r[8];
+    float q[8] = {0.5f, 0.6f, 0.4f, 0.9f, 0.5f, 0.7f, 0.8f, 0.4f};
     int ex[8];
-    logits_for(q, 8, r);
-    int n = route(&p, r, 8, ex);
+    int n = route_q(&p, q, 8, ex);
     /* k* = 0 -> min_k = 2: the two smallest p (0.4 at 2 and 7) */
     CHECK(n == 2, "n = %d", n);
     CHECK(ex[0] == 2 && ex[1] == 7, "got %d %d", ex[0], ex[1]);
@@ -61,12 +67,11 @@ static void test_bh_nothing_significant(void) {
 static void test_bh_everything_significant(void) {
     olmoe_kde_cdf c = lin_null(1);
     olmoe_policy p = bound("bh(alpha=0.1,max_k=4)", 1, 8, 0, &c, NULL);
-    float q[8], r[8];
+    float q[8];
     int ex[8];
     for (int e = 0; e < 8; e++) q[e] = 1e-5f;
     q[6] = 1e-6f;
-    logits_for(q, 8, r);
-    int n = route(&p, r, 8, ex);
+    int n = route_q(&p, q, 8, ex);
     /* k* = 8 -> max_k = 4: the smallest p first (6), then ties by index */
     CHECK(n == 4, "n = %d", n);
     CHECK(ex[0] == 6 && ex[1] == 0 && ex[2] == 1 && ex[3] == 2, "got %d %d %d %d", ex[0], ex[1],
@@ -78,16 +83,14 @@ static void test_bh_step_up(void) {
      * rank 2 passes (0.024 <= 0.025): step-up gives 2 (step-down 0). */
     olmoe_kde_cdf c = lin_null(1);
     olmoe_policy p = bound("bh(alpha=0.1,max_k=8)", 1, 8, 0, &c, NULL);
-    float q[8] = {0.9f, 0.024f, 0.9f, 0.9f, 0.02f, 0.9f, 0.9f, 0.9f}, r[8];
+    float q[8] = {0.9f, 0.024f, 0.9f, 0.9f, 0.02f, 0.9f, 0.9f, 0.9f};
     int ex[8];
-    logits_for(q, 8, r);
-    int n = route(&p, r, 8, ex);
+    int n = route_q(&p, q, 8, ex);
     CHECK(n == 2, "n = %d", n);
     CHECK(ex[0] == 4 && ex[1] == 1, "got %d %d", ex[0], ex[1]);
     /* and a rank-3 pass after ranks 1 and 2 fail */
     float q2[8] = {0.02f, 0.03f, 0.036f, 0.9f, 0.9f, 0.9f, 0.9f, 0.9f};
-    logits_for(q2, 8, r);
-    n = route(&p, r, 8, ex);
+    n = route_q(&p, q2, 8, ex);
     CHECK(n == 3, "n = %d", n);
 }
 
@@ -97,8 +100,7 @@ static void test_bh_ties(void) {
     olmoe_policy p = bound("bh(alpha=0.1,max_k=2)", 1, 8, 0, &c, NULL);
     float q[8] = {0.9f, 0.9f, 0.03f, 0.9f, 0.9f, 0.03f, 0.9f, 0.03f}, r[8];
     int ex[8];
-    logits_for(q, 8, r);
-    int n = route(&p, r, 8, ex);
+    int n = route_q(&p, q, 8, ex);
     CHECK(n == 2, "n = %d", n);
     CHECK(ex[0] == 2 && ex[1] == 5, "got %d %d", ex[0], ex[1]);
     /* a p-value exactly at its threshold passes (<=): 2 x 0.025 at ranks 1-2 */
