@@ -166,22 +166,23 @@ static void test_errors(void) {
     expect_error(t, "u3.txt", "a b a b a b a\xC3(b", 15, small, ": invalid UTF-8 at byte 13");
     expect_error(t, "e.txt", "\n \n", 3, lines, ": no text");
     expect_error(t, "e2.txt", "", 0, text, ": no text");
-    const char *j1 = "{\"text\": \"a\"}\n{\"text\": \"a\",}\n";
-    expect_error(t, "j1.jsonl", j1, strlen(j1), jl, ":2: invalid JSON: ");
-    const char *j2 = "{\"text\": \"a\"}\n\n{\"txt\": \"a\"}\n";
-    expect_error(t, "j2.jsonl", j2, strlen(j2), jl, ":3: no field 'text'");
-    const char *j3 = "{\"text\": 5}\n";
-    expect_error(t, "j3.jsonl", j3, strlen(j3), jl, ":1: field 'text' is not a string");
-    const char *j4 = "[\"text\"]\n";
-    expect_error(t, "j4.jsonl", j4, strlen(j4), jl, ":1: not a JSON object");
-    const char *j5 = "{\"text\": \"a\", \"g\": \"x\"}\n{\"text\": \"a\"}\n";
-    expect_error(t, "j5.jsonl", j5, strlen(j5), jg, ":2: no field 'g'");
-    const char *j6 = "{\"text\": \"a\", \"g\": null}\n";
-    expect_error(t, "j6.jsonl", j6, strlen(j6), jg, ":1: field 'g' is not a string");
-    const char *j7 = "{\"text\": \"a\xFF\"}\n";
-    expect_error(t, "j7.jsonl", j7, strlen(j7), jl, ":1: invalid UTF-8 at byte 11");
-    const char *j8 = "{\"text\": \"a\"} {}\n";
-    expect_error(t, "j8.jsonl", j8, strlen(j8), jl, ":1: invalid JSON: ");
+    /* jsonl: each input fails at its line */
+    const struct {
+        const char *name, *text;
+        const olmoe_corpus_opts *o;
+        const char *want;
+    } js[] = {
+        {"j1.jsonl", "{\"text\": \"a\"}\n{\"text\": \"a\",}\n", &jl, ":2: invalid JSON: "},
+        {"j2.jsonl", "{\"text\": \"a\"}\n\n{\"txt\": \"a\"}\n", &jl, ":3: no field 'text'"},
+        {"j3.jsonl", "{\"text\": 5}\n", &jl, ":1: field 'text' is not a string"},
+        {"j4.jsonl", "[\"text\"]\n", &jl, ":1: not a JSON object"},
+        {"j5.jsonl", "{\"text\": \"a\", \"g\": \"x\"}\n{\"text\": \"a\"}\n", &jg, ":2: no field 'g'"},
+        {"j6.jsonl", "{\"text\": \"a\", \"g\": null}\n", &jg, ":1: field 'g' is not a string"},
+        {"j7.jsonl", "{\"text\": \"a\xFF\"}\n", &jl, ":1: invalid UTF-8 at byte 11"},
+        {"j8.jsonl", "{\"text\": \"a\"} {}\n", &jl, ":1: invalid JSON: "},
+    };
+    for (size_t i = 0; i < sizeof js / sizeof js[0]; i++)
+        expect_error(t, js[i].name, js[i].text, strlen(js[i].text), *js[i].o, js[i].want);
     olmoe_corpus_opts lg = lines;
     lg.group_field = "g";
     expect_error(t, "g.txt", "a\n", 2, lg, ": groups need the jsonl format");
