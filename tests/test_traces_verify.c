@@ -37,40 +37,39 @@ static void copy_file(const char *from, const char *to) {
 }
 
 /* ---- raw HDF5 breakage ---- */
-static void rewrite_i64(hid_t f, const char *path, int64_t idx, int64_t delta) {
+/* the dataset at path, read whole as kind (dies on error) */
+static void *read_whole(hid_t f, const char *path, olmoe_h5_kind kind) {
     int64_t dims[OLMOE_H5_MAX_RANK];
     int rank;
     void *p;
-    if (olmoe_h5_read_alloc(f, path, OLMOE_H5_I64, &p, &rank, dims) != 0) die("%s", olmoe_error());
-    ((int64_t *)p)[idx] += delta;
+    if (olmoe_h5_read_alloc(f, path, kind, &p, &rank, dims) != 0) die("%s", olmoe_error());
+    return p;
+}
+
+/* writes p (of memory type mtype) over the dataset at path, then frees it */
+static void write_back(hid_t f, const char *path, hid_t mtype, void *p) {
     hid_t ds = H5Dopen2(f, path, H5P_DEFAULT);
-    H5Dwrite(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, p);
+    if (ds < 0 || H5Dwrite(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, p) < 0) die("%s: cannot rewrite", path);
     H5Dclose(ds);
     free(p);
+}
+
+static void rewrite_i64(hid_t f, const char *path, int64_t idx, int64_t delta) {
+    int64_t *p = read_whole(f, path, OLMOE_H5_I64);
+    p[idx] += delta;
+    write_back(f, path, H5T_NATIVE_INT64, p);
 }
 
 static void set_float(hid_t f, const char *path, int64_t idx, float v) {
-    int64_t dims[OLMOE_H5_MAX_RANK];
-    int rank;
-    void *p;
-    if (olmoe_h5_read_alloc(f, path, OLMOE_H5_F32, &p, &rank, dims) != 0) die("%s", olmoe_error());
-    ((float *)p)[idx] = v;
-    hid_t ds = H5Dopen2(f, path, H5P_DEFAULT);
-    H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, p);
-    H5Dclose(ds);
-    free(p);
+    float *p = read_whole(f, path, OLMOE_H5_F32);
+    p[idx] = v;
+    write_back(f, path, H5T_NATIVE_FLOAT, p);
 }
 
 static void set_i32(hid_t f, const char *path, int64_t idx, int32_t v) {
-    int64_t dims[OLMOE_H5_MAX_RANK];
-    int rank;
-    void *p;
-    if (olmoe_h5_read_alloc(f, path, OLMOE_H5_I32, &p, &rank, dims) != 0) die("%s", olmoe_error());
-    ((int32_t *)p)[idx] = v;
-    hid_t ds = H5Dopen2(f, path, H5P_DEFAULT);
-    H5Dwrite(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, p);
-    H5Dclose(ds);
-    free(p);
+    int32_t *p = read_whole(f, path, OLMOE_H5_I32);
+    p[idx] = v;
+    write_back(f, path, H5T_NATIVE_INT32, p);
 }
 
 /* documents row 0 := (start, length, group), with our own compound type */
