@@ -30,8 +30,6 @@
 #define BROWN "models/olmoe-brown"
 #define TOL_ROUNDING 1e-5
 
-static const char *const brown_prompts[3] = {"The jury said that", "In the evening, the old man",
-                                             "Scientists have found"};
 
 static olmoe_engine *open_engine(olmoe_model *m, int ctx, int top_k, olmoe_policy *pol) {
     olmoe_engine_opts eo = {.device = "cpu", .max_ctx = ctx, .max_tokens = ctx, .top_k = top_k};
@@ -96,14 +94,12 @@ static void test_hf_brown(void) {
     CHECK(m.cfg.num_experts_per_tok == 8, "the bundled model routes top-%d", m.cfg.num_experts_per_tok);
     olmoe_engine *e = open_engine(&m, 64, 0, NULL);
     for (int i = 0; i < 3; i++) {
-        char name[32];
-        int64_t np, nw;
-        snprintf(name, sizeof name, "generate/prompt_%d", i);
-        int32_t *prompt = hf_read_all(h, name, OLMOE_H5_I32, &np);
-        snprintf(name, sizeof name, "generate/output_%d", i);
-        int32_t *want = hf_read_all(h, name, OLMOE_H5_I32, &nw);
+        hf_generation hg;
+        hf_generation_at(h, i, &hg);
+        int64_t np = hg.np, nw = hg.nw;
+        const int32_t *prompt = hg.prompt, *want = hg.output;
         olmoe_ids ids = {0};
-        if (olmoe_tokenizer_encode(tok, brown_prompts[i], strlen(brown_prompts[i]), &ids) != 0)
+        if (olmoe_tokenizer_encode(tok, hf_brown_prompts[i], strlen(hf_brown_prompts[i]), &ids) != 0)
             die("%s", olmoe_error());
         CHECK(ids.n == (size_t)np && same_ids(ids.v, prompt, (int)np), "prompt %d: our ids differ from HF's", i);
         CHECK(nw - np == 24, "output_%d has %lld new tokens", i, (long long)(nw - np));
@@ -122,7 +118,7 @@ static void test_hf_brown(void) {
             olmoe_generation_free(&g);
         }
         olmoe_ids_free(&ids);
-        free(prompt), free(want);
+        hf_generation_free(&hg);
     }
     olmoe_engine_close(e);
     olmoe_model_close(&m);

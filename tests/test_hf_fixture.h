@@ -84,24 +84,40 @@ static inline void hf_fixture_close(hf_fixture *f) {
     free(f->tokens), free(f->docs), free(f->windows), free(f->dir), free(f->name);
 }
 
-/* HF's greedy generate recorded in dir/reference.h5 /generate: the prompt
- * [np], the whole sequence [nw] (prompt, then the new tokens), at top-k k */
+/* HF's greedy generate recorded in reference.h5 /generate: the prompt [np],
+ * the whole sequence [nw] (prompt, then the new tokens), at top-k k */
 typedef struct {
     int32_t *prompt, *output;
     int64_t np, nw, k;
 } hf_generation;
 
+/* prompt_i and output_i of h (prompt and output when i < 0); k is not read */
+static inline void hf_generation_at(hid_t h, int i, hf_generation *g) {
+    char name[48];
+    snprintf(name, sizeof name, i < 0 ? "generate/prompt" : "generate/prompt_%d", i);
+    g->prompt = hf_read_all(h, name, OLMOE_H5_I32, &g->np);
+    snprintf(name, sizeof name, i < 0 ? "generate/output" : "generate/output_%d", i);
+    g->output = hf_read_all(h, name, OLMOE_H5_I32, &g->nw);
+    g->k = 0;
+}
+
+/* a tiny fixture's generation, at its recorded top-k */
 static inline void hf_generation_read(const char *dir, hf_generation *g) {
     char *ref = olmoe_path_join(dir, "reference.h5");
     hid_t h = olmoe_h5_open(ref, 0);
     free(ref);
     if (h < 0) die("%s", olmoe_error());
-    g->prompt = hf_read_all(h, "generate/prompt", OLMOE_H5_I32, &g->np);
-    g->output = hf_read_all(h, "generate/output", OLMOE_H5_I32, &g->nw);
+    hf_generation_at(h, -1, g);
     if (olmoe_h5_get_attr_i64(h, "generate", "top_k", &g->k) != 0) die("%s", olmoe_error());
     olmoe_h5_close(h);
 }
 
 static inline void hf_generation_free(hf_generation *g) { free(g->prompt), free(g->output); }
+
+/* the bundled model, whose reference.h5 holds HF's generation from these
+ * three text prompts (generate/prompt_i, output_i) */
+#define HF_BROWN "models/olmoe-brown"
+static const char *const hf_brown_prompts[3] = {"The jury said that", "In the evening, the old man",
+                                                "Scientists have found"};
 
 #endif

@@ -120,9 +120,10 @@ static void test_kv_vs_recompute(void) {
     }
     hid_t h = olmoe_h5_open(BROWN "/reference.h5", 0);
     if (h < 0) die("%s", olmoe_error());
-    int64_t np, nw;
-    int32_t *p = hf_read_all(h, "generate/prompt_0", OLMOE_H5_I32, &np);
-    int32_t *seq = hf_read_all(h, "generate/output_0", OLMOE_H5_I32, &nw);
+    hf_generation hg;
+    hf_generation_at(h, 0, &hg);
+    int64_t np = hg.np, nw = hg.nw;
+    const int32_t *seq = hg.output;
     teacher_forced(BROWN, "olmoe-brown top-8", seq, (int)np, (int)nw, 0, NULL);
     olmoe_policy pol;
     olmoe_policy_model pm = {.n_layers = 4, .n_experts = 64, .norm_topk_prob = 0};
@@ -130,13 +131,11 @@ static void test_kv_vs_recompute(void) {
         die("%s", olmoe_error());
     teacher_forced(BROWN, "olmoe-brown topp(p=0.5,max_k=16)", seq, (int)np, (int)nw, 0, &pol);
     olmoe_h5_close(h);
-    free(p), free(seq);
+    hf_generation_free(&hg);
 }
 
 /* free generation from the bundled model's three text prompts */
 static void test_generate_brown(void) {
-    static const char *const prompts[3] = {"The jury said that", "In the evening, the old man",
-                                           "Scientists have found"};
     hid_t h = olmoe_h5_open(BROWN "/reference.h5", 0);
     if (h < 0) die("%s", olmoe_error());
     olmoe_tokenizer *tok;
@@ -145,14 +144,13 @@ static void test_generate_brown(void) {
     if (olmoe_model_open(BROWN, &m) != 0) die("%s", olmoe_error());
     olmoe_engine *e = open_cuda(&m, 64, 0, NULL);
     for (int i = 0; i < 3; i++) {
-        char name[32];
-        int64_t np, nw;
-        snprintf(name, sizeof name, "generate/output_%d", i);
-        int32_t *want = hf_read_all(h, name, OLMOE_H5_I32, &nw);
-        snprintf(name, sizeof name, "generate/prompt_%d", i);
-        free(hf_read_all(h, name, OLMOE_H5_I32, &np));
+        hf_generation hg;
+        hf_generation_at(h, i, &hg);
+        int64_t np = hg.np, nw = hg.nw;
+        const int32_t *want = hg.output;
         olmoe_ids ids = {0};
-        if (olmoe_tokenizer_encode(tok, prompts[i], strlen(prompts[i]), &ids) != 0) die("%s", olmoe_error());
+        if (olmoe_tokenizer_encode(tok, hf_brown_prompts[i], strlen(hf_brown_prompts[i]), &ids) != 0)
+            die("%s", olmoe_error());
         olmoe_generate_opts go = {.n_new = (int)(nw - np), .stop_id = -1};
         olmoe_generation g, r;
         CHECK(olmoe_generate(e, ids.v, (int)ids.n, &go, &g) == 0, "%s", olmoe_error());
@@ -170,7 +168,7 @@ static void test_generate_brown(void) {
         olmoe_generation_free(&g);
         olmoe_generation_free(&r);
         olmoe_ids_free(&ids);
-        free(want);
+        hf_generation_free(&hg);
     }
     olmoe_engine_close(e);
     olmoe_model_close(&m);
