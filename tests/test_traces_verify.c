@@ -72,6 +72,21 @@ static void set_i32(hid_t f, const char *path, int64_t idx, int32_t v) {
     write_back(f, path, H5T_NATIVE_INT32, p);
 }
 
+/* one element v (memory type mtype) written at off[] of the dataset at path */
+static void write_at(hid_t f, const char *path, hid_t mtype, const hsize_t *off, const void *v) {
+    hid_t ds = H5Dopen2(f, path, H5P_DEFAULT), fs = ds >= 0 ? H5Dget_space(ds) : -1;
+    int rank = fs >= 0 ? H5Sget_simple_extent_ndims(fs) : -1;
+    hsize_t one[OLMOE_H5_MAX_RANK], n1 = 1;
+    for (int i = 0; i < rank && i < OLMOE_H5_MAX_RANK; i++) one[i] = 1;
+    hid_t ms = H5Screate_simple(1, &n1, NULL);
+    if (rank < 1 || rank > OLMOE_H5_MAX_RANK || H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, one, NULL) < 0 ||
+        H5Dwrite(ds, mtype, ms, fs, H5P_DEFAULT, v) < 0)
+        die("%s: cannot write one element", path);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    H5Dclose(ds);
+}
+
 /* documents row 0 := (start, length, group), with our own compound type */
 static void set_doc0(hid_t f, int64_t start, int64_t length, int32_t group) {
     struct { int64_t s, l; int32_t g; } d = {start, length, group};
@@ -79,14 +94,7 @@ static void set_doc0(hid_t f, int64_t start, int64_t length, int32_t group) {
     H5Tinsert(mt, "start", 0, H5T_NATIVE_INT64);
     H5Tinsert(mt, "length", 8, H5T_NATIVE_INT64);
     H5Tinsert(mt, "group", 16, H5T_NATIVE_INT32);
-    hid_t ds = H5Dopen2(f, "/documents", H5P_DEFAULT), fs = H5Dget_space(ds);
-    hsize_t off = 0, one = 1;
-    H5Sselect_hyperslab(fs, H5S_SELECT_SET, &off, NULL, &one, NULL);
-    hid_t ms = H5Screate_simple(1, &one, NULL);
-    H5Dwrite(ds, mt, ms, fs, H5P_DEFAULT, &d);
-    H5Sclose(ms);
-    H5Sclose(fs);
-    H5Dclose(ds);
+    write_at(f, "/documents", mt, (hsize_t[]){0}, &d);
     H5Tclose(mt);
 }
 
@@ -154,17 +162,10 @@ static void b_scale(hid_t f) {
     H5Dclose(ds);
 }
 static void b_residual_nan(hid_t f) {
-    hid_t ds = H5Dopen2(f, "/residual/attn", H5P_DEFAULT), fs = H5Dget_space(ds);
     hid_t bt = olmoe_h5_type_bf16();
-    hsize_t off[3] = {5, 1, 2}, one[3] = {1, 1, 1}, n1 = 1;
     uint16_t nan = 0x7fc0;
-    H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, one, NULL);
-    hid_t ms = H5Screate_simple(1, &n1, NULL);
-    H5Dwrite(ds, bt, ms, fs, H5P_DEFAULT, &nan);
-    H5Sclose(ms);
-    H5Sclose(fs);
+    write_at(f, "/residual/attn", bt, (hsize_t[]){5, 1, 2}, &nan);
     H5Tclose(bt);
-    H5Dclose(ds);
 }
 
 static const struct {
