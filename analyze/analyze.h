@@ -236,12 +236,18 @@ json_t *olmoe_analyze_jnum(double v);
 void olmoe_analyze_csv_str(FILE *f, const char *s);
 /* a token's text for a table: control characters, backslash and double quote escaped */
 void olmoe_analyze_escape(const char *s, char *buf, size_t n);
-/* Creates the result group /analyze/<analysis>/<leaf> of file under a
- * temporary name (returned open in *g): write into it, then
- * olmoe_analyze_h5_commit renames it into place (replacing an old result when
- * force, refusing otherwise). */
-int olmoe_analyze_h5_begin(hid_t file, const char *analysis, const char *leaf, int force, hid_t *g);
-int olmoe_analyze_h5_commit(hid_t file, const char *analysis, const char *leaf, int force, hid_t g);
+/* A stored result is the group /analyze/<analysis>/<typable name> keyed by
+ * its name (any string without '/': --name, default the policy spec) in
+ * the attribute "name" (olmoe_result_find, kind "analyze/<analysis>"; an
+ * older file's group named by the name itself is found too).
+ * olmoe_analyze_h5_find: 1 and *path (fresh) where it lies, 0, -1.
+ * olmoe_analyze_h5_begin creates the group under a temporary name
+ * (returned open in *g, its "name" set): write into it, then
+ * olmoe_analyze_h5_commit moves it to its typable name (replacing an old
+ * result of that name when force, refusing otherwise). */
+int olmoe_analyze_h5_find(hid_t file, const char *analysis, const char *name, char **path);
+int olmoe_analyze_h5_begin(hid_t file, const char *analysis, const char *name, int force, hid_t *g);
+int olmoe_analyze_h5_commit(hid_t file, const char *analysis, const char *name, int force, hid_t g);
 /* Decodes each id alone with a tokenizer.json: *text is [n] fresh strings
  * (free each, then the array). */
 int olmoe_analyze_decode_ids(const char *tokenizer_json, const int32_t *ids, int64_t n,

@@ -1,8 +1,9 @@
 /* analyze_out.c: what the analyses share for their outputs: JSON numbers
  * (NaN has no JSON form: null), CSV quoting, printable token text, string
  * datasets, and result groups that appear under their final name only once
- * complete (written under "<leaf>.partial", then renamed), so a result read
- * by the report is never half written. */
+ * complete (written under "<name>.partial", then renamed), so a result read
+ * by the report is never half written; their names are typable and the
+ * result's name their key (traces/result_names.c). */
 #include "common.h"
 #include "analyze.h"
 #include "engine.h"
@@ -41,49 +42,67 @@ void olmoe_analyze_escape(const char *s, char *buf, size_t n) {
     buf[o] = '\0';
 }
 
-static char *group_path(const char *analysis, const char *leaf, int partial) {
-    size_t n = strlen(analysis) + strlen(leaf) + 32;
-    char *p = xmalloc(n);
-    snprintf(p, n, "analyze/%s/%s%s", analysis, leaf, partial ? ".partial" : "");
+static char *kind_of(const char *analysis) {
+    char *k = xmalloc(strlen(analysis) + sizeof "analyze/");
+    sprintf(k, "analyze/%s", analysis);
+    return k;
+}
+
+int olmoe_analyze_h5_find(hid_t file, const char *analysis, const char *name, char **path) {
+    char *kind = kind_of(analysis);
+    int e = olmoe_result_find(file, kind, name, path);
+    free(kind);
+    return e;
+}
+
+/* where name's result is written until complete: <typable name>.partial */
+static char *partial_path(const char *analysis, const char *name) {
+    char *leaf = olmoe_result_name(name), *p = xmalloc(strlen(analysis) + strlen(leaf) + 32);
+    sprintf(p, "analyze/%s/%s.partial", analysis, leaf);
+    free(leaf);
     return p;
 }
 
-int olmoe_analyze_h5_begin(hid_t file, const char *analysis, const char *leaf, int force, hid_t *g) {
+/* an existing result of name: refused unless force, else removed when remove */
+static int replace_old(hid_t file, const char *analysis, const char *name, int force, int remove) {
+    char *old = NULL;
+    int e = olmoe_analyze_h5_find(file, analysis, name, &old);
+    if (e == 1 && !force)
+        e = olmoe_errorf("/%s exists (use --force to replace it, or --name to store another)", old);
+    else if (e == 1 && remove && olmoe_h5_delete(file, old) != 0)
+        e = -1;
+    free(old);
+    return e < 0 ? -1 : 0;
+}
+
+int olmoe_analyze_h5_begin(hid_t file, const char *analysis, const char *name, int force, hid_t *g) {
     *g = H5I_INVALID_HID;
-    if (!*leaf || strchr(leaf, '/') || strcmp(leaf, ".") == 0 || strcmp(leaf, "..") == 0)
-        return olmoe_errorf("result name '%s' must be non-empty and contain no '/'", leaf);
-    char *fin = group_path(analysis, leaf, 0), *tmp = group_path(analysis, leaf, 1);
-    int rc = -1, e = olmoe_h5_exists(file, fin);
-    if (e < 0) goto fail;
-    if (e && !force) {
-        olmoe_errorf("/%s exists (use --force to replace it, or --name to store another)", fin);
-        goto fail;
-    }
+    if (!*name || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return olmoe_errorf("result name '%s' must be non-empty and contain no '/'", name);
+    if (replace_old(file, analysis, name, force, 0) != 0) return -1;
+    char *tmp = partial_path(analysis, name);
+    int rc = -1;
     if (olmoe_h5_delete(file, tmp) != 0 || olmoe_h5_make_groups(file, tmp) != 0) goto fail;
     H5_CHECK(*g = H5Gopen2(file, tmp, H5P_DEFAULT), "%s", tmp);
-    rc = 0;
+    rc = olmoe_h5_set_attr_str(*g, ".", "name", name);
 fail:
-    free(fin);
     free(tmp);
     return rc;
 }
 
-int olmoe_analyze_h5_commit(hid_t file, const char *analysis, const char *leaf, int force, hid_t g) {
-    char *fin = group_path(analysis, leaf, 0), *tmp = group_path(analysis, leaf, 1);
+int olmoe_analyze_h5_commit(hid_t file, const char *analysis, const char *name, int force, hid_t g) {
+    char *tmp = partial_path(analysis, name), *fin = NULL, *kind = kind_of(analysis);
     int rc = -1;
     if (g >= 0) H5Gclose(g);
-    int e = olmoe_h5_exists(file, fin);
-    if (e < 0) goto fail;
-    if (e && !force) {
-        olmoe_errorf("/%s exists (use --force to replace it)", fin);
+    if (replace_old(file, analysis, name, force, 1) != 0 ||
+        olmoe_result_new_path(file, kind, name, &fin) != 0)
         goto fail;
-    }
-    if (e && olmoe_h5_delete(file, fin) != 0) goto fail;
     H5_CHECK(H5Lmove(file, tmp, file, fin, H5P_DEFAULT, H5P_DEFAULT), "%s", fin);
     rc = 0;
 fail:
     free(fin);
     free(tmp);
+    free(kind);
     return rc;
 }
 

@@ -94,7 +94,7 @@ static void one_trace(int npos) {
 /* ---- what every run shares ---- */
 typedef struct {
     const analyze_opts *o;
-    const char *analysis; /* result group: /analyze/<analysis>/<leaf> */
+    const char *analysis; /* result group: /analyze/<analysis>/<typable leaf> */
     char *command;        /* the command line as given, subcommand included */
     olmoe_out csv, json, h5;
     double t0, t_analysis;
@@ -197,7 +197,8 @@ static olmoe_analyze_src *open_src(const char *path, olmoe_analyze_opts so) {
     return s;
 }
 
-/* the default name of a stored result: the policy id */
+/* the name of a stored result, its key (default the policy id); its group
+ * is the name made typable (olmoe_analyze_h5_begin) */
 static const char *leaf_of(const analyze_opts *o, const olmoe_analyze_src *s) {
     return o->name ? o->name : s->policy.id;
 }
@@ -214,9 +215,8 @@ static void check_stored(run *r, const olmoe_analyze_src *s, const char *leaf) {
         r->stored_live = 1;
     }
     if (o->force) return;
-    char path[512];
-    snprintf(path, sizeof path, "analyze/%s/%s", r->analysis, leaf);
-    int e = olmoe_h5_exists(r->stored.f, path);
+    char *path = NULL;
+    int e = olmoe_analyze_h5_find(r->stored.f, r->analysis, leaf, &path);
     if (e < 0) die("%s: %s", r->stored.final, olmoe_error());
     if (e)
         die("%s: /%s exists (use --force to replace it, or --name to store another)",

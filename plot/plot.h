@@ -88,9 +88,9 @@ typedef struct {
 
 /* a stored olmoe-analyze result: /analyze/<analysis>/<name> in an input */
 typedef struct {
-    char *analysis, *name;
+    char *analysis, *name;     /* name: the result's key ("topk(k=4,norm=model)") */
     int input;                 /* index into inputs */
-    char *path;                /* "analyze/<analysis>/<name>" */
+    char *path;                /* its group: "analyze/<analysis>/topk_k_4_norm_model" */
 } olmoe_report_analysis;
 
 /* a provenance line: what ran, and its command line */

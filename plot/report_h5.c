@@ -8,40 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    char **names;
-    int n, cap;
-} name_list;
-
-static herr_t collect(hid_t g, const char *name, const H5L_info_t *info, void *ctx) {
-    (void)g;
-    (void)info;
-    name_list *l = ctx;
-    if (l->n == l->cap) l->names = xrealloc(l->names, (size_t)(l->cap = l->cap ? 2 * l->cap : 16) * sizeof *l->names);
-    l->names[l->n++] = xstrdup(name);
-    return 0;
-}
-
-int rep_h5_list(hid_t loc, const char *path, char ***names, int *n) {
-    *names = NULL;
-    *n = 0;
-    int e = olmoe_h5_exists(loc, path);
-    if (e <= 0) return e;
-    name_list l = {0};
-    hid_t g = H5I_INVALID_HID;
-    H5_CHECK(g = H5Gopen2(loc, path, H5P_DEFAULT), "%s", path);
-    hsize_t idx = 0;
-    H5_CHECK(H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, collect, &l), "%s", path);
-    H5Gclose(g);
-    *names = l.names;
-    *n = l.n;
-    return 0;
-fail:
-    if (g >= 0) H5Gclose(g);
-    rep_free_strings(l.names, l.n);
-    return -1;
-}
-
 void rep_free_strings(char **s, int64_t n) {
     if (!s) return;
     for (int64_t i = 0; i < n; i++) free(s[i]);

@@ -11,9 +11,6 @@
 #include "plot.h"
 
 /* ---- HDF5 (report_h5.c) ---- */
-/* names of the links in the group path under loc (sorted, caller frees with
- * rep_free_strings); a missing group gives 0 names */
-int rep_h5_list(hid_t loc, const char *path, char ***names, int *n);
 /* a string dataset [n] (variable or fixed length); caller frees */
 int rep_h5_strings(hid_t loc, const char *path, char ***out, int64_t *n);
 void rep_free_strings(char **s, int64_t n);

@@ -142,7 +142,7 @@ static int read_doc_groups(olmoe_report_data *d, hid_t h, const char *file, cons
     char **names;
     int n;
     snprintf(ds, sizeof ds, "%s/groups", g);
-    if (rep_h5_list(h, ds, &names, &n) != 0) return olmoe_error_prefix("%s", file);
+    if (olmoe_h5_links(h, ds, &names, &n) != 0) return olmoe_error_prefix("%s", file);
     for (int a = 0; a < n; a++)
         for (int b = a + 1; b < n; b++) {
             int ia = group_index(d, names[a]), ib = group_index(d, names[b]);
@@ -426,34 +426,37 @@ static int read_validate(olmoe_report_data *d) {
     return 0;
 }
 
+/* the results of one analysis in input i, by name (result_names.c) */
+static int read_analysis(olmoe_report_data *d, int i, const char *analysis) {
+    char *kind = xmalloc(strlen(analysis) + sizeof "analyze/");
+    sprintf(kind, "analyze/%s", analysis);
+    olmoe_result_group *g;
+    int n;
+    int rc = olmoe_result_groups(d->h5[i], kind, &g, &n);
+    free(kind);
+    if (rc != 0) return -1;
+    for (int j = 0; j < n; j++) {
+        d->an = xrealloc(d->an, (size_t)(d->n_analyses + 1) * sizeof *d->an);
+        olmoe_report_analysis *r = &d->an[d->n_analyses++];
+        r->analysis = xstrdup(analysis);
+        r->name = g[j].spec, g[j].spec = NULL;
+        r->input = i;
+        r->path = g[j].path, g[j].path = NULL;
+    }
+    olmoe_result_groups_free(g, n);
+    return 0;
+}
+
 /* stored tables: /analyze/<analysis>/<name> and /match */
 static int read_stored(olmoe_report_data *d) {
     for (int i = 0; i < d->n_inputs; i++) {
         char **an;
         int na;
-        if (rep_h5_list(d->h5[i], "analyze", &an, &na) != 0) return olmoe_error_prefix("%s", d->inputs[i]);
-        for (int a = 0; a < na; a++) {
-            char path[512], **names;
-            int n;
-            snprintf(path, sizeof path, "analyze/%s", an[a]);
-            if (rep_h5_list(d->h5[i], path, &names, &n) != 0) {
-                rep_free_strings(an, na);
-                return olmoe_error_prefix("%s", d->inputs[i]);
-            }
-            for (int j = 0; j < n; j++) {
-                size_t len = strlen(names[j]);
-                if (len > 8 && !strcmp(names[j] + len - 8, ".partial")) continue;
-                d->an = xrealloc(d->an, (size_t)(d->n_analyses + 1) * sizeof *d->an);
-                olmoe_report_analysis *r = &d->an[d->n_analyses++];
-                r->analysis = xstrdup(an[a]);
-                r->name = xstrdup(names[j]);
-                r->input = i;
-                snprintf(path, sizeof path, "analyze/%s/%s", an[a], names[j]);
-                r->path = xstrdup(path);
-            }
-            rep_free_strings(names, n);
-        }
-        rep_free_strings(an, na);
+        if (olmoe_h5_links(d->h5[i], "analyze", &an, &na) != 0) return olmoe_error_prefix("%s", d->inputs[i]);
+        int rc = 0;
+        for (int a = 0; a < na && rc == 0; a++) rc = read_analysis(d, i, an[a]);
+        olmoe_h5_links_free(an, na);
+        if (rc != 0) return olmoe_error_prefix("%s", d->inputs[i]);
         /* /match: one table per input (olmoe-replay --match-k) */
         int e = olmoe_h5_exists(d->h5[i], "match");
         if (e < 0) return olmoe_error_prefix("%s", d->inputs[i]);

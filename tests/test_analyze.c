@@ -449,6 +449,31 @@ static void test_errors(void) {
     }
 }
 
+/* a result as files written before typable names hold it: the group named
+ * by the spec itself, no "name" attribute. It is still found, refused
+ * without force, and replaced by a group under the typable name. */
+static void old_style_result(hid_t f, const olmoe_analyze_pairs *co) {
+    const char *spec = "topk(k=2,norm=model)", *old = "analyze/flow/topk(k=2,norm=model)";
+    hid_t g = H5I_INVALID_HID;
+    CHECK(olmoe_h5_make_groups(f, old) == 0 && olmoe_h5_set_attr_str(f, old, "policy", spec) == 0,
+          "%s", olmoe_error());
+    char *found = NULL;
+    CHECK(olmoe_analyze_h5_find(f, "flow", spec, &found) == 1 && found && strcmp(found, old) == 0,
+          "old group found at %s", found ? found : "-");
+    free(found);
+    olmoe_result_group *rg = NULL;
+    int n = 0;
+    CHECK(olmoe_result_groups(f, "analyze/flow", &rg, &n) == 0 && n == 1 &&
+              strcmp(rg[0].spec, spec) == 0, "listed by its name: %d", n);
+    olmoe_result_groups_free(rg, n);
+    CHECK(olmoe_analyze_h5_begin(f, "flow", spec, 0, &g) != 0, "old one refused without force");
+    CHECK(olmoe_analyze_h5_begin(f, "flow", spec, 1, &g) == 0, "%s", olmoe_error());
+    CHECK(olmoe_analyze_pairs_h5(co, g) == 0, "%s", olmoe_error());
+    CHECK(olmoe_analyze_h5_commit(f, "flow", spec, 1, g) == 0, "%s", olmoe_error());
+    CHECK(olmoe_h5_exists(f, old) == 0, "old group replaced");
+    CHECK(olmoe_h5_exists(f, "analyze/flow/topk_k_2_norm_model/prob") == 1, "new one typable");
+}
+
 /* results in an HDF5 file: the group appears under its final name, holds
  * what was computed, and an existing one is replaced only with force */
 static void test_h5_results(void) {
@@ -462,11 +487,20 @@ static void test_h5_results(void) {
     CHECK(f >= 0, "%s", olmoe_error());
     CHECK(olmoe_analyze_h5_begin(f, "coactivation", s->policy.id, 0, &g) == 0, "%s", olmoe_error());
     CHECK(olmoe_analyze_pairs_h5(&co, g) == 0, "%s", olmoe_error());
-    char fin[320];
-    snprintf(fin, sizeof fin, "analyze/coactivation/%s", s->policy.id);
+    /* the group's name is the policy spec "topk(k=2,norm=model)" made
+     * typable; the spec is its "name" attribute, the key it is found by */
+    const char *fin = "analyze/coactivation/topk_k_2_norm_model";
     CHECK(olmoe_h5_exists(f, fin) == 0, "not under the final name before commit");
     CHECK(olmoe_analyze_h5_commit(f, "coactivation", s->policy.id, 0, g) == 0, "%s", olmoe_error());
-    CHECK(olmoe_h5_exists(f, fin) == 1, "committed");
+    CHECK(olmoe_h5_exists(f, fin) == 1, "committed under the typable name");
+    CHECK(olmoe_h5_exists(f, "analyze/coactivation/topk(k=2,norm=model)") == 0, "not the spec");
+    char *key = NULL, *found = NULL;
+    CHECK(olmoe_h5_get_attr_str(f, fin, "name", &key) == 0 && key &&
+              strcmp(key, "topk(k=2,norm=model)") == 0, "name attribute %s", key ? key : "-");
+    CHECK(olmoe_analyze_h5_find(f, "coactivation", "topk(k=2,norm=model)", &found) == 1 &&
+              found && strcmp(found, fin) == 0, "found by its name at %s", found ? found : "-");
+    free(key);
+    free(found);
     char ds[400];
     snprintf(ds, sizeof ds, "%s/prob", fin);
     int rank;
@@ -484,6 +518,7 @@ static void test_h5_results(void) {
     CHECK(olmoe_analyze_pairs_h5(&co, g) == 0, "%s", olmoe_error());
     CHECK(olmoe_analyze_h5_commit(f, "coactivation", s->policy.id, 1, g) == 0, "%s", olmoe_error());
     CHECK(olmoe_analyze_h5_begin(f, "coactivation", "a/b", 0, &g) != 0, "'/' in a name refused");
+    old_style_result(f, &co);
     CHECK(olmoe_h5_close(f) == 0, "close");
     /* JSON survives a round trip through text */
     json_t *j = olmoe_analyze_pairs_json(&co);

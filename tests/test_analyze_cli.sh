@@ -78,8 +78,8 @@ expect_fail out_exists 'use --force' "$A" coactivation "$T/a.h5" --out "$T/res.h
 "$A" coactivation "$T/a.h5" --quiet --out "$T/res.h5" --force 2>"$T/err" && pass out_force ||
     fail out_force "$(cat "$T/err")"
 if command -v h5ls >/dev/null 2>&1; then
-    check out_holds_both sh -c "h5ls -r '$T/res.h5' | grep -q '^/analyze/flow/topk(k=2,norm=model)/prob ' &&
-        h5ls -r '$T/res.h5' | grep -q '^/analyze/coactivation/topk(k=2,norm=model)/prob '"
+    check out_holds_both sh -c "h5ls -r '$T/res.h5' | grep -q '^/analyze/flow/topk_k_2_norm_model/prob ' &&
+        h5ls -r '$T/res.h5' | grep -q '^/analyze/coactivation/topk_k_2_norm_model/prob '"
 fi
 cp "$T/a.h5" "$T/a2.h5"
 expect_fail out_not_a_trace 'not an olmoe-analyze results file' "$A" coactivation "$T/a.h5" --out "$T/a2.h5" --force
@@ -93,8 +93,12 @@ expect_fail in_trace_exists 'use --force' "$A" compare "$T/t.h5" "$T/b.h5" --in-
     fail in_trace_name "$(cat "$T/err")"
 check in_trace_verifies sh -c "'$OLMOE_BIN/olmoe-traces' verify '$T/t.h5' >/dev/null"
 if command -v h5ls >/dev/null 2>&1; then
-    check in_trace_layout sh -c "h5ls -r '$T/t.results.h5' | grep -q '^/analyze/compare/b.h5/overlap '"
+    check in_trace_layout sh -c "h5ls -r '$T/t.results.h5' | grep -q '^/analyze/compare/b_h5/overlap '"
 fi
+# the group's name is typable; the result is shown, and found, by its name
+"$OLMOE_BIN/olmoe-traces" info "$T/t.h5" >"$T/info" 2>&1
+check in_trace_info grep -qE '^  analyze +compare/b\.h5 .* in /analyze/compare/b_h5$' "$T/info"
+check in_trace_info_named grep -qE '^  analyze +coactivation/mine .*command' "$T/info"
 usage_fail out_and_in_trace 'choose one' "$A" coactivation "$T/a.h5" --out "$T/x.h5" --in-trace
 
 # ---- policies needing more ----

@@ -88,8 +88,8 @@ cd "$T/rt1" || exit 1
 "$R" run.h5 --match-k 2 --families 'topp,threshold' --model ckpt --out mk.h5 --csv mk.csv --quiet >/dev/null 2>&1
 cmd_cap=$(stored cap.h5 / command)
 cmd_kde=$(stored null.h5 / command)
-cmd_co=$(stored run.results.h5 '/analyze/coactivation/bh(alpha=0.2,max_k=8,min_k=1,T=1,pvalue=kde,norm=model)' command)
-cmd_flow=$(stored run.results.h5 '/analyze/flow/topk(k=2,norm=model)' command)
+cmd_co=$(stored run.results.h5 '/analyze/coactivation/bh_alpha_0_2_max_k_8_min_k_1_T_1_pvalue_kde_norm_model' command)
+cmd_flow=$(stored run.results.h5 '/analyze/flow/topk_k_2_norm_model' command)
 cmd_rep=$(stored rep.h5 / command)
 cmd_st=$(stored st.h5 / command)
 cmd_mk=$(stored mk.h5 /match command)

@@ -56,7 +56,7 @@ n_res=$(( $(h5ls "$RES/replay" | wc -l) + $(h5ls "$RES/stats" | wc -l) + $(h5ls 
 check info_counts grep -q "^results: *$n_res in $RES\$" "$T/info"
 check info_topk_line grep -qE "^  replay +topk\(k=8,norm=model\) +command \[0\]  in /replay/topk_k_8_norm_model\$" "$T/info"
 check info_bh_line grep -qE "^  replay +bh\(alpha=0\.2,max_k=4,.*command \[1\]  in /replay/bh_alpha_0_2_max_k_4_[a-zA-Z0-9_]*\$" "$T/info"
-check info_analyze_line grep -qE "^  analyze +coactivation/.* +command \[4\]\$" "$T/info"
+check info_analyze_line grep -qE "^  analyze +coactivation/topk\(k=4,norm=model\) +command \[4\]  in /analyze/coactivation/topk_k_4_norm_model\$" "$T/info"
 check info_record_0 grep -qF "[0] $R $T/run.h5 --sweep topk --quiet" "$T/info"
 check info_record_1 grep -qF "[1] $R $T/run.h5 --sweep seed --pvalue pseudo --skip-existing --quiet" "$T/info"
 check info_stats_line grep -qE "^  stats +topk\(k=3,norm=model\) +command \[3\]  in /stats/topk_k_3_norm_model\$" "$T/info"

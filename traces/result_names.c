@@ -1,16 +1,20 @@
-/* result_names.c: the groups of policy results (/replay, /exact, /stats)
- * and the names they are stored under (olmoe-trace(5), RESULTS).
+/* result_names.c: the groups of results keyed by a string, and the names
+ * they are stored under (olmoe-trace(5), RESULTS): policy results (/replay,
+ * /exact, /stats, keyed by the canonical policy spec in the group's string
+ * attribute "policy") and analysis results (/analyze/<analysis>, keyed by
+ * the result's name, olmoe-analyze --name, default the policy spec, in the
+ * attribute "name").
  *
- * The key of a result is its canonical policy spec, stored in the group's
- * string attribute "policy"; the group's name is only where it lies, chosen
- * so a reader can type it: every run of characters other than [A-Za-z0-9]
- * becomes one '_', leading and trailing '_' dropped ("topk(k=4,norm=model)"
- * -> "topk_k_4_norm_model"). Two specs that give the same name (the first
- * one there keeps it) get "_2", "_3", ... in the order they are written.
- * Names are kept whole however long: HDF5 link names have no practical
- * limit, and a cut name would collide more and say less.
+ * The group's name is only where it lies, chosen so a reader can type it:
+ * every run of characters other than [A-Za-z0-9] of the key becomes one
+ * '_', leading and trailing '_' dropped ("topk(k=4,norm=model)" ->
+ * "topk_k_4_norm_model"). Two keys that give the same name (the first one
+ * there keeps it) get "_2", "_3", ... in the order they are written. Names
+ * are kept whole however long: HDF5 link names have no practical limit, and
+ * a cut name would collide more and say less. A group whose name ends in
+ * ".partial" is one being written, no result.
  *
- * Files written before this rule name each group by the spec itself
+ * Files written before this rule name each group by the key itself
  * ("replay/topk(k=4,norm=model)"); readers find those by that name, and a
  * writer replacing such a result removes it and writes the new name. */
 #include "internal.h"
@@ -35,53 +39,30 @@ char *olmoe_result_name(const char *spec) {
     return s;
 }
 
-typedef struct {
-    char **names;
-    int n, cap;
-} name_list;
-
-static herr_t add_name(hid_t g, const char *name, const H5L_info_t *info, void *ctx) {
-    (void)g, (void)info;
-    name_list *l = ctx;
-    if (l->n == l->cap) l->names = xrealloc(l->names, (size_t)(l->cap = l->cap * 2 + 8) * sizeof *l->names);
-    l->names[l->n++] = xstrdup(name);
-    return 0;
+/* the attribute holding a result's key: an analysis result's name, else
+ * the policy spec */
+static const char *key_attr(const char *kind) {
+    return strncmp(kind, "analyze/", 8) == 0 ? "name" : "policy";
 }
 
-static void free_names(name_list *l) {
-    for (int i = 0; i < l->n; i++) free(l->names[i]);
-    free(l->names);
-    *l = (name_list){0};
+/* a group being written (olmoe_analyze_h5_begin): no result yet */
+static int is_partial(const char *name) {
+    size_t n = strlen(name);
+    return n > 8 && strcmp(name + n - 8, ".partial") == 0;
 }
 
-/* the links under kind, in name order (none when kind is absent) */
-static int list_kind(hid_t f, const char *kind, name_list *l) {
-    *l = (name_list){0};
-    int e = olmoe_h5_exists(f, kind);
-    if (e <= 0) return e;
-    hid_t g = H5I_INVALID_HID;
-    H5_CHECK(g = H5Gopen2(f, kind, H5P_DEFAULT), "/%s", kind);
-    hsize_t idx = 0;
-    H5_CHECK(H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, add_name, l), "/%s", kind);
-    H5Gclose(g);
-    return 0;
-fail:
-    if (g >= 0) H5Gclose(g);
-    free_names(l);
-    return -1;
-}
-
-/* the spec path holds: its "policy" attribute, else (an old group without
- * one) its name; NULL when path is no group. Fresh; -1 + message. */
-static int spec_of(hid_t f, const char *path, const char *name, char **spec) {
+/* the key path holds: its key attribute, else (an old group without one)
+ * its name; NULL when path is no group. Fresh; -1 + message. */
+static int spec_of(hid_t f, const char *kind, const char *path, const char *name, char **spec) {
     *spec = NULL;
     hid_t o = H5Oopen(f, path, H5P_DEFAULT);
     if (o < 0) return olmoe_errorf("/%s: cannot open it", path);
     int group = H5Iget_type(o) == H5I_GROUP;
     H5Oclose(o);
     if (!group) return 0;
-    int h = olmoe_h5_has_attr(f, path, "policy");
-    if (h < 0 || (h && olmoe_h5_get_attr_str(f, path, "policy", spec) != 0)) return -1;
+    const char *attr = key_attr(kind);
+    int h = olmoe_h5_has_attr(f, path, attr);
+    if (h < 0 || (h && olmoe_h5_get_attr_str(f, path, attr, spec) != 0)) return -1;
     if (!h) *spec = xstrdup(name);
     return 0;
 }
@@ -98,17 +79,19 @@ static int by_spec(const void *a, const void *b) {
 
 int olmoe_result_groups(hid_t f, const char *kind, olmoe_result_group **out, int *n) {
     *out = NULL, *n = 0;
-    name_list l;
-    if (list_kind(f, kind, &l) != 0) return -1;
-    olmoe_result_group *g = xcalloc((size_t)l.n + 1, sizeof *g);
+    char **names;
+    int nn;
+    if (olmoe_h5_links(f, kind, &names, &nn) != 0) return -1;
+    olmoe_result_group *g = xcalloc((size_t)nn + 1, sizeof *g);
     int m = 0, rc = 0;
-    for (int i = 0; i < l.n && rc == 0; i++) {
-        char *path = join(kind, l.names[i]), *spec = NULL;
-        rc = spec_of(f, path, l.names[i], &spec);
+    for (int i = 0; i < nn && rc == 0; i++) {
+        if (is_partial(names[i])) continue;
+        char *path = join(kind, names[i]), *spec = NULL;
+        rc = spec_of(f, kind, path, names[i], &spec);
         if (rc == 0 && spec) g[m++] = (olmoe_result_group){.spec = spec, .path = path};
         else free(path);
     }
-    free_names(&l);
+    olmoe_h5_links_free(names, nn);
     if (rc != 0) {
         olmoe_result_groups_free(g, m);
         return -1;
@@ -131,7 +114,7 @@ void olmoe_result_groups_free(olmoe_result_group *g, int n) {
 static int find_literal(hid_t f, const char *kind, const char *spec, char **path) {
     char *p = join(kind, spec), *s = NULL;
     int e = olmoe_h5_exists(f, p);
-    if (e == 1 && spec_of(f, p, spec, &s) != 0) e = -1;
+    if (e == 1 && spec_of(f, kind, p, spec, &s) != 0) e = -1;
     /* a group carrying another policy's spec is not this one's */
     if (e == 1 && (!s || strcmp(s, spec) != 0)) e = 0;
     free(s);
@@ -160,7 +143,7 @@ int olmoe_result_new_path(hid_t f, const char *kind, const char *spec, char **pa
         else sprintf(p, "%s/%s_%d", kind, base, k);
         int e = olmoe_h5_exists(f, p);
         char *s = NULL;
-        if (e == 1 && spec_of(f, p, p + strlen(kind) + 1, &s) != 0) e = -1;
+        if (e == 1 && spec_of(f, kind, p, p + strlen(kind) + 1, &s) != 0) e = -1;
         int mine = e == 1 && s && strcmp(s, spec) == 0;
         free(s);
         if (e < 0) {

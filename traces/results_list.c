@@ -2,7 +2,8 @@
  * result (olmoe-trace(5), RESULTS).
  *
  * A result is a group: /replay/<policy>, /exact/<policy>, /stats/<policy>,
- * /analyze/<analysis>/<name>, or /validate and /match themselves. Each carries
+ * /analyze/<analysis>/<name> (result_names.c: the names typable, the key in
+ * an attribute), or /validate and /match themselves. Each carries
  * an int64 attribute "provenance": the n of the /provenance/<n> record of
  * the command that wrote it (-1: written before commands were recorded, or
  * copied from an old trace). olmoe_results_begin marks what it finds
@@ -22,40 +23,6 @@ static const struct {
 } kinds[] = {{"replay", 1}, {"exact", 1}, {"validate", 0}, {"stats", 1}, {"analyze", 2},
              {"match", 0}};
 
-typedef struct {
-    char **names;
-    int n, cap;
-} name_list;
-
-static herr_t add_name(hid_t g, const char *name, const H5L_info_t *info, void *ctx) {
-    (void)g;
-    (void)info;
-    name_list *l = ctx;
-    if (l->n == l->cap) l->names = xrealloc(l->names, (size_t)(l->cap = l->cap * 2 + 8) * sizeof *l->names);
-    l->names[l->n++] = xstrdup(name);
-    return 0;
-}
-
-/* the links of group path under f, in name order (none when it is no group) */
-static int children(hid_t f, const char *path, name_list *l) {
-    *l = (name_list){0};
-    hid_t g = H5Oopen(f, path, H5P_DEFAULT);
-    if (g < 0) return olmoe_errorf("/%s: cannot open it", path);
-    if (H5Iget_type(g) != H5I_GROUP) {
-        H5Oclose(g);
-        return 0;
-    }
-    hsize_t idx = 0;
-    herr_t rc = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, add_name, l);
-    H5Oclose(g);
-    return rc < 0 ? olmoe_errorf("/%s: cannot list the group", path) : 0;
-}
-
-static void free_names(name_list *l) {
-    for (int i = 0; i < l->n; i++) free(l->names[i]);
-    free(l->names);
-}
-
 typedef int (*result_fn)(hid_t f, const char *kind, const char *path, void *ctx);
 
 /* 1 if path is a group, 0 if another object, -1 + message */
@@ -73,16 +40,17 @@ static int walk(hid_t f, const char *kind, const char *path, int depth, result_f
         int g = is_group(f, path);
         return g <= 0 ? g : fn(f, kind, path, ctx);
     }
-    name_list l;
-    if (children(f, path, &l) != 0) return -1;
+    char **names;
+    int n;
+    if (olmoe_h5_links(f, path, &names, &n) != 0) return -1;
     int rc = 0;
-    for (int i = 0; i < l.n && rc == 0; i++) {
-        char *sub = xmalloc(strlen(path) + strlen(l.names[i]) + 2);
-        sprintf(sub, "%s/%s", path, l.names[i]);
+    for (int i = 0; i < n && rc == 0; i++) {
+        char *sub = xmalloc(strlen(path) + strlen(names[i]) + 2);
+        sprintf(sub, "%s/%s", path, names[i]);
         rc = walk(f, kind, sub, depth - 1, fn, ctx);
         free(sub);
     }
-    free_names(&l);
+    olmoe_h5_links_free(names, n);
     return rc;
 }
 
@@ -122,6 +90,28 @@ typedef struct {
     int n, cap;
 } entry_list;
 
+/* a policy result's id: its "policy" attribute, else (old) its name */
+static int policy_id(hid_t f, const char *path, olmoe_result_entry *r) {
+    int h = olmoe_h5_has_attr(f, path, "policy");
+    if (h < 0 || (h && olmoe_h5_get_attr_str(f, path, "policy", &r->id) != 0)) return -1;
+    if (!r->id) r->id = xstrdup(strchr(path, '/') ? strchr(path, '/') + 1 : "");
+    return 0;
+}
+
+/* an analysis result's id: <analysis>/<its "name" attribute, else (old) its
+ * group's name> */
+static int analysis_id(hid_t f, const char *path, olmoe_result_entry *r) {
+    const char *an = strchr(path, '/') + 1, *leaf = strrchr(path, '/') + 1;
+    char *name = NULL;
+    int h = olmoe_h5_has_attr(f, path, "name");
+    if (h < 0 || (h && olmoe_h5_get_attr_str(f, path, "name", &name) != 0)) return -1;
+    if (!name) name = xstrdup(leaf);
+    r->id = xmalloc((size_t)(leaf - an) + strlen(name) + 1);
+    sprintf(r->id, "%.*s%s", (int)(leaf - an), an, name);
+    free(name);
+    return 0;
+}
+
 static int add_entry(hid_t f, const char *kind, const char *path, void *ctx) {
     entry_list *l = ctx;
     if (l->n == l->cap) l->e = xrealloc(l->e, (size_t)(l->cap = l->cap * 2 + 8) * sizeof *l->e);
@@ -130,10 +120,7 @@ static int add_entry(hid_t f, const char *kind, const char *path, void *ctx) {
     int h = olmoe_h5_has_attr(f, path, "provenance");
     if (h < 0 || (h && olmoe_h5_get_attr_i64(f, path, "provenance", &r->provenance) != 0))
         return -1;
-    h = strcmp(kind, "analyze") == 0 ? 0 : olmoe_h5_has_attr(f, path, "policy");
-    if (h < 0 || (h && olmoe_h5_get_attr_str(f, path, "policy", &r->id) != 0)) return -1;
-    if (!r->id) r->id = xstrdup(strchr(path, '/') ? strchr(path, '/') + 1 : "");
-    return 0;
+    return strcmp(kind, "analyze") == 0 ? analysis_id(f, path, r) : policy_id(f, path, r);
 }
 
 int olmoe_results_list(hid_t f, olmoe_result_entry **out, int *n) {

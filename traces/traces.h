@@ -378,8 +378,9 @@ int olmoe_results_provenance(hid_t f, const olmoe_input *in, int n_in);
 typedef struct {
     const char *kind;   /* replay, exact, validate, stats, analyze, match */
     char *path;         /* the group, from the root: "replay/topk_k_8", "validate" */
-    char *id;           /* the "policy" attribute of replay, exact and stats results, else the
-                         * path below kind ("coactivation/NAME"; "" for validate, match) */
+    char *id;           /* the "policy" attribute of replay, exact and stats results;
+                         * analyze: "<analysis>/<its "name" attribute>"
+                         * ("coactivation/topk(k=8,norm=model)"); "" for validate, match */
     int64_t provenance; /* -1: not recorded */
 } olmoe_result_entry;
 /* what a result is to a reader: "kind/id" ("replay/topk(k=4,norm=model)"),
@@ -388,34 +389,38 @@ char *olmoe_result_shown(const olmoe_result_entry *e);
 /* every result of f (a results file, or a trace holding results in place) */
 int olmoe_results_list(hid_t f, olmoe_result_entry **out, int *n);
 void olmoe_results_list_free(olmoe_result_entry *e, int n);
-/* ---- policy result groups and their names (result_names.c) ----
+/* ---- result groups and their names (result_names.c) ----
  * A result of a policy lies in <kind>/<name> (kind: replay, exact, stats),
- * keyed by its canonical spec in the group's "policy" attribute; the name is
- * the spec made typable: runs of characters other than [A-Za-z0-9] become one
- * '_', leading and trailing '_' dropped, kept whole however long
- * ("topk(k=4,norm=model)" -> "topk_k_4_norm_model"), with "_2", "_3", ...
- * when another spec's group has it. Files written before hold groups named
- * by the spec itself ("replay/topk(k=4,norm=model)"); readers find those too.
+ * keyed by its canonical spec in the group's "policy" attribute; an analysis
+ * result in analyze/<analysis>/<name> (kind "analyze/<analysis>"), keyed by
+ * its name (olmoe-analyze --name, default the policy spec) in the attribute
+ * "name". The group's name is the key made typable: runs of characters
+ * other than [A-Za-z0-9] become one '_', leading and trailing '_' dropped,
+ * kept whole however long ("topk(k=4,norm=model)" -> "topk_k_4_norm_model"),
+ * with "_2", "_3", ... when another key's group has it. Files written before
+ * hold groups named by the key itself ("replay/topk(k=4,norm=model)");
+ * readers find those too. Groups named "*.partial" (being written) are none.
  *
  *   char *g;                                  // reading
  *   int e = olmoe_result_find(f, "replay", pol.id, &g);   // 1 found, 0 none, -1
  *   char *g;                                  // writing (after removing the found one)
  *   olmoe_result_new_path(f, "replay", pol.id, &g); ... write g, its "policy" ...
  */
-/* the typable name of spec; fresh */
+/* the typable name of a key; fresh */
 char *olmoe_result_name(const char *spec);
-/* the group of kind holding spec's results: the one whose "policy" is spec,
- * else one literally named kind/spec (an older file). 1 and *path (fresh,
- * "replay/topk_k_4_norm_model"), 0 and *path NULL when none, -1 + message. */
+/* the group of kind holding spec's results: the one whose key attribute is
+ * spec, else one literally named kind/spec (an older file). 1 and *path
+ * (fresh, "replay/topk_k_4_norm_model"), 0 and *path NULL when none, -1 +
+ * message. */
 int olmoe_result_find(hid_t f, const char *kind, const char *spec, char **path);
 /* where a new group of spec goes: kind/<name>, or the first of kind/<name>_2,
  * _3, ... that is free or already spec's; *path fresh */
 int olmoe_result_new_path(hid_t f, const char *kind, const char *spec, char **path);
 typedef struct {
-    char *spec; /* the "policy" attribute (an old group without one: its name) */
+    char *spec; /* the key attribute (an old group without one: its name) */
     char *path; /* "replay/topk_k_4_norm_model" */
 } olmoe_result_group;
-/* the groups under kind (none when kind is absent), in spec order; free with
+/* the groups under kind (none when kind is absent), in key order; free with
  * olmoe_result_groups_free */
 int olmoe_result_groups(hid_t f, const char *kind, olmoe_result_group **out, int *n);
 void olmoe_result_groups_free(olmoe_result_group *g, int n);
@@ -486,6 +491,10 @@ int olmoe_h5_close(hid_t file);
 int olmoe_h5_flush(hid_t file);
 /* 1 if every component of path exists under loc, 0 if not, -1 on error */
 int olmoe_h5_exists(hid_t loc, const char *path);
+/* the names of the links in group path, in name order (h5_links.c): none
+ * when path is absent or no group; free with olmoe_h5_links_free */
+int olmoe_h5_links(hid_t loc, const char *path, char ***names, int *n);
+void olmoe_h5_links_free(char **names, int n);
 /* creates the group path and its parents (mkdir -p) */
 int olmoe_h5_make_groups(hid_t loc, const char *path);
 /* removes a link (dataset or group) if it exists */
