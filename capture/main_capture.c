@@ -602,7 +602,9 @@ static int run_batches(const capture_opts *o, capture_run *r, olmoe_worker *wk, 
             j->io[b] = (olmoe_window_io){
                 .n = (int)w->length,
                 .tokens = r->ts.tokens + w->start,
-                .stream_pos1 = w->start + 1,
+                /* the position in the run's stream, sharded or not: what a
+                 * routing file is indexed by */
+                .stream_pos1 = r->plan.offset + w->start + 1,
                 .router_logits = j->bb.router_logits + row * r->wr.L * r->wr.E,
                 .nll = j->bb.nll + row,
                 .argmax = j->bb.argmax + row,
@@ -636,9 +638,9 @@ static void prepare(capture_opts *o, capture_run *r) {
     load_documents(o, c, &r->ts, &r->tokenizer_sum);
     shard_windows(o, r);
     const olmoe_policy_cli *cli = &o->cli;
-    if (cli->n_policies && r->shard_n && strncmp(cli->policies[0], "file", 4) == 0)
-        die_usage("--policy %s: a routing file is for a whole run, not --shard", cli->policies[0]);
-    r->pol = cli->n_policies ? make_policy(o, c, &r->ps, &r->ts) : NULL;
+    /* bound to the run's whole stream: a routing file covers the run, and a
+     * shard routes by the run's positions (run_batches) */
+    r->pol = cli->n_policies ? make_policy(o, c, &r->ps, &r->run_ts) : NULL;
     const char *input = o->input_path ? o->input_path : o->tokens_path;
     if (olmoe_file_checksum(input, &r->input_sum, &r->input_bytes) != 0) die("%s", olmoe_error());
     if (r->input_bytes < 0) /* a pipe, read once: what identifies it is the bytes it gave */

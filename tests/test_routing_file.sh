@@ -3,7 +3,8 @@
 # The man page's own Python example (h5py) writes top-4 of a top-4 trace's
 # router logits; --exact with that file must give top-4's exact numbers bit
 # for bit (same experts, same weights, so the same arithmetic); capture
-# --routing-file must reproduce capture --policy 'topk(k=4)'; malformed files are each
+# --routing-file must reproduce capture --policy 'topk(k=4)', sharded too (merged shards
+# equal the unsharded capture); malformed files are each
 # refused with one line and nothing written; --mode stats routes it too.
 . tests/lib.sh
 B=$OLMOE_BIN
@@ -51,6 +52,22 @@ check stats_same_as_top4 grep -q '^file(path=top4.h5,sum=[0-9a-f]*,norm=model) *
 if "$CAP" --model "$M" --tokens "$M/tokens.txt" --ctx 24 --device cpu --routing-file "$T/top4.h5" \
     --out "$T/cf.h5" --quiet >/dev/null 2>"$T/err"; then pass capture_runs; else fail capture_runs "$(cat "$T/err")"; fi
 close capture_equals_top4 "$T/cf.h5" /baseline/nll "$T/cp.h5" /baseline/nll 0
+
+# ---- capture --shard with a routing file: each shard routes its tokens by
+# their positions in the whole run, so the merged shards are the unsharded
+# capture (a shard routing by its own positions would take other tokens' experts) ----
+"$CAP" --model "$M" --tokens "$M/tokens.txt" --ctx 24 --device cpu --batch 1 --routing-file "$T/top4.h5" \
+    --out "$T/cs.h5" --quiet >/dev/null 2>"$T/err" || fail capture_batch1 "$(cat "$T/err")"
+for i in 0 1; do
+    if "$CAP" --model "$M" --tokens "$M/tokens.txt" --ctx 24 --device cpu --batch 1 --routing-file "$T/top4.h5" \
+        --shard $i/2 --out "$T/cs-$i.h5" --quiet >/dev/null 2>"$T/err"; then pass "shard_${i}_runs"
+    else fail "shard_${i}_runs" "$(cat "$T/err")"; fi
+done
+check shard_1_starts_inside sh -c "h5dump -a /shard_offset '$T/cs-1.h5' | grep -q '(0): [1-9]'"
+"$B/olmoe-traces" merge "$T/cs-m.h5" "$T/cs-0.h5" "$T/cs-1.h5" >/dev/null 2>"$T/err" || fail shard_merge "$(cat "$T/err")"
+for d in /tokens /router_logits /baseline/nll /baseline/argmax; do
+    check "shards_equal_unsharded_$d" h5diff -q "$T/cs.h5" "$T/cs-m.h5" "$d"
+done
 
 # ---- refusals: one line, nothing written ----
 mk() { # mk NAME PYTHON-STATEMENTS: top4.h5 copied to NAME.h5, then edited with f open
