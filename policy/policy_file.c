@@ -121,8 +121,8 @@ static int read_checked(hid_t f, const olmoe_policy_model *m, struct olmoe_routi
 int olmoe_policy_bind_file(olmoe_policy *p) {
     olmoe_policy_free_routing(p);
     if (!p->model.tokens)
-        return olmoe_errorf("%s: a routing file is checked against the trace's tokens, which this "
-                            "command does not give", p->id);
+        return olmoe_errorf("a routing file is read by token position and checked against a "
+                            "trace's tokens, which this command does not give");
     struct olmoe_routing_file *r = xcalloc(1, sizeof *r);
     hid_t f = olmoe_h5_open(p->path, 0);
     int rc = f < 0 ? -1 : read_checked(f, &p->model, r);

@@ -86,6 +86,8 @@ expect_fail n_zero "usage: --generate: 0 is out of range" "$CAP" --model "$BROWN
 expect_fail n_text "usage: --generate: 'x' is not an integer" "$CAP" --model "$BROWN" --prompts "$T/one.txt" --generate x
 expect_fail n_missing "usage: --prompts FILE needs --generate N" "$CAP" --model "$BROWN" --prompts "$T/one.txt"
 expect_fail prompts_missing "usage: --generate N needs --prompts FILE" "$CAP" --model "$BROWN" --generate 3
+expect_fail routing_file "a routing file is read by token position and checked against a trace's tokens, which this command does not give" \
+    "$CAP" --model "$BROWN" --prompts "$T/one.txt" --generate 3 --routing-file "$T/none.h5"
 printf '\n  \n' >"$T/empty.txt"
 expect_fail empty_prompts "empty.txt: no prompts" "$CAP" --model "$BROWN" --prompts "$T/empty.txt" --generate 3 \
     --device cpu --out "$O"
