@@ -46,6 +46,7 @@ typedef struct {
     char routing_spec[OLMOE_POLICY_ID_MAX]; /* --routing-file as the --policy it stands for */
     /* ---- end --policy ---- */
     olmoe_generate_args gen; /* --generate (main_capture_generate.c) */
+    char *model_found;       /* --model resolved to a directory (model_dir points here) */
 } capture_opts;
 
 enum { OWN_OPTS = 27 }; /* the options of option_table's own, before the policy options */
@@ -317,7 +318,7 @@ static const char *detect_format(const char *path, const char *given) {
 
 /* --model as an absolute directory (stored in the trace, so that later
  * commands find it from anywhere); without it, the bundled model */
-static const char *resolve_model(const char *name) {
+static char *resolve_model(const char *name) {
     if (!name) {
         char *dir = olmoe_model_bundled_dir(OLMOE_MODEL_DEFAULT);
         if (!dir)
@@ -349,7 +350,7 @@ static void parse_options(capture_opts *o, int argc, char **argv) {
     option_table(o, opts);
     int npos = olmoe_opt_parse(argc, argv, opts, usage);
     if (npos > 0) die_usage("unexpected argument '%s'", argv[0]);
-    o->model_dir = resolve_model(o->model_dir);
+    o->model_dir = o->model_found = resolve_model(o->model_dir);
     add_routing_file(o);
 }
 
@@ -760,6 +761,7 @@ int main(int argc, char **argv) {
         finish(&o, &r);
         capture_run_free(&r);
     }
+    free(o.model_found);
     free(resume_cmd);
     free(command);
     return status;
