@@ -38,6 +38,8 @@ if [ "$chars" -gt 0 ]; then
     corpus=$out/demo.jsonl
 fi
 stage "olmoe-capture: $model over $corpus"
+# a new trace: the results of an earlier demo's belong to the old one
+rm -f "$out/run.results.h5"
 "$bin/olmoe-capture" --model "$model" --input "$corpus" --format jsonl --field text \
     --group-field genre --ctx 256 --save-residuals --out "$out/run.h5" --force --quiet
 stage "olmoe-traces info"
