@@ -100,7 +100,7 @@ static void option_table(stats_opts *o, olmoe_opt *opts) {
         OPT_STRING("mode", &o->mode, "MODE", "stats"),
         OPT_STRING("json", &o->json_path, "FILE", "write the statistics as JSON"),
         OPT_STRING("csv", &o->csv_path, "FILE", "write summaries as CSV (policy x group x layer)"),
-        OPT_FLAG("store", &o->store, "store the results beside the trace (TRACE.results.h5, /stats/<policy id>)"),
+        OPT_FLAG("store", &o->store, "store the results beside the trace (TRACE.results.h5, /stats/<name>)"),
         OPT_STRING("out", &o->out_path, "FILE", "store the results in a new HDF5 file instead"),
         OPT_LONG_RANGE("max-tokens", &o->max_tokens, "N", "only the first N tokens", 1, 1L << 62),
         OPT_FLAG("per-layer", &o->per_layer, "print a row per layer too"),

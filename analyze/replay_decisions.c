@@ -1,8 +1,8 @@
 /* replay_decisions.c: where a policy spends or saves experts, token by
  * token: olmoe-traces export --what decisions. Reads a policy's per-token
- * NLL and experts (/replay/<id>/ or /exact/<id>/, in the trace or a results
- * file) and prints the tokens whose loss moved most against the captured
- * baseline, with their text in context. */
+ * NLL and experts (/replay/<name>/ or /exact/<name>/, found by the policy id,
+ * in the trace or a results file) and prints the tokens whose loss moved
+ * most against the captured baseline, with their text in context. */
 #include "common.h"
 #include "replay.h"
 #include "engine.h"

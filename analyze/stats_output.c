@@ -1,6 +1,7 @@
 /* stats_output.c: the stats as a table, JSON (jansson), CSV and HDF5
- * (/stats/<policy id>/..., layout in man/olmoe-replay.1). Every number comes
- * from olmoe_stats_summarize or the raw counts. */
+ * (/stats/<name>/..., the policy id made typable; layout in
+ * man/olmoe-replay.1). Every number comes from olmoe_stats_summarize or the
+ * raw counts. */
 #include "common.h"
 #include "stats.h"
 
