@@ -76,11 +76,15 @@ static void one_line(char *s) {
         if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = '?';
 }
 
+/* Formatted in a buffer of its own first: callers may pass olmoe_error()
+   (the previous message) as an argument, which points into err_buf. */
 int olmoe_errorf(const char *fmt, ...) {
+    char msg[sizeof err_buf];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err_buf, sizeof err_buf, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(err_buf, msg, sizeof err_buf);
     one_line(err_buf);
     return -1;
 }

@@ -60,6 +60,9 @@ check token_share awk -F, '$1 == 2 && $2 < 25 && $NF != 1 { bad = 1 } END { exit
 usage_fail by_missing '--by group or --by token' "$A" specialization "$T/a.h5"
 usage_fail by_bad "--by 'x'" "$A" specialization "$T/a.h5" --by x
 usage_fail layers_bad "layers '7'" "$A" specialization "$T/a.h5" --by token --layers 7
+# the message nests the parser's own ("7 is out of range"), which once came out garbled
+usage_fail layers_bad_says_which "--layers '0,7': 7 is out of range \[0, 2\] (the trace has 3 layers" \
+    "$A" coactivation "$T/a.h5" --layers 0,7
 
 # ---- compare ----
 "$A" compare "$T/a.h5" "$T/b.h5" --top 1 --csv "$T/cmp.csv" >"$T/out" 2>"$T/err"
