@@ -451,7 +451,7 @@ static void option_table(match_opts *o, olmoe_opt *opts) {
                    "the trace whose logits the knobs are calibrated on (default: TRACE)"),
         OPT_FLAG("exact", &o->exact, "score with the exact forward pass too"),
         OPT_STRING("routing", &o->routing_s, "HOW", "replay: recompute (default) or captured"),
-        OPT_STRING("device", &o->device, "DEV", "auto (default: cuda when built with it and a GPU is there), cpu or cuda"),
+        OPT_STRING("device", &o->device, "DEV", "auto (default: cuda when built with it and a GPU is there), cpu, cuda[:N]"),
         OPT_STRING("out", &o->out_path, "FILE", "results in a new HDF5 file instead of TRACE.results.h5"),
         OPT_STRING("csv", &o->csv_path, "FILE", "write the table as CSV"),
         OPT_STRING("json", &o->json_path, "FILE", "write the table as JSON"),

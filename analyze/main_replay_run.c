@@ -153,7 +153,7 @@ static void option_table(run_opts *o, olmoe_opt *opts) {
                    "the checkpoint the trace was captured with (default: the one it records)"),
         OPT_STRING("routing", &o->routing_s, "HOW",
                    "replay: recompute (default: router on the replayed stream) or captured"),
-        OPT_STRING("device", &o->device, "DEV", "auto (default: cuda when built with it and a GPU is there), cpu or cuda"),
+        OPT_STRING("device", &o->device, "DEV", "auto (default: cuda when built with it and a GPU is there), cpu, cuda[:N]"),
         OPT_FLAG("exact", &o->exact, "the exact forward pass per policy instead of replay"),
         OPT_FLAG("validate", &o->validate, "replay and exact side by side (/validate table)"),
         OPT_STRING("out", &o->out_path, "FILE",
