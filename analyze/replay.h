@@ -13,7 +13,7 @@
  *              r.res[i].all.perplexity);
  *   olmoe_replay_validation v;
  *   olmoe_replay_validate(&r, &v);                                     // the /validate table
- *   olmoe_replay_write_h5(&r, &v, loc, 0);                             // contracts.md layout
+ *   olmoe_replay_write_h5(&r, &v, loc, 0);                             // man/olmoe-replay.1's layout
  *   olmoe_replay_validation_free(&v);
  *   olmoe_replay_run_free(&r);
  *
@@ -24,8 +24,8 @@
  * (up to the bfloat16 rounding of the stored A_l) and for one-layer models,
  * and optimistic elsewhere: every number it gives is labelled "replay".
  *
- * The per-chunk compute sits behind olmoe_replay_backend (CPU now; a CUDA
- * backend fills in the same four calls). A chunk is a run of whole windows of
+ * The per-chunk compute sits behind olmoe_replay_backend (engine/replay_cpu.c,
+ * engine/replay_cuda.cu: the same four calls). A chunk is a run of whole windows of
  * the trace; the driver reads each chunk once (residuals, logits) and runs
  * every policy on it, so memory is O(chunk) for the trace's data plus the
  * per-token results (nll, argmax, experts: 8 + L bytes per token and policy).

@@ -1,5 +1,5 @@
-/* replay_h5.c: replay and exact results in HDF5, as contracts.md lays them
- * out: /replay/<name>/ and /exact/<name>/, the policy id made typable
+/* replay_h5.c: replay and exact results in HDF5, as man/olmoe-replay.1 lays
+ * them out: /replay/<name>/ and /exact/<name>/, the policy id made typable
  * (olmoe_result_new_path; the id itself in attribute "policy"), each with
  * its attributes, per-token nll, argmax and experts, k_hist, load,
  * mean_k_layer, groups/<name>/), and /validate. The generic olmoe_h5_*

@@ -1,7 +1,7 @@
 /* replay_validate.c: how far replay can be trusted: for every policy run
  * both ways, perplexity of each, their relative difference, the agreement of
  * the per-token NLL, the time of each, and whether the two order the
- * policies alike (contracts.md /validate). */
+ * policies alike (/validate, man/olmoe-replay.1). */
 #include "common.h"
 #include "replay.h"
 

@@ -1,6 +1,6 @@
 /* windows.h (part of capture.h: include capture.h):
  * the token stream a capture runs over and how it is cut into
- * evaluation windows (docs/DESIGN.md §9, contracts.md's /windows triples).
+ * evaluation windows (docs/DESIGN.md §9; the /windows triples: man/olmoe-trace.5).
  *
  *   olmoe_token_stream ts;
  *   if (olmoe_token_ids_read("tokens.txt", cfg.vocab_size, &ts) != 0) die("%s", olmoe_error());

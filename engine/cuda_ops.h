@@ -6,7 +6,7 @@
  *   olmoe_bf16 *h, *x;            // [T, D] on the device
  *   cudaError_t rc = olmoe_cuda_add_rmsnorm(h, a, w, x, T, D, 1e-5f, stream);
  *
- * Numerics follow transformers' bf16 path (docs/DESIGN.md §4, bench/NOTES.md):
+ * Numerics follow transformers' bf16 path (docs/DESIGN.md §15, bench/NOTES.md):
  * each op that PyTorch runs in bf16 rounds its result to bf16 at the same
  * point; sums, norms and softmax are in fp32. Each op has a plain C reference
  * in ops_cpu.c, and tests/gpu/test_cuda_ops.c binds the two. No op uses

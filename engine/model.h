@@ -14,7 +14,7 @@
  *   olmoe_engine_close(e);
  *   olmoe_model_close(&m);
  *
- * Routing goes through an olmoe_route_fn hook (contracts.md), so policies plug in
+ * Routing goes through an olmoe_route_fn hook (below; docs/DESIGN.md §3), so policies plug in
  * without the engine knowing them; NULL means top-k of the config (or opts.top_k)
  * with the config's norm_topk_prob, ties toward the lower expert index.
  */
@@ -209,7 +209,7 @@ char *olmoe_model_bundled_dir(const char *name);
 
 /* ---- routing ---- */
 
-/* contracts.md: given one token's router logits at one layer, choose 1..max_k
+/* The routing hook: given one token's router logits at one layer, choose 1..max_k
  * experts and their weights; return the count, or -1 after olmoe_errorf.
  * pos is the token's position in the caller's token stream
  * (olmoe_window_io.stream_pos1 - 1 + its index in the window), or -1 when the

@@ -14,8 +14,9 @@
  *   int n = olmoe_policy_route(pol, layer, logits, 64, experts, weights);
  *   olmoe_policy_set_free(&set);
  *
- * olmoe_policy_route has the signature of the engine's router hook
- * (olmoe_route_fn, notes/contracts.md): pass it with ctx = the policy. It never
+ * olmoe_policy_route_at (olmoe_policy_route plus the token's stream position)
+ * has the signature of the engine's router hook (olmoe_route_fn,
+ * engine/model.h): pass it with ctx = the policy. Neither ever
  * allocates, keeps no state between calls (any number of threads may route
  * with one bound policy) and returns the number of experts selected, written
  * to experts[0..n) in rank order (most preferred first) with their weights.

@@ -1,6 +1,6 @@
 /* test_replay_run.c: olmoe-replay's driver on a trace written here from the
  * engine's own outputs (tiny-f32 fixture, bf16 residuals, two document
- * groups): results layout as contracts.md says, read back with the traces
+ * groups): results layout as man/olmoe-replay.1 says, read back with the traces
  * helpers and recomputed independently from the per-token arrays; exact
  * results equal the engine under the same policy; chunking does not change
  * results; --max-tokens takes whole windows; the checksum and missing
@@ -120,7 +120,7 @@ static void check_type(hid_t f, const char *path, H5T_class_t cls, size_t size, 
     H5Dclose(ds);
 }
 
-/* one result group against contracts.md, and its numbers recomputed */
+/* one result group against man/olmoe-replay.1's layout, and its numbers recomputed */
 static void check_group(hid_t f, const char *kind, const olmoe_replay_run *r, const olmoe_replay_result *res,
                         const int32_t *tok) {
     char g[300], p[400], *found = NULL;

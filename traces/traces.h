@@ -131,7 +131,7 @@ typedef struct olmoe_trace olmoe_trace;
  * start + length except for a window cut short by the next one (sliding
  * windows: the last position of a window whose next token only the next
  * window scores belongs to that window). On disk only the first three are
- * kept (contracts.md): stored_end is the next window's start + stored_from,
+ * kept (man/olmoe-trace.5, /windows): stored_end is the next window's start + stored_from,
  * capped at start + length, and N for the last window.
  * Writing: stored_end 0 means start + length. Reading: always filled. */
 typedef struct {

@@ -117,8 +117,8 @@ static inline int fuzz_one_line(const char *m) { return !strchr(m, '\n'); }
     } while (0)
 
 /* After a parser returned -1: its message is one non-empty line that names
- * what it read (docs/DESIGN.md §2: "one clear line naming the file and the
- * problem"). */
+ * what it read (docs/DESIGN.md §2 and §12: one line naming the file and the
+ * problem). */
 #define FUZZ_ERROR_NAMES(name)                                                  \
     do {                                                                        \
         FUZZ_MESSAGE_OK();                                                      \

@@ -1,5 +1,5 @@
-/* test_cuda_ops.c: every CUDA kernel of the bf16 engine (capture/cuda_ops.h)
- * against its plain C reference (capture/ops_cpu.c, route.c, or a loop
+/* test_cuda_ops.c: every CUDA kernel of the bf16 engine (engine/cuda_ops.h)
+ * against its plain C reference (engine/ops_cpu.c, route.c, or a loop
  * written here), on fresh random inputs, several sizes including odd ones,
  * outputs poisoned with NaN before each run.
  *

@@ -1,4 +1,4 @@
-/* test_replay_cuda.c: the CUDA replay backend (analyze/replay_cuda.cu)
+/* test_replay_cuda.c: the CUDA replay backend (engine/replay_cuda.cu)
  * against the CPU backend (fp32 with OpenBLAS, the reference) on every
  * fixture, on the same bf16 residuals (the CPU engine's, rounded as a trace
  * stores them); the host routing path against the device top-k; chunking,
