@@ -1,6 +1,6 @@
 #!/bin/sh
-# bench/shards.sh: sharded capture and replay on the GPU machine (issues 13
-# and 14), one call, binaries built here and carried (bench/NOTES.md):
+# bench/shards.sh: sharded capture and replay on the GPU machine, one call,
+# binaries built here and carried (bench/NOTES.md):
 #   GPU_BIN=.gpu/bin sh bench/shards.sh
 # On the random OLMoE-1B-7B-shaped checkpoint of bench_capture.py (150
 # windows of 2048 random ids = 307,200 tokens, batch 8):

@@ -1,5 +1,5 @@
 #!/bin/sh
-# bench/study_brown.sh OUTDIR: the policy study of issues 15 and 11 on the
+# bench/study_brown.sh OUTDIR: the policy study (bench/STUDY.md) on the
 # bundled trained model (models/olmoe-brown), on the CPU, from the repo root:
 #   a. capture the Brown test split (by genre, with attention residuals) and
 #      the valid split (calibration and null) at ctx CTX;

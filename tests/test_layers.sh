@@ -8,6 +8,7 @@
 # Also: every layer has its public header, and every other header says in
 # its first line that it is internal to its directory or a part of the public
 # header. The Makefile enforces the same at compile time (per-layer -I).
+# Last: no file names an issue number.
 . tests/lib.sh
 cd "${LAYERS_ROOT:-.}" || exit 1
 
@@ -73,4 +74,20 @@ if [ -s "$T/hdr" ]; then
     fail headers "$(head -n 3 "$T/hdr" | tr '\n' ' ')"
 else
     pass headers
+fi
+
+# Comments say why, never which issue asked: no source, man page, test,
+# bench note or doc names an issue number (tests/test_design_refs.sh checks
+# the pointers to the design).
+: >"$T/refs"
+for f in Makefile README.md */*.c */*.h */*.cu */*.sh */*.py */*.md tests/*/*.c tests/*/*.h tests/*/*.sh \
+    tests/*/*.py tests/*/*.md man/* models/*/*.md models/*.py; do
+    [ -f "$f" ] || continue
+    grep -n -i 'issues\{0,1\} *#\{0,1\}[0-9]\|issue-[0-9]' "$f" | sed "s|^|$f:|" >>"$T/refs"
+done
+if [ -s "$T/refs" ]; then
+    sed 's/^/    /' "$T/refs" >&2
+    fail refs "$(wc -l <"$T/refs") line(s) name an issue: $(head -n 3 "$T/refs" | tr '\n' ' ')"
+else
+    pass refs
 fi

@@ -5,8 +5,8 @@
 # it to the trace an uninterrupted run writes, bit for bit (every dataset
 # and the totals). SIGINT stops at a batch boundary, keeps the partial and
 # prints the command that continues it. Resume refuses other settings.
-# OLMOE_KILLS=N sets the number of trials (default 3; the long loop of the
-# issue's note ran 200), OLMOE_KILL_DELAY_MS the pause between batches of the
+# OLMOE_KILLS=N sets the number of trials (default 3; a long soak ran
+# 200), OLMOE_KILL_DELAY_MS the pause between batches of the
 # killed runs (default 2: a run of this size on an idle machine writes its
 # batches in a tenth of a second, after seconds of start-up).
 . tests/lib.sh
