@@ -224,8 +224,12 @@ static int family_of(const olmoe_policy *p) {
     return -1;
 }
 
+/* The kernels read one kde null per layer (describe): a per-expert null
+ * (olmoe-kde fit --per-expert) is routed on the host instead. */
 extern "C" int olmoe_cuda_policy_supported(const olmoe_policy *p, int K) {
-    return p && p->bound && family_of(p) >= 0 && p->model.n_experts >= 1 &&
+    if (!p || !p->bound) return 0;
+    int per_expert_null = olmoe_policy_needs(p, OLMOE_PVALUE_KDE) && p->model.null && p->model.null->n_experts > 0;
+    return family_of(p) >= 0 && !per_expert_null && p->model.n_experts >= 1 &&
            p->model.n_experts <= OLMOE_POLICY_MAX_E && olmoe_policy_max_experts(p) <= K && K >= 1;
 }
 

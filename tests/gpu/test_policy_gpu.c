@@ -287,6 +287,48 @@ static void test_bundled(void) {
     olmoe_model_close(&m);
 }
 
+/* A per-expert kde null (olmoe-kde fit --per-expert): the kernels read one
+ * null per layer, so bh and hc with it must route on the host (the policy
+ * is not supported on the device), while a policy without p-values still
+ * routes on the device. */
+static void test_per_expert_null(void) {
+    logit_set s;
+    random_set(&s, 1024, 2, 16);
+    olmoe_kde_null null;
+    memset(&null, 0, sizeof null);
+    null.n_layers = s.L, null.n_experts = s.E, null.per_expert = 1, null.n_fits = s.L * s.E;
+    null.fits = xcalloc((size_t)null.n_fits, sizeof *null.fits);
+    float *x = xmalloc((size_t)s.T * 4);
+    olmoe_kde_opts ko = OLMOE_KDE_OPTS_DEFAULT;
+    int rc = 0;
+    for (int l = 0; l < s.L && rc == 0; l++)
+        for (int e = 0; e < s.E && rc == 0; e++) {
+            for (int t = 0; t < s.T; t++) x[t] = s.logits[((size_t)t * s.L + l) * s.E + e] + 1e-3f * (float)t;
+            rc = olmoe_kde_fit(x, (size_t)s.T, &ko, &null.fits[l * s.E + e]);
+            null.fits[l * s.E + e].layer = l, null.fits[l * s.E + e].expert = e;
+        }
+    free(x);
+    olmoe_kde_cdf cdf;
+    memset(&cdf, 0, sizeof cdf);
+    if (rc == 0) rc = olmoe_kde_cdf_init(&cdf, &null, s.L);
+    CHECK(rc == 0 && cdf.n_experts == s.E, "per-expert null: %s", olmoe_error());
+    olmoe_policy_model pm = {s.L, s.E, 0, &cdf, NULL, NULL, 0};
+    static const char *const host_only[] = {"bh(alpha=0.1)", "hc(beta=0.5)"};
+    for (int i = 0; rc == 0 && i < 2; i++) {
+        olmoe_policy p;
+        int ok = olmoe_policy_parse(host_only[i], &p) == 0 && olmoe_policy_bind(&p, &pm) == 0;
+        CHECK(ok, "%s: %s", host_only[i], olmoe_error());
+        CHECK(!ok || !olmoe_cuda_policy_supported(&p, olmoe_policy_max_experts(&p)),
+              "%s with a per-expert null is routed on the device, which reads one null per layer", host_only[i]);
+    }
+    olmoe_policy topk;
+    int ok = olmoe_policy_parse("topk(k=4)", &topk) == 0 && olmoe_policy_bind(&topk, &pm) == 0;
+    CHECK(ok && olmoe_cuda_policy_supported(&topk, 4), "topk(k=4) beside a per-expert null: not on the device");
+    olmoe_kde_cdf_free(&cdf);
+    olmoe_kde_null_free(&null);
+    free(s.logits);
+}
+
 int main(void) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
@@ -294,6 +336,7 @@ int main(void) {
         return 1;
     }
     RUN(test_random);
+    RUN(test_per_expert_null);
     RUN(test_bundled);
     return check_summary();
 }
