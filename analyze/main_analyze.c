@@ -30,6 +30,7 @@ typedef struct {
     const char *by, *policy_b, *null_b;
     long top, min_pairs, max_tokens, chunk_rows, min_count, mem, from, to;
     int in_trace, force, quiet, verbose;
+    int no_table; /* --json - or --csv -: that output alone on stdout */
     /* the policy options every routing command shares (policy/policy_cli.c);
      * without --policy, the trace's own top-k */
     olmoe_policy_cli cli;
@@ -45,13 +46,13 @@ static analyze_opts default_opts(void) {
     OPT_LONG_RANGE("max-tokens", &(o)->max_tokens, "N", "analyse the first N tokens (default all)", \
                    1, 1L << 62),                                                                 \
         OPT_LONG_RANGE("top", &(o)->top, "N", "rows of each top list (default 10)", 0, 100000), \
-        OPT_STRING("csv", &(o)->csv, "FILE", "write the main table as CSV"),                     \
-        OPT_STRING("json", &(o)->json, "FILE", "write every result as JSON"),                    \
+        OPT_STRING("csv", &(o)->csv, "FILE", "write the main table as CSV (-: stdout, no table)"), \
+        OPT_STRING("json", &(o)->json, "FILE", "write every result as JSON (-: stdout, no table)"), \
         OPT_STRING("out", &(o)->out, "FILE", "store the results in an HDF5 results file"),       \
         OPT_FLAG("in-trace", &(o)->in_trace, "store the results beside the trace (TRACE.results.h5)"),   \
         OPT_STRING("name", &(o)->name, "NAME", "name of the stored result (default: policy id)"), \
         OPT_FLAG("force", &(o)->force, "overwrite existing outputs and stored results"),         \
-        OPT_FLAG("quiet", &(o)->quiet, "no tables on stdout, no notes"),                         \
+        OPT_FLAG("quiet", &(o)->quiet, "no notes or progress on stderr"),                        \
         OPT_FLAG("verbose", &(o)->verbose, "print throughput and peak memory at the end"),       \
         OPT_LONG_RANGE("chunk-rows", &(o)->chunk_rows, "N", "rows read per step (default 1024)", 1, \
                        1L << 24)
@@ -83,6 +84,8 @@ static int parse_args(analyze_opts *o, olmoe_opt *opts, int argc, char **argv, c
     opts[n] = (olmoe_opt)OPT_END;
     int npos = olmoe_opt_parse(argc, argv, opts, use);
     policy_of_cli(o);
+    o->no_table = olmoe_out_stdout_taken(o->json, o->csv);
+    if (o->no_table < 0) die_usage("%s", olmoe_error());
     return npos;
 }
 
@@ -144,8 +147,8 @@ static void run_begin(run *r, const analyze_opts *o, const char *analysis) {
     r->o = o;
     r->analysis = analysis;
     olmoe_quiet = o->quiet;
-    if (o->csv && olmoe_out_begin(&r->csv, o->csv, o->force) != 0) die("%s", olmoe_error());
-    if (o->json && olmoe_out_begin(&r->json, o->json, o->force) != 0) die("%s", olmoe_error());
+    if (o->csv && olmoe_out_begin_text(&r->csv, o->csv, o->force) != 0) die("%s", olmoe_error());
+    if (o->json && olmoe_out_begin_text(&r->json, o->json, o->force) != 0) die("%s", olmoe_error());
     if (o->out && olmoe_file_exists(o->out)) {
         check_out_append(o->out);
         r->out_append = 1;
@@ -349,7 +352,7 @@ static int run_end(run *r, const kind *k, const void *res, olmoe_analyze_src *a,
     double routed = a->seconds + (b ? b->seconds : 0);
     r->checksum_a = xstrdup(a->info->meta.model_checksum);
     r->checksum_b = xstrdup(b ? b->info->meta.model_checksum : "");
-    if (!o->quiet) {
+    if (!o->no_table) {
         k->print(res, stdout, (int)o->top);
         if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
     }
@@ -385,7 +388,7 @@ static int run_end(run *r, const kind *k, const void *res, olmoe_analyze_src *a,
 
 
 static void header(const analyze_opts *o, const char *what, const olmoe_analyze_src *s) {
-    if (o->quiet) return;
+    if (o->no_table) return;
     printf("# %s of %s: policy %s, %lld tokens, %d of %d layers\n", what, s->path, s->policy.id,
            (long long)s->n_tokens, s->n_layers, s->L);
 }
@@ -615,7 +618,7 @@ static int cmd_compare(int argc, char **argv) {
     if (tok && olmoe_analyze_decode_ids(tok, c.worst_token, c.n_worst, &c.worst_text) != 0)
         die("%s", olmoe_error());
     free(tok);
-    if (!o.quiet)
+    if (!o.no_table)
         printf("# compare %s (policy %s) with %s (policy %s): %lld tokens, %d of %d layers\n",
                a->path, a->policy.id, b->path, b->policy.id, (long long)a->n_tokens, a->n_layers,
                a->L);

@@ -24,6 +24,7 @@ typedef struct {
     int n_results;
     const char *kind, *json, *csv, *eps, *write;
     int force, quiet;
+    int no_table; /* --json - or --csv -: that output alone on stdout */
     long seed, resamples;
     double write_eps;
 } paper_opts;
@@ -47,10 +48,10 @@ static int results_cb(const char *v, void *ctx) {
     OPT_LONG_RANGE("seed", &(o)->seed, "N", "bootstrap seed (default 1)", 0, 1L << 62),           \
         OPT_LONG_RANGE("resamples", &(o)->resamples, "N", "bootstrap resamples (default 1000)", 1, 10000000)
 #define OPTS_OUT(o)                                                                                \
-    OPT_STRING("json", &(o)->json, "FILE", "write the results as JSON"),                           \
-        OPT_STRING("csv", &(o)->csv, "FILE", "write the table as CSV"),                            \
+    OPT_STRING("json", &(o)->json, "FILE", "write the results as JSON (-: stdout, no table)"),      \
+        OPT_STRING("csv", &(o)->csv, "FILE", "write the table as CSV (-: stdout, no table)"),       \
         OPT_FLAG("force", &(o)->force, "overwrite existing outputs"),                              \
-        OPT_FLAG("quiet", &(o)->quiet, "no table on stdout")
+        OPT_FLAG("quiet", &(o)->quiet, "no notes or progress on stderr")
 
 /* ---- where stored results are: the trace, then each --results file ---- */
 typedef struct {
@@ -118,7 +119,7 @@ static const char *pick_kind(const sources *s, const char *id, const char *given
 
 static FILE *out_open(olmoe_out *o, const char *path, int force) {
     if (!path) return NULL;
-    if (olmoe_out_begin(o, path, force) != 0) die("%s", olmoe_error());
+    if (olmoe_out_begin_text(o, path, force) != 0) die("%s", olmoe_error());
     FILE *f = fopen(o->tmp, "w");
     if (!f) die("%s: cannot write", o->tmp);
     return f;
@@ -138,9 +139,12 @@ typedef struct {
     FILE *fj, *fc;
 } paper_run;
 
-/* --json and --csv begun (refused when they exist, without --force), the
- * sources of trace opened */
-static void paper_begin(paper_run *p, const paper_opts *o, const char *trace) {
+/* --quiet applied, --json and --csv begun (refused when they exist, without
+ * --force; "-": stdout, and then no table there), the sources of trace opened */
+static void paper_begin(paper_run *p, paper_opts *o, const char *trace) {
+    olmoe_quiet = o->quiet;
+    o->no_table = olmoe_out_stdout_taken(o->json, o->csv);
+    if (o->no_table < 0) die_usage("%s", olmoe_error());
     p->fj = out_open(&p->oj, o->json, o->force);
     p->fc = out_open(&p->oc, o->csv, o->force);
     sources_open(&p->s, trace, o);
@@ -210,7 +214,7 @@ int olmoe_cmd_compare_policies(int argc, char **argv) {
     olmoe_boot_result r;
     const char *unit;
     boot(&p.s, &o, b, a, &r, &unit);
-    if (!o.quiet) {
+    if (!o.no_table) {
         printf("# %s: B = %s against A = %s, paired bootstrap over %lld %ss (%lld tokens), %d resamples, seed %ld\n",
                kind, argv[2], argv[1], (long long)r.n_units, unit, (long long)r.n_tokens, r.resamples, o.seed);
         printf("A perplexity %.4f [%.4f, %.4f]\n", r.ppl_b, r.ppl_b_lo, r.ppl_b_hi);
@@ -250,7 +254,7 @@ static void interval_rows(paper_run *p, const paper_opts *o, const char *kind, h
         olmoe_boot_result r;
         const char *unit;
         boot(&p->s, o, a, p->s.base, &r, &unit);
-        if (!o->quiet)
+        if (!o->no_table)
             printf("%-6s %s  %.4f [%.4f, %.4f]  %+.3f %% [%+.3f, %+.3f]  %.3g\n", kind, ids[i], r.ppl_a,
                    r.ppl_a_lo, r.ppl_a_hi, 100 * r.delta, 100 * r.delta_lo, 100 * r.delta_hi, r.p_value);
         if (p->fj) fputs(*first ? "" : ",\n", p->fj), json_boot(p->fj, kind, ids[i], "baseline", &r, unit, 1);
@@ -273,7 +277,7 @@ int olmoe_cmd_intervals(int argc, char **argv) {
     paper_begin(&p, &o, argv[0]);
     if (p.fj) fprintf(p.fj, "{\"format\": \"olmoe-intervals\", \"trace\": \"%s\", \"results\": [\n", argv[0]);
     if (p.fc) fputs(csv_head, p.fc);
-    if (!o.quiet) printf("kind   policy  perplexity [95 %%]  vs baseline [95 %%]  p\n");
+    if (!o.no_table) printf("kind   policy  perplexity [95 %%]  vs baseline [95 %%]  p\n");
     int first = 1;
     for (int k = 0; k < 2; k++) {
         const char *kind = k ? "replay" : "exact";
@@ -364,7 +368,7 @@ static void headroom_rows(const paper_run *p, const paper_opts *o, const olmoe_h
                           int k_base, double eps, int last) {
     olmoe_headroom h;
     if (olmoe_headroom_compute(in, eps, &h) != 0) die("%s", olmoe_error());
-    if (!o->quiet) {
+    if (!o->no_table) {
         printf("eps %g: mean k %.3f, oracle perplexity %.4f (baseline %.4f, %+.2f %%) over %lld tokens; k:", eps,
                h.mean_k, h.ppl_oracle, h.ppl_base, 100 * (h.ppl_oracle / h.ppl_base - 1), (long long)h.n_scored);
         for (int j = 0; j <= in->n_k; j++)
@@ -419,7 +423,7 @@ int olmoe_cmd_headroom(int argc, char **argv) {
     if (in.n_k == 0)
         die("%s: no stored %s top-k results below k=%d (run olmoe-replay %s --exact --sweep topk)", argv[0],
             ladder_kind, k_base, argv[0]);
-    if (!o.quiet) {
+    if (!o.no_table) {
         printf("# headroom of %s over the %s ladder k =", argv[0], ladder_kind);
         for (int j = 0; j < in.n_k; j++) printf(" %d", in.ks[j]);
         printf(" (baseline k = %d)\n", k_base);
@@ -432,8 +436,8 @@ int olmoe_cmd_headroom(int argc, char **argv) {
         olmoe_headroom h;
         if (olmoe_headroom_compute(&in, o.write_eps, &h) != 0) die("%s", olmoe_error());
         write_routing(&p.s, &h, k_base, o.write, o.force);
-        if (!o.quiet) printf("wrote %s: the oracle of eps %g (mean k %.3f); score it with olmoe-replay %s --exact --routing-file %s\n",
-                             o.write, o.write_eps, h.mean_k, argv[0], o.write);
+        notef("wrote %s: the oracle of eps %g (mean k %.3f); score it with olmoe-replay %s --exact "
+              "--routing-file %s", o.write, o.write_eps, h.mean_k, argv[0], o.write);
         olmoe_headroom_free(&h);
     }
     for (int j = 0; j < in.n_k; j++) free(owned[j]);

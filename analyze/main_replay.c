@@ -69,8 +69,11 @@ void cmd_replay_results_begin(olmoe_trace *t, int use, olmoe_results *res, olmoe
 
 void cmd_replay_reserve(cmd_replay_outputs *r, const char *json, const char *csv, const char *out,
                         int force) {
-    if (olmoe_cmd_reserve(&r->json, json, force) != 0 || olmoe_cmd_reserve(&r->csv, csv, force) != 0 ||
-        olmoe_cmd_reserve(&r->out, out, force) != 0)
+    r->stdout_taken = olmoe_out_stdout_taken(json, csv);
+    if (r->stdout_taken < 0) die_usage("%s", olmoe_error());
+    if (olmoe_cmd_reserve(&r->json, json, force, 1) != 0 ||
+        olmoe_cmd_reserve(&r->csv, csv, force, 1) != 0 ||
+        olmoe_cmd_reserve(&r->out, out, force, 0) != 0)
         die("%s", olmoe_error());
 }
 
@@ -81,7 +84,7 @@ void cmd_replay_commit(cmd_replay_outputs *r) {
 }
 
 void cmd_replay_nothing_to_do(olmoe_results *res, olmoe_trace *t, cmd_replay_outputs *outs) {
-    printf("# every result is stored: nothing to compute\n");
+    notef("every result is stored: nothing to compute");
     olmoe_results_abort(res);
     olmoe_trace_close(t);
     olmoe_cmd_output *o[] = {&outs->json, &outs->csv, &outs->out};

@@ -30,14 +30,17 @@ olmoe_trace *cmd_replay_open_trace(const char *path, long max_tokens, int64_t *N
 void cmd_replay_results_begin(olmoe_trace *t, int use, olmoe_results *res, olmoe_hash *tid);
 /* a mode's --json, --csv and --out (each NULL: not given): reserved
  * before any work (an existing one refused without force), then committed
- * together */
+ * together. --json - or --csv - writes to standard output, and then the
+ * mode's table is not printed there (stdout_taken); both "-" is a usage
+ * error. */
 typedef struct {
     olmoe_cmd_output json, csv, out;
+    int stdout_taken;
 } cmd_replay_outputs;
 void cmd_replay_reserve(cmd_replay_outputs *r, const char *json, const char *csv, const char *out,
                         int force);
 void cmd_replay_commit(cmd_replay_outputs *r);
-/* every result is stored: says so on stdout, removes the partials (the
+/* every result is stored: says so (a note on stderr), removes the partials (the
  * results file's and the outputs') and closes t */
 void cmd_replay_nothing_to_do(olmoe_results *res, olmoe_trace *t, cmd_replay_outputs *outs);
 /* what a set of policies is bound to, for a trace: its shapes, the null of

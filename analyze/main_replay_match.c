@@ -405,7 +405,7 @@ static void write_outputs(const olmoe_match_table *tab, const olmoe_replay_run *
                           const match_opts *o, const char *trace_path, const char *command,
                           const olmoe_hash *tid, olmoe_results *res, cmd_replay_outputs *outs) {
     olmoe_cmd_output *rc = &outs->csv, *rjs = &outs->json, *ro = &outs->out;
-    olmoe_match_print(tab, stdout);
+    if (!outs->stdout_taken) olmoe_match_print(tab, stdout);
     if (rc->used && olmoe_match_write_csv(tab, rc->out.tmp) != 0) die("%s", olmoe_error());
     if (rjs->used && olmoe_match_write_json(tab, rjs->out.tmp) != 0) die("%s", olmoe_error());
     hid_t f = ro->used ? olmoe_h5_create(ro->out.tmp) : res->f;
@@ -453,8 +453,8 @@ static void option_table(match_opts *o, olmoe_opt *opts) {
         OPT_STRING("routing", &o->routing_s, "HOW", "replay: recompute (default) or captured"),
         OPT_STRING("device", &o->device, "DEV", "auto (default: cuda when built with it and a GPU is there), cpu, cuda[:N]"),
         OPT_STRING("out", &o->out_path, "FILE", "results in a new HDF5 file instead of TRACE.results.h5"),
-        OPT_STRING("csv", &o->csv_path, "FILE", "write the table as CSV"),
-        OPT_STRING("json", &o->json_path, "FILE", "write the table as JSON"),
+        OPT_STRING("csv", &o->csv_path, "FILE", "write the table as CSV (-: stdout, no table)"),
+        OPT_STRING("json", &o->json_path, "FILE", "write the table as JSON (-: stdout, no table)"),
         OPT_FLAG("calibrate-scored", &o->calibrate_scored,
                  "calibrate on the mean k the scoring run measures (replay, or exact with --exact)"),
         OPT_LONG_RANGE("max-tokens", &o->max_tokens, "N",
@@ -465,7 +465,7 @@ static void option_table(match_opts *o, olmoe_opt *opts) {
         OPT_FLAG("force", &o->force, "overwrite existing outputs and results"),
         OPT_FLAG("skip-existing", &o->skip_existing,
                  "nothing to do when /match is stored; else its scoring replaces stored results"),
-        OPT_FLAG("quiet", &o->quiet, "no notes or progress"),
+        OPT_FLAG("quiet", &o->quiet, "no notes or progress on stderr"),
         OPT_END};
     memcpy(opts, own, sizeof own);
 }
@@ -491,7 +491,7 @@ static int match_stored(const match_opts *o, const olmoe_results *res) {
     if (!o->skip_existing)
         die("%s: /match already exists (--force recomputes it, --skip-existing leaves it)",
             res->final);
-    printf("# skipped (stored): /match\n");
+    notef("skipped (stored): /match");
     return 1;
 }
 

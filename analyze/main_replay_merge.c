@@ -47,24 +47,27 @@ int cmd_replay_merge(int argc, char **argv) {
     const olmoe_opt opts[] = {
         OPT_STRING("mode", &o.mode, "MODE", "merge"),
         OPT_STRING("out", &o.out_path, "FILE", "the merged results (HDF5, as olmoe-replay --out)"),
-        OPT_STRING("json", &o.json_path, "FILE", "also write them as JSON"),
-        OPT_STRING("csv", &o.csv_path, "FILE", "also write them as CSV"),
+        OPT_STRING("json", &o.json_path, "FILE", "also write them as JSON (-: on stdout, no table)"),
+        OPT_STRING("csv", &o.csv_path, "FILE", "also write them as CSV (-: on stdout, no table)"),
         OPT_FLAG("force", &o.force, "overwrite existing outputs"),
-        OPT_FLAG("quiet", &o.quiet, "no table on standard output"),
+        OPT_FLAG("quiet", &o.quiet, "no notes or progress on stderr"),
         OPT_END};
     char *command = olmoe_join_argv(argc, argv);
     int npos = olmoe_opt_parse(argc, argv, opts, merge_usage);
     if (npos < 2) die_usage("merge needs the trace and at least one shard's results");
     if (!o.out_path) die_usage("merge needs --out FILE");
+    olmoe_quiet = o.quiet;
+    int stdout_taken = olmoe_out_stdout_taken(o.json_path, o.csv_path);
+    if (stdout_taken < 0) die_usage("%s", olmoe_error());
     olmoe_out oo, oj, oc;
     if (olmoe_out_begin(&oo, o.out_path, o.force) != 0 ||
-        (o.json_path && olmoe_out_begin(&oj, o.json_path, o.force) != 0) ||
-        (o.csv_path && olmoe_out_begin(&oc, o.csv_path, o.force) != 0))
+        (o.json_path && olmoe_out_begin_text(&oj, o.json_path, o.force) != 0) ||
+        (o.csv_path && olmoe_out_begin_text(&oc, o.csv_path, o.force) != 0))
         die("%s", olmoe_error());
     const char *trace_path = argv[0];
     olmoe_replay_merged m;
     if (olmoe_replay_merge(trace_path, argv + 1, npos - 1, &m) != 0) die("%s", olmoe_error());
-    if (!o.quiet) olmoe_replay_print(&m.run, m.validate ? &m.v : NULL, stdout);
+    if (!stdout_taken) olmoe_replay_print(&m.run, m.validate ? &m.v : NULL, stdout);
     write_outputs(&m, &o, trace_path, command, &oo, &oj, &oc);
     if (olmoe_out_commit(&oo) != 0 || (o.json_path && olmoe_out_commit(&oj) != 0) ||
         (o.csv_path && olmoe_out_commit(&oc) != 0))

@@ -65,7 +65,7 @@ static void refuse_existing(const olmoe_results *res, olmoe_policy_set *set, int
 }
 
 /* --skip-existing: drops the policies whose results are all stored, saying
- * which on stdout; with --validate the one /validate table decides (stored:
+ * which in a note; with --validate the one /validate table decides (stored:
  * nothing to do; else every policy is computed). What is computed replaces
  * whatever part of it is stored (a policy stored under replay only, run with
  * --exact --validate). Returns the number of policies left. */
@@ -75,7 +75,7 @@ static int skip_existing(const olmoe_results *res, olmoe_policy_set *set, int do
     if (validate) {
         int e = olmoe_replay_h5_conflict(res->f, NULL, 0, 0, 0, 1, &which);
         if (e < 0) die("%s: %s", res->final, olmoe_error());
-        if (e) printf("# skipped (stored): /validate\n");
+        if (e) notef("skipped (stored): /validate");
         return e ? 0 : set->n;
     }
     int kept = 0;
@@ -85,7 +85,7 @@ static int skip_existing(const olmoe_results *res, olmoe_policy_set *set, int do
         int x = do_exact && r > 0 ? olmoe_replay_h5_conflict(res->f, &p, 1, 0, 1, 0, &which) : r;
         if (r < 0 || x < 0) die("%s: %s", res->final, olmoe_error());
         if (r > 0 && x > 0) {
-            printf("# skipped (stored): %s\n", p->id);
+            notef("skipped (stored): %s", p->id);
             olmoe_policy_free(p);
         } else {
             set->items[kept++] = *p;
@@ -104,7 +104,7 @@ static void write_outputs(const olmoe_replay_run *run, const olmoe_replay_valida
                           olmoe_model *model, const olmoe_hash *tid, olmoe_results *res,
                           cmd_replay_outputs *outs) {
     olmoe_cmd_output *rj = &outs->json, *rc = &outs->csv, *ro = &outs->out;
-    olmoe_replay_print(run, v, stdout);
+    if (!outs->stdout_taken) olmoe_replay_print(run, v, stdout);
     if (rj->used && olmoe_replay_write_json(run, v, rj->out.tmp, trace_path, o->model_dir,
                                             o->kde_path) != 0)
         die("%s", olmoe_error());
@@ -158,8 +158,8 @@ static void option_table(run_opts *o, olmoe_opt *opts) {
         OPT_FLAG("validate", &o->validate, "replay and exact side by side (/validate table)"),
         OPT_STRING("out", &o->out_path, "FILE",
                    "results in a new HDF5 file instead of TRACE.results.h5 beside the trace"),
-        OPT_STRING("json", &o->json_path, "FILE", "write the results as JSON"),
-        OPT_STRING("csv", &o->csv_path, "FILE", "write the results as CSV (policy x kind x group)"),
+        OPT_STRING("json", &o->json_path, "FILE", "write the results as JSON (-: stdout, no table)"),
+        OPT_STRING("csv", &o->csv_path, "FILE", "the results as CSV, policy x kind x group (-: stdout, no table)"),
         OPT_LONG_RANGE("max-tokens", &o->max_tokens, "N", "only the windows within the first N tokens",
                        1, 1L << 62),
         OPT_LONG_RANGE("chunk", &o->chunk, "N", "tokens per chunk of whole windows (default 4096)", 1,
@@ -173,7 +173,7 @@ static void option_table(run_opts *o, olmoe_opt *opts) {
         OPT_FLAG("force", &o->force, "overwrite existing outputs and results"),
         OPT_FLAG("skip-existing", &o->skip_existing,
                  "compute only the policies whose results are not stored yet"),
-        OPT_FLAG("quiet", &o->quiet, "no notes or progress"),
+        OPT_FLAG("quiet", &o->quiet, "no notes or progress on stderr"),
         OPT_END};
     memcpy(opts, own, sizeof own);
 }

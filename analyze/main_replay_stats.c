@@ -36,7 +36,7 @@ static void write_outputs(const olmoe_stats *st, const stats_opts *o, const char
                           const char *command, const olmoe_hash *tid, olmoe_results *res,
                           cmd_replay_outputs *outs) {
     olmoe_cmd_output *rj = &outs->json, *rc = &outs->csv, *ro = &outs->out;
-    olmoe_stats_print_table(st, stdout, o->per_layer);
+    if (!outs->stdout_taken) olmoe_stats_print_table(st, stdout, o->per_layer);
     if (rj->used && olmoe_stats_write_json(st, rj->out.tmp, trace_path, o->kde_path) != 0)
         die("%s", olmoe_error());
     if (rc->used && olmoe_stats_write_csv(st, rc->out.tmp) != 0) die("%s", olmoe_error());
@@ -70,7 +70,7 @@ static void write_outputs(const olmoe_stats *st, const stats_opts *o, const char
 }
 
 /* --store: a policy's /stats group already there is refused, or with
- * skip (--skip-existing) the policy is dropped, saying so on stdout; returns
+ * skip (--skip-existing) the policy is dropped, saying so in a note; returns
  * the number of policies left */
 static int check_stored(const olmoe_results *res, olmoe_policy_set *set, int skip) {
     int kept = 0;
@@ -83,7 +83,7 @@ static int check_stored(const olmoe_results *res, olmoe_policy_set *set, int ski
             die("%s: /stats/%s already exists (--force recomputes it, --skip-existing computes "
                 "only what is missing)", res->final, set->items[i].id);
         if (e) {
-            printf("# skipped (stored): %s\n", set->items[i].id);
+            notef("skipped (stored): %s", set->items[i].id);
             olmoe_policy_free(&set->items[i]);
         } else {
             set->items[kept++] = set->items[i];
@@ -98,8 +98,8 @@ enum { OWN_OPTS = 12 };
 static void option_table(stats_opts *o, olmoe_opt *opts) {
     const olmoe_opt own[OWN_OPTS] = {
         OPT_STRING("mode", &o->mode, "MODE", "stats"),
-        OPT_STRING("json", &o->json_path, "FILE", "write the statistics as JSON"),
-        OPT_STRING("csv", &o->csv_path, "FILE", "write summaries as CSV (policy x group x layer)"),
+        OPT_STRING("json", &o->json_path, "FILE", "write the statistics as JSON (-: stdout, no table)"),
+        OPT_STRING("csv", &o->csv_path, "FILE", "summaries as CSV, policy x group x layer (-: stdout, no table)"),
         OPT_FLAG("store", &o->store, "store the results beside the trace (TRACE.results.h5, /stats/<name>)"),
         OPT_STRING("out", &o->out_path, "FILE", "store the results in a new HDF5 file instead"),
         OPT_LONG_RANGE("max-tokens", &o->max_tokens, "N", "only the first N tokens", 1, 1L << 62),
@@ -107,7 +107,7 @@ static void option_table(stats_opts *o, olmoe_opt *opts) {
         OPT_FLAG("force", &o->force, "overwrite existing outputs and /stats groups"),
         OPT_FLAG("skip-existing", &o->skip_existing,
                  "--store: compute only the policies without a /stats group yet"),
-        OPT_FLAG("quiet", &o->quiet, "no notes or progress"),
+        OPT_FLAG("quiet", &o->quiet, "no notes or progress on stderr"),
         OPT_END};
     memcpy(opts, own, sizeof own);
 }

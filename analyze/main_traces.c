@@ -403,7 +403,7 @@ static int cmd_export(int argc, char **argv) {
         OPT_STRING("tokenizer", &x.tokenizer, "FILE",
                    "text: tokenizer.json (default: the trace's model_dir)"),
         OPT_STRING("format", &format, "FMT", "csv (default) or raw (little-endian binary)"),
-        OPT_STRING("out", &outp, "FILE", "write to FILE instead of stdout"),
+        OPT_STRING("out", &outp, "FILE", "write to FILE instead of stdout (-: stdout)"),
         OPT_FLAG("force", &force, "overwrite an existing --out file"),
         OPT_LONG_RANGE("start", &start, "N", "first position (per-token kinds)", 0, LONG_MAX),
         OPT_LONG_RANGE("count", &count, "N", "positions to export (default: to the end)", 0, LONG_MAX),
@@ -436,6 +436,7 @@ static int cmd_export(int argc, char **argv) {
         die_usage("--kind: '%s' is neither replay nor exact", x.decisions.kind);
     int csv = strcmp(format, "csv") == 0;
     if (!csv && strcmp(format, "raw") != 0) die_usage("--format: '%s' is neither csv nor raw", format);
+    if (olmoe_out_is_stdout(outp)) outp = NULL; /* as every text output: "-" is stdout */
     if (!csv && !outp && isatty(STDOUT_FILENO))
         die_usage("raw output to a terminal: give --out FILE or redirect");
     x.t = open_or_die(argv[0]);
@@ -448,7 +449,7 @@ static int cmd_export(int argc, char **argv) {
                 (long long)x.in->n_tokens);
         x.count = count < 0 || count > x.in->n_tokens - start ? x.in->n_tokens - start : count;
     }
-    olmoe_out o = {NULL, NULL};
+    olmoe_out o = {NULL, NULL, 0};
     if (outp) {
         if (olmoe_out_begin(&o, outp, force) != 0) die("%s", olmoe_error());
         if (!(x.out = fopen(o.tmp, csv ? "w" : "wb"))) die("%s: %s", o.tmp, strerror(errno));
@@ -469,7 +470,7 @@ static int cmd_merge(int argc, char **argv) {
     const olmoe_opt opts[] = {
         OPT_FLAG("copy", &copy, "copy the data into OUT (self-contained) instead of virtual datasets"),
         OPT_FLAG("force", &force, "overwrite an existing OUT"),
-        OPT_FLAG("quiet", &quiet, "print nothing on success"),
+        OPT_FLAG("quiet", &quiet, "no notes or progress on stderr"),
         OPT_END};
     char *command = olmoe_join_argv(argc, argv);
     int n = olmoe_opt_parse(argc, argv, opts,
@@ -479,6 +480,7 @@ static int cmd_merge(int argc, char **argv) {
                             "the shards through HDF5\nvirtual datasets: keep them beside it (paths "
                             "are stored relative to OUT),\nor give --copy.\n");
     if (n < 2) die_usage("merge needs OUT and at least one shard trace");
+    olmoe_quiet = quiet;
     olmoe_out o;
     if (olmoe_out_begin(&o, argv[0], force) != 0) die("%s", olmoe_error());
     char *full = xmalloc(strlen(command) + 32);
@@ -487,7 +489,7 @@ static int cmd_merge(int argc, char **argv) {
     if (olmoe_trace_merge(o.tmp, argv[0], (const char *const *)argv + 1, n - 1, &mo) != 0)
         die("%s", olmoe_error());
     if (olmoe_out_commit(&o) != 0) die("%s", olmoe_error());
-    if (!quiet) {
+    { /* the summary line is the command's result: --quiet keeps it */
         olmoe_trace *t = open_or_die(argv[0]);
         const olmoe_trace_info *in = olmoe_trace_info_of(t);
         printf("%s: %d shards merged%s: %lld tokens, %lld windows, perplexity %.6f over %lld "

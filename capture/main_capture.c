@@ -378,6 +378,8 @@ static void check_args(const capture_opts *o, int *shard_i, int *shard_n,
     if (olmoe_trace_dtype_parse(o->logits_dtype_s, logits_dtype) != 0)
         die_usage("--logits-dtype: %s", olmoe_error());
     if (!o->out_path) die_usage("--out FILE is required");
+    if (olmoe_out_is_stdout(o->out_path))
+        die_usage("--out -: a trace is an HDF5 file, not for standard output; name a file");
     if (o->cli.n_policies && o->top_k) die_usage("--policy and --top-k: choose one way to route");
     if (!o->cli.n_policies && olmoe_policy_cli_given(&o->cli))
         die_usage("--kde, --empirical and the policy parameters (--alpha, ...) go with --policy");

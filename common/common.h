@@ -91,12 +91,24 @@ char *olmoe_path_join(const char *dir, const char *name);
  * partial, and registers the partial for cleanup; olmoe_out_commit fsyncs and
  * renames it into place. */
 typedef struct {
-    char *final; /* the name the user asked for */
-    char *tmp;   /* where it is written until commit */
+    char *final;   /* the name the user asked for */
+    char *tmp;     /* where it is written until commit */
+    int to_stdout; /* final is "-": commit copies tmp to standard output */
 } olmoe_out;
 int olmoe_out_begin(olmoe_out *o, const char *final, int force);
 int olmoe_out_commit(olmoe_out *o);
 void olmoe_out_abort(olmoe_out *o);
+/* The text outputs (--json, --csv, olmoe-traces export --out) take "-" for
+ * standard output: olmoe_out_begin_text writes it to a temporary file and
+ * commit copies that to stdout, so stdout gets the whole output or nothing,
+ * as a file does. olmoe_out_begin refuses "-" (an HDF5 file or an image on
+ * a terminal helps nobody) rather than create a file named "-". */
+int olmoe_out_begin_text(olmoe_out *o, const char *final, int force);
+int olmoe_out_is_stdout(const char *name); /* name is "-" */
+/* A command whose --json or --csv is "-" prints nothing else on stdout (its
+ * table would corrupt the output): 1 when one of them is "-", 0 when
+ * neither, -1 + a message when both are. */
+int olmoe_out_stdout_taken(const char *json, const char *csv);
 /* One writer per output: an exclusive lock on "<output>.lock" (recording the
  * pid) held until olmoe_unlock_output or exit; -1 + a message naming the
  * holder's pid when another process holds it. olmoe_out_begin takes it. */

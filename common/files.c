@@ -124,6 +124,9 @@ int olmoe_fsync_path(const char *path) {
 int olmoe_out_begin(olmoe_out *o, const char *final, int force) {
     memset(o, 0, sizeof *o);
     if (!final || !*final) return olmoe_errorf("empty output file name");
+    if (olmoe_out_is_stdout(final))
+        return olmoe_errorf("'-' (standard output) is for text outputs (--json, --csv): name a file "
+                            "for this one");
     /* before anything else: the partial may be another writer's */
     if (olmoe_lock_output(final) != 0) return -1;
     struct stat st;
@@ -157,7 +160,53 @@ int olmoe_out_begin(olmoe_out *o, const char *final, int force) {
     return 0;
 }
 
+int olmoe_out_is_stdout(const char *name) { return name && strcmp(name, "-") == 0; }
+
+int olmoe_out_stdout_taken(const char *json, const char *csv) {
+    if (olmoe_out_is_stdout(json) && olmoe_out_is_stdout(csv))
+        return olmoe_errorf("--json - and --csv -: only one output can go to standard output");
+    return olmoe_out_is_stdout(json) || olmoe_out_is_stdout(csv);
+}
+
+int olmoe_out_begin_text(olmoe_out *o, const char *final, int force) {
+    if (!olmoe_out_is_stdout(final)) return olmoe_out_begin(o, final, force);
+    memset(o, 0, sizeof *o);
+    const char *dir = getenv("TMPDIR");
+    if (!dir || !*dir) dir = "/tmp";
+    char *tmp = olmoe_path_join(dir, "olmoe-stdout.XXXXXX");
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        olmoe_errorf("%s: cannot create a temporary file for standard output: %s", tmp,
+                     strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    close(fd);
+    o->final = xstrdup("standard output");
+    o->tmp = tmp;
+    o->to_stdout = 1;
+    olmoe_cleanup_add(o->tmp);
+    return 0;
+}
+
+/* the finished temporary file onto stdout, then removed */
+static int commit_stdout(olmoe_out *o) {
+    FILE *f = fopen(o->tmp, "rb");
+    if (!f) return olmoe_errorf("%s: %s", o->tmp, strerror(errno));
+    char buf[65536];
+    size_t n;
+    int bad = 0;
+    while (!bad && (n = fread(buf, 1, sizeof buf, f)) > 0) bad = fwrite(buf, 1, n, stdout) != n;
+    bad |= ferror(f);
+    fclose(f);
+    if (bad || fflush(stdout) != 0 || ferror(stdout))
+        return olmoe_errorf("cannot write to standard output");
+    olmoe_out_abort(o); /* the temporary file has done its job */
+    return 0;
+}
+
 int olmoe_out_commit(olmoe_out *o) {
+    if (o->to_stdout) return commit_stdout(o);
     if (olmoe_fsync_path(o->tmp) != 0) return -1;
     if (rename(o->tmp, o->final) != 0)
         return olmoe_errorf("%s: rename from %s: %s", o->final, o->tmp, strerror(errno));
@@ -174,7 +223,7 @@ void olmoe_out_abort(olmoe_out *o) {
         unlink(o->tmp);
         olmoe_cleanup_remove(o->tmp);
     }
-    if (o->final) olmoe_unlock_output(o->final);
+    if (o->final && !o->to_stdout) olmoe_unlock_output(o->final);
     free(o->tmp);
     free(o->final);
     o->tmp = o->final = NULL;

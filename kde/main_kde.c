@@ -63,7 +63,7 @@ static void fit_option_table(fit_opts *o, olmoe_opt *opts) {
         OPT_FLAG("per-expert", &o->per_expert,
                  "a null per layer and expert (each expert's own logits) instead of per layer"),
         OPT_FLAG("force", &o->force, "overwrite an existing output"),
-        OPT_FLAG("quiet", &o->quiet, "no progress or table"),
+        OPT_FLAG("quiet", &o->quiet, "no notes or progress on stderr"),
         OPT_END};
     memcpy(opts, own, sizeof own);
 }
@@ -265,12 +265,9 @@ static int cmd_fit(int argc, char **argv) {
 
     if (olmoe_kde_write(out.tmp, &null, command) != 0) die("%s", olmoe_error());
     if (olmoe_out_commit(&out) != 0) die("%s", olmoe_error());
-    if (!o.quiet) {
-        printf("# %s: %d layer(s) from %lld tokens of %s (%s, %s bandwidth, %d grid points)\n",
-               o.out, null.n_fits, (long long)r.ntok, r.path, null.construction, null.rule,
-               null.fits[0].n_grid);
-        print_table(&null);
-    }
+    printf("# %s: %d layer(s) from %lld tokens of %s (%s, %s bandwidth, %d grid points)\n", o.out,
+           null.n_fits, (long long)r.ntok, r.path, null.construction, null.rule, null.fits[0].n_grid);
+    print_table(&null);
     olmoe_kde_null_free(&null);
     free(want);
     free(command);

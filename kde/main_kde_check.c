@@ -28,10 +28,10 @@ static void check_option_table(check_opts *o, olmoe_opt *opts) {
         OPT_LONG_RANGE("top-k", &o->top_k, "K", "experts counted as selected (default: the trace's top-k)", 1, 256),
         OPT_LONG_RANGE("start", &o->start, "N", "first token checked (default 0)", 0, 1L << 62),
         OPT_LONG_RANGE("max-tokens", &o->max, "N", "check at most N tokens (default: to the end)", 1, 1L << 62),
-        OPT_STRING("csv", &o->csv, "FILE", "QQ points, tail shares and discoveries as CSV"),
+        OPT_STRING("csv", &o->csv, "FILE", "QQ points, tail shares and discoveries as CSV (-: stdout, no table)"),
         OPT_STRING("png", &o->png, "FILE", "draw the QQ plot and the discoveries curve (gnuplot)"),
         OPT_FLAG("force", &o->force, "overwrite existing outputs"),
-        OPT_FLAG("quiet", &o->quiet, "no table on stdout"),
+        OPT_FLAG("quiet", &o->quiet, "no notes or progress on stderr"),
         OPT_END};
     memcpy(opts, own, sizeof own);
 }
@@ -83,11 +83,14 @@ int olmoe_kde_cmd_check(int argc, char **argv) {
                                "of the experts its top-k does not select against Uniform(0,1) (KS\n"
                                "distance, QQ, tail shares), and BH discoveries per token against alpha.");
     if (npos != 2) die_usage("a null distribution and a trace, please (olmoe-kde check NULL.h5 TRACE)");
-    if (o.png && !o.csv) die_usage("--png draws from the CSV: give --csv FILE too");
+    if (o.png && (!o.csv || olmoe_out_is_stdout(o.csv)))
+        die_usage("--png draws from the CSV: give --csv FILE too");
+    olmoe_quiet = o.quiet;
+    int table = !olmoe_out_is_stdout(o.csv); /* --csv -: the CSV alone on stdout */
     olmoe_out oc, op;
     FILE *fc = NULL;
     if (o.csv) {
-        if (olmoe_out_begin(&oc, o.csv, o.force) != 0) die("%s", olmoe_error());
+        if (olmoe_out_begin_text(&oc, o.csv, o.force) != 0) die("%s", olmoe_error());
         if (!(fc = fopen(oc.tmp, "w"))) die("%s: cannot write", oc.tmp);
     }
     if (o.png && olmoe_out_begin(&op, o.png, o.force) != 0) die("%s", olmoe_error());
@@ -101,7 +104,7 @@ int olmoe_kde_cmd_check(int argc, char **argv) {
     olmoe_kde_check c;
     int K = o.top_k ? (int)o.top_k : in->meta.top_k;
     if (olmoe_kde_check_run(&cdf, t, K, o.start, o.max, &c) != 0) die("%s: %s", argv[1], olmoe_error());
-    if (!o.quiet) {
+    if (table) {
         printf("# %s on %s, tokens [%lld, %lld): p-values of the %d non-selected experts (top-%d selected)\n",
                argv[0], argv[1], (long long)c.first, (long long)(c.first + c.n_tokens), c.n_experts - K, K);
         printf("%5s %10s %8s %8s %8s %8s  BH discoveries per token at alpha 0.01 0.05 0.1 0.2\n", "layer", "n", "KS",

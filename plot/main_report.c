@@ -46,7 +46,7 @@ int main(int argc, char **argv) {
         OPT_STRING("gnuplot", &gnuplot, "PATH", "the gnuplot program (default: $OLMOE_GNUPLOT or gnuplot)"),
         OPT_LONG_RANGE("jobs", &jobs, "N", "gnuplot processes at once (default: twice the CPUs, at most 8)", 1, 256),
         OPT_FLAG("force", &force, "replace an existing report directory"),
-        OPT_FLAG("quiet", &quiet, "no notes"),
+        OPT_FLAG("quiet", &quiet, "no notes or progress on stderr"),
         OPT_END};
     int npos = olmoe_opt_parse(argc, argv, opts, usage);
     if (npos < 1) die_usage("no results file given");
@@ -73,7 +73,8 @@ int main(int argc, char **argv) {
     if (olmoe_report_load(&d, &o) != 0) die("%s", olmoe_error());
     if (olmoe_report_write(&d, &o) != 0) die("%s", olmoe_error());
     olmoe_report_data_free(&d);
-    if (!quiet) printf("report: %s/report.md\n", out);
+    printf("report: %s/report.md\n", out);
+    if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
     free(command);
     return 0;
 }

@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-int olmoe_cmd_reserve(olmoe_cmd_output *r, const char *path, int force) {
+int olmoe_cmd_reserve(olmoe_cmd_output *r, const char *path, int force, int text) {
     r->used = 0;
     if (!path) return 0;
-    if (olmoe_out_begin(&r->out, path, force) != 0) return -1;
+    if ((text ? olmoe_out_begin_text : olmoe_out_begin)(&r->out, path, force) != 0) return -1;
     r->used = 1;
     return 0;
 }

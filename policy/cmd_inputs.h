@@ -5,7 +5,7 @@
  * with a one-line message in olmoe_error() (the command then dies).
  *
  *   olmoe_cmd_output o;
- *   if (olmoe_cmd_reserve(&o, csv_path, force) != 0) ...;  // NULL path: nothing reserved
+ *   if (olmoe_cmd_reserve(&o, csv_path, force, 1) != 0) ...; // NULL path: nothing reserved
  *   ... the work, writing o.out's partial file ...
  *   if (olmoe_cmd_commit(&o) != 0) ...;                     // renamed into place
  */
@@ -17,12 +17,13 @@
 #include "policy.h"
 #include "traces.h"
 
-/* an output named before the work starts, so a bad path fails early */
+/* an output named before the work starts, so a bad path fails early; a
+ * text one (JSON, CSV) takes "-" for standard output (olmoe_out_begin_text) */
 typedef struct {
     olmoe_out out;
     int used;
 } olmoe_cmd_output;
-int olmoe_cmd_reserve(olmoe_cmd_output *r, const char *path, int force);
+int olmoe_cmd_reserve(olmoe_cmd_output *r, const char *path, int force, int text);
 int olmoe_cmd_commit(olmoe_cmd_output *r);
 
 /* pvalue=empirical: each expert's logits over the trace's first N tokens,

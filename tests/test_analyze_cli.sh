@@ -34,13 +34,13 @@ assert d['analysis'] == 'coactivation' and d['n_tokens'] == 600
 assert d['layers'][0]['prob'][0][1] == 1.0 and d['layers'][1]['max_cond_mean'] == 1.0
 "
 fi
-"$A" coactivation "$T/a.h5" --policy 'topk(k=1)' --layers 0 --quiet --csv "$T/k1.csv" 2>"$T/err"
+"$A" coactivation "$T/a.h5" --policy 'topk(k=1)' --layers 0 --quiet --csv "$T/k1.csv" >/dev/null 2>"$T/err"
 check coactivation_policy grep -qx '0,0,0,300,300,1' "$T/k1.csv"
 
 # ---- flow ----
 "$A" flow "$T/a.h5" --from 1 --to 2 --top 3 >"$T/out" 2>"$T/err"
 check flow_runs grep -Eq '^ +1 +2 +600 ' "$T/out"
-"$A" flow "$T/a.h5" --quiet --csv "$T/flow.csv" 2>"$T/err"
+"$A" flow "$T/a.h5" --quiet --csv "$T/flow.csv" >/dev/null 2>"$T/err"
 check flow_all_pairs test "$(grep -c '^1,2,' "$T/flow.csv")" -eq 64
 usage_fail flow_bad_layer 'layers 0..2' "$A" flow "$T/a.h5" --from 2
 usage_fail flow_to_without_from '--to needs --from' "$A" flow "$T/a.h5" --to 1
@@ -53,7 +53,7 @@ check group_top grep -Eq '^ +1 +4 science +100 +1\.0000 +0\.2222 +4\.500$' "$T/o
 check group_left_out grep -q '150 tokens in no group' "$T/out"
 expect_fail group_missing 'no document groups' "$A" specialization "$T/nogroups.h5" --by group
 "$A" specialization "$T/a.h5" --by token --min-count 12 --quiet --csv "$T/tok.csv" \
-    --tokenizer models/olmoe-brown/tokenizer.json 2>"$T/err"
+    --tokenizer models/olmoe-brown/tokenizer.json >/dev/null 2>"$T/err"
 check token_csv grep -q '^layer,token_id,token,count,top_expert,top_share$' "$T/tok.csv"
 # ids below 25 always go to experts v%8 and (v+3)%8 at layer 2: share 1
 check token_share awk -F, '$1 == 2 && $2 < 25 && $NF != 1 { bad = 1 } END { exit bad }' "$T/tok.csv"
@@ -74,11 +74,11 @@ expect_fail compare_length 'has 500' "$A" compare "$T/a.h5" "$T/d.h5"
 usage_fail compare_one 'two traces' "$A" compare "$T/a.h5"
 
 # ---- HDF5 results: a file, the trace ----
-"$A" coactivation "$T/a.h5" --quiet --out "$T/res.h5" 2>"$T/err"
+"$A" coactivation "$T/a.h5" --quiet --out "$T/res.h5" >/dev/null 2>"$T/err"
 check out_file test -s "$T/res.h5" -a ! -e "$T/res.h5.partial"
 expect_fail out_exists 'use --force' "$A" coactivation "$T/a.h5" --out "$T/res.h5"
-"$A" flow "$T/a.h5" --quiet --out "$T/res.h5" 2>"$T/err" && pass out_adds || fail out_adds "$(cat "$T/err")"
-"$A" coactivation "$T/a.h5" --quiet --out "$T/res.h5" --force 2>"$T/err" && pass out_force ||
+"$A" flow "$T/a.h5" --quiet --out "$T/res.h5" >/dev/null 2>"$T/err" && pass out_adds || fail out_adds "$(cat "$T/err")"
+"$A" coactivation "$T/a.h5" --quiet --out "$T/res.h5" --force >/dev/null 2>"$T/err" && pass out_force ||
     fail out_force "$(cat "$T/err")"
 if command -v h5ls >/dev/null 2>&1; then
     check out_holds_both sh -c "h5ls -r '$T/res.h5' | grep -q '^/analyze/flow/topk_k_2_norm_model/prob ' &&
@@ -88,11 +88,11 @@ cp "$T/a.h5" "$T/a2.h5"
 expect_fail out_not_a_trace 'not an olmoe-analyze results file' "$A" coactivation "$T/a.h5" --out "$T/a2.h5" --force
 check out_trace_untouched cmp -s "$T/a.h5" "$T/a2.h5"
 cp "$T/a.h5" "$T/t.h5"
-"$A" compare "$T/t.h5" "$T/b.h5" --in-trace --quiet 2>"$T/err" && pass in_trace || fail in_trace "$(cat "$T/err")"
+"$A" compare "$T/t.h5" "$T/b.h5" --in-trace --quiet >/dev/null 2>"$T/err" && pass in_trace || fail in_trace "$(cat "$T/err")"
 expect_fail in_trace_exists 'use --force' "$A" compare "$T/t.h5" "$T/b.h5" --in-trace --quiet
-"$A" compare "$T/t.h5" "$T/b.h5" --in-trace --quiet --force 2>"$T/err" && pass in_trace_force ||
+"$A" compare "$T/t.h5" "$T/b.h5" --in-trace --quiet --force >/dev/null 2>"$T/err" && pass in_trace_force ||
     fail in_trace_force "$(cat "$T/err")"
-"$A" coactivation "$T/t.h5" --in-trace --quiet --name mine 2>"$T/err" && pass in_trace_name ||
+"$A" coactivation "$T/t.h5" --in-trace --quiet --name mine >/dev/null 2>"$T/err" && pass in_trace_name ||
     fail in_trace_name "$(cat "$T/err")"
 check in_trace_verifies sh -c "'$OLMOE_BIN/olmoe-traces' verify '$T/t.h5' >/dev/null"
 if command -v h5ls >/dev/null 2>&1; then
@@ -106,7 +106,7 @@ usage_fail out_and_in_trace 'choose one' "$A" coactivation "$T/a.h5" --out "$T/x
 
 # ---- policies needing more ----
 expect_fail kde_needs_null 'give --kde' "$A" coactivation "$T/a.h5" --policy 'bh(alpha=0.1)'
-if "$OLMOE_BIN/olmoe-kde" fit "$T/a.h5" --out "$T/null.h5" --quiet 2>"$T/err"; then
+if "$OLMOE_BIN/olmoe-kde" fit "$T/a.h5" --out "$T/null.h5" --quiet >/dev/null 2>"$T/err"; then
     # the policy options of olmoe-replay: shorthand flags and --kde
     "$A" coactivation "$T/a.h5" --policy bh --alpha 0.1 --max-k 4 --kde "$T/null.h5" >"$T/out" 2>"$T/err"
     check kde_policy_runs grep -q 'policy bh(alpha=0.1,max_k=4,min_k=1,T=1,pvalue=kde' "$T/out"
@@ -124,8 +124,8 @@ expect_fail one_policy 'one policy' "$A" coactivation "$T/a.h5" --policy bh --al
 # ---- the stored command is the one given: subcommand included ----
 if command -v h5dump >/dev/null 2>&1; then
     cp "$T/a.h5" "$T/rc.h5"
-    "$A" coactivation "$T/rc.h5" --top 3 --in-trace --quiet 2>/dev/null
-    "$A" flow "$T/rc.h5" --top 3 --in-trace --quiet 2>/dev/null
+    "$A" coactivation "$T/rc.h5" --top 3 --in-trace --quiet >/dev/null 2>/dev/null
+    "$A" flow "$T/rc.h5" --top 3 --in-trace --quiet >/dev/null 2>/dev/null
     h5dump -A "$T/rc.results.h5" >"$T/rc.dump" 2>/dev/null
     check command_has_subcommand sh -c "grep -q '\"[^\"]*olmoe-analyze coactivation [^\"]*rc.h5 --top 3' '$T/rc.dump' &&
                                         grep -q '\"[^\"]*olmoe-analyze flow [^\"]*rc.h5 --top 3' '$T/rc.dump'"

@@ -80,9 +80,9 @@ cp -r "$T/run/ckpt" "$T/rt1/ckpt"
 cd "$T/rt1" || exit 1
 "$CAP" --model ckpt --tokens ckpt/tokens.txt --ctx 24 --device cpu --policy bh --alpha 0.3 --pvalue pseudo \
     --max-k 4 --out cap.h5 --quiet >/dev/null 2>&1
-"$B/olmoe-kde" fit run.h5 --out null.h5 --quiet 2>/dev/null
-"$B/olmoe-analyze" coactivation run.h5 --top 3 --policy 'bh(alpha=0.2)' --kde null.h5 --in-trace --csv co.csv --quiet 2>/dev/null
-"$B/olmoe-analyze" flow run.h5 --top 3 --in-trace --csv flow.csv --quiet 2>/dev/null
+"$B/olmoe-kde" fit run.h5 --out null.h5 --quiet >/dev/null 2>/dev/null
+"$B/olmoe-analyze" coactivation run.h5 --top 3 --policy 'bh(alpha=0.2)' --kde null.h5 --in-trace --csv co.csv --quiet >/dev/null 2>/dev/null
+"$B/olmoe-analyze" flow run.h5 --top 3 --in-trace --csv flow.csv --quiet >/dev/null 2>/dev/null
 "$R" run.h5 --policy 'topp(p=0.6)' --policy threshold --tau 0.2 --out rep.h5 --csv rep.csv --quiet >/dev/null 2>&1
 "$R" run.h5 --mode stats --policy bh --alpha 0.1,0.3 --kde null.h5 --out st.h5 --csv st.csv --quiet >/dev/null 2>&1
 "$R" run.h5 --match-k 2 --families 'topp,threshold' --model ckpt --out mk.h5 --csv mk.csv --quiet >/dev/null 2>&1

@@ -22,9 +22,9 @@ check self_csv_zero sh -c "sed 1d '$T/self.csv' | cut -d, -f15-18 | grep -qx '0,
 check self_json_zero grep -q '"delta_ci": \[0, 0\]' "$T/self.json"
 # one of the 5 documents holds no scored token (its only one ends the stream): 4 are drawn
 check self_units grep -q 'over 4 documents' "$T/self"
-"$A" compare-policies "$T/t.h5" 'topk(k=1)' 'topk(k=2)' --seed 3 --resamples 200 --csv "$T/a.csv" --quiet
-"$A" compare-policies "$T/t.h5" 'topk(k=1)' 'topk(k=2)' --seed 3 --resamples 200 --csv "$T/b.csv" --quiet
-"$A" compare-policies "$T/t.h5" 'topk(k=1)' 'topk(k=2)' --seed 4 --resamples 200 --csv "$T/c.csv" --quiet
+"$A" compare-policies "$T/t.h5" 'topk(k=1)' 'topk(k=2)' --seed 3 --resamples 200 --csv "$T/a.csv" --quiet >/dev/null
+"$A" compare-policies "$T/t.h5" 'topk(k=1)' 'topk(k=2)' --seed 3 --resamples 200 --csv "$T/b.csv" --quiet >/dev/null
+"$A" compare-policies "$T/t.h5" 'topk(k=1)' 'topk(k=2)' --seed 4 --resamples 200 --csv "$T/c.csv" --quiet >/dev/null
 check seed_reproduces cmp -s "$T/a.csv" "$T/b.csv"
 check seed_matters sh -c "! cmp -s '$T/a.csv' '$T/c.csv'"
 if "$A" intervals "$T/t.h5" --csv "$T/i.csv" >"$T/i" 2>"$T/err"; then pass intervals_runs
@@ -40,7 +40,7 @@ expect_fail missing_policy "no exact results for topk(k=7)" "$A" compare-policie
 check replay_csv_ci awk -F, 'NR == 1 { ok = $16 == "ppl_lo" && $19 == "delta_hi" }
     NR == 2 { ok = ok && $(NF-3) + 0 < $(NF-12) + 0 && $(NF-12) + 0 < $(NF-2) + 0 && $(NF-1) < $NF } END { exit !ok }' "$T/r.csv"
 check replay_json_ci grep -q '"resamples": 300' "$T/r.json"
-"$A" intervals "$T/t.h5" --results "$T/r.h5" --seed 3 --resamples 300 --csv "$T/i3.csv" --quiet
+"$A" intervals "$T/t.h5" --results "$T/r.h5" --seed 3 --resamples 300 --csv "$T/i3.csv" --quiet >/dev/null
 awk -F, 'NR == 2 { printf "%.6g %.6g\n", $(NF-3), $(NF-2) }' "$T/r.csv" >"$T/ci_a"
 grep '^exact,"topk(k=2,' "$T/i3.csv" | head -n 1 | awk -F, '{ printf "%.6g %.6g\n", $(NF-8), $(NF-7) }' >"$T/ci_b"
 check replay_ci_equals_intervals cmp -s "$T/ci_a" "$T/ci_b"

@@ -15,11 +15,11 @@ nothing_left() { [ ! -e "$1" ] && [ ! -e "$1.partial" ]; }
 # ---- real olmoe-analyze results, in a results file of their own ----
 ok=1
 for a in coactivation flow; do
-    "$B/olmoe-analyze" $a "$T/run.h5" --out "$T/an_$a.h5" --name real --quiet 2>>"$T/err" || ok=0
+    "$B/olmoe-analyze" $a "$T/run.h5" --out "$T/an_$a.h5" --name real --quiet >/dev/null 2>>"$T/err" || ok=0
 done
-"$B/olmoe-analyze" specialization "$T/run.h5" --by group --out "$T/an_sg.h5" --name real --quiet 2>>"$T/err" || ok=0
+"$B/olmoe-analyze" specialization "$T/run.h5" --by group --out "$T/an_sg.h5" --name real --quiet >/dev/null 2>>"$T/err" || ok=0
 if [ $ok = 1 ] && R "$T/stats.h5" "$T/an_coactivation.h5" "$T/an_flow.h5" "$T/an_sg.h5" --out "$T/an" \
-    --format png --quiet 2>"$T/err"; then
+    --format png --quiet >/dev/null 2>"$T/err"; then
     pass analyze_results
 else
     fail analyze_results "$(cat "$T/err")"
@@ -34,10 +34,10 @@ check provenance_from_results grep -q '| corpus | `synth.jsonl` |' "$T/an/report
 # ---- reports to work on (few figures: gnuplot starts slowly on small machines) ----
 "$OLMOE_TESTBIN/test_report" --write-trace "$T/bare.h5" 2>/dev/null
 BARE="$T/bare.h5 --kde $T/null.h5"   # three null figures
-if R "$T/stats.h5" --out "$T/rep" --format png,svg --quiet 2>"$T/err"; then pass stats_only
+if R "$T/stats.h5" --out "$T/rep" --format png,svg --quiet >/dev/null 2>"$T/err"; then pass stats_only
 else fail stats_only "$(cat "$T/err")"; fi
 check stats_only_no_quality test ! -e "$T/rep/quality.png" -a -s "$T/rep/sweep.svg"
-if R $BARE --out "$T/bare_rep" --format png --quiet 2>"$T/err"; then pass bare_with_kde
+if R $BARE --out "$T/bare_rep" --format png --quiet >/dev/null 2>"$T/err"; then pass bare_with_kde
 else fail bare_with_kde "$(cat "$T/err")"; fi
 check bare_null_fig test -s "$T/bare_rep/null_pdf.png"
 # each script redraws its figure on its own, from the report directory
@@ -51,7 +51,7 @@ check standalone_outputs test -s "$T/rep/sweep.png" -a -s "$T/rep/sweep.svg" -a 
 
 # ---- --force rules ----
 expect_fail exists "rep: already exists (use --force" R "$T/run.h5" --out "$T/rep"
-if R $BARE --out "$T/rep" --force --format png --quiet 2>"$T/err"; then pass force_replaces
+if R $BARE --out "$T/rep" --force --format png --quiet >/dev/null 2>"$T/err"; then pass force_replaces
 else fail force_replaces "$(cat "$T/err")"; fi
 check force_new_content test ! -e "$T/rep/sweep.png" -a -e "$T/rep/null_cdf.png"
 check force_no_old sh -c "! ls '$T' | grep -q 'rep.old'"
@@ -63,10 +63,10 @@ expect_fail force_subdir "not a plain file" R "$T/run.h5" --out "$T/nested" --fo
 echo x >"$T/afile"
 expect_fail out_is_file "not a directory" R "$T/run.h5" --out "$T/afile" --force
 mkdir "$T/empty"
-if R $BARE --out "$T/empty/" --force --format png --quiet 2>"$T/err"; then pass force_empty_dir
+if R $BARE --out "$T/empty/" --force --format png --quiet >/dev/null 2>"$T/err"; then pass force_empty_dir
 else fail force_empty_dir "$(cat "$T/err")"; fi
 mkdir "$T/stale.partial" && touch "$T/stale.partial/junk.dat"
-if R $BARE --out "$T/stale" --format png --quiet 2>"$T/err"; then pass stale_partial
+if R $BARE --out "$T/stale" --format png --quiet >/dev/null 2>"$T/err"; then pass stale_partial
 else fail stale_partial "$(cat "$T/err")"; fi
 check stale_removed test ! -e "$T/stale.partial" -a ! -e "$T/stale/junk.dat"
 
@@ -137,7 +137,7 @@ sleep 2
 exec "$GP" "\$@"
 EOF
 chmod +x "$T/slowgp"
-"$B/olmoe-report" $BARE --gnuplot "$T/slowgp" --jobs 1 --format png --out "$T/r5" --quiet 2>/dev/null &
+"$B/olmoe-report" $BARE --gnuplot "$T/slowgp" --jobs 1 --format png --out "$T/r5" --quiet >/dev/null 2>/dev/null &
 pid=$!
 sleep 1
 kill -TERM $pid
