@@ -166,15 +166,38 @@ static void boot(const sources *s, const paper_opts *o, const float *a, const fl
     olmoe_boot_units_free(&u);
 }
 
+/* s as a JSON string: paths and policy specs come from the command line and
+ * may hold quotes, backslashes or control bytes */
+static void json_quoted(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+/* {"format": "olmoe-<what>", "trace": trace, then the caller's fields */
+static void json_head(FILE *f, const char *what, const char *trace) {
+    fprintf(f, "{\"format\": \"olmoe-%s\", \"trace\": ", what);
+    json_quoted(f, trace);
+}
+
 static void json_boot(FILE *f, const char *kind, const char *a, const char *b, const olmoe_boot_result *r,
                       const char *unit, int last) {
-    fprintf(f, "  {\"kind\": \"%s\", \"policy\": \"%s\", \"reference\": \"%s\", \"unit\": \"%s\", "
+    fprintf(f, "  {\"kind\": \"%s\", \"policy\": ", kind);
+    json_quoted(f, a);
+    fprintf(f, ", \"reference\": ");
+    json_quoted(f, b);
+    fprintf(f, ", \"unit\": \"%s\", "
                "\"n_units\": %lld, \"n_tokens\": %lld, \"resamples\": %d, \"seed\": %llu, \"level\": 0.95,\n"
                "   \"perplexity\": %.17g, \"perplexity_ci\": [%.17g, %.17g],\n"
                "   \"reference_perplexity\": %.17g, \"reference_perplexity_ci\": [%.17g, %.17g],\n"
                "   \"delta\": %.17g, \"delta_ci\": [%.17g, %.17g], \"delta_nll\": %.17g, "
                "\"delta_nll_ci\": [%.17g, %.17g], \"p_value\": %.17g}%s\n",
-            kind, a, b, unit, (long long)r->n_units, (long long)r->n_tokens, r->resamples,
+            unit, (long long)r->n_units, (long long)r->n_tokens, r->resamples,
             (unsigned long long)r->seed, r->ppl_a, r->ppl_a_lo, r->ppl_a_hi, r->ppl_b, r->ppl_b_lo, r->ppl_b_hi,
             r->delta, r->delta_lo, r->delta_hi, r->dnll, r->dnll_lo, r->dnll_hi, r->p_value, last ? "" : ",");
 }
@@ -225,7 +248,8 @@ int olmoe_cmd_compare_policies(int argc, char **argv) {
                                                         : "the interval holds 0: no difference is shown");
     }
     if (p.fj) {
-        fprintf(p.fj, "{\"format\": \"olmoe-compare-policies\", \"trace\": \"%s\", \"results\": [\n", argv[0]);
+        json_head(p.fj, "compare-policies", argv[0]);
+        fprintf(p.fj, ", \"results\": [\n");
         json_boot(p.fj, kind, argv[2], argv[1], &r, unit, 1);
         fprintf(p.fj, "]}\n");
     }
@@ -275,7 +299,7 @@ int olmoe_cmd_intervals(int argc, char **argv) {
     if (npos != 1) die_usage("one trace, please (olmoe-analyze intervals TRACE)");
     paper_run p;
     paper_begin(&p, &o, argv[0]);
-    if (p.fj) fprintf(p.fj, "{\"format\": \"olmoe-intervals\", \"trace\": \"%s\", \"results\": [\n", argv[0]);
+    if (p.fj) json_head(p.fj, "intervals", argv[0]), fprintf(p.fj, ", \"results\": [\n");
     if (p.fc) fputs(csv_head, p.fc);
     if (!o.no_table) printf("kind   policy  perplexity [95 %%]  vs baseline [95 %%]  p\n");
     int first = 1;
@@ -428,7 +452,10 @@ int olmoe_cmd_headroom(int argc, char **argv) {
         for (int j = 0; j < in.n_k; j++) printf(" %d", in.ks[j]);
         printf(" (baseline k = %d)\n", k_base);
     }
-    if (p.fj) fprintf(p.fj, "{\"format\": \"olmoe-headroom\", \"trace\": \"%s\", \"kind\": \"%s\", \"k_base\": %d, \"results\": [\n", argv[0], ladder_kind, k_base);
+    if (p.fj) {
+        json_head(p.fj, "headroom", argv[0]);
+        fprintf(p.fj, ", \"kind\": \"%s\", \"k_base\": %d, \"results\": [\n", ladder_kind, k_base);
+    }
     if (p.fc) fprintf(p.fc, "eps,n_scored,mean_k,ppl_oracle,ppl_baseline,k,tokens,share\n");
     for (int e = 0; e < n_eps; e++) headroom_rows(&p, &o, &in, k_base, eps[e], e + 1 == n_eps);
     if (p.fj) fprintf(p.fj, "]}\n");

@@ -137,3 +137,7 @@ expect_fail kde_out_dash "is for text outputs" "$B/olmoe-kde" fit "$T/t.h5" --ou
 expect_fail replay_out_dash "is for text outputs" "$R" "$T/t.h5" --mode stats --policy 'topk(k=2)' --out -
 check no_file_named_dash_after_refusals test ! -e ./-
 
+# a trace path with a quote and a backslash still gives valid JSON
+cp "$T/t.h5" "$T/q\"u\\ote.h5"
+json_out json_path_escaped "$A" intervals "$T/q\"u\\ote.h5" --results "$T/r.h5" --resamples 50
+check json_path_kept sh -c "python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))[\"trace\"] != sys.argv[2])' '$T/j' '$T/q\"u\\ote.h5'"
