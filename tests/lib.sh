@@ -1,6 +1,7 @@
 # tests/lib.sh: helpers for the shell tests (sourced).
 #   pass NAME / fail NAME WHY     one result line each
 #   expect_fail NAME PATTERN CMD...   CMD must exit non-zero and print PATTERN on stderr
+#   none_listed NAME FILE WHAT    passes when FILE is empty, else fails with its count and first lines
 #   typable SPEC                  the group name a policy spec's results are stored under
 #   same_trace A B [DATASET...]       two traces hold the same data (h5diff: NaN = NaN)
 # $OLMOE_BIN holds the commands under test; $T is a fresh scratch directory.
@@ -37,6 +38,14 @@ expect_fail() { # expect_fail NAME PATTERN CMD...
         fail "$n" "error is not short: $(head -c 300 "$T/stderr")"
     else
         pass "$n"
+    fi
+}
+none_listed() { # none_listed NAME FILE WHAT: FILE holds one problem a line (all go to stderr)
+    if [ -s "$2" ]; then
+        sed 's/^/    /' "$2" >&2
+        fail "$1" "$(wc -l <"$2") $3: $(head -n 3 "$2" | tr '\n' ' ')"
+    else
+        pass "$1"
     fi
 }
 typable() { # olmoe-trace(5) RESULTS: runs of [^A-Za-z0-9] -> one "_", none at either end

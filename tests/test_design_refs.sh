@@ -42,11 +42,8 @@ while IFS="$(printf '\t')" read -r where n; do
 done <"$T/cited"
 if [ ! -s "$T/cited" ]; then
     fail sections "found no pointer to DESIGN.md at all (the scan is broken)"
-elif [ -s "$T/bad" ]; then
-    sed 's/^/    /' "$T/bad" >&2
-    fail sections "$(wc -l <"$T/bad") pointer(s) to missing sections: $(head -n 3 "$T/bad" | tr '\n' ' ')"
 else
-    pass sections
+    none_listed sections "$T/bad" "pointer(s) to missing sections"
 fi
 
 # no pointer to a notes file this repository does not have
@@ -77,9 +74,4 @@ grep -noE '(`|\| |, |\()[A-Za-z0-9_]+\.(c|h|cu|sh|py)\b' "$D" | sed 's/^\([0-9]*
         case $name in *NAME*) continue ;; esac # a pattern: main_NAME.c
         grep -qE "(^|/)$name\$" "$T/files" || echo "$D:$line: names $name, which no file of the tree is" >>"$T/missing"
     done
-if [ -s "$T/missing" ]; then
-    sed 's/^/    /' "$T/missing" >&2
-    fail paths "$(wc -l <"$T/missing") name(s) of missing files: $(head -n 3 "$T/missing" | tr '\n' ' ')"
-else
-    pass paths
-fi
+none_listed paths "$T/missing" "name(s) of missing files"

@@ -53,12 +53,7 @@ for d in $LAYERS; do
             done
     done
 done
-if [ -s "$T/bad" ]; then
-    sed 's/^/    /' "$T/bad" >&2
-    fail includes "$(wc -l <"$T/bad") include(s) break the layer rule: $(head -n 3 "$T/bad" | tr '\n' ' ')"
-else
-    pass includes
-fi
+none_listed includes "$T/bad" "include(s) break the layer rule"
 
 : >"$T/hdr"
 for d in $LAYERS; do
@@ -69,12 +64,7 @@ for d in $LAYERS; do
             echo "$h:1: neither says it is internal to $d/ nor part of $d.h" >>"$T/hdr"
     done
 done
-if [ -s "$T/hdr" ]; then
-    sed 's/^/    /' "$T/hdr" >&2
-    fail headers "$(head -n 3 "$T/hdr" | tr '\n' ' ')"
-else
-    pass headers
-fi
+none_listed headers "$T/hdr" "header(s) without their first-line role"
 
 # Comments say why, never which issue asked: no source, man page, test,
 # bench note or doc names an issue number (tests/test_design_refs.sh checks
@@ -85,9 +75,4 @@ for f in Makefile README.md */*.c */*.h */*.cu */*.sh */*.py */*.md tests/*/*.c 
     [ -f "$f" ] || continue
     grep -n -i 'issues\{0,1\} *#\{0,1\}[0-9]\|issue-[0-9]' "$f" | sed "s|^|$f:|" >>"$T/refs"
 done
-if [ -s "$T/refs" ]; then
-    sed 's/^/    /' "$T/refs" >&2
-    fail refs "$(wc -l <"$T/refs") line(s) name an issue: $(head -n 3 "$T/refs" | tr '\n' ' ')"
-else
-    pass refs
-fi
+none_listed refs "$T/refs" "line(s) name an issue"
