@@ -6,11 +6,9 @@
  * (olmoe_results_open: beside it, or the trace itself for an old trace that
  * holds them) and then each --results file in turn. */
 #include "common.h"
-#include "bootstrap.h"
-#include "headroom.h"
+#include "analyze.h"
 #include "main_analyze.h"
 #include "policy.h"
-#include "replay.h"
 #include "traces.h"
 
 #include <math.h>
@@ -132,11 +130,13 @@ static void out_close(olmoe_out *o, FILE *f) {
 }
 
 /* what every subcommand reads and writes: the stored results' sources,
- * --json and --csv (NULL when not given) */
+ * --json's document (built whole in memory and written once at the end, so a
+ * failure leaves no half document) and --csv (NULL when not given) */
 typedef struct {
     sources s;
     olmoe_out oj, oc;
-    FILE *fj, *fc;
+    json_t *json, *rows; /* the document and its "results" array (borrowed) */
+    FILE *fc;
 } paper_run;
 
 /* --quiet applied, --json and --csv begun (refused when they exist, without
@@ -145,13 +145,24 @@ static void paper_begin(paper_run *p, paper_opts *o, const char *trace) {
     olmoe_quiet = o->quiet;
     o->no_table = olmoe_out_stdout_taken(o->json, o->csv);
     if (o->no_table < 0) die_usage("%s", olmoe_error());
-    p->fj = out_open(&p->oj, o->json, o->force);
+    memset(p, 0, sizeof *p);
+    if (o->json && olmoe_out_begin_text(&p->oj, o->json, o->force) != 0) die("%s", olmoe_error());
     p->fc = out_open(&p->oc, o->csv, o->force);
     sources_open(&p->s, trace, o);
 }
 
+/* the document in full precision (a double's 17 digits), then a newline */
+static void json_write(paper_run *p) {
+    FILE *f = fopen(p->oj.tmp, "w");
+    int bad = !f || json_dumpf(p->json, f, JSON_INDENT(1) | JSON_REAL_PRECISION(17)) != 0 || fputc('\n', f) == EOF;
+    if ((f && fclose(f) != 0) || bad) die("%s: cannot write the JSON", p->oj.final);
+    if (olmoe_out_commit(&p->oj) != 0) die("%s", olmoe_error());
+    json_decref(p->json);
+    p->json = p->rows = NULL;
+}
+
 static void paper_end(paper_run *p) {
-    out_close(&p->oj, p->fj);
+    if (p->json) json_write(p);
     out_close(&p->oc, p->fc);
     sources_close(&p->s);
 }
@@ -167,39 +178,63 @@ static void boot(const sources *s, const paper_opts *o, const float *a, const fl
 }
 
 /* s as a JSON string: paths and policy specs come from the command line and
- * may hold quotes, backslashes or control bytes */
-static void json_quoted(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
+ * may hold any byte, but JSON holds UTF-8 text only */
+static json_t *jstr(const char *s) {
+    json_t *j = json_string(s);
+    if (!j) die("'%s' is not UTF-8 text, which JSON requires (leave out --json)", s);
+    return j;
+}
+
+/* [lo, hi]; an end that is not finite (no JSON form) is null */
+static json_t *jpair(double lo, double hi) {
+    json_t *a = json_array();
+    json_array_append_new(a, olmoe_analyze_jnum(lo));
+    json_array_append_new(a, olmoe_analyze_jnum(hi));
+    return a;
+}
+
+/* with --json, its document begun: {"format": "olmoe-<what>", "trace":
+ * trace, "kind": kind, "k_base": k_base (headroom; kind NULL: neither),
+ * "results": []} */
+static void json_begin(paper_run *p, const char *what, const char *trace, const char *kind, int k_base) {
+    if (!p->oj.tmp) return;
+    char format[64];
+    snprintf(format, sizeof format, "olmoe-%s", what);
+    p->json = json_object();
+    json_object_set_new(p->json, "format", json_string(format));
+    json_object_set_new(p->json, "trace", jstr(trace));
+    if (kind) {
+        json_object_set_new(p->json, "kind", jstr(kind));
+        json_object_set_new(p->json, "k_base", json_integer(k_base));
     }
-    fputc('"', f);
+    p->rows = json_array();
+    json_object_set_new(p->json, "results", p->rows);
 }
 
-/* {"format": "olmoe-<what>", "trace": trace, then the caller's fields */
-static void json_head(FILE *f, const char *what, const char *trace) {
-    fprintf(f, "{\"format\": \"olmoe-%s\", \"trace\": ", what);
-    json_quoted(f, trace);
-}
-
-static void json_boot(FILE *f, const char *kind, const char *a, const char *b, const olmoe_boot_result *r,
-                      const char *unit, int last) {
-    fprintf(f, "  {\"kind\": \"%s\", \"policy\": ", kind);
-    json_quoted(f, a);
-    fprintf(f, ", \"reference\": ");
-    json_quoted(f, b);
-    fprintf(f, ", \"unit\": \"%s\", "
-               "\"n_units\": %lld, \"n_tokens\": %lld, \"resamples\": %d, \"seed\": %llu, \"level\": 0.95,\n"
-               "   \"perplexity\": %.17g, \"perplexity_ci\": [%.17g, %.17g],\n"
-               "   \"reference_perplexity\": %.17g, \"reference_perplexity_ci\": [%.17g, %.17g],\n"
-               "   \"delta\": %.17g, \"delta_ci\": [%.17g, %.17g], \"delta_nll\": %.17g, "
-               "\"delta_nll_ci\": [%.17g, %.17g], \"p_value\": %.17g}%s\n",
-            unit, (long long)r->n_units, (long long)r->n_tokens, r->resamples,
-            (unsigned long long)r->seed, r->ppl_a, r->ppl_a_lo, r->ppl_a_hi, r->ppl_b, r->ppl_b_lo, r->ppl_b_hi,
-            r->delta, r->delta_lo, r->delta_hi, r->dnll, r->dnll_lo, r->dnll_hi, r->p_value, last ? "" : ",");
+/* one bootstrap row of "results": policy a against the reference b */
+static void json_boot(paper_run *p, const char *kind, const char *a, const char *b, const olmoe_boot_result *r,
+                      const char *unit) {
+    if (!p->rows) return;
+    json_t *o = json_object();
+    json_object_set_new(o, "kind", json_string(kind));
+    json_object_set_new(o, "policy", jstr(a));
+    json_object_set_new(o, "reference", jstr(b));
+    json_object_set_new(o, "unit", json_string(unit));
+    json_object_set_new(o, "n_units", json_integer((json_int_t)r->n_units));
+    json_object_set_new(o, "n_tokens", json_integer((json_int_t)r->n_tokens));
+    json_object_set_new(o, "resamples", json_integer(r->resamples));
+    json_object_set_new(o, "seed", json_integer((json_int_t)r->seed));
+    json_object_set_new(o, "level", json_real(0.95));
+    json_object_set_new(o, "perplexity", olmoe_analyze_jnum(r->ppl_a));
+    json_object_set_new(o, "perplexity_ci", jpair(r->ppl_a_lo, r->ppl_a_hi));
+    json_object_set_new(o, "reference_perplexity", olmoe_analyze_jnum(r->ppl_b));
+    json_object_set_new(o, "reference_perplexity_ci", jpair(r->ppl_b_lo, r->ppl_b_hi));
+    json_object_set_new(o, "delta", olmoe_analyze_jnum(r->delta));
+    json_object_set_new(o, "delta_ci", jpair(r->delta_lo, r->delta_hi));
+    json_object_set_new(o, "delta_nll", olmoe_analyze_jnum(r->dnll));
+    json_object_set_new(o, "delta_nll_ci", jpair(r->dnll_lo, r->dnll_hi));
+    json_object_set_new(o, "p_value", olmoe_analyze_jnum(r->p_value));
+    json_array_append_new(p->rows, o);
 }
 
 static const char csv_head[] = "kind,policy,reference,unit,n_units,n_tokens,resamples,seed,perplexity,ppl_lo,ppl_hi,"
@@ -229,6 +264,7 @@ int olmoe_cmd_compare_policies(int argc, char **argv) {
     if (npos != 3) die_usage("a trace and two policies, please (olmoe-analyze compare-policies TRACE A B)");
     paper_run p;
     paper_begin(&p, &o, argv[0]);
+    json_begin(&p, "compare-policies", argv[0], NULL, 0);
     const char *kind = pick_kind(&p.s, strcmp(argv[1], "baseline") ? argv[1] : argv[2], o.kind);
     float *a = find_nll(&p.s, kind, argv[1]), *b = find_nll(&p.s, kind, argv[2]);
     if (!a || !b)
@@ -247,12 +283,7 @@ int olmoe_cmd_compare_policies(int argc, char **argv) {
         printf("%s\n", r.delta_lo > 0 || r.delta_hi < 0 ? "the interval excludes 0: the difference is supported"
                                                         : "the interval holds 0: no difference is shown");
     }
-    if (p.fj) {
-        json_head(p.fj, "compare-policies", argv[0]);
-        fprintf(p.fj, ", \"results\": [\n");
-        json_boot(p.fj, kind, argv[2], argv[1], &r, unit, 1);
-        fprintf(p.fj, "]}\n");
-    }
+    json_boot(&p, kind, argv[2], argv[1], &r, unit);
     if (p.fc) fputs(csv_head, p.fc), csv_boot(p.fc, kind, argv[2], argv[1], &r, unit);
     free(a);
     free(b);
@@ -261,10 +292,8 @@ int olmoe_cmd_compare_policies(int argc, char **argv) {
 }
 
 /* ---- intervals TRACE: every stored policy against the baseline ---- */
-/* the rows of one kind stored in one file of p's sources; *first: no row
- * written to --json yet */
-static void interval_rows(paper_run *p, const paper_opts *o, const char *kind, hid_t file,
-                          int *first) {
+/* the rows of one kind stored in one file of p's sources */
+static void interval_rows(paper_run *p, const paper_opts *o, const char *kind, hid_t file) {
     char **ids;
     int n;
     if (olmoe_replay_h5_ids(file, kind, &ids, &n) != 0) die("%s", olmoe_error());
@@ -281,9 +310,8 @@ static void interval_rows(paper_run *p, const paper_opts *o, const char *kind, h
         if (!o->no_table)
             printf("%-6s %s  %.4f [%.4f, %.4f]  %+.3f %% [%+.3f, %+.3f]  %.3g\n", kind, ids[i], r.ppl_a,
                    r.ppl_a_lo, r.ppl_a_hi, 100 * r.delta, 100 * r.delta_lo, 100 * r.delta_hi, r.p_value);
-        if (p->fj) fputs(*first ? "" : ",\n", p->fj), json_boot(p->fj, kind, ids[i], "baseline", &r, unit, 1);
+        json_boot(p, kind, ids[i], "baseline", &r, unit);
         if (p->fc) csv_boot(p->fc, kind, ids[i], "baseline", &r, unit);
-        *first = 0;
         free(a), free(ids[i]);
     }
     free(ids);
@@ -299,16 +327,14 @@ int olmoe_cmd_intervals(int argc, char **argv) {
     if (npos != 1) die_usage("one trace, please (olmoe-analyze intervals TRACE)");
     paper_run p;
     paper_begin(&p, &o, argv[0]);
-    if (p.fj) json_head(p.fj, "intervals", argv[0]), fprintf(p.fj, ", \"results\": [\n");
+    json_begin(&p, "intervals", argv[0], NULL, 0);
     if (p.fc) fputs(csv_head, p.fc);
     if (!o.no_table) printf("kind   policy  perplexity [95 %%]  vs baseline [95 %%]  p\n");
-    int first = 1;
     for (int k = 0; k < 2; k++) {
         const char *kind = k ? "replay" : "exact";
         if (o.kind && strcmp(o.kind, kind) != 0) continue;
-        for (int f = 0; f < p.s.n; f++) interval_rows(&p, &o, kind, p.s.file[f], &first);
+        for (int f = 0; f < p.s.n; f++) interval_rows(&p, &o, kind, p.s.file[f]);
     }
-    if (p.fj) fprintf(p.fj, "]}\n");
     paper_end(&p);
     return 0;
 }
@@ -386,10 +412,26 @@ static int parse_eps(const char *list, double *eps, int max) {
     return n_eps;
 }
 
-/* the oracle at one tolerance: a line on stdout, a --json item (last: no
- * comma after it) and --csv rows */
-static void headroom_rows(const paper_run *p, const paper_opts *o, const olmoe_headroom_in *in,
-                          int k_base, double eps, int last) {
+/* the "results" item of the oracle h: the shares as token counts per k */
+static json_t *headroom_json(const olmoe_headroom_in *in, int k_base, const olmoe_headroom *h) {
+    json_t *o = json_object(), *ks = json_array(), *tokens = json_array();
+    for (int j = 0; j <= in->n_k; j++) {
+        json_array_append_new(ks, json_integer(j < in->n_k ? in->ks[j] : k_base));
+        json_array_append_new(tokens, json_integer((json_int_t)h->count[j]));
+    }
+    json_object_set_new(o, "eps", olmoe_analyze_jnum(h->eps));
+    json_object_set_new(o, "n_scored", json_integer((json_int_t)h->n_scored));
+    json_object_set_new(o, "mean_k", olmoe_analyze_jnum(h->mean_k));
+    json_object_set_new(o, "ppl_oracle", olmoe_analyze_jnum(h->ppl_oracle));
+    json_object_set_new(o, "ppl_baseline", olmoe_analyze_jnum(h->ppl_base));
+    json_object_set_new(o, "k", ks);
+    json_object_set_new(o, "tokens", tokens);
+    return o;
+}
+
+/* the oracle at one tolerance: a line on stdout, a --json item and --csv rows */
+static void headroom_rows(paper_run *p, const paper_opts *o, const olmoe_headroom_in *in, int k_base,
+                          double eps) {
     olmoe_headroom h;
     if (olmoe_headroom_compute(in, eps, &h) != 0) die("%s", olmoe_error());
     if (!o->no_table) {
@@ -399,14 +441,7 @@ static void headroom_rows(const paper_run *p, const paper_opts *o, const olmoe_h
             printf(" %d: %.1f %%", j < in->n_k ? in->ks[j] : k_base, 100.0 * (double)h.count[j] / (double)h.n_scored);
         printf("\n");
     }
-    if (p->fj) {
-        fprintf(p->fj, "  {\"eps\": %.17g, \"n_scored\": %lld, \"mean_k\": %.17g, \"ppl_oracle\": %.17g, "
-                       "\"ppl_baseline\": %.17g, \"k\": [", eps, (long long)h.n_scored, h.mean_k, h.ppl_oracle, h.ppl_base);
-        for (int j = 0; j <= in->n_k; j++) fprintf(p->fj, "%s%d", j ? ", " : "", j < in->n_k ? in->ks[j] : k_base);
-        fprintf(p->fj, "], \"tokens\": [");
-        for (int j = 0; j <= in->n_k; j++) fprintf(p->fj, "%s%lld", j ? ", " : "", (long long)h.count[j]);
-        fprintf(p->fj, "]}%s\n", last ? "" : ",");
-    }
+    if (p->rows) json_array_append_new(p->rows, headroom_json(in, k_base, &h));
     for (int j = 0; p->fc && j <= in->n_k; j++)
         fprintf(p->fc, "%g,%lld,%.6f,%.6f,%.6f,%d,%lld,%.6f\n", eps, (long long)h.n_scored, h.mean_k, h.ppl_oracle,
                 h.ppl_base, j < in->n_k ? in->ks[j] : k_base, (long long)h.count[j],
@@ -452,13 +487,9 @@ int olmoe_cmd_headroom(int argc, char **argv) {
         for (int j = 0; j < in.n_k; j++) printf(" %d", in.ks[j]);
         printf(" (baseline k = %d)\n", k_base);
     }
-    if (p.fj) {
-        json_head(p.fj, "headroom", argv[0]);
-        fprintf(p.fj, ", \"kind\": \"%s\", \"k_base\": %d, \"results\": [\n", ladder_kind, k_base);
-    }
+    json_begin(&p, "headroom", argv[0], ladder_kind, k_base);
     if (p.fc) fprintf(p.fc, "eps,n_scored,mean_k,ppl_oracle,ppl_baseline,k,tokens,share\n");
-    for (int e = 0; e < n_eps; e++) headroom_rows(&p, &o, &in, k_base, eps[e], e + 1 == n_eps);
-    if (p.fj) fprintf(p.fj, "]}\n");
+    for (int e = 0; e < n_eps; e++) headroom_rows(&p, &o, &in, k_base, eps[e]);
     if (o.write) {
         olmoe_headroom h;
         if (olmoe_headroom_compute(&in, o.write_eps, &h) != 0) die("%s", olmoe_error());
