@@ -24,29 +24,8 @@ typedef struct {
 } doc_index;
 
 int olmoe_analyze_parse_layers(const char *s, int L, unsigned char *want) {
-    if (!s || strcmp(s, "all") == 0) {
-        memset(want, 1, (size_t)L);
-        return 0;
-    }
-    memset(want, 0, (size_t)L);
-    char *copy = xstrdup(s), *save = NULL;
-    int rc = 0, any = 0;
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        long a, b;
-        char *dash = strchr(tok, '-');
-        if (dash) *dash = '\0';
-        if (olmoe_parse_long(tok, 0, L - 1, &a) != 0 ||
-            (dash && olmoe_parse_long(dash + 1, a, L - 1, &b) != 0)) {
-            rc = olmoe_errorf("layers '%s': %s (the trace has %d layers, 0..%d)", s, olmoe_error(),
-                              L, L - 1);
-            break;
-        }
-        if (!dash) b = a;
-        for (long l = a; l <= b; l++) want[l] = 1, any = 1;
-    }
-    if (rc == 0 && !any) rc = olmoe_errorf("layers '%s': no layer given", s);
-    free(copy);
-    return rc;
+    if (olmoe_parse_index_list(s, L, want) == 0) return 0;
+    return olmoe_errorf("layers '%s': %s (the trace has %d layers)", s, olmoe_error(), L);
 }
 
 static void doc_index_free(doc_index *d) {

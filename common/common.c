@@ -3,6 +3,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -162,10 +163,47 @@ int olmoe_parse_double(const char *s, double *out) {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno == ERANGE || *end != '\0' || end == s || !isfinite(v))
+    if (*end != '\0' || end == s || (errno == ERANGE && fabs(v) > 1) || !isfinite(v))
         return olmoe_errorf("'%s' is not a finite number", s);
+    if (errno == ERANGE) /* below DBL_MIN: a denormal or 0, not the value written */
+        return olmoe_errorf("'%s' is too small (below %g)", s, DBL_MIN);
     *out = v;
     return 0;
+}
+
+/* one item of an index list: "A" or "A-B", each a run of digits */
+static int index_item(const char *tok, long n, long *a, long *b) {
+    size_t da = strspn(tok, "0123456789");
+    const char *rest = tok + da;
+    size_t db = *rest == '-' ? strspn(rest + 1, "0123456789") : 0;
+    int single = da > 0 && *rest == '\0';
+    int range = da > 0 && *rest == '-' && db > 0 && rest[1 + db] == '\0';
+    if (!single && !range) return olmoe_errorf("'%s' is not a number or a range A-B", tok);
+    errno = 0;
+    *a = strtol(tok, NULL, 10);
+    *b = range ? strtol(rest + 1, NULL, 10) : *a;
+    if (errno == ERANGE || *a >= n || *b >= n)
+        return olmoe_errorf("%s is out of range [0, %ld]", tok, n - 1);
+    if (*b < *a) return olmoe_errorf("'%s' runs backwards", tok);
+    return 0;
+}
+
+int olmoe_parse_index_list(const char *s, int n, unsigned char *want) {
+    if (!s || strcmp(s, "all") == 0) {
+        memset(want, 1, (size_t)n);
+        return 0;
+    }
+    memset(want, 0, (size_t)n);
+    char *copy = xstrdup(s), *save = NULL;
+    int rc = 0, any = 0;
+    for (char *tok = strtok_r(copy, ",", &save); tok && rc == 0; tok = strtok_r(NULL, ",", &save)) {
+        long a = 0, b = -1;
+        rc = index_item(tok, n, &a, &b);
+        for (long i = a; rc == 0 && i <= b; i++) want[i] = 1, any = 1;
+    }
+    free(copy);
+    if (rc == 0 && !any) rc = olmoe_errorf("none given");
+    return rc;
 }
 
 int olmoe_parse_shard(const char *s, int *index, int *count) {

@@ -78,6 +78,9 @@ int olmoe_parse_double(const char *s, double *out);
 /* --shard i/N (olmoe-capture, olmoe-replay): 0 <= i < N <= OLMOE_SHARD_MAX */
 #define OLMOE_SHARD_MAX 65536
 int olmoe_parse_shard(const char *s, int *index, int *count);
+/* "all" (or NULL) or a list like "0,3,8-15" of indices below n into want[0..n)
+ * (1 = listed); at least one index */
+int olmoe_parse_index_list(const char *s, int n, unsigned char *want /* [n] */);
 
 /* ---- files ---- */
 /* whole file into memory, NUL-terminated; caller frees */

@@ -20,23 +20,8 @@ static const char usage[] =
 
 /* "all" or a list of layers and ranges ("0,3,8-15") into want[0..L) */
 static void parse_layers(const char *s, int L, unsigned char *want) {
-    if (!s || strcmp(s, "all") == 0) {
-        memset(want, 1, (size_t)L);
-        return;
-    }
-    memset(want, 0, (size_t)L);
-    char *copy = xstrdup(s), *save = NULL;
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        long a, b;
-        char *dash = strchr(tok, '-');
-        if (dash) *dash = '\0';
-        if (olmoe_parse_long(tok, 0, L - 1, &a) != 0 ||
-            (dash && olmoe_parse_long(dash + 1, a, L - 1, &b) != 0))
-            die_usage("--layers: '%s': %s (the trace has %d layers)", s, olmoe_error(), L);
-        if (!dash) b = a;
-        for (long l = a; l <= b; l++) want[l] = 1;
-    }
-    free(copy);
+    if (olmoe_parse_index_list(s, L, want) != 0)
+        die_usage("--layers '%s': %s (the trace has %d layers)", s, olmoe_error(), L);
 }
 
 /* ---- fit ---- */

@@ -26,6 +26,8 @@ capture() { timeout 120 "$OLMOE_BIN/olmoe-capture" "$@"; }
 traces() { timeout 120 "$OLMOE_BIN/olmoe-traces" "$@"; }
 kde() { timeout 120 "$OLMOE_BIN/olmoe-kde" "$@"; }
 replay() { timeout 120 "$OLMOE_BIN/olmoe-replay" "$@"; }
+analyze() { timeout 120 "$OLMOE_BIN/olmoe-analyze" "$@"; }
+report() { timeout 120 "$OLMOE_BIN/olmoe-report" "$@"; }
 # a full disk: writes past N blocks fail with EFBIG (SIGXFSZ ignored, as a
 # full disk sends no signal either)
 disk_limit() { n=$1; shift; (ulimit -f "$n" && trap '' XFSZ && "$@"); }
@@ -37,6 +39,8 @@ cut_to() { truncate -s "$2" "$1"; }
 # same-length replacement of the first OLD in FILE (binary safe: the
 # safetensors header is ASCII and offsets must not move)
 swap() { LC_ALL=C sed -i "s/$2/$3/" "$1"; }
+# a trace of tests/fixtures/tiny-NAME at FILE
+fixture_trace() { capture --model "$FIX/tiny-$1" --tokens "$FIX/tiny-$1/tokens.txt" --ctx 64 --quiet --out "$2"; }
 # bytes (printf escapes) written over FILE at OFFSET
 poke() { printf "$3" | dd of="$1" bs=1 seek="$2" conv=notrunc 2>/dev/null; }
 
@@ -98,6 +102,10 @@ full_disk_capture | | : | disk_limit 16 capture --model $FIX/tiny-1layer --token
 full_disk_kde | | : | disk_limit 8 kde fit $TR --out $O --quiet | run\.h5(\.partial)?: .*File too large
 full_disk_export | | : | disk_limit 2 traces export $TR --what logits --out $D/out/x.csv | x\.csv(\.partial)?: .*(File too large|write failed)
 full_disk_stats_json | | : | disk_limit 1 replay $TR --mode stats --sweep topk --json $D/out/r.json --quiet | r\.json(\.partial)?: .*(File too large|cannot write)
+kde_layers_empty | | : | kde fit $TR --layers '' --out $O --quiet | --layers '': none given
+kde_layers_negative | | : | kde fit $TR --layers=-1 --out $O --quiet | --layers '-1': '-1' is not a number or a range A-B
+analyze_layers_negative | | : | analyze coactivation $TR --layers=-1 --out $D/out/a.h5 --quiet | --layers '-1': '-1' is not a number or a range A-B \(the trace has 1 layers\)$
+floor_denormal | | kde fit $TR --out $D/null.h5 --quiet | kde pvalue $D/null.h5 --layer 0 --floor 1e-320 1.0 | --floor: '1e-320' is too small
 EOF
 }
 
