@@ -246,6 +246,8 @@ void olmoe_analyze_escape(const char *s, char *buf, size_t n);
  * olmoe_analyze_h5_commit moves it to its typable name (replacing an old
  * result of that name when force, refusing otherwise). */
 int olmoe_analyze_h5_find(hid_t file, const char *analysis, const char *name, char **path);
+/* 0 when name can name a stored result, else -1 + message */
+int olmoe_analyze_name_check(const char *name);
 int olmoe_analyze_h5_begin(hid_t file, const char *analysis, const char *name, int force, hid_t *g);
 int olmoe_analyze_h5_commit(hid_t file, const char *analysis, const char *name, int force, hid_t g);
 /* Decodes each id alone with a tokenizer.json: *text is [n] fresh strings

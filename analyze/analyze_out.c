@@ -75,10 +75,16 @@ static int replace_old(hid_t file, const char *analysis, const char *name, int f
     return e < 0 ? -1 : 0;
 }
 
+int olmoe_analyze_name_check(const char *name) {
+    if (!*name || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return olmoe_errorf("result name '%s' must be non-empty, not '.' or '..', and hold no '/'",
+                            name);
+    return 0;
+}
+
 int olmoe_analyze_h5_begin(hid_t file, const char *analysis, const char *name, int force, hid_t *g) {
     *g = H5I_INVALID_HID;
-    if (!*name || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-        return olmoe_errorf("result name '%s' must be non-empty and contain no '/'", name);
+    if (olmoe_analyze_name_check(name) != 0) return -1;
     if (replace_old(file, analysis, name, force, 0) != 0) return -1;
     char *tmp = partial_path(analysis, name);
     int rc = -1;

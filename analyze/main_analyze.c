@@ -181,6 +181,7 @@ static int check_usage(const analyze_opts *o, const char *path) {
     if (o->out && o->in_trace) die_usage("--out and --in-trace: choose one place for the results");
     if (o->name && !o->out && !o->in_trace)
         die_usage("--name names a result stored with --out or --in-trace");
+    if (o->name && olmoe_analyze_name_check(o->name) != 0) die_usage("--name: %s", olmoe_error());
     int L = trace_layers(path), n = 0;
     if (!o->layers) return L;
     unsigned char *want = xmalloc((size_t)L);
@@ -317,8 +318,8 @@ static void store_h5(const char *file, const run *r, const kind *k, const void *
         olmoe_h5_set_attr_str(f, ".", "tool_version", OLMOE_VERSION))
         die("%s: %s", file, olmoe_error());
     store_into(f, file, r, k, res, leaf, a, b);
-    if (olmoe_results_mark_last(f) != 0 || olmoe_h5_close(f) != 0)
-        die("%s: %s", file, olmoe_error());
+    if (olmoe_results_mark_last(f) != 0) die("%s: %s", file, olmoe_error());
+    if (olmoe_h5_close(f) != 0) die("%s", olmoe_error()); /* the message names the file */
 }
 
 static void write_json(run *r, const kind *k, const void *res, const olmoe_analyze_src *a,

@@ -134,7 +134,7 @@ static olmoe_replay_routing check_args(match_opts *o, const olmoe_policy_cli *cl
         die_usage("--match-k goes with --mode replay, exact or stats, not '%s'", o->mode);
     if (cli->n_policies || cli->sweep)
         die_usage("--policy and --sweep do not go with --match-k (choose families with --families)");
-    if (!(o->tol > 0 && o->tol < 1e6)) die_usage("--match-tol must be > 0");
+    if (!(o->tol > 0 && o->tol < 1e6)) die_usage("--match-tol must be in (0, 1e6), got %g", o->tol);
     olmoe_replay_routing routing = OLMOE_ROUTING_RECOMPUTE;
     if (strcmp(o->routing_s, "captured") == 0) routing = OLMOE_ROUTING_CAPTURED;
     else if (strcmp(o->routing_s, "recompute") != 0)

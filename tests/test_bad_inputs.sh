@@ -105,6 +105,9 @@ full_disk_stats_json | | : | disk_limit 1 replay $TR --mode stats --sweep topk -
 kde_layers_empty | | : | kde fit $TR --layers '' --out $O --quiet | --layers '': none given
 kde_layers_negative | | : | kde fit $TR --layers=-1 --out $O --quiet | --layers '-1': '-1' is not a number or a range A-B
 analyze_layers_negative | | : | analyze coactivation $TR --layers=-1 --out $D/out/a.h5 --quiet | --layers '-1': '-1' is not a number or a range A-B \(the trace has 1 layers\)$
+analyze_name_empty | | : | analyze coactivation $TR --out $D/out/a.h5 --name '' --quiet | --name: result name '' must be non-empty
+analyze_name_dotdot | | : | analyze coactivation $TR --out $D/out/a.h5 --name .. --quiet | --name: result name '\.\.' must be
+match_tol_huge | | : | replay $TR --match-k 2 --families topp --match-tol 1e9 --mode stats --out $D/out/m.h5 | --match-tol must be in \(0, 1e6\), got 1e\+09
 floor_denormal | | kde fit $TR --out $D/null.h5 --quiet | kde pvalue $D/null.h5 --layer 0 --floor 1e-320 1.0 | --floor: '1e-320' is too small
 EOF
 }
