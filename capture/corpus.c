@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int olmoe_corpus_parse_format(const char *s, olmoe_corpus_format *out) {
     static const char *names[OLMOE_CORPUS_FORMAT_COUNT] = {"text", "lines", "jsonl"};
@@ -148,14 +149,28 @@ static size_t safe_cut(const char *text, size_t n) {
     return 0;
 }
 
+/* the corpus file for reading; a directory opens but fails its first read,
+ * so it is refused here, by name */
+static FILE *open_input(const char *path) {
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    int e = !f ? errno : fstat(fileno(f), &st) != 0 ? errno : S_ISDIR(st.st_mode) ? EISDIR : 0;
+    if (e) {
+        if (f) fclose(f);
+        olmoe_errorf("%s: %s", path, strerror(e));
+        return NULL;
+    }
+    return f;
+}
+
 /* text: the whole file is one document, read and tokenized a piece at a
  * time (pieces of piece_bytes, cut at safe places), so reading stops at the
  * first invalid byte and once max_tokens are in hand. Pieces are filled
  * whole (fread), so where they are cut, and the bytes consumed, do not
  * depend on how a pipe delivers its data. */
 static int read_text(builder *b, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return olmoe_errorf("%s: %s", path, strerror(errno));
+    FILE *f = open_input(path);
+    if (!f) return -1;
     size_t piece = b->o->piece_bytes ? b->o->piece_bytes : (size_t)1 << 20;
     size_t cap = piece, len = 0, off = 0; /* off: the file offset of buf[0] */
     char *buf = xmalloc(cap);
@@ -223,8 +238,8 @@ static int jsonl_document(builder *b, const char *line, size_t n, const char *wh
 }
 
 static int read_lines(builder *b, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return olmoe_errorf("%s: %s", path, strerror(errno));
+    FILE *f = open_input(path);
+    if (!f) return -1;
     char *line = NULL, where[600];
     size_t cap = 0, off = 0;
     long lineno = 0;

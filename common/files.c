@@ -18,17 +18,20 @@ int olmoe_read_file(const char *path, char **data, size_t *len) {
     if (!f) return olmoe_errorf("%s: %s", path, strerror(errno));
     size_t cap = 1 << 16, n = 0;
     char *buf = xmalloc(cap);
+    int e = 0;
     for (;;) {
         if (n + 1 >= cap) buf = xrealloc(buf, cap *= 2);
+        errno = 0;
         size_t got = fread(buf + n, 1, cap - n - 1, f);
+        e = errno;
         n += got;
         if (got == 0) break;
     }
     int bad = ferror(f);
     fclose(f);
-    if (bad) {
+    if (bad) { /* e.g. a directory: "Is a directory" */
         free(buf);
-        return olmoe_errorf("%s: read error", path);
+        return olmoe_errorf("%s: read error%s%s", path, e ? ": " : "", e ? strerror(e) : "");
     }
     buf[n] = '\0';
     *data = buf;

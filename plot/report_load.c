@@ -228,7 +228,7 @@ static int open_input(olmoe_report_data *d, int i, const char *path) {
     if (stat(path, &st) != 0) return olmoe_errorf("%s: %s", path, strerror(errno));
     if (!S_ISREG(st.st_mode)) return olmoe_errorf("%s: not a file", path);
     hid_t h = olmoe_h5_open(path, 0);
-    if (h < 0) return olmoe_errorf("%s: not an HDF5 file", path);
+    if (h < 0) return -1; /* its message names the path and why: not HDF5, truncated, denied */
     char *fmt = rep_attr_str(h, ".", "format");
     int rc = 0;
     if (!strcmp(fmt, OLMOE_TRACE_FORMAT)) {

@@ -129,7 +129,8 @@ int olmoe_policy_bind_file(olmoe_policy *p) {
     if (f >= 0) olmoe_h5_close(f);
     if (rc != 0) {
         routing_free(r);
-        return olmoe_error_prefix("%s", p->path);
+        /* an open failure's message names the file already */
+        return f < 0 ? -1 : olmoe_error_prefix("%s", p->path);
     }
     olmoe_hasher *h = olmoe_hasher_new();
     olmoe_hasher_feed(h, p->model.tokens, (size_t)r->n * sizeof *p->model.tokens);

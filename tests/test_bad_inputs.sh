@@ -109,6 +109,10 @@ analyze_name_empty | | : | analyze coactivation $TR --out $D/out/a.h5 --name '' 
 analyze_name_dotdot | | : | analyze coactivation $TR --out $D/out/a.h5 --name .. --quiet | --name: result name '\.\.' must be
 match_tol_huge | | : | replay $TR --match-k 2 --families topp --match-tol 1e9 --mode stats --out $D/out/m.h5 | --match-tol must be in \(0, 1e6\), got 1e\+09
 floor_denormal | | kde fit $TR --out $D/null.h5 --quiet | kde pvalue $D/null.h5 --layer 0 --floor 1e-320 1.0 | --floor: '1e-320' is too small
+tokens_directory | | mkdir $D/tok | capture --model $FIX/tiny-1layer --tokens $D/tok --out $O --ctx 64 --quiet | tok: read error: Is a directory
+sweep_directory | | mkdir $D/sw | replay $TR --mode stats --sweep $D/sw --json $D/out/r.json | sw: read error: Is a directory
+routing_file_not_hdf5 | | echo hello >$D/x.h5 | replay $TR --mode stats --policy "file(path=$D/x.h5)" --json $D/out/r.json | \): [^ ]*/x\.h5: cannot open: not an HDF5 file
+report_truncated_trace | | trace_copy; cut_to $TT 20000 | report $TT --out $D/out/rep | t\.h5: cannot open: truncated file
 EOF
 }
 
