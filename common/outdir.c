@@ -33,8 +33,11 @@ static void remove_registered(void) {
     if (reg_dir) rmdir(reg_dir);
 }
 
+void olmoe_unlink_locks(void); /* lock.c, async-signal-safe */
+
 static void on_signal(int sig) {
     if (reg_live) remove_registered();
+    olmoe_unlink_locks(); /* the output's lock too, as files.c's handler does */
     signal(sig, SIG_DFL);
     raise(sig);
 }

@@ -146,6 +146,7 @@ check interrupt_status test $? -ne 0
 sleep 0.2
 if nothing_left "$T/r5"; then pass interrupt_nothing_left
 else fail interrupt_nothing_left "$(ls -la "$T" "$T/r5.partial" 2>&1 | tr '\n' ' ')"; fi
+check interrupt_no_lock_left test ! -e "$T/r5.lock"
 
 check help sh -c "'$B/olmoe-report' --help | grep -q -- '--load-policy ID'"
 check man_page test -s man/olmoe-report.1
