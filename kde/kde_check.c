@@ -28,7 +28,7 @@ static void token_layer(const olmoe_kde_cdf *cdf, int l, const float *r, int E, 
         sel[best] = 1;
     }
     for (int e = 0; e < E; e++) {
-        q[e] = olmoe_kde_cdf_pvalue(cdf, l, r[e], 1e-7f);
+        q[e] = olmoe_kde_cdf_pvalue_expert(cdf, l, e, r[e], 1e-7f);
         sorted[e] = q[e];
         if (sel[e]) continue;
         int64_t b = (int64_t)((double)q[e] * OLMOE_KDE_CHECK_BINS);
@@ -72,8 +72,17 @@ int olmoe_kde_check_run(const olmoe_kde_cdf *cdf, olmoe_trace *t, int K, int64_t
     const olmoe_trace_info *in = olmoe_trace_info_of(t);
     int L = in->meta.n_layers, E = in->meta.n_experts;
     if (cdf->n_layers != L) return olmoe_errorf("the null is of %d layers, the trace %d", cdf->n_layers, L);
+    /* a per-expert null is read by expert index: it must have the trace's experts */
+    if (cdf->n_experts && cdf->n_experts != E)
+        return olmoe_errorf("the null is per expert of %d experts, the trace has %d", cdf->n_experts, E);
     if (E > 256 || K < 1 || K >= E) return olmoe_errorf("top-k %d of %d experts: nothing left to check", K, E);
     if (first < 0 || first >= in->n_tokens) return olmoe_errorf("--start %lld: the trace has %lld tokens", (long long)first, (long long)in->n_tokens);
+    unsigned char *checked = xcalloc((size_t)L, 1); /* [L] layers whose every null is there */
+    for (int l = 0; l < L; l++) {
+        checked[l] = 1;
+        for (int e = 0; e < (cdf->n_experts ? E : 1); e++)
+            if (!cdf->present[olmoe_kde_cdf_slot(cdf, l, e)]) checked[l] = 0;
+    }
     int64_t N = count > 0 && first + count < in->n_tokens ? count : in->n_tokens - first;
     c->n_layers = L, c->n_experts = E, c->top_k = K, c->first = first, c->n_tokens = N;
     c->n = xcalloc((size_t)L, sizeof *c->n);
@@ -90,12 +99,12 @@ int olmoe_kde_check_run(const olmoe_kde_cdf *cdf, olmoe_trace *t, int K, int64_t
         if ((rc = olmoe_trace_read_router_logits(t, s, n, buf)) != 0) break;
         for (int64_t i = 0; i < n; i++)
             for (int l = 0; l < L; l++)
-                if (cdf->present[l])
+                if (checked[l])
                     token_layer(cdf, l, buf + ((size_t)i * L + l) * E, E, K, hist + (size_t)l * OLMOE_KDE_CHECK_BINS,
                                 c->disc + (size_t)l * OLMOE_KDE_CHECK_ALPHAS);
     }
     for (int l = 0; l < L && rc == 0; l++) {
-        if (!cdf->present[l]) continue;
+        if (!checked[l]) continue;
         c->n[l] = N * (E - K);
         summarise(hist + (size_t)l * OLMOE_KDE_CHECK_BINS, c->n[l], &c->ks[l], c->qq + (size_t)l * OLMOE_KDE_CHECK_Q,
                   c->share_below + (size_t)l * 3);
@@ -103,6 +112,7 @@ int olmoe_kde_check_run(const olmoe_kde_cdf *cdf, olmoe_trace *t, int K, int64_t
     }
     free(hist);
     free(buf);
+    free(checked);
     if (rc != 0) olmoe_kde_check_free(c);
     return rc;
 }

@@ -113,6 +113,8 @@ tokens_directory | | mkdir $D/tok | capture --model $FIX/tiny-1layer --tokens $D
 sweep_directory | | mkdir $D/sw | replay $TR --mode stats --sweep $D/sw --json $D/out/r.json | sw: read error: Is a directory
 routing_file_not_hdf5 | | echo hello >$D/x.h5 | replay $TR --mode stats --policy "file(path=$D/x.h5)" --json $D/out/r.json | \): [^ ]*/x\.h5: cannot open: not an HDF5 file
 report_truncated_trace | | trace_copy; cut_to $TT 20000 | report $TT --out $D/out/rep | t\.h5: cannot open: truncated file
+kde_check_other_depth | | fixture_trace mixtral $D/m.h5 && kde fit $D/m.h5 --out $D/null.h5 --quiet | kde check $D/null.h5 $TR | null\.h5: fitted to a model of 2 layers, .*good\.h5 has 1
+kde_check_per_expert_other_experts | | fixture_trace mixtral $D/m.h5 && fixture_trace qwen2moe $D/q.h5 && kde fit $D/m.h5 --per-expert --out $D/null.h5 --quiet | kde check $D/null.h5 $D/q.h5 | q\.h5: the null is per expert of 4 experts, the trace has 8
 EOF
 }
 

@@ -27,6 +27,22 @@ static void uniform_cdf(olmoe_kde_cdf *c, double lo, double hi, int G) {
     for (int i = 0; i < G; i++) c->sf[i] = (float)(1.0 - (double)i / (G - 1));
 }
 
+/* a per-expert null of E experts: expert 0's Uniform(lo0, hi0), the others' Uniform(lo, hi) */
+static void uniform_cdf_per_expert(olmoe_kde_cdf *c, int E, double lo0, double hi0, double lo, double hi, int G) {
+    memset(c, 0, sizeof *c);
+    c->n_layers = 1, c->n_experts = E, c->n_grid = G;
+    c->present = xcalloc((size_t)E, 1);
+    c->x0 = xmalloc((size_t)E * sizeof *c->x0);
+    c->inv_dx = xmalloc((size_t)E * sizeof *c->inv_dx);
+    c->sf = xmalloc((size_t)E * G * sizeof *c->sf);
+    for (int e = 0; e < E; e++) {
+        double a = e ? lo : lo0, b = e ? hi : hi0;
+        c->present[e] = 1;
+        c->x0[e] = a, c->inv_dx[e] = (G - 1) / (b - a);
+        for (int i = 0; i < G; i++) c->sf[(size_t)e * G + i] = (float)(1.0 - (double)i / (G - 1));
+    }
+}
+
 static double G_of(double p) {
     double u = 1 - p;
     return 1 - (64 * u - pow(u, 64)) / 63;
@@ -66,6 +82,18 @@ static void test_known_answer(void) {
     CHECK(k.share_below[2] < below_right / 10, "and has few small p-values: %.4f", k.share_below[2]);
     olmoe_kde_check_free(&k);
     CHECK(olmoe_kde_check_run(&c, t, 64, 0, 0, &k) != 0, "top-k = E leaves nothing to check");
+    olmoe_kde_cdf_free(&c);
+    /* per expert: each expert's p-value under its own null. Expert 0's is the
+     * wide one, the other 63 the right one: the KS distance stays near the
+     * right null's (read under expert 0's null alone it is the wide one's) */
+    uniform_cdf_per_expert(&c, 64, -20, 20, -10, 10, 4097);
+    CHECK(olmoe_kde_check_run(&c, t, 1, 0, 0, &k) == 0, "per expert: %s", olmoe_error());
+    CHECK(fabs(k.ks[0] - ks_right) < 0.03, "per expert: KS %.4f, the right null's %.4f", k.ks[0], ks_right);
+    olmoe_kde_check_free(&k);
+    olmoe_kde_cdf_free(&c);
+    uniform_cdf_per_expert(&c, 32, -10, 10, -10, 10, 4097);
+    CHECK(olmoe_kde_check_run(&c, t, 1, 0, 0, &k) != 0 && strstr(olmoe_error(), "per expert of 32 experts"),
+          "a per-expert null of 32 experts on a trace of 64 is refused: %s", olmoe_error());
     olmoe_kde_cdf_free(&c);
     olmoe_trace_close(t);
     unlink(path);
