@@ -99,6 +99,11 @@ typedef struct {
     int to_stdout; /* final is "-": commit copies tmp to standard output */
 } olmoe_out;
 int olmoe_out_begin(olmoe_out *o, const char *final, int force);
+/* Inputs (traces, results files, nulls) are recorded as they are opened, and
+ * olmoe_out_begin and olmoe_out_commit refuse an output that is one of them
+ * (even with force). olmoe_input_named: 1 when path is a recorded input. */
+void olmoe_input_add(const char *path);
+int olmoe_input_named(const char *path);
 int olmoe_out_commit(olmoe_out *o);
 void olmoe_out_abort(olmoe_out *o);
 /* The text outputs (--json, --csv, olmoe-traces export --out) take "-" for

@@ -124,12 +124,67 @@ int olmoe_fsync_path(const char *path) {
     return 0;
 }
 
+/* ---- inputs, which no output may replace ---- */
+
+/* Every file a command reads (traces, results files, nulls) is recorded, so
+ * that --out naming one of them, with --force, is refused instead of
+ * replacing the data the command reads (a trace is never written after its
+ * capture). Paths are compared by their directory's real path and their
+ * name, so that the check holds for outputs not there yet too, and by
+ * device and inode where both exist. */
+#define MAX_INPUTS 64
+static struct {
+    char *canon; /* realpath(dirname) + "/" + basename */
+    dev_t dev;
+    ino_t ino;
+    int exists;
+} inputs[MAX_INPUTS];
+static int n_inputs;
+
+static char *canon_path(const char *path) {
+    char *dcopy = xstrdup(path), *bcopy = xstrdup(path);
+    char *dir = realpath(dirname(dcopy), NULL);
+    char *c = dir ? olmoe_path_join(dir, basename(bcopy)) : xstrdup(path);
+    free(dir);
+    free(dcopy);
+    free(bcopy);
+    return c;
+}
+
+void olmoe_input_add(const char *path) {
+    if (!path || !*path || n_inputs == MAX_INPUTS || olmoe_input_named(path)) return;
+    struct stat st;
+    inputs[n_inputs].canon = canon_path(path);
+    inputs[n_inputs].exists = stat(path, &st) == 0;
+    if (inputs[n_inputs].exists) inputs[n_inputs].dev = st.st_dev, inputs[n_inputs].ino = st.st_ino;
+    n_inputs++;
+}
+
+int olmoe_input_named(const char *path) {
+    if (n_inputs == 0) return 0;
+    struct stat st;
+    int exists = stat(path, &st) == 0;
+    char *c = canon_path(path);
+    int hit = 0;
+    for (int i = 0; i < n_inputs && !hit; i++)
+        hit = strcmp(c, inputs[i].canon) == 0 ||
+              (exists && inputs[i].exists && st.st_dev == inputs[i].dev && st.st_ino == inputs[i].ino);
+    free(c);
+    return hit;
+}
+
+static int refuse_input(const char *final) {
+    return olmoe_errorf("%s: is an input of this command (a trace, its results, a null): "
+                        "write the output elsewhere", final);
+}
+
 int olmoe_out_begin(olmoe_out *o, const char *final, int force) {
     memset(o, 0, sizeof *o);
     if (!final || !*final) return olmoe_errorf("empty output file name");
     if (olmoe_out_is_stdout(final))
         return olmoe_errorf("'-' (standard output) is for text outputs (--json, --csv): name a file "
                             "for this one");
+    if (olmoe_input_named(final)) return refuse_input(final);
     /* before anything else: the partial may be another writer's */
     if (olmoe_lock_output(final) != 0) return -1;
     struct stat st;
@@ -210,6 +265,8 @@ static int commit_stdout(olmoe_out *o) {
 
 int olmoe_out_commit(olmoe_out *o) {
     if (o->to_stdout) return commit_stdout(o);
+    /* again: an input opened after the output was begun */
+    if (olmoe_input_named(o->final)) return refuse_input(o->final);
     if (olmoe_fsync_path(o->tmp) != 0) return -1;
     if (rename(o->tmp, o->final) != 0)
         return olmoe_errorf("%s: rename from %s: %s", o->final, o->tmp, strerror(errno));

@@ -122,7 +122,8 @@ int olmoe_kde_cmd_check(int argc, char **argv) {
     }
     if (fc) {
         write_csv(fc, &c);
-        if (fclose(fc) != 0 || olmoe_out_commit(&oc) != 0) die("%s: write failed", o.csv);
+        if (fclose(fc) != 0) die("%s: write failed", o.csv);
+        if (olmoe_out_commit(&oc) != 0) die("%s", olmoe_error());
     }
     if (o.png) {
         if (draw(o.csv, op.tmp, &c, argv[1]) != 0 || olmoe_out_commit(&op) != 0) die("%s", olmoe_error());

@@ -115,6 +115,10 @@ routing_file_not_hdf5 | | echo hello >$D/x.h5 | replay $TR --mode stats --policy
 report_truncated_trace | | trace_copy; cut_to $TT 20000 | report $TT --out $D/out/rep | t\.h5: cannot open: truncated file
 kde_check_other_depth | | fixture_trace mixtral $D/m.h5 && kde fit $D/m.h5 --out $D/null.h5 --quiet | kde check $D/null.h5 $TR | null\.h5: fitted to a model of 2 layers, .*good\.h5 has 1
 kde_check_per_expert_other_experts | | fixture_trace mixtral $D/m.h5 && fixture_trace qwen2moe $D/q.h5 && kde fit $D/m.h5 --per-expert --out $D/null.h5 --quiet | kde check $D/null.h5 $D/q.h5 | q\.h5: the null is per expert of 4 experts, the trace has 8
+out_is_the_trace | | cp $TR $D/out/t.h5 | kde fit $D/out/t.h5 --out $D/out/t.h5 --force --quiet | t\.h5: is an input of this command
+json_is_the_trace | | cp $TR $D/out/t.h5 | analyze coactivation $D/out/t.h5 --json $D/out/t.h5 --force --quiet | t\.h5: is an input of this command
+out_is_the_results | | cp $TR $D/out/t.h5; replay $D/out/t.h5 --mode stats --policy 'topk(k=2)' --store --quiet | replay $D/out/t.h5 --mode stats --policy 'topk(k=3)' --out $D/out/t.results.h5 --force --quiet | t\.results\.h5: is an input of this command
+csv_is_the_null | | cp $TR $D/out/t.h5; kde fit $D/out/t.h5 --out $D/out/null.h5 --quiet | kde check $D/out/null.h5 $D/out/t.h5 --csv $D/out/null.h5 --force | null\.h5: is an input of this command
 EOF
 }
 

@@ -116,6 +116,7 @@ fail:
 
 hid_t olmoe_h5_open(const char *path, int writable) {
     olmoe_h5_init();
+    if (!writable) olmoe_input_add(path); /* read: no output of ours may replace it */
     if (access(path, F_OK) != 0) {
         olmoe_errorf("%s: %s", path, strerror(errno));
         return H5I_INVALID_HID;

@@ -301,6 +301,10 @@ static olmoe_trace *open_trace(const char *path, int writable) {
     t->path = xstrdup(path);
     t->writable = writable;
     t->file = olmoe_h5_open(path, writable);
+    /* the results beside it are the trace's too, there yet or not */
+    char *results = olmoe_results_path(path);
+    olmoe_input_add(results);
+    free(results);
     if (t->file < 0) {
         if (writable && strstr(olmoe_error(), "marked open by a writer"))
             olmoe_errorf("%s: marked open by a writer (a running or killed capture?): resume a "
