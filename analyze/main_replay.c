@@ -59,6 +59,13 @@ olmoe_trace *cmd_replay_open_trace(const char *path, long max_tokens, int64_t *N
     return t;
 }
 
+void cmd_replay_check_device(const char *device) {
+    /* here, before the notes that name it and the work; the backend says
+     * whether this build can run it */
+    if (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0 && strncmp(device, "cuda:", 5) != 0)
+        die_usage("--device: unknown device '%s' (auto, cpu or cuda)", device);
+}
+
 void cmd_replay_results_begin(olmoe_trace *t, int use, olmoe_results *res, olmoe_hash *tid) {
     *res = (olmoe_results){.f = H5I_INVALID_HID};
     if (olmoe_trace_identity(olmoe_trace_hid(t), tid) != 0)

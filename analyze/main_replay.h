@@ -27,6 +27,8 @@ void cmd_replay_parse(int argc, char **argv, olmoe_opt *opts, olmoe_policy_cli *
 olmoe_trace *cmd_replay_open_trace(const char *path, long max_tokens, int64_t *N);
 /* the trace's identity into *tid and, when use, the results file beside it
  * begun (locked, written as a partial until olmoe_results_commit) */
+/* --device after olmoe_device_resolve: cpu, cuda or cuda:N, else a usage error */
+void cmd_replay_check_device(const char *device);
 void cmd_replay_results_begin(olmoe_trace *t, int use, olmoe_results *res, olmoe_hash *tid);
 /* a mode's --json, --csv and --out (each NULL: not given): reserved
  * before any work (an existing one refused without force), then committed

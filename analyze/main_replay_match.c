@@ -536,6 +536,7 @@ int cmd_replay_match(int argc, char **argv) {
     cmd_replay_parse(argc, argv, opts, &cli, usage, &o.quiet,
                      "which trace? (olmoe-replay TRACE --match-k 1,2,4,8 ...)", &command);
     o.device = olmoe_device_resolve(o.device);
+    cmd_replay_check_device(o.device);
     o.kde_path = cli.kde;
     olmoe_replay_routing routing = check_args(&o, &cli);
     olmoe_match_table tab;

@@ -200,6 +200,7 @@ static void plan_of_args(run_plan *p, int argc, char **argv) {
     cmd_replay_parse(argc, argv, opts, &p->cli, usage, &o->quiet,
                      "which trace? (olmoe-replay TRACE --model DIR ...)", &p->command);
     o->device = olmoe_device_resolve(o->device);
+    cmd_replay_check_device(o->device);
     o->kde_path = p->cli.kde;
     p->routing = check_args(o);
     p->do_replay = o->validate || !o->exact, p->do_exact = o->validate || o->exact;

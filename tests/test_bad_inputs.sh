@@ -119,6 +119,7 @@ out_is_the_trace | | cp $TR $D/out/t.h5 | kde fit $D/out/t.h5 --out $D/out/t.h5 
 json_is_the_trace | | cp $TR $D/out/t.h5 | analyze coactivation $D/out/t.h5 --json $D/out/t.h5 --force --quiet | t\.h5: is an input of this command
 out_is_the_results | | cp $TR $D/out/t.h5; replay $D/out/t.h5 --mode stats --policy 'topk(k=2)' --store --quiet | replay $D/out/t.h5 --mode stats --policy 'topk(k=3)' --out $D/out/t.results.h5 --force --quiet | t\.results\.h5: is an input of this command
 csv_is_the_null | | cp $TR $D/out/t.h5; kde fit $D/out/t.h5 --out $D/out/null.h5 --quiet | kde check $D/out/null.h5 $D/out/t.h5 --csv $D/out/null.h5 --force | null\.h5: is an input of this command
+replay_device_empty | | capture --model $FIX/tiny-1layer --tokens $TOK --ctx 64 --save-residuals --quiet --out $D/r.h5 | replay $D/r.h5 --policy 'topk(k=2)' --device '' --json $D/out/r.json | --device: unknown device ''
 EOF
 }
 
