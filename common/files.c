@@ -132,14 +132,13 @@ int olmoe_fsync_path(const char *path) {
  * capture). Paths are compared by their directory's real path and their
  * name, so that the check holds for outputs not there yet too, and by
  * device and inode where both exist. */
-#define MAX_INPUTS 64
-static struct {
+static struct input {
     char *canon; /* realpath(dirname) + "/" + basename */
     dev_t dev;
     ino_t ino;
     int exists;
-} inputs[MAX_INPUTS];
-static int n_inputs;
+} *inputs;
+static int n_inputs, cap_inputs;
 
 static char *canon_path(const char *path) {
     char *dcopy = xstrdup(path), *bcopy = xstrdup(path);
@@ -152,7 +151,11 @@ static char *canon_path(const char *path) {
 }
 
 void olmoe_input_add(const char *path) {
-    if (!path || !*path || n_inputs == MAX_INPUTS || olmoe_input_named(path)) return;
+    if (!path || !*path || olmoe_input_named(path)) return;
+    if (n_inputs == cap_inputs) { /* every one kept: a merge may read hundreds of shards */
+        cap_inputs = cap_inputs ? 2 * cap_inputs : 16;
+        inputs = xrealloc(inputs, (size_t)cap_inputs * sizeof *inputs);
+    }
     struct stat st;
     inputs[n_inputs].canon = canon_path(path);
     inputs[n_inputs].exists = stat(path, &st) == 0;
