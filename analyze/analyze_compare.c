@@ -254,7 +254,7 @@ json_t *olmoe_analyze_compare_json(const olmoe_analyze_compare *c) {
                               olmoe_analyze_jnum(c->worst_overlap[i]), "spearman",
                               olmoe_analyze_jnum(c->worst_spearman[i]), "worst_layer",
                               c->worst_layer[i]);
-        if (c->worst_text) json_object_set_new(o, "text", json_string(c->worst_text[i]));
+        if (c->worst_text) json_object_set_new(o, "text", olmoe_json_str(c->worst_text[i]));
         json_array_append_new(worst, o);
     }
     json_object_set_new(root, "layers", layers);

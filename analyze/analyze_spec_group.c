@@ -218,7 +218,7 @@ json_t *olmoe_analyze_groupspec_json(const olmoe_analyze_groupspec *o) {
     const int E = o->E, G = o->G;
     json_t *root = json_object(), *groups = json_array(), *layers = json_array();
     for (int g = 0; g < G; g++)
-        json_array_append_new(groups, json_pack("{s:s,s:I,s:o}", "name", o->group_names[g],
+        json_array_append_new(groups, json_pack("{s:o,s:I,s:o}", "name", olmoe_json_str(o->group_names[g]),
                                                 "tokens", (json_int_t)o->group_tokens[g], "share",
                                                 olmoe_analyze_jnum(o->group_share[g])));
     for (int li = 0; li < o->n_layers; li++) {
@@ -228,8 +228,8 @@ json_t *olmoe_analyze_groupspec_json(const olmoe_analyze_groupspec *o) {
             int e = o->top_e[at], g = o->top_g[at];
             if (e < 0) break;
             size_t c = ((size_t)li * E + e) * G + g;
-            json_array_append_new(top, json_pack("{s:i,s:s,s:I,s:o,s:o}", "expert", e, "group",
-                                                 o->group_names[g], "count", (json_int_t)o->count[c],
+            json_array_append_new(top, json_pack("{s:i,s:o,s:I,s:o,s:o}", "expert", e, "group",
+                                                 olmoe_json_str(o->group_names[g]), "count", (json_int_t)o->count[c],
                                                  "share", olmoe_analyze_jnum(o->share[c]), "lift",
                                                  olmoe_analyze_jnum(o->lift[c])));
         }

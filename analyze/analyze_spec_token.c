@@ -267,7 +267,7 @@ json_t *olmoe_analyze_tokenspec_json(const olmoe_analyze_tokenspec *t) {
     json_t *root = json_object(), *ids = json_array(), *layers = json_array();
     for (int k = 0; k < n; k++) {
         json_t *o = json_pack("{s:i,s:I}", "id", t->ids[k], "count", (json_int_t)t->id_count[k]);
-        if (t->text) json_object_set_new(o, "text", json_string(t->text[k]));
+        if (t->text) json_object_set_new(o, "text", olmoe_json_str(t->text[k]));
         json_array_append_new(ids, o);
     }
     for (int li = 0; li < t->n_layers; li++) {
@@ -284,7 +284,7 @@ json_t *olmoe_analyze_tokenspec_json(const olmoe_analyze_tokenspec *t) {
                 if (k < 0) break;
                 json_t *o = json_pack("{s:i,s:o}", "id", t->ids[k], "share",
                                       olmoe_analyze_jnum(t->expert_top_share[at]));
-                if (t->text) json_object_set_new(o, "text", json_string(t->text[k]));
+                if (t->text) json_object_set_new(o, "text", olmoe_json_str(t->text[k]));
                 json_array_append_new(toks, o);
             }
             json_array_append_new(ex, json_pack("{s:i,s:o}", "expert", e, "tokens", toks));

@@ -325,18 +325,18 @@ static void store_h5(const char *file, const run *r, const kind *k, const void *
 static void write_json(run *r, const kind *k, const void *res, const olmoe_analyze_src *a,
                        const olmoe_analyze_src *b) {
     json_t *root = json_object(), *body = k->json(res);
-    json_object_set_new(root, "format", json_string(OLMOE_ANALYZE_FORMAT));
+    json_object_set_new(root, "format", olmoe_json_str(OLMOE_ANALYZE_FORMAT));
     json_object_set_new(root, "format_version", json_integer(OLMOE_ANALYZE_FORMAT_VERSION));
-    json_object_set_new(root, "analysis", json_string(r->analysis));
-    json_object_set_new(root, "trace", json_string(a->path));
-    json_object_set_new(root, "policy", json_string(a->policy.id));
+    json_object_set_new(root, "analysis", olmoe_json_str(r->analysis));
+    json_object_set_new(root, "trace", olmoe_json_str(a->path));
+    json_object_set_new(root, "policy", olmoe_json_str(a->policy.id));
     if (b) {
-        json_object_set_new(root, "trace_b", json_string(b->path));
-        json_object_set_new(root, "policy_b", json_string(b->policy.id));
+        json_object_set_new(root, "trace_b", olmoe_json_str(b->path));
+        json_object_set_new(root, "policy_b", olmoe_json_str(b->policy.id));
     }
     json_object_set_new(root, "n_tokens", json_integer(a->n_tokens));
     json_object_set_new(root, "n_experts", json_integer(a->E));
-    json_object_set_new(root, "command", json_string(r->command));
+    json_object_set_new(root, "command", olmoe_json_str(r->command));
     json_object_update(root, body);
     json_decref(body);
     if (json_dump_file(root, r->json.tmp, JSON_INDENT(1) | JSON_COMPACT) != 0)

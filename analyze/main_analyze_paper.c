@@ -177,14 +177,6 @@ static void boot(const sources *s, const paper_opts *o, const float *a, const fl
     olmoe_boot_units_free(&u);
 }
 
-/* s as a JSON string: paths and policy specs come from the command line and
- * may hold any byte, but JSON holds UTF-8 text only */
-static json_t *jstr(const char *s) {
-    json_t *j = json_string(s);
-    if (!j) die("'%s' is not UTF-8 text, which JSON requires (leave out --json)", s);
-    return j;
-}
-
 /* [lo, hi]; an end that is not finite (no JSON form) is null */
 static json_t *jpair(double lo, double hi) {
     json_t *a = json_array();
@@ -201,10 +193,10 @@ static void json_begin(paper_run *p, const char *what, const char *trace, const 
     char format[64];
     snprintf(format, sizeof format, "olmoe-%s", what);
     p->json = json_object();
-    json_object_set_new(p->json, "format", json_string(format));
-    json_object_set_new(p->json, "trace", jstr(trace));
+    json_object_set_new(p->json, "format", olmoe_json_str(format));
+    json_object_set_new(p->json, "trace", olmoe_json_str(trace));
     if (kind) {
-        json_object_set_new(p->json, "kind", jstr(kind));
+        json_object_set_new(p->json, "kind", olmoe_json_str(kind));
         json_object_set_new(p->json, "k_base", json_integer(k_base));
     }
     p->rows = json_array();
@@ -216,10 +208,10 @@ static void json_boot(paper_run *p, const char *kind, const char *a, const char 
                       const char *unit) {
     if (!p->rows) return;
     json_t *o = json_object();
-    json_object_set_new(o, "kind", json_string(kind));
-    json_object_set_new(o, "policy", jstr(a));
-    json_object_set_new(o, "reference", jstr(b));
-    json_object_set_new(o, "unit", json_string(unit));
+    json_object_set_new(o, "kind", olmoe_json_str(kind));
+    json_object_set_new(o, "policy", olmoe_json_str(a));
+    json_object_set_new(o, "reference", olmoe_json_str(b));
+    json_object_set_new(o, "unit", olmoe_json_str(unit));
     json_object_set_new(o, "n_units", json_integer((json_int_t)r->n_units));
     json_object_set_new(o, "n_tokens", json_integer((json_int_t)r->n_tokens));
     json_object_set_new(o, "resamples", json_integer(r->resamples));

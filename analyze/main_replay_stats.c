@@ -47,7 +47,7 @@ static void write_outputs(const olmoe_stats *st, const stats_opts *o, const char
         if (f < 0) die("%s", olmoe_error());
         json_t *groups = json_array();
         for (int g = 1; g < st->n_scopes; g++)
-            json_array_append_new(groups, json_string(st->group_names[g - 1]));
+            json_array_append_new(groups, olmoe_json_str(st->group_names[g - 1]));
         char *gj = json_dumps(groups, JSON_COMPACT);
         json_decref(groups);
         if (olmoe_h5_set_attr_str(f, ".", "format", OLMOE_STATS_FORMAT) != 0 ||

@@ -84,11 +84,11 @@ static json_t *doubles(const double *v, int n) {
 
 static json_t *result_json(const olmoe_replay_run *r, const olmoe_replay_result *res) {
     json_t *o = summary_json(&res->all);
-    json_object_set_new(o, "policy", json_string(res->policy->id));
-    json_object_set_new(o, "family", json_string(res->policy->family->name));
-    json_object_set_new(o, "kind", json_string(olmoe_replay_kind_name(res->kind)));
-    json_object_set_new(o, "routing", json_string(olmoe_replay_routing_name(res->routing)));
-    json_object_set_new(o, "device", json_string(res->device));
+    json_object_set_new(o, "policy", olmoe_json_str(res->policy->id));
+    json_object_set_new(o, "family", olmoe_json_str(res->policy->family->name));
+    json_object_set_new(o, "kind", olmoe_json_str(olmoe_replay_kind_name(res->kind)));
+    json_object_set_new(o, "routing", olmoe_json_str(olmoe_replay_routing_name(res->routing)));
+    json_object_set_new(o, "device", olmoe_json_str(res->device));
     json_object_set_new(o, "seconds", num(res->seconds));
     json_object_set_new(o, "cpu_seconds", num(res->cpu_seconds));
     json_object_set_new(o, "tokens_per_second",
@@ -101,7 +101,7 @@ static json_t *result_json(const olmoe_replay_run *r, const olmoe_replay_result 
     json_t *g = json_array();
     for (int k = 0; k < r->n_groups; k++) {
         json_t *one = summary_json(&res->group[k]);
-        json_object_set_new(one, "group", json_string(r->group_names[k]));
+        json_object_set_new(one, "group", olmoe_json_str(r->group_names[k]));
         json_array_append_new(g, one);
     }
     json_object_set_new(o, "groups", g);
@@ -112,7 +112,7 @@ static json_t *validation_json(const olmoe_replay_validation *v) {
     json_t *o = json_object(), *rows = json_array();
     for (int i = 0; i < v->n; i++) {
         json_t *row = json_object();
-        json_object_set_new(row, "policy", json_string(v->policy[i]));
+        json_object_set_new(row, "policy", olmoe_json_str(v->policy[i]));
         json_object_set_new(row, "replay_ppl", num(v->replay_ppl[i]));
         json_object_set_new(row, "exact_ppl", num(v->exact_ppl[i]));
         json_object_set_new(row, "rel_diff", num(v->rel_diff[i]));
@@ -134,17 +134,17 @@ int olmoe_replay_write_json(const olmoe_replay_run *r, const olmoe_replay_valida
                             const char *path, const char *trace_path, const char *model_dir,
                             const char *kde_path) {
     json_t *root = json_object();
-    json_object_set_new(root, "format", json_string(OLMOE_REPLAY_FORMAT));
+    json_object_set_new(root, "format", olmoe_json_str(OLMOE_REPLAY_FORMAT));
     json_object_set_new(root, "format_version", json_integer(OLMOE_REPLAY_FORMAT_VERSION));
-    json_object_set_new(root, "trace", json_string(trace_path));
-    json_object_set_new(root, "model", json_string(model_dir));
-    json_object_set_new(root, "model_checksum", json_string(r->model_checksum));
-    json_object_set_new(root, "kde", kde_path ? json_string(kde_path) : json_null());
+    json_object_set_new(root, "trace", olmoe_json_str(trace_path));
+    json_object_set_new(root, "model", olmoe_json_str(model_dir));
+    json_object_set_new(root, "model_checksum", olmoe_json_str(r->model_checksum));
+    json_object_set_new(root, "kde", kde_path ? olmoe_json_str(kde_path) : json_null());
     json_object_set_new(root, "n_tokens", json_integer((json_int_t)r->n_tokens));
     json_object_set_new(root, "n_layers", json_integer(r->n_layers));
     json_object_set_new(root, "n_experts", json_integer(r->n_experts));
     json_object_set_new(root, "baseline_top_k", json_integer(r->top_k));
-    json_object_set_new(root, "baseline_policy", json_string(r->trace_policy));
+    json_object_set_new(root, "baseline_policy", olmoe_json_str(r->trace_policy));
     json_object_set_new(root, "baseline_perplexity", num(r->baseline_perplexity));
     json_object_set_new(root, "baseline_n_scored", json_integer((json_int_t)r->baseline_scored));
     json_object_set_new(root, "note",
@@ -152,21 +152,21 @@ int olmoe_replay_write_json(const olmoe_replay_run *r, const olmoe_replay_valida
                                     "the full forward pass"));
     const olmoe_replay_selfcheck *s = &r->self;
     json_t *sc = json_object();
-    json_object_set_new(sc, "policy", json_string(s->policy));
+    json_object_set_new(sc, "policy", olmoe_json_str(s->policy));
     json_object_set_new(sc, "done", json_boolean(s->done));
     if (s->done) {
-        json_object_set_new(sc, "residual_dtype", json_string(s->residual_dtype));
+        json_object_set_new(sc, "residual_dtype", olmoe_json_str(s->residual_dtype));
         json_object_set_new(sc, "max_abs_nll_diff", num(s->max_abs_diff));
         json_object_set_new(sc, "max_rel_nll_diff", num(s->max_rel_diff));
         json_object_set_new(sc, "mean_abs_nll_diff", num(s->mean_abs_diff));
         json_object_set_new(sc, "ppl_rel_diff", num(s->ppl_rel_diff));
         json_object_set_new(sc, "mean_nll_rel_diff", num(s->nll_rel_diff));
     } else {
-        json_object_set_new(sc, "why_not", json_string(s->why_not));
+        json_object_set_new(sc, "why_not", olmoe_json_str(s->why_not));
     }
     json_object_set_new(root, "self_check", sc);
     json_t *g = json_array();
-    for (int k = 0; k < r->n_groups; k++) json_array_append_new(g, json_string(r->group_names[k]));
+    for (int k = 0; k < r->n_groups; k++) json_array_append_new(g, olmoe_json_str(r->group_names[k]));
     json_object_set_new(root, "groups", g);
     json_t *res = json_array();
     for (int i = 0; i < r->n_results; i++)
@@ -175,7 +175,7 @@ int olmoe_replay_write_json(const olmoe_replay_run *r, const olmoe_replay_valida
     if (v) json_object_set_new(root, "validate", validation_json(v));
     if (r->boot_resamples > 0) {
         json_t *b = json_object();
-        json_object_set_new(b, "unit", json_string(r->boot_unit));
+        json_object_set_new(b, "unit", olmoe_json_str(r->boot_unit));
         json_object_set_new(b, "n_units", json_integer((json_int_t)r->boot_units));
         json_object_set_new(b, "resamples", json_integer(r->boot_resamples));
         json_object_set_new(b, "seed", json_integer((json_int_t)r->boot_seed));

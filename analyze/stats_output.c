@@ -89,7 +89,7 @@ static json_t *params_json(const olmoe_policy *pol) {
         const olmoe_param_info *pi = &olmoe_param_table[f->params[i].id];
         double v = pol->param[f->params[i].id];
         if (pi->type == OLMOE_PARAM_ENUM)
-            json_object_set_new(o, pi->name, json_string(pi->names[(int)v]));
+            json_object_set_new(o, pi->name, olmoe_json_str(pi->names[(int)v]));
         else if (pi->type == OLMOE_PARAM_INT)
             json_object_set_new(o, pi->name, json_integer((json_int_t)v));
         else
@@ -101,8 +101,9 @@ static json_t *params_json(const olmoe_policy *pol) {
 int olmoe_stats_write_json(const olmoe_stats *st, const char *path, const char *trace_path,
                            const char *kde_path) {
     json_t *root = json_pack(
-        "{s:s, s:i, s:s, s:s?, s:I, s:i, s:i, s:i, s:f}", "format", OLMOE_STATS_FORMAT,
-        "format_version", OLMOE_STATS_FORMAT_VERSION, "trace", trace_path, "kde", kde_path, "n_tokens", (json_int_t)st->n_tokens, "n_layers",
+        "{s:s, s:i, s:o, s:o, s:I, s:i, s:i, s:i, s:f}", "format", OLMOE_STATS_FORMAT,
+        "format_version", OLMOE_STATS_FORMAT_VERSION, "trace", olmoe_json_str(trace_path),
+        "kde", olmoe_json_str(kde_path), "n_tokens", (json_int_t)st->n_tokens, "n_layers",
         st->n_layers, "n_experts", st->n_experts, "baseline_top_k", st->top_k, "seconds",
         st->seconds_total);
     json_object_set_new(
@@ -113,22 +114,23 @@ int olmoe_stats_write_json(const olmoe_stats *st, const char *path, const char *
                   "mean_k / baseline_top_k (expert FLOPs scale with the number of experts)",
                   "load_cv", "sd / mean of the per-expert load of a layer; overall: mean over layers"));
     json_t *groups = json_array();
-    for (int g = 1; g < st->n_scopes; g++) json_array_append_new(groups, json_string(st->group_names[g - 1]));
+    for (int g = 1; g < st->n_scopes; g++)
+        json_array_append_new(groups, olmoe_json_str(st->group_names[g - 1]));
     json_object_set_new(root, "groups", groups);
     json_t *pols = json_array();
     for (int p = 0; p < st->n_policies; p++) {
         const olmoe_stats_policy *sp = &st->pol[p];
         olmoe_stats_summary s;
         olmoe_stats_summarize(st, p, OLMOE_STATS_ALL, -1, &s);
-        json_t *pj = json_pack("{s:s, s:s, s:o, s:i, s:i, s:f, s:f}", "id", sp->policy->id, "family",
-                               sp->policy->family->name, "params", params_json(sp->policy), "min_k",
-                               sp->min_k, "max_k", sp->max_k, "seconds", sp->seconds,
+        json_t *pj = json_pack("{s:o, s:s, s:o, s:i, s:i, s:f, s:f}", "id",
+                               olmoe_json_str(sp->policy->id), "family", sp->policy->family->name,
+                               "params", params_json(sp->policy), "min_k", sp->min_k, "max_k", sp->max_k, "seconds", sp->seconds,
                                "token_layers_per_s", sp->seconds > 0 ? (double)s.n / sp->seconds : 0.0);
         json_object_set_new(pj, "overall", scope_json(st, p, OLMOE_STATS_ALL));
         json_t *gj = json_array();
         for (int g = 1; g < st->n_scopes; g++) {
             json_t *one = scope_json(st, p, g);
-            json_object_set_new(one, "group", json_string(st->group_names[g - 1]));
+            json_object_set_new(one, "group", olmoe_json_str(st->group_names[g - 1]));
             json_array_append_new(gj, one);
         }
         json_object_set_new(pj, "groups", gj);

@@ -164,6 +164,24 @@ void olmoe_csv_quoted(FILE *f, const char *s, size_t n);
 /* the string s as one quoted CSV field */
 void olmoe_csv_field(FILE *f, const char *s);
 
+/* ---- text for JSON (jansson) ---- */
+/* Every JSON writer makes its strings with olmoe_json_str, one rule for all:
+ * JSON holds UTF-8 only, and jansson's json_string returns NULL for anything
+ * else, which json_object_set_new takes as "leave the key out". Text from the
+ * model or corpus (decoded tokens, group names) and file paths and command
+ * lines alike have each ill-formed byte sequence replaced by U+FFFD, as HF's
+ * decode does: a path that is not UTF-8 is written recognisably altered
+ * rather than refused, because refusing would discard a finished run's
+ * output over a field that only records which file was read (the results
+ * file's checksums identify it), and a rule per kind of string is the kind
+ * of special case that let keys vanish. s NULL gives JSON null. */
+struct json_t;
+struct json_t *olmoe_json_str(const char *s);
+/* the n bytes of s with each maximal ill-formed subsequence replaced by
+ * U+FFFD (Unicode's recommended practice; Rust's from_utf8_lossy, Python's
+ * errors="replace"); fresh, NUL-terminated, its length in *len when len */
+char *olmoe_utf8_lossy(const char *s, size_t n, size_t *len);
+
 /* the parts of this header, each in a file of its own */
 #include "bigmem.h"
 #include "opt.h"

@@ -1,53 +1,24 @@
 /* provenance.c: what produced a results file, one group per writing command
  * under /provenance/<n> (n = 0, 1, ... in the order they ran): attributes
  * argv (a JSON array of the exact arguments, olmoe_save_argv), tool_version, created (ISO 8601
- * UTC) and inputs (a JSON array of {"role", "path", "checksum"}). */
+ * UTC) and inputs (a JSON array of {"role", "path", "checksum"}). JSON holds
+ * UTF-8 only: an argument or path that is not has its bad bytes as U+FFFD
+ * (olmoe_json_str, the rule of every JSON we write). */
 #include "common.h"
 #include "traces.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-/* s as a JSON string appended to buf (grown as needed) */
-static void json_str(char **buf, size_t *len, size_t *cap, const char *s) {
-    for (const char *p = s;; p++) {
-        if (*len + 8 >= *cap) *buf = xrealloc(*buf, *cap = *cap * 2 + 64);
-        if (p == s) (*buf)[(*len)++] = '"';
-        if (!*p) break;
-        unsigned char c = (unsigned char)*p;
-        if (c == '"' || c == '\\') {
-            (*buf)[(*len)++] = '\\';
-            (*buf)[(*len)++] = (char)c;
-        } else if (c < 0x20) {
-            *len += (size_t)snprintf(*buf + *len, 8, "\\u%04x", c);
-        } else {
-            (*buf)[(*len)++] = (char)c;
-        }
-    }
-    (*buf)[(*len)++] = '"';
-    (*buf)[*len] = '\0';
-}
-
-static void put(char **buf, size_t *len, size_t *cap, const char *s) {
-    size_t n = strlen(s);
-    if (*len + n + 1 >= *cap) *buf = xrealloc(*buf, *cap = (*len + n) * 2 + 64);
-    memcpy(*buf + *len, s, n + 1);
-    *len += n;
-}
-
-int olmoe_results_provenance(hid_t f, const olmoe_input *in, int n_in) {
+/* the saved argv as a JSON array and the inputs as [{"role", "path",
+ * "checksum"}], on one line with ", " and ": " between items */
+static void prov_json(const olmoe_input *in, int n_in, char **argv_json, char **inputs_json) {
     int argc = 0;
     char *const *argv = olmoe_saved_argv(&argc);
-    char *a = NULL, *b = NULL;
-    size_t al = 0, ac = 0, bl = 0, bc = 0;
-    put(&a, &al, &ac, "[");
-    for (int i = 0; i < argc; i++) {
-        if (i) put(&a, &al, &ac, ", ");
-        json_str(&a, &al, &ac, argv[i]);
-    }
-    put(&a, &al, &ac, "]");
-    put(&b, &bl, &bc, "[");
+    json_t *a = json_array(), *b = json_array();
+    for (int i = 0; i < argc; i++) json_array_append_new(a, olmoe_json_str(argv[i]));
     for (int i = 0; i < n_in; i++) {
         olmoe_hash h;
         const char *sum = in[i].checksum;
@@ -58,15 +29,22 @@ int olmoe_results_provenance(hid_t f, const olmoe_input *in, int n_in) {
             sum = h.hex;
         }
         free(data);
-        put(&b, &bl, &bc, i ? ", {\"role\": " : "{\"role\": ");
-        json_str(&b, &bl, &bc, in[i].role);
-        put(&b, &bl, &bc, ", \"path\": ");
-        json_str(&b, &bl, &bc, in[i].path);
-        put(&b, &bl, &bc, ", \"checksum\": ");
-        json_str(&b, &bl, &bc, sum ? sum : "");
-        put(&b, &bl, &bc, "}");
+        json_t *o = json_object();
+        json_object_set_new(o, "role", olmoe_json_str(in[i].role));
+        json_object_set_new(o, "path", olmoe_json_str(in[i].path));
+        json_object_set_new(o, "checksum", olmoe_json_str(sum ? sum : ""));
+        json_array_append_new(b, o);
     }
-    put(&b, &bl, &bc, "]");
+    *argv_json = json_dumps(a, 0);
+    *inputs_json = json_dumps(b, 0);
+    json_decref(a);
+    json_decref(b);
+    if (!*argv_json || !*inputs_json) die("out of memory for the provenance JSON");
+}
+
+int olmoe_results_provenance(hid_t f, const olmoe_input *in, int n_in) {
+    char *a, *b;
+    prov_json(in, n_in, &a, &b);
     char now[32], g[64];
     time_t sec = time(NULL);
     struct tm tm;
