@@ -1,7 +1,7 @@
 /* tokenizer_bytes.c: the byte-level pieces of the tokenizer: GPT-2's
  * byte <-> unicode table, UTF-8 validation with Rust's rules (HF only ever
- * sees Rust strings), Rust's from_utf8_lossy for decoding, and the two
- * character classes HF's added-token matching uses (regex crate \s and \w).
+ * sees Rust strings; decoding's from_utf8_lossy is common's olmoe_utf8_lossy),
+ * and the two character classes HF's added-token matching uses (regex crate \s and \w).
  */
 #include "tokenizer_impl.h"
 
@@ -109,27 +109,6 @@ size_t tok_utf8_check(const uint8_t *s, size_t n) {
         if (k < 0) return i;
         i += (size_t)k;
     }
-}
-
-void tok_utf8_lossy(const uint8_t *s, size_t n, char **out, size_t *out_len) {
-    /* each bad byte becomes at most 3 bytes (U+FFFD) */
-    char *o = xmalloc(xmul(n, 3) + 1);
-    size_t m = 0, i = 0;
-    while (i < n) {
-        int k = seq_at(s, n, i);
-        if (k > 0) {
-            memcpy(o + m, s + i, (size_t)k);
-            m += (size_t)k;
-            i += (size_t)k;
-        } else {
-            memcpy(o + m, "\xEF\xBF\xBD", 3);
-            m += 3;
-            i += (size_t)(-k);
-        }
-    }
-    o[m] = '\0';
-    *out = o;
-    *out_len = m;
 }
 
 int tok_is_space(uint32_t c) {

@@ -79,7 +79,7 @@ int olmoe_tokenizer_decode(const olmoe_tokenizer *t, const int32_t *ids, size_t 
             m = m0 + k;
         }
     }
-    tok_utf8_lossy(bytes, m, text, len);
+    *text = olmoe_utf8_lossy((const char *)bytes, m, len);
     free(bytes);
     return 0;
 }

@@ -172,8 +172,6 @@ int tok_utf8_put(uint32_t cp, char *out);
 int tok_utf8_get(const uint8_t *s, size_t n, uint32_t *cp);
 /* offset of the first invalid byte, or n if s is valid UTF-8 (Rust's rules) */
 size_t tok_utf8_check(const uint8_t *s, size_t n);
-/* Rust's String::from_utf8_lossy: appends to a malloc'd buffer */
-void tok_utf8_lossy(const uint8_t *s, size_t n, char **out, size_t *out_len);
 /* White_Space (what \s matches in HF's regexes) and \w of Rust's regex crate */
 int tok_is_space(uint32_t cp);
 int tok_is_word(uint32_t cp);
