@@ -66,8 +66,14 @@ static void sources_open(sources *s, const char *trace, const paper_opts *o) {
     int own = olmoe_results_open(trace, olmoe_trace_hid(s->t), &s->file[s->n++]);
     if (own < 0) die("%s", olmoe_error());
     s->own_first = own;
-    for (int i = 0; i < o->n_results; i++)
-        if ((s->file[s->n++] = olmoe_h5_open(o->results[i], 0)) < 0) die("%s", olmoe_error());
+    /* what olmoe-replay --out writes, or a results file given by name */
+    static const char *const formats[] = {OLMOE_REPLAY_FORMAT, OLMOE_RESULTS_FORMAT, NULL};
+    for (int i = 0; i < o->n_results; i++) {
+        hid_t f = s->file[s->n++] = olmoe_h5_open(o->results[i], 0);
+        if (f < 0 || olmoe_h5_check_format(f, o->results[i], formats,
+                                           "a results file (olmoe-replay --out)") != 0)
+            die("%s", olmoe_error());
+    }
     s->N = olmoe_trace_info_of(s->t)->n_tokens;
     s->base = xmalloc(xmul((size_t)(s->N ? s->N : 1), sizeof *s->base));
     if (s->N && olmoe_trace_read_nll(s->t, 0, s->N, s->base) != 0) die("%s", olmoe_error());
@@ -125,7 +131,7 @@ static FILE *out_open(olmoe_out *o, const char *path, int force) {
 
 static void out_close(olmoe_out *o, FILE *f) {
     if (!f) return;
-    if (fclose(f) != 0) die("%s: write failed", o->final);
+    if (olmoe_fclose_out(f, o->final) != 0) die("%s", olmoe_error());
     if (olmoe_out_commit(o) != 0) die("%s", olmoe_error());
 }
 

@@ -219,7 +219,5 @@ int olmoe_replay_write_csv(const olmoe_replay_run *r, const char *path) {
         for (int k = 0; k < r->n_groups; k++)
             csv_row(f, res, r->group_names[k], &res->group[k], NAN, NAN, none);
     }
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad) return olmoe_errorf("%s: write failed", path);
-    return 0;
+    return olmoe_fclose_out(f, path);
 }

@@ -165,9 +165,7 @@ int olmoe_stats_write_csv(const olmoe_stats *st, const char *path) {
                         (long long)s.n, s.mean_k, s.sd_k, s.share_min_k, s.share_max_k,
                         s.overlap_mean, s.coverage, s.precision, s.flops_vs_baseline, s.load_cv);
             }
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad) return olmoe_errorf("%s: write error", path);
-    return 0;
+    return olmoe_fclose_out(f, path);
 }
 
 /* ---- HDF5 ---- */

@@ -85,6 +85,9 @@ int olmoe_parse_index_list(const char *s, int n, unsigned char *want /* [n] */);
 /* ---- files ---- */
 /* whole file into memory, NUL-terminated; caller frees */
 int olmoe_read_file(const char *path, char **data, size_t *len);
+/* closes f, an output written as path: 0, or -1 + "PATH: write error: WHY"
+ * (strerror of the failed write: "No space left on device", ...) */
+int olmoe_fclose_out(FILE *f, const char *path);
 int olmoe_file_exists(const char *path);
 /* path joining into a fresh string */
 char *olmoe_path_join(const char *dir, const char *name);

@@ -250,6 +250,17 @@ int olmoe_out_begin_text(olmoe_out *o, const char *final, int force) {
     return 0;
 }
 
+int olmoe_fclose_out(FILE *f, const char *path) {
+    /* a failed write leaves the stream's error flag, and its errno is lost by
+     * the time anyone looks: flush first, the data still buffered fails again
+     * and says why */
+    errno = 0;
+    int bad = fflush(f) != 0 || ferror(f), why = errno;
+    if (fclose(f) != 0 && !bad) bad = 1, why = errno;
+    if (!bad) return 0;
+    return olmoe_errorf("%s: write error: %s", path, why ? strerror(why) : "an earlier write failed");
+}
+
 /* the finished temporary file onto stdout, then removed */
 static int commit_stdout(olmoe_out *o) {
     FILE *f = fopen(o->tmp, "rb");

@@ -122,7 +122,7 @@ int olmoe_kde_cmd_check(int argc, char **argv) {
     }
     if (fc) {
         write_csv(fc, &c);
-        if (fclose(fc) != 0) die("%s: write failed", o.csv);
+        if (olmoe_fclose_out(fc, o.csv) != 0) die("%s", olmoe_error());
         if (olmoe_out_commit(&oc) != 0) die("%s", olmoe_error());
     }
     if (o.png) {

@@ -51,6 +51,9 @@ int main(int argc, char **argv) {
     int npos = olmoe_opt_parse(argc, argv, opts, usage);
     if (npos < 1) die_usage("no results file given");
     if (!out) die_usage("--out DIR is required");
+    if (formats && olmoe_report_check_formats(formats) != 0) die_usage("%s", olmoe_error());
+    /* an empty value is a mistake (an unset variable), not a request for the default */
+    if (gnuplot && !*gnuplot) die_usage("--gnuplot: empty program name");
     olmoe_quiet = quiet;
     /* refuse early, before reading anything */
     if (!force && olmoe_file_exists(out)) die("%s: already exists (use --force to overwrite)", out);

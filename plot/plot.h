@@ -166,6 +166,10 @@ int olmoe_report_find(const olmoe_report_data *d, const char *id);
  * exact, else stats (NULL when it has none) */
 const olmoe_report_result *olmoe_report_routing(const olmoe_report_policy *p);
 
+/* --format's LIST (png, svg, pdf, comma-separated): 0, or -1 + a message
+ * naming what is wrong, for the command to report as a usage error */
+int olmoe_report_check_formats(const char *list);
+
 /* Writes the report directory (figures, data, scripts, report.md): under
  * <out>.partial, renamed into place when complete; nothing is left on error. */
 int olmoe_report_write(olmoe_report_data *d, const olmoe_report_opts *o);

@@ -81,6 +81,11 @@ static int parse_formats(const char *s, int *out) {
     return *out ? 0 : olmoe_errorf("--format: no format given");
 }
 
+int olmoe_report_check_formats(const char *list) {
+    int want;
+    return parse_formats(list, &want);
+}
+
 int rep_out_begin(rep_out *o, const olmoe_report_opts *opts) {
     memset(o, 0, sizeof *o);
     o->quiet = opts->quiet;
@@ -151,9 +156,7 @@ FILE *rep_file(rep_out *o, const char *name) {
 }
 
 int rep_close(FILE *f, const char *name) {
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad) return olmoe_errorf("%s: write error", name);
-    return 0;
+    return olmoe_fclose_out(f, name);
 }
 
 /* ---- figure scripts ---- */

@@ -119,6 +119,14 @@ out_is_the_trace | | cp $TR $D/out/t.h5 | kde fit $D/out/t.h5 --out $D/out/t.h5 
 json_is_the_trace | | cp $TR $D/out/t.h5 | analyze coactivation $D/out/t.h5 --json $D/out/t.h5 --force --quiet | t\.h5: is an input of this command
 out_is_the_results | | cp $TR $D/out/t.h5; replay $D/out/t.h5 --mode stats --policy 'topk(k=2)' --store --quiet | replay $D/out/t.h5 --mode stats --policy 'topk(k=3)' --out $D/out/t.results.h5 --force --quiet | t\.results\.h5: is an input of this command
 csv_is_the_null | | cp $TR $D/out/t.h5; kde fit $D/out/t.h5 --out $D/out/null.h5 --quiet | kde check $D/out/null.h5 $D/out/t.h5 --csv $D/out/null.h5 --force | null\.h5: is an input of this command
+results_is_a_null | | kde fit $TR --out $D/null.h5 --quiet | analyze intervals $TR --results $D/null.h5 --quiet | null\.h5: is a file of format 'olmoe-kde', not a results file \(olmoe-replay --out\)$
+results_is_a_trace | | : | analyze compare-policies $TR baseline baseline --results $TR --quiet | good\.h5: is a file of format 'olmoe-trace', not a results file
+results_is_stats | | replay $TR --mode stats --policy 'topk(k=2)' --out $D/s.h5 --quiet | analyze headroom $TR --results $D/s.h5 --quiet | s\.h5: is a file of format 'olmoe-stats', not a results file
+full_disk_analyze_json | | : | disk_limit 1 analyze coactivation $TR --json $D/out/a.json --quiet | a\.json: cannot write JSON: File too large$
+full_disk_kde_check_csv | | kde fit $TR --out $D/null.h5 --quiet | disk_limit 1 kde check $D/null.h5 $TR --csv $D/out/c.csv | c\.csv: write error: File too large$
+full_disk_report_data | | cp $TR $D/t.h5 && replay $D/t.h5 --mode stats --sweep seed --pvalue pseudo --store --quiet | disk_limit 1 report $D/t.h5 --out $D/out/rep | [a-z_]+\.dat: write error: File too large$
+results_read_only_replay | | cp $TR $D/out/t.h5 && replay $D/out/t.h5 --mode stats --policy 'topk(k=2)' --store --quiet && chmod 444 $D/out/t.results.h5 | replay $D/out/t.h5 --mode stats --policy 'topk(k=3)' --store --quiet | t\.results\.h5: is read-only \(mode 444\)
+results_read_only_analyze | | cp $TR $D/out/t.h5 && replay $D/out/t.h5 --mode stats --policy 'topk(k=2)' --store --quiet && chmod 444 $D/out/t.results.h5 | analyze coactivation $D/out/t.h5 --in-trace --quiet | t\.results\.h5: is read-only \(mode 444\)
 replay_device_empty | | capture --model $FIX/tiny-1layer --tokens $TOK --ctx 64 --save-residuals --quiet --out $D/r.h5 | replay $D/r.h5 --policy 'topk(k=2)' --device '' --json $D/out/r.json | --device: unknown device ''
 EOF
 }

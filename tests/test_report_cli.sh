@@ -86,6 +86,16 @@ expect_fail bad_format "unknown format 'gif'" R "$T/run.h5" --format png,gif --o
 expect_fail no_out "--out DIR is required" R "$T/run.h5"
 R "$T/run.h5" >/dev/null 2>&1
 check usage_129 test $? -eq 129
+# a bad --format is a usage error too (man page, EXIT STATUS), found before any input is read
+R "$T/run.h5" --format gif --out "$T/r1" >/dev/null 2>&1
+check bad_format_129 test $? -eq 129
+R "$T/no-such.h5" --format png,gif --out "$T/r1" >/dev/null 2>"$T/err"
+check bad_format_first grep -q "unknown format 'gif'" "$T/err"
+# an empty --gnuplot (an unset variable) is refused, not taken for the default
+expect_fail gnuplot_empty "usage: --gnuplot: empty program name" R "$T/run.h5" --gnuplot '' --out "$T/r1"
+R "$T/run.h5" --gnuplot '' --out "$T/r1" >/dev/null 2>&1
+check gnuplot_empty_129 test $? -eq 129
+check gnuplot_empty_nothing_left nothing_left "$T/r1"
 expect_fail no_input "no results file given" R --out "$T/r1"
 
 # ---- gnuplot ----

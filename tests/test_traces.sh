@@ -22,6 +22,15 @@ check info-groups grep -q "^documents: *4 in 3 groups (news, fiction, late)\$" "
 check info-residuals grep -q "^residuals: *bfloat16 \[$(want tokens), 3, 4\]\$" "$T/info"
 check info-logits grep -q "^router logits: *bfloat16 \[$(want tokens), 3, 5\]" "$T/info"
 
+# a bad results file beside a trace: info still shows the trace (and the
+# next one), with one line saying what is wrong with the results file
+mkdir "$T/bad" && cp "$T/a.h5" "$T/bad/b.h5" && echo junk >"$T/bad/b.results.h5"
+"$TR" info "$T/bad/b.h5" "$T/a.h5" >"$T/info-bad" 2>"$T/err"
+check info-bad-results-exit [ $? -eq 0 ]
+check info-bad-results-trace grep -q "^tokens: *$(want tokens)\$" "$T/info-bad"
+check info-bad-results-line grep -q "^results: *none shown: .*b\.results\.h5: .*not an HDF5 file" "$T/info-bad"
+check info-bad-results-next test "$(grep -c '^tokens:' "$T/info-bad")" -eq 2
+
 # verify
 "$TR" verify "$T/a.h5" >"$T/out" 2>"$T/err"
 check verify-ok [ $? -eq 0 ]

@@ -19,6 +19,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,14 +74,31 @@ int olmoe_trace_identity(hid_t f, olmoe_hash *out) {
 }
 
 /* ---- opening for reading ---- */
+int olmoe_h5_check_format(hid_t f, const char *path, const char *const *formats, const char *what) {
+    char *fmt = NULL;
+    int e = olmoe_h5_has_attr(f, ".", "format");
+    if (e < 0 || (e == 1 && olmoe_h5_get_attr_str(f, ".", "format", &fmt) != 0))
+        return olmoe_error_prefix("%s", path);
+    for (int i = 0; fmt && formats[i]; i++)
+        if (strcmp(fmt, formats[i]) == 0) {
+            free(fmt);
+            return 0;
+        }
+    if (fmt)
+        olmoe_errorf("%s: is a file of format '%s', not %s", path, fmt, what);
+    else
+        olmoe_errorf("%s: has no 'format' attribute: not %s", path, what);
+    free(fmt);
+    return -1;
+}
+
 static int check_owner(hid_t r, const char *path, const char *trace_path, hid_t trace) {
-    char *fmt = NULL, *sum = NULL;
+    static const char *const results[] = {OLMOE_RESULTS_FORMAT, NULL};
+    char *sum = NULL;
     olmoe_hash id;
     int rc = -1;
-    if (olmoe_h5_has_attr(r, ".", "format") != 1 || olmoe_h5_get_attr_str(r, ".", "format", &fmt) ||
-        strcmp(fmt, OLMOE_RESULTS_FORMAT) != 0) {
-        olmoe_errorf("%s: not an olmoe results file (format '%s'); move it away", path,
-                     fmt ? fmt : "");
+    if (olmoe_h5_check_format(r, path, results, "an olmoe results file; move it away") != 0) {
+        /* its message says what the file is */
     } else if (olmoe_h5_get_attr_str(r, ".", "trace_checksum", &sum) != 0) {
         olmoe_error_prefix("%s", path);
     } else if (olmoe_trace_identity(trace, &id) != 0) {
@@ -91,7 +109,6 @@ static int check_owner(hid_t r, const char *path, const char *trace_path, hid_t 
     } else {
         rc = 0;
     }
-    free(fmt);
     free(sum);
     return rc;
 }
@@ -168,11 +185,29 @@ static int start_file(olmoe_results *r, const char *trace_path, hid_t trace) {
     return 0;
 }
 
+/* An update writes a copy and renames it over the file, which never asks
+ * the file's own permission: asked here. A file no one may write (mode 444)
+ * is refused even for root, as rm asks before removing one: someone made it
+ * read-only on purpose. */
+static int check_writable(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) return errno == ENOENT ? 0 : olmoe_errorf("%s: %s", path, strerror(errno));
+    if ((st.st_mode & (S_IWUSR | S_IWGRP | S_IWOTH)) == 0 || access(path, W_OK) != 0)
+        return olmoe_errorf("%s: is read-only (mode %03o): results are not added to it (make it "
+                            "writable, or move it away)", path, (unsigned)(st.st_mode & 0777));
+    return 0;
+}
+
 /* locks final and names its partial; 0, or -1 leaving the partial alone */
 static int lock_partial(olmoe_results *r, char *final) {
     memset(r, 0, sizeof *r);
     r->f = H5I_INVALID_HID;
     r->final = final;
+    if (check_writable(final) != 0) {
+        free(r->final);
+        r->final = NULL;
+        return -1;
+    }
     r->tmp = xmalloc(strlen(r->final) + sizeof ".partial");
     strcpy(r->tmp, r->final);
     strcat(r->tmp, ".partial");
