@@ -340,9 +340,8 @@ static void write_json(run *r, const kind *k, const void *res, const olmoe_analy
     json_object_set_new(root, "command", olmoe_json_str(r->command));
     json_object_update(root, body);
     json_decref(body);
-    errno = 0; /* jansson returns -1 and leaves the failed write's errno */
-    if (json_dump_file(root, r->json.tmp, JSON_INDENT(1) | JSON_COMPACT) != 0)
-        die("%s: cannot write JSON: %s", r->json.final, errno ? strerror(errno) : "jansson failed");
+    if (olmoe_json_write(root, r->json.tmp, JSON_INDENT(1) | JSON_COMPACT, r->json.final) != 0)
+        die("%s", olmoe_error());
     json_decref(root);
     if (olmoe_out_commit(&r->json) != 0) die("%s", olmoe_error());
 }

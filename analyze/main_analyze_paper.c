@@ -159,9 +159,8 @@ static void paper_begin(paper_run *p, paper_opts *o, const char *trace) {
 
 /* the document in full precision (a double's 17 digits), then a newline */
 static void json_write(paper_run *p) {
-    FILE *f = fopen(p->oj.tmp, "w");
-    int bad = !f || json_dumpf(p->json, f, JSON_INDENT(1) | JSON_REAL_PRECISION(17)) != 0 || fputc('\n', f) == EOF;
-    if ((f && fclose(f) != 0) || bad) die("%s: cannot write the JSON", p->oj.final);
+    if (olmoe_json_write(p->json, p->oj.tmp, JSON_INDENT(1) | JSON_REAL_PRECISION(17), p->oj.final) != 0)
+        die("%s", olmoe_error());
     if (olmoe_out_commit(&p->oj) != 0) die("%s", olmoe_error());
     json_decref(p->json);
     p->json = p->rows = NULL;

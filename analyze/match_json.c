@@ -42,7 +42,7 @@ int olmoe_match_write_json(const olmoe_match_table *t, const char *path) {
     json_object_set_new(root, "targets", targets);
     for (int i = 0; i < t->n; i++) json_array_append_new(rows, row_json(&t->rows[i]));
     json_object_set_new(root, "rows", rows);
-    int rc = json_dump_file(root, path, JSON_INDENT(1) | JSON_REAL_PRECISION(10));
+    int rc = olmoe_json_write(root, path, JSON_INDENT(1) | JSON_REAL_PRECISION(10), path);
     json_decref(root);
-    return rc == 0 ? 0 : olmoe_errorf("%s: cannot write the JSON", path);
+    return rc;
 }

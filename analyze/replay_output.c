@@ -184,9 +184,9 @@ int olmoe_replay_write_json(const olmoe_replay_run *r, const olmoe_replay_valida
                                                    "delta = perplexity / baseline perplexity - 1"));
         json_object_set_new(root, "bootstrap", b);
     }
-    int rc = json_dump_file(root, path, JSON_INDENT(1) | JSON_REAL_PRECISION(10));
+    int rc = olmoe_json_write(root, path, JSON_INDENT(1) | JSON_REAL_PRECISION(10), path);
     json_decref(root);
-    return rc == 0 ? 0 : olmoe_errorf("%s: cannot write the JSON", path);
+    return rc;
 }
 
 /* ---- CSV ---- */

@@ -137,9 +137,9 @@ int olmoe_stats_write_json(const olmoe_stats *st, const char *path, const char *
         json_array_append_new(pols, pj);
     }
     json_object_set_new(root, "policies", pols);
-    int rc = json_dump_file(root, path, JSON_INDENT(1) | JSON_REAL_PRECISION(10));
+    int rc = olmoe_json_write(root, path, JSON_INDENT(1) | JSON_REAL_PRECISION(10), path);
     json_decref(root);
-    return rc == 0 ? 0 : olmoe_errorf("%s: cannot write the JSON", path);
+    return rc;
 }
 
 /* ---- CSV ---- */

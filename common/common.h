@@ -180,6 +180,10 @@ void olmoe_csv_field(FILE *f, const char *s);
  * of special case that let keys vanish. s NULL gives JSON null. */
 struct json_t;
 struct json_t *olmoe_json_str(const char *s);
+/* root dumped to path with jansson's flags, then a newline; a failed write
+ * says why, naming shown (the output's final name when path is its
+ * temporary). 0, or -1 + message. */
+int olmoe_json_write(const struct json_t *root, const char *path, size_t flags, const char *shown);
 /* the n bytes of s with each maximal ill-formed subsequence replaced by
  * U+FFFD (Unicode's recommended practice; Rust's from_utf8_lossy, Python's
  * errors="replace"); fresh, NUL-terminated, its length in *len when len */

@@ -5,7 +5,9 @@
  * (no overlongs, surrogates or code points past U+10FFFF, as Rust's). */
 #include "common.h"
 
+#include <errno.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -64,4 +66,16 @@ json_t *olmoe_json_str(const char *s) {
     }
     if (!j) die("out of memory for a JSON string"); /* as xmalloc does */
     return j;
+}
+
+int olmoe_json_write(const json_t *root, const char *path, size_t flags, const char *shown) {
+    FILE *f = fopen(path, "w");
+    if (!f) return olmoe_errorf("%s: cannot create: %s", shown, strerror(errno));
+    errno = 0;
+    if (json_dumpf(root, f, flags) != 0 || fputc('\n', f) == EOF) {
+        int why = errno;
+        fclose(f);
+        return olmoe_errorf("%s: write error: %s", shown, why ? strerror(why) : "jansson could not write it");
+    }
+    return olmoe_fclose_out(f, shown);
 }

@@ -101,7 +101,7 @@ existing_output | | echo keep >$O | capture --model $FIX/tiny-1layer --tokens $T
 full_disk_capture | | : | disk_limit 16 capture --model $FIX/tiny-1layer --tokens $TOK --out $O --ctx 64 --quiet | run\.h5(\.partial)?: .*File too large
 full_disk_kde | | : | disk_limit 8 kde fit $TR --out $O --quiet | run\.h5(\.partial)?: .*File too large
 full_disk_export | | : | disk_limit 2 traces export $TR --what logits --out $D/out/x.csv | x\.csv(\.partial)?: .*(File too large|write failed)
-full_disk_stats_json | | : | disk_limit 1 replay $TR --mode stats --sweep topk --json $D/out/r.json --quiet | r\.json(\.partial)?: .*(File too large|cannot write)
+full_disk_stats_json | | : | disk_limit 1 replay $TR --mode stats --sweep topk --json $D/out/r.json --quiet | r\.json(\.partial)?: write error: File too large$
 kde_layers_empty | | : | kde fit $TR --layers '' --out $O --quiet | --layers '': none given
 kde_layers_negative | | : | kde fit $TR --layers=-1 --out $O --quiet | --layers '-1': '-1' is not a number or a range A-B
 analyze_layers_negative | | : | analyze coactivation $TR --layers=-1 --out $D/out/a.h5 --quiet | --layers '-1': '-1' is not a number or a range A-B \(the trace has 1 layers\)$
@@ -122,7 +122,7 @@ csv_is_the_null | | cp $TR $D/out/t.h5; kde fit $D/out/t.h5 --out $D/out/null.h5
 results_is_a_null | | kde fit $TR --out $D/null.h5 --quiet | analyze intervals $TR --results $D/null.h5 --quiet | null\.h5: is a file of format 'olmoe-kde', not a results file \(olmoe-replay --out\)$
 results_is_a_trace | | : | analyze compare-policies $TR baseline baseline --results $TR --quiet | good\.h5: is a file of format 'olmoe-trace', not a results file
 results_is_stats | | replay $TR --mode stats --policy 'topk(k=2)' --out $D/s.h5 --quiet | analyze headroom $TR --results $D/s.h5 --quiet | s\.h5: is a file of format 'olmoe-stats', not a results file
-full_disk_analyze_json | | : | disk_limit 1 analyze coactivation $TR --json $D/out/a.json --quiet | a\.json: cannot write JSON: File too large$
+full_disk_analyze_json | | : | disk_limit 1 analyze coactivation $TR --json $D/out/a.json --quiet | a\.json: write error: File too large$
 full_disk_kde_check_csv | | kde fit $TR --out $D/null.h5 --quiet | disk_limit 1 kde check $D/null.h5 $TR --csv $D/out/c.csv | c\.csv: write error: File too large$
 full_disk_report_data | | cp $TR $D/t.h5 && replay $D/t.h5 --mode stats --sweep seed --pvalue pseudo --store --quiet | disk_limit 1 report $D/t.h5 --out $D/out/rep | [a-z_]+\.dat: write error: File too large$
 results_read_only_replay | | cp $TR $D/out/t.h5 && replay $D/out/t.h5 --mode stats --policy 'topk(k=2)' --store --quiet && chmod 444 $D/out/t.results.h5 | replay $D/out/t.h5 --mode stats --policy 'topk(k=3)' --store --quiet | t\.results\.h5: is read-only \(mode 444\)
