@@ -268,11 +268,13 @@ static int commit_stdout(olmoe_out *o) {
     char buf[65536];
     size_t n;
     int bad = 0;
+    errno = 0;
     while (!bad && (n = fread(buf, 1, sizeof buf, f)) > 0) bad = fwrite(buf, 1, n, stdout) != n;
     bad |= ferror(f);
+    int why = errno;
     fclose(f);
-    if (bad || fflush(stdout) != 0 || ferror(stdout))
-        return olmoe_errorf("cannot write to standard output");
+    if (!bad && (fflush(stdout) != 0 || ferror(stdout))) bad = 1, why = errno;
+    if (bad) return olmoe_errorf("standard output: write error: %s", why ? strerror(why) : "an earlier write failed");
     olmoe_out_abort(o); /* the temporary file has done its job */
     return 0;
 }

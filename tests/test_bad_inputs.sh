@@ -31,6 +31,8 @@ report() { timeout 120 "$OLMOE_BIN/olmoe-report" "$@"; }
 # a full disk: writes past N blocks fail with EFBIG (SIGXFSZ ignored, as a
 # full disk sends no signal either)
 disk_limit() { n=$1; shift; (ulimit -f "$n" && trap '' XFSZ && "$@"); }
+# standard output on a full device (text outputs given as -)
+to_full() { "$@" >/dev/full; }
 
 # ---- setup helpers ----
 model() { rm -rf "$D/m"; cp -r "$FIX/$1" "$D/m"; M=$D/m; }
@@ -122,6 +124,7 @@ csv_is_the_null | | cp $TR $D/out/t.h5; kde fit $D/out/t.h5 --out $D/out/null.h5
 results_is_a_null | | kde fit $TR --out $D/null.h5 --quiet | analyze intervals $TR --results $D/null.h5 --quiet | null\.h5: is a file of format 'olmoe-kde', not a results file \(olmoe-replay --out\)$
 results_is_a_trace | | : | analyze compare-policies $TR baseline baseline --results $TR --quiet | good\.h5: is a file of format 'olmoe-trace', not a results file
 results_is_stats | | replay $TR --mode stats --policy 'topk(k=2)' --out $D/s.h5 --quiet | analyze headroom $TR --results $D/s.h5 --quiet | s\.h5: is a file of format 'olmoe-stats', not a results file
+full_stdout_json | | : | to_full replay $TR --mode stats --sweep topk --json - --quiet | standard output: write error: No space left on device$
 full_disk_analyze_json | | : | disk_limit 1 analyze coactivation $TR --json $D/out/a.json --quiet | a\.json: write error: File too large$
 full_disk_kde_check_csv | | kde fit $TR --out $D/null.h5 --quiet | disk_limit 1 kde check $D/null.h5 $TR --csv $D/out/c.csv | c\.csv: write error: File too large$
 full_disk_report_data | | cp $TR $D/t.h5 && replay $D/t.h5 --mode stats --sweep seed --pvalue pseudo --store --quiet | disk_limit 1 report $D/t.h5 --out $D/out/rep | [a-z_]+\.dat: write error: File too large$
