@@ -485,7 +485,7 @@ static int cmd_merge(int argc, char **argv) {
     if (olmoe_out_begin(&o, argv[0], force) != 0) die("%s", olmoe_error());
     char *full = xmalloc(strlen(command) + 32);
     sprintf(full, "olmoe-traces %s", command);
-    olmoe_trace_merge_opts mo = {.command = full, .copy = copy, .quiet = quiet};
+    olmoe_trace_merge_opts mo = {.command = full, .copy = copy};
     if (olmoe_trace_merge(o.tmp, argv[0], (const char *const *)argv + 1, n - 1, &mo) != 0)
         die("%s", olmoe_error());
     if (olmoe_out_commit(&o) != 0) die("%s", olmoe_error());

@@ -302,7 +302,6 @@ int64_t olmoe_trace_verify(const char *path, olmoe_trace_report_fn report, void 
 typedef struct {
     const char *command; /* the merge command line (attribute merge_command) */
     int copy;            /* 1: a self-contained trace (data copied), else virtual datasets */
-    int quiet;
 } olmoe_trace_merge_opts;
 
 /* Joins the complete shard traces shards[0..n) (any order) into a new trace
