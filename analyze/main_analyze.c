@@ -147,7 +147,7 @@ static void run_begin(run *r, const analyze_opts *o, const char *analysis) {
     memset(r, 0, sizeof *r);
     r->o = o;
     r->analysis = analysis;
-    olmoe_quiet = o->quiet;
+    olmoe_set_quiet(o->quiet);
     if (o->csv && olmoe_out_begin_text(&r->csv, o->csv, o->force) != 0) die("%s", olmoe_error());
     if (o->json && olmoe_out_begin_text(&r->json, o->json, o->force) != 0) die("%s", olmoe_error());
     if (o->out && olmoe_file_exists(o->out)) {

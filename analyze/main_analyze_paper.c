@@ -148,7 +148,7 @@ typedef struct {
 /* --quiet applied, --json and --csv begun (refused when they exist, without
  * --force; "-": stdout, and then no table there), the sources of trace opened */
 static void paper_begin(paper_run *p, paper_opts *o, const char *trace) {
-    olmoe_quiet = o->quiet;
+    olmoe_set_quiet(o->quiet);
     o->no_table = olmoe_out_stdout_taken(o->json, o->csv);
     if (o->no_table < 0) die_usage("%s", olmoe_error());
     memset(p, 0, sizeof *p);

@@ -45,7 +45,7 @@ void cmd_replay_parse(int argc, char **argv, olmoe_opt *opts, olmoe_policy_cli *
     opts[own] = (olmoe_opt)OPT_END;
     *command = olmoe_join_argv(argc, argv);
     int npos = olmoe_opt_parse(argc, argv, opts, usage);
-    olmoe_quiet = *quiet;
+    olmoe_set_quiet(*quiet);
     if (npos != 1) die_usage("%s", npos ? "one trace, please" : which_trace);
 }
 

@@ -56,7 +56,7 @@ int cmd_replay_merge(int argc, char **argv) {
     int npos = olmoe_opt_parse(argc, argv, opts, merge_usage);
     if (npos < 2) die_usage("merge needs the trace and at least one shard's results");
     if (!o.out_path) die_usage("merge needs --out FILE");
-    olmoe_quiet = o.quiet;
+    olmoe_set_quiet(o.quiet);
     int stdout_taken = olmoe_out_stdout_taken(o.json_path, o.csv_path);
     if (stdout_taken < 0) die_usage("%s", olmoe_error());
     olmoe_out oo, oj, oc;

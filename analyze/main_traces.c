@@ -480,7 +480,7 @@ static int cmd_merge(int argc, char **argv) {
                             "the shards through HDF5\nvirtual datasets: keep them beside it (paths "
                             "are stored relative to OUT),\nor give --copy.\n");
     if (n < 2) die_usage("merge needs OUT and at least one shard trace");
-    olmoe_quiet = quiet;
+    olmoe_set_quiet(quiet);
     olmoe_out o;
     if (olmoe_out_begin(&o, argv[0], force) != 0) die("%s", olmoe_error());
     char *full = xmalloc(strlen(command) + 32);

@@ -629,7 +629,7 @@ static int run_batches(const capture_opts *o, capture_run *r, olmoe_worker *wk, 
  * checksum: all the run needs before the engine */
 static void prepare(capture_opts *o, capture_run *r) {
     check_args(o, &r->shard_i, &r->shard_n, &r->logits_dtype);
-    olmoe_quiet = o->quiet;
+    olmoe_set_quiet(o->quiet);
     o->input_format = detect_format(o->input_path, o->input_format);
     /* <out>.partial, kept for --resume once it holds windows (capture/resume.c) */
     if (olmoe_capture_out_begin(&r->out, o->out_path, o->force, o->resume) != 0) die("%s", olmoe_error());

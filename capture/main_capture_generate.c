@@ -175,7 +175,7 @@ static void write_output(const olmoe_generate_env *env, olmoe_out *out, olmoe_mo
 int cmd_capture_generate(const olmoe_generate_env *env) {
     const olmoe_generate_args *a = env->args;
     olmoe_prompts_format fmt = check_args(env);
-    olmoe_quiet = env->quiet;
+    olmoe_set_quiet(env->quiet);
 
     olmoe_out out;
     if (env->out_path && olmoe_out_begin(&out, env->out_path, env->force) != 0) die("%s", olmoe_error());

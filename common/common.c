@@ -10,7 +10,10 @@
 #include <string.h>
 
 static const char *prog_name = "olmoe";
-int olmoe_quiet = 0;
+static int quiet; /* notef's switch (olmoe_set_quiet) */
+
+void olmoe_set_quiet(int q) { quiet = q != 0; }
+int olmoe_is_quiet(void) { return quiet; }
 
 void olmoe_set_prog(const char *argv0) {
     const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
@@ -58,7 +61,7 @@ void warnf(const char *fmt, ...) {
 }
 
 void notef(const char *fmt, ...) {
-    if (olmoe_quiet) return;
+    if (quiet) return;
     va_list ap;
     va_start(ap, fmt);
     vreport(NULL, fmt, ap);

@@ -49,8 +49,11 @@ const char *olmoe_prog(void);
 void die(const char *fmt, ...) OLMOE_PRINTF(1, 2) OLMOE_NORETURN;
 void die_usage(const char *fmt, ...) OLMOE_PRINTF(1, 2) OLMOE_NORETURN;
 void warnf(const char *fmt, ...) OLMOE_PRINTF(1, 2);
-/* verbose notes on stderr ("olmoe-capture: ..."), silenced by olmoe_quiet = 1 */
-extern int olmoe_quiet;
+/* verbose notes on stderr ("olmoe-capture: ..."), silenced by a command's
+ * --quiet through olmoe_set_quiet(1); like the program name, one setting
+ * of the process's diagnostics, set by main before any work */
+void olmoe_set_quiet(int quiet);
+int olmoe_is_quiet(void);
 void notef(const char *fmt, ...) OLMOE_PRINTF(1, 2);
 
 /* ---- library errors: set a thread-local message, return -1 ---- */

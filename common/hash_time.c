@@ -53,7 +53,7 @@ void olmoe_progress_begin(olmoe_progress *p, const char *what, double total) {
     p->done = 0;
     p->t0 = p->last = olmoe_now();
     p->tty = isatty(STDERR_FILENO);
-    p->enabled = !olmoe_quiet;
+    p->enabled = !olmoe_is_quiet();
     p->interval = p->tty ? 0.5 : 60;
     const char *env = getenv("OLMOE_PROGRESS_SECONDS");
     double v;

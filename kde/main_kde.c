@@ -223,7 +223,7 @@ static int cmd_fit(int argc, char **argv) {
     int npos = olmoe_opt_parse(argc, argv, opts, fit_usage);
     if (npos != 1) die_usage(npos ? "one trace, please" : "which trace? (olmoe-kde fit TRACE --out FILE)");
     if (!o.out) die_usage("--out FILE is required");
-    olmoe_quiet = o.quiet;
+    olmoe_set_quiet(o.quiet);
     fit_run r = {.path = argv[0], .ko = kde_opts_of(&o), .per_expert = o.per_expert};
 
     r.t = olmoe_trace_open(r.path);

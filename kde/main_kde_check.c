@@ -85,7 +85,7 @@ int olmoe_kde_cmd_check(int argc, char **argv) {
     if (npos != 2) die_usage("a null distribution and a trace, please (olmoe-kde check NULL.h5 TRACE)");
     if (o.png && (!o.csv || olmoe_out_is_stdout(o.csv)))
         die_usage("--png draws from the CSV: give --csv FILE too");
-    olmoe_quiet = o.quiet;
+    olmoe_set_quiet(o.quiet);
     int table = !olmoe_out_is_stdout(o.csv); /* --csv -: the CSV alone on stdout */
     olmoe_out oc, op;
     FILE *fc = NULL;

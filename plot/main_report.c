@@ -54,7 +54,7 @@ int main(int argc, char **argv) {
     if (formats && olmoe_report_check_formats(formats) != 0) die_usage("%s", olmoe_error());
     /* an empty value is a mistake (an unset variable), not a request for the default */
     if (gnuplot && !*gnuplot) die_usage("--gnuplot: empty program name");
-    olmoe_quiet = quiet;
+    olmoe_set_quiet(quiet);
     /* refuse early, before reading anything */
     if (!force && olmoe_file_exists(out)) die("%s: already exists (use --force to overwrite)", out);
 

@@ -190,7 +190,7 @@ static void test_targets_listed(void) {
 
 int main(int argc, char **argv) {
     olmoe_set_prog(argv[0]);
-    olmoe_quiet = 1;
+    olmoe_set_quiet(1);
     fuzz_dir(); /* made here, so the children share it and the parent removes it */
     RUN(test_targets_listed);
     for (int i = 0; i < N_TARGETS; i++)

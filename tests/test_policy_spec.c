@@ -122,7 +122,7 @@ static void test_sweeps(void) {
     olmoe_policy_set_free(&seed);
 
     /* presets drop what does not fit; user specs are refused */
-    olmoe_quiet = 1;
+    olmoe_set_quiet(1);
     olmoe_policy_set tk = {0};
     olmoe_policy_set_add_sweep(&tk, "topk");
     olmoe_policy_model m16 = {2, 16, 0, NULL, NULL, NULL, 0};
@@ -132,7 +132,7 @@ static void test_sweeps(void) {
     olmoe_policy_set_add_spec(&u, "topk(k={8,32})", NULL);
     CHECK(olmoe_policy_set_bind(&u, &m16) == -1 && strstr(olmoe_error(), "k=32"), "%s", olmoe_error());
     olmoe_policy_set_free(&u);
-    olmoe_quiet = 0;
+    olmoe_set_quiet(0);
 
     /* sweep files: comments, blank lines, errors with file:line */
     char path[] = "/tmp/olmoe-sweep-XXXXXX";

@@ -336,7 +336,7 @@ int main(int argc, char **argv) {
     }
     snprintf(dir, sizeof dir, "%s/olmoe-stats-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(dir)) die("mkdtemp failed");
-    olmoe_quiet = 1;
+    olmoe_set_quiet(1);
     RUN(test_baseline_f32);
     RUN(test_baseline_bf16);
     RUN(test_counts_and_outputs);

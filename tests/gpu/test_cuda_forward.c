@@ -395,7 +395,7 @@ static void test_capture_cli(void) {
 
 int main(void) {
     olmoe_set_prog("test_cuda_forward");
-    olmoe_quiet = 1;
+    olmoe_set_quiet(1);
     if (!gpu_present()) {
         printf("FAIL test_cuda_forward/gpu: no CUDA device\n");
         return 1;

@@ -207,7 +207,7 @@ static void test_cli(void) {
 
 int main(void) {
     olmoe_set_prog("test_generate_gpu");
-    olmoe_quiet = 1;
+    olmoe_set_quiet(1);
     if (!gpu_present()) {
         printf("FAIL test_generate_gpu/gpu: no CUDA device\n");
         return 1;

@@ -493,7 +493,7 @@ static int wanted(int argc, char **argv, const char *name) {
 
 int main(int argc, char **argv) {
     olmoe_set_prog("test_replay_cuda");
-    olmoe_quiet = 1;
+    olmoe_set_quiet(1);
     if (!gpu_present()) {
         printf("FAIL test_replay_cuda/gpu: no CUDA device\n");
         return 1;
