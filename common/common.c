@@ -1,5 +1,6 @@
 /* common.c: fatal errors, library error messages, checked allocation and
  * number parsing. Everything here is process-wide and tiny on purpose. */
+#include "cleanup.h"
 #include "common.h"
 
 #include <errno.h>
@@ -31,8 +32,6 @@ static void vreport(const char *kind, const char *fmt, va_list ap) {
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
 }
-
-void olmoe_cleanup_run(void); /* atomic_out.c */
 
 void die(const char *fmt, ...) {
     va_list ap;

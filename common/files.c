@@ -2,6 +2,7 @@
  * their final name only when complete (write to "<name>.partial", fsync,
  * rename). Paths registered for cleanup are unlinked by die() and by
  * SIGINT/SIGTERM, so an interrupted command leaves no half-written output. */
+#include "cleanup.h"
 #include "common.h"
 
 #include <errno.h>
@@ -60,19 +61,19 @@ char *olmoe_path_join(const char *dir, const char *name) {
 static char *cleanup_paths[MAX_CLEANUP];
 static volatile sig_atomic_t handlers_installed;
 
-void olmoe_unlock_all(void);   /* lock.c */
-void olmoe_unlink_locks(void); /* lock.c, async-signal-safe */
-
 void olmoe_cleanup_run(void) {
     for (int i = 0; i < MAX_CLEANUP; i++)
         if (cleanup_paths[i]) unlink(cleanup_paths[i]);
-    olmoe_unlock_all(); /* an error exit skips atexit handlers (traces/h5util.c) */
+    olmoe_unlink_locks(); /* an error exit skips atexit handlers (traces/h5util.c) */
 }
 
-static void on_signal(int sig) {
+/* one handler whichever registry installed it, so a command writing both a
+ * file and a directory output loses neither's partial */
+void olmoe_cleanup_on_signal(int sig) {
     /* unlink is async-signal-safe; the strings are never freed while registered */
     for (int i = 0; i < MAX_CLEANUP; i++)
         if (cleanup_paths[i]) unlink(cleanup_paths[i]);
+    olmoe_outdir_unlink_partial();
     olmoe_unlink_locks();
     signal(sig, SIG_DFL);
     raise(sig);
@@ -82,7 +83,7 @@ void olmoe_cleanup_add(const char *path) {
     if (!handlers_installed) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_signal;
+        sa.sa_handler = olmoe_cleanup_on_signal;
         sigemptyset(&sa.sa_mask);
         sigaction(SIGTERM, &sa, NULL);
         /* SIGINT belongs to the command when it wants a clean stop (capture) */

@@ -6,6 +6,7 @@
  * taken over, never obeyed. The lock file is removed on exit and by die(); a
  * writer that finds the file it locked already unlinked (a racing exit)
  * locks the new one instead. */
+#include "cleanup.h"
 #include "common.h"
 
 #include <errno.h>
@@ -23,17 +24,11 @@ static struct {
     int fd;
 } locks[MAX_LOCKS];
 
-/* async-signal-safe: only unlink (the kernel drops the locks at exit) */
-void olmoe_unlink_locks(void);
+/* only unlink, so a signal handler may call it; the kernel drops the locks
+ * at exit, and a lock file removed while still locked has nobody waiting */
 void olmoe_unlink_locks(void) {
     for (int i = 0; i < MAX_LOCKS; i++)
         if (locks[i].path) unlink(locks[i].path);
-}
-
-void olmoe_unlock_all(void);
-void olmoe_unlock_all(void) {
-    for (int i = 0; i < MAX_LOCKS; i++)
-        if (locks[i].path) unlink(locks[i].path); /* still locked: nobody waits on it */
 }
 
 static long holder_pid(int fd) {
@@ -95,7 +90,7 @@ int olmoe_lock_output(const char *output) {
         for (int i = 0; i < MAX_LOCKS; i++)
             if (!locks[i].path) {
                 static int registered;
-                if (!registered && atexit(olmoe_unlock_all) == 0) registered = 1;
+                if (!registered && atexit(olmoe_unlink_locks) == 0) registered = 1;
                 locks[i].path = path;
                 locks[i].fd = fd;
                 return 0;

@@ -1,6 +1,7 @@
 /* outdir.c: directory outputs written under "<dir>.partial/" and renamed into
  * place when complete (see outdir.h). One directory output per process at a
  * time: the cleanup registry below is process-wide, like files.c's. */
+#include "cleanup.h"
 #include "common.h"
 #include "outdir.h"
 
@@ -33,13 +34,8 @@ static void remove_registered(void) {
     if (reg_dir) rmdir(reg_dir);
 }
 
-void olmoe_unlink_locks(void); /* lock.c, async-signal-safe */
-
-static void on_signal(int sig) {
+void olmoe_outdir_unlink_partial(void) {
     if (reg_live) remove_registered();
-    olmoe_unlink_locks(); /* the output's lock too, as files.c's handler does */
-    signal(sig, SIG_DFL);
-    raise(sig);
 }
 
 static int remove_dir(const char *dir);
@@ -88,7 +84,7 @@ static void install_hooks(void) {
     atexit(at_exit);
     struct sigaction sa, old;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
+    sa.sa_handler = olmoe_cleanup_on_signal;
     sigemptyset(&sa.sa_mask);
     int sigs[] = {SIGINT, SIGTERM, SIGHUP};
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
