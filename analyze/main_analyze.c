@@ -130,16 +130,13 @@ static char *saved_command(void) {
 /* --out naming an existing file: results accumulate in one file; anything
  * else (a trace!) is never overwritten */
 static void check_out_append(const char *path) {
+    static const char *const analyze_format[] = {OLMOE_ANALYZE_FORMAT, NULL};
     hid_t f = olmoe_h5_open(path, 0);
-    char *fmt = NULL;
-    int ok = f >= 0 && olmoe_h5_has_attr(f, ".", "format") == 1 &&
-             olmoe_h5_get_attr_str(f, ".", "format", &fmt) == 0 &&
-             strcmp(fmt, OLMOE_ANALYZE_FORMAT) == 0;
-    free(fmt);
+    int ok = f >= 0 && olmoe_h5_check_format(f, path, analyze_format,
+                                             "an olmoe-analyze results file (--out adds results only to "
+                                             "those; --in-trace stores them beside the trace)") == 0;
     if (f >= 0) olmoe_h5_close(f);
-    if (!ok)
-        die("%s: exists and is not an olmoe-analyze results file (--out adds results only to "
-            "those; --in-trace stores them beside the trace)", path);
+    if (!ok) die("%s", olmoe_error());
 }
 
 /* after every usage check: outputs are refused or begun here */

@@ -113,14 +113,10 @@ static int get_i64(rpart *p, const char *name, int64_t *v) {
 static int part_open(rpart *p, const char *path) {
     memset(p, 0, sizeof *p);
     p->path = path;
-    char *fmt = NULL;
+    static const char *const replay_format[] = {OLMOE_REPLAY_FORMAT, NULL};
     if ((p->f = olmoe_h5_open(path, 0)) < 0) return -1;
-    if (olmoe_h5_has_attr(p->f, ".", "format") <= 0 ||
-        olmoe_h5_get_attr_str(p->f, ".", "format", &fmt) != 0 || strcmp(fmt, OLMOE_REPLAY_FORMAT) != 0) {
-        free(fmt);
-        return olmoe_errorf("%s: not an olmoe-replay results file (olmoe-replay --out)", path);
-    }
-    free(fmt);
+    if (olmoe_h5_check_format(p->f, path, replay_format, "an olmoe-replay results file (olmoe-replay --out)") != 0)
+        return -1;
     if (get_i64(p, RS_INDEX, &p->index) || get_i64(p, RS_COUNT, &p->count) ||
         get_i64(p, RS_ROW_BEGIN, &p->row_begin) || get_i64(p, RS_ROW_END, &p->row_end) ||
         get_i64(p, RS_RUN_TOKENS, &p->run_tokens) || get_i64(p, RS_RUN_CHUNKS, &p->run_chunks) ||

@@ -185,3 +185,21 @@ int olmoe_h5_get_attr_i64(hid_t loc, const char *obj, const char *name, int64_t 
 int olmoe_h5_get_attr_f64(hid_t loc, const char *obj, const char *name, double *value) {
     return get_number(loc, obj, name, 0, value);
 }
+
+int olmoe_h5_check_format(hid_t f, const char *path, const char *const *formats, const char *what) {
+    char *fmt = NULL;
+    int e = olmoe_h5_has_attr(f, ".", "format");
+    if (e < 0 || (e == 1 && olmoe_h5_get_attr_str(f, ".", "format", &fmt) != 0))
+        return olmoe_error_prefix("%s", path);
+    for (int i = 0; fmt && formats[i]; i++)
+        if (strcmp(fmt, formats[i]) == 0) {
+            free(fmt);
+            return 0;
+        }
+    if (fmt)
+        olmoe_errorf("%s: is a file of format '%s', not %s", path, fmt, what);
+    else
+        olmoe_errorf("%s: has no 'format' attribute: not %s", path, what);
+    free(fmt);
+    return -1;
+}

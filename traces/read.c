@@ -150,18 +150,9 @@ fail:
 
 static int load_attrs(olmoe_trace *t) {
     hid_t f = t->file;
-    char *fmt = NULL;
+    static const char *const trace_format[] = {OLMOE_TRACE_FORMAT, NULL};
     int64_t v;
-    int e = olmoe_h5_has_attr(f, ".", "format");
-    if (e < 0) return olmoe_error_prefix("%s", t->path);
-    if (!e) return olmoe_errorf("%s: not an olmoe trace (no 'format' attribute)", t->path);
-    if (olmoe_h5_get_attr_str(f, ".", "format", &fmt) != 0) return olmoe_error_prefix("%s", t->path);
-    if (strcmp(fmt, OLMOE_TRACE_FORMAT) != 0) {
-        olmoe_errorf("%s: format is '%s', not '%s'", t->path, fmt, OLMOE_TRACE_FORMAT);
-        free(fmt);
-        return -1;
-    }
-    free(fmt);
+    if (olmoe_h5_check_format(f, t->path, trace_format, "an olmoe trace") != 0) return -1;
     if (olmoe_h5_get_attr_i64(f, ".", "format_version", &v) != 0)
         return olmoe_error_prefix("%s", t->path);
     if (v != OLMOE_TRACE_FORMAT_VERSION)

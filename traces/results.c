@@ -74,24 +74,6 @@ int olmoe_trace_identity(hid_t f, olmoe_hash *out) {
 }
 
 /* ---- opening for reading ---- */
-int olmoe_h5_check_format(hid_t f, const char *path, const char *const *formats, const char *what) {
-    char *fmt = NULL;
-    int e = olmoe_h5_has_attr(f, ".", "format");
-    if (e < 0 || (e == 1 && olmoe_h5_get_attr_str(f, ".", "format", &fmt) != 0))
-        return olmoe_error_prefix("%s", path);
-    for (int i = 0; fmt && formats[i]; i++)
-        if (strcmp(fmt, formats[i]) == 0) {
-            free(fmt);
-            return 0;
-        }
-    if (fmt)
-        olmoe_errorf("%s: is a file of format '%s', not %s", path, fmt, what);
-    else
-        olmoe_errorf("%s: has no 'format' attribute: not %s", path, what);
-    free(fmt);
-    return -1;
-}
-
 static int check_owner(hid_t r, const char *path, const char *trace_path, hid_t trace) {
     static const char *const results[] = {OLMOE_RESULTS_FORMAT, NULL};
     char *sum = NULL;

@@ -341,11 +341,6 @@ char *olmoe_results_path(const char *trace_path);
  * command, checksums of model, tokenizer and input, merge provenance, sizes,
  * complete, nll_sum): differs between any two captures, costs no data read */
 int olmoe_trace_identity(hid_t trace, olmoe_hash *out);
-/* 0 when f's root attribute "format" names one of formats (NULL-ended);
- * else -1 + "PATH: is a file of format 'F', not WHAT" (or "has no 'format'
- * attribute: not WHAT"). Every reader of a file it did not open by a
- * known name checks this first. */
-int olmoe_h5_check_format(hid_t f, const char *path, const char *const *formats, const char *what);
 /* For reading: *out is the results file beside the trace (returns 1; close it
  * with olmoe_h5_close), or the trace itself when there is none (returns 0:
  * an old trace may hold results in place; do not close). -1 + message when
@@ -532,5 +527,10 @@ int olmoe_h5_get_attr_str(hid_t loc, const char *obj, const char *name, char **v
 /* any integer type on disk, range-checked */
 int olmoe_h5_get_attr_i64(hid_t loc, const char *obj, const char *name, int64_t *value);
 int olmoe_h5_get_attr_f64(hid_t loc, const char *obj, const char *name, double *value);
+/* 0 when f's root attribute "format" names one of formats (NULL-ended);
+ * else -1 + "PATH: is a file of format 'F', not WHAT" (or "has no 'format'
+ * attribute: not WHAT"). The readers of traces, results and
+ * replay parts check with it, so one message says what a wrong file is. */
+int olmoe_h5_check_format(hid_t f, const char *path, const char *const *formats, const char *what);
 
 #endif
