@@ -134,9 +134,8 @@ static olmoe_policy *make_policy(const capture_opts *o, const olmoe_config *c, p
     if (olmoe_policy_needs(p, OLMOE_PVALUE_KDE)) {
         if (!cli->kde) die_usage("--policy %s needs --kde NULL.h5 (olmoe-kde fit)", p->id);
         if (olmoe_kde_read(cli->kde, &ps->null) != 0) die("%s", olmoe_error());
-        if (ps->null.n_layers != c->num_hidden_layers)
-            die("%s: fitted to a model of %d layers, %s has %d", cli->kde, ps->null.n_layers,
-                o->model_dir, c->num_hidden_layers);
+        if (olmoe_kde_null_check_depth(&ps->null, cli->kde, o->model_dir, c->num_hidden_layers) != 0)
+            die("%s", olmoe_error());
         if (olmoe_kde_cdf_init(&ps->cdf, &ps->null, c->num_hidden_layers) != 0)
             die("%s: %s", cli->kde, olmoe_error());
         pm.null = &ps->cdf;

@@ -95,6 +95,11 @@ int olmoe_kde_read(const char *path, olmoe_kde_null *out);
 void olmoe_kde_null_free(olmoe_kde_null *null);
 /* the fit of a model layer, or NULL */
 const olmoe_kde_layer *olmoe_kde_null_layer(const olmoe_kde_null *null, int layer);
+/* a null of another depth is another model's: 0, or -1 + "NULL_PATH:
+ * fitted to a model of A layers, MODEL has B" (model: the trace or
+ * checkpoint it would be used on) */
+int olmoe_kde_null_check_depth(const olmoe_kde_null *null, const char *null_path, const char *model,
+                               int n_layers);
 
 /* ---- the compact form policies read: survival function per model layer
  * (or per layer and expert: slot l * E + e) ---- */

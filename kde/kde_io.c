@@ -317,6 +317,13 @@ void olmoe_kde_null_free(olmoe_kde_null *null) {
     memset(null, 0, sizeof *null);
 }
 
+int olmoe_kde_null_check_depth(const olmoe_kde_null *null, const char *null_path, const char *model,
+                               int n_layers) {
+    if (null->n_layers == n_layers) return 0;
+    return olmoe_errorf("%s: fitted to a model of %d layers, %s has %d", null_path, null->n_layers, model,
+                        n_layers);
+}
+
 const olmoe_kde_layer *olmoe_kde_null_layer(const olmoe_kde_null *null, int layer) {
     for (int i = 0; i < null->n_fits; i++)
         if (null->fits[i].layer == layer) return &null->fits[i];

@@ -100,9 +100,7 @@ int olmoe_kde_cmd_check(int argc, char **argv) {
     if (!t) die("%s", olmoe_error());
     const olmoe_trace_info *in = olmoe_trace_info_of(t);
     /* as olmoe-replay --kde: a null of another depth is another model's */
-    if (null.n_layers != in->meta.n_layers)
-        die("%s: fitted to a model of %d layers, %s has %d", argv[0], null.n_layers, argv[1],
-            in->meta.n_layers);
+    if (olmoe_kde_null_check_depth(&null, argv[0], argv[1], in->meta.n_layers) != 0) die("%s", olmoe_error());
     olmoe_kde_cdf cdf;
     if (olmoe_kde_cdf_init(&cdf, &null, in->meta.n_layers) != 0) die("%s: %s", argv[0], olmoe_error());
     olmoe_kde_check c;

@@ -78,9 +78,7 @@ int olmoe_cmd_empirical_cli(const olmoe_policy_cli *cli, olmoe_trace *t, int64_t
 int olmoe_cmd_load_null(const char *kde_path, const char *trace_path, const olmoe_trace_meta *tm,
                         olmoe_kde_null *null, olmoe_kde_cdf *cdf) {
     if (olmoe_kde_read(kde_path, null) != 0) return -1;
-    if (null->n_layers != tm->n_layers) {
-        olmoe_errorf("%s: fitted to a model of %d layers, %s has %d", kde_path, null->n_layers,
-                     trace_path, tm->n_layers);
+    if (olmoe_kde_null_check_depth(null, kde_path, trace_path, tm->n_layers) != 0) {
         olmoe_kde_null_free(null);
         return -1;
     }
