@@ -35,16 +35,12 @@ void cmd_traces_print_results(const char *path, hid_t trace) {
     hid_t f;
     /* a bad results file is one line of the trace's info, not the end of it */
     int own = olmoe_results_open(path, trace, &f);
-    if (own < 0) {
-        printf("results:        none shown: %s\n", olmoe_error());
-        return;
-    }
     olmoe_result_entry *e;
     int n;
-    int64_t n_prov = olmoe_provenance_count(f);
+    int64_t n_prov = own < 0 ? -1 : olmoe_provenance_count(f);
     if (n_prov < 0 || olmoe_results_list(f, &e, &n) != 0) {
         printf("results:        none shown: %s\n", olmoe_error());
-        if (own) olmoe_h5_close(f);
+        if (own > 0) olmoe_h5_close(f);
         return;
     }
     char *rpath = olmoe_results_path(path);
