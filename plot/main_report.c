@@ -2,6 +2,7 @@
 #include "common.h"
 #include "plot.h"
 
+#include <errno.h>
 #include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +78,7 @@ int main(int argc, char **argv) {
     if (olmoe_report_write(&d, &o) != 0) die("%s", olmoe_error());
     olmoe_report_data_free(&d);
     printf("report: %s/report.md\n", out);
-    if (fflush(stdout) != 0 || ferror(stdout)) die("cannot write to standard output");
+    if (fflush(stdout) != 0 || ferror(stdout)) die("standard output: write error: %s", strerror(errno));
     free(command);
     return 0;
 }
